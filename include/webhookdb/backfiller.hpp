@@ -1,0 +1,116 @@
+#pragma once
+// Walks the pages of an API with a pagination token. backfill() owns the loop,
+// retries, cancellation, checkpoints and progress; subclasses fetch and handle.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/cancellation.hpp"
+#include "webhookdb/checkpoint.hpp"
+#include "webhookdb/clock.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/logger.hpp"
+#include "webhookdb/retry_policy.hpp"
+#include "webhookdb/time.hpp"
+
+namespace webhookdb {
+
+struct BackfillPage {
+  // A JSON array of items. null means the response lacked the items (an
+  // error); an empty array is a legitimate empty page.
+  nlohmann::json items;
+  // Token for the next page; empty when this was the last page.
+  std::string next;
+  // Size of the response body, for progress.
+  std::size_t bytes = 0;
+};
+
+// What the running job gives a backfiller. Defaults make a standalone
+// backfiller work (real sleeper, never cancelled, no checkpoints).
+struct BackfillRuntime {
+  CancellationToken cancel;
+  std::shared_ptr<Sleeper> sleeper;
+  std::shared_ptr<Logger> logger;
+  std::shared_ptr<ProgressSink> progress;
+  std::int64_t job_id = 0;
+  std::string integration;
+  // Resume here instead of at the first page.
+  std::string start_token;
+  // True: after each written page the next token is saved as a checkpoint.
+  bool checkpoints = false;
+};
+
+class Backfiller {
+ public:
+  Backfiller();
+  virtual ~Backfiller();
+  Backfiller(const Backfiller&) = delete;
+  Backfiller& operator=(const Backfiller&) = delete;
+
+  // The page loop: fetch (with retry) from the start token, hand each item to
+  // handle_item, follow `next` until empty, then flush pending inserts.
+  void backfill(const std::optional<Timestamp>& last_backfilled);
+
+  void set_runtime(BackfillRuntime runtime);
+  [[nodiscard]] const BackfillRuntime& runtime() const noexcept { return runtime_; }
+
+  // Stable identity across runs of the same job, used for checkpoints. The
+  // default, set by Replicator::backfill, is the backfiller's position in the
+  // list returned by Replicator::backfillers(criteria), so that list must be
+  // deterministic for given criteria. Override with a key that names the
+  // partition ("created:2024-01") when the list is not.
+  [[nodiscard]] const std::string& checkpoint_key() const noexcept { return checkpoint_key_; }
+  void set_checkpoint_key(std::string key) { checkpoint_key_ = std::move(key); }
+
+  [[nodiscard]] BackfillProgress progress() const;
+
+ protected:
+  virtual BackfillPage fetch_backfill_page(const std::string& token,
+                                           const std::optional<Timestamp>& last_backfilled) = 0;
+  virtual void handle_item(const nlohmann::json& item) = 0;
+  // Writes whatever handle_item buffered. `checkpoint`, when set, must be
+  // saved in the same transaction as the rows.
+  virtual void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint);
+  // True while handle_item has buffered rows that are not written yet.
+  [[nodiscard]] virtual bool has_pending_inserts() const { return false; }
+
+  [[nodiscard]] virtual std::shared_ptr<const RetryPolicy> retry_policy() const;
+  [[nodiscard]] virtual int max_backfill_retry_attempts() const;
+  // Sleeps through the injected sleeper; cancellation interrupts the wait.
+  virtual void wait_for_retry_attempt(int attempt, const HttpBaseError& error);
+  // Called with the last error once retries are exhausted (or not allowed).
+  // The default rethrows it; ServiceBackfiller maps it to RetryOrDie.
+  [[noreturn]] virtual void give_up(std::exception_ptr error);
+
+  [[nodiscard]] const CancellationToken& cancellation() const noexcept { return runtime_.cancel; }
+  // Adapters report rows they wrote, for progress.
+  void count_written(std::uint64_t rows, std::uint64_t changed);
+
+  // The checkpoint to save with rows written now: the token of the page whose
+  // items are being handled (re-fetching it is harmless) or, at a page
+  // boundary, the next token.
+  [[nodiscard]] std::optional<Checkpoint> checkpoint_here() const;
+
+ private:
+  BackfillPage fetch_with_retry(const std::string& token, const std::optional<Timestamp>& last_backfilled);
+  void report(bool done);
+
+  BackfillRuntime runtime_;
+  std::string checkpoint_key_;
+  // Page-loop position, for checkpoint_here().
+  std::string current_token_;
+  std::string next_token_;
+  bool at_page_boundary_ = true;
+  bool finished_ = false;
+
+  struct Counters;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace webhookdb

@@ -1,0 +1,49 @@
+#pragma once
+// Buffers rows keyed by remote key and writes them in batches.
+
+#include <cstddef>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "webhookdb/backfiller.hpp"
+#include "webhookdb/replica_store.hpp"
+#include "webhookdb/row.hpp"
+
+namespace webhookdb {
+
+class Replicator;
+
+class BulkBackfiller : public Backfiller {
+ public:
+  explicit BulkBackfiller(Replicator& replicator);
+
+  // Rows that a dry run would have written, in write order.
+  [[nodiscard]] const std::vector<Row>& dry_run_rows() const noexcept { return dry_run_rows_; }
+
+ protected:
+  // Turns the item into a row (skipped when the replicator maps it to
+  // nothing) and buffers it; a later item with the same key replaces the
+  // earlier one. Flushes when upsert_page_size() rows are pending.
+  void handle_item(const nlohmann::json& item) override;
+  void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) override;
+  [[nodiscard]] bool has_pending_inserts() const override { return !pending_.empty(); }
+
+  [[nodiscard]] virtual std::size_t upsert_page_size() const { return 500; }
+  // When false (WebhookDB's default) every conflict updates.
+  [[nodiscard]] virtual bool conditional_upsert() const { return false; }
+  [[nodiscard]] virtual bool dry_run() const { return false; }
+  [[nodiscard]] virtual WriteMethod write_method() const { return WriteMethod::automatic; }
+  // Hook to reshape an item before it becomes a row.
+  [[nodiscard]] virtual nlohmann::json prepare_body(const nlohmann::json& item) { return item; }
+
+  [[nodiscard]] Replicator& replicator() const noexcept { return replicator_; }
+
+ private:
+  Replicator& replicator_;
+  std::vector<Row> pending_;
+  std::unordered_map<std::string, std::size_t> pending_index_;
+  std::vector<Row> dry_run_rows_;
+};
+
+}  // namespace webhookdb

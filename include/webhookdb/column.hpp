@@ -1,0 +1,105 @@
+#pragma once
+// A replicated column: where its value comes from and how it is stored.
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace webhookdb {
+
+enum class ColumnType {
+  text,
+  integer,
+  bigint,
+  numeric,
+  double_precision,
+  boolean,
+  timestamptz,
+  date,
+  jsonb,
+  text_array,
+  integer_array,
+  bigint_array,
+  uuid,
+};
+
+// SQL spelling of the type ("timestamptz", "text[]"...).
+[[nodiscard]] std::string_view sql_type(ColumnType type) noexcept;
+
+// What a converter or defaulter sees. Pointers are null when absent.
+struct ConvertContext {
+  const nlohmann::json& resource;
+  const nlohmann::json* event = nullptr;
+  const nlohmann::json* enrichment = nullptr;
+  std::string_view column;
+};
+
+// Turns the raw value found at the column's key into the stored value.
+// Values are JSON: numbers, strings, booleans, arrays; timestamps as ISO-8601
+// UTC strings (see format_timestamp); null for SQL NULL.
+using ConvertFn = std::function<nlohmann::json(const nlohmann::json& value, const ConvertContext& ctx)>;
+
+struct Converter {
+  ConvertFn fn;
+  // Builds the SQL expression that computes the column from an existing row,
+  // given the SQL expression of the raw value (e.g. (data->>'created')). Used
+  // by ensure_all_columns to fill a column added to a table that has rows.
+  // Empty: the adapter casts the raw value to the column type.
+  std::function<std::string(const std::string& value_sql)> sql;
+};
+
+using DefaultFn = std::function<nlohmann::json(const ConvertContext& ctx)>;
+
+struct Column {
+  std::string name;
+  ColumnType type = ColumnType::text;
+  // Path dug into the resource; empty means {name}.
+  std::vector<std::string> data_key;
+  // Path dug into the event when there is one; it wins over data_key.
+  std::vector<std::string> event_key;
+  bool from_enrichment = false;
+  // A missing key gives null instead of an InvalidInput error.
+  bool optional = false;
+  Converter converter;
+  // Used when the value found is null/missing.
+  DefaultFn defaulter;
+  bool index = false;
+  // Partial index WHERE col IS NOT NULL.
+  bool index_not_null = false;
+  // A null value does not overwrite a stored one.
+  bool skip_nil = false;
+  // Written on insert; an update keeps the stored value.
+  bool keep_existing = false;
+
+  Column() = default;
+  Column(std::string name_, ColumnType type_) : name(std::move(name_)), type(type_) {}
+
+  // Fluent setters, so a replicator declares columns in one expression each.
+  Column& key(std::vector<std::string> path) { data_key = std::move(path); return *this; }
+  Column& key(std::string k) { data_key = {std::move(k)}; return *this; }
+  Column& event(std::vector<std::string> path) { event_key = std::move(path); return *this; }
+  Column& enrichment() { from_enrichment = true; return *this; }
+  Column& optional_() { optional = true; return *this; }
+  Column& convert(Converter c) { converter = std::move(c); return *this; }
+  Column& defaults(DefaultFn d) { defaulter = std::move(d); return *this; }
+  Column& indexed() { index = true; return *this; }
+  Column& indexed_not_null() { index = true; index_not_null = true; return *this; }
+  Column& skip_nil_() { skip_nil = true; return *this; }
+  Column& keep_existing_() { keep_existing = true; return *this; }
+
+  [[nodiscard]] const std::vector<std::string>& effective_data_key() const;
+
+  // Finds the raw value (event_key, enrichment or data_key), applies the
+  // converter and defaulter, and checks the result against the column type.
+  // Throws InvalidInput naming the column and key when a required key is
+  // missing or the value has the wrong type.
+  [[nodiscard]] nlohmann::json value_from(const ConvertContext& ctx) const;
+};
+
+// Digs `path` into `doc`; nullptr when any step is missing.
+[[nodiscard]] const nlohmann::json* dig(const nlohmann::json& doc, const std::vector<std::string>& path);
+
+}  // namespace webhookdb

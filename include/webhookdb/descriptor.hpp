@@ -1,0 +1,39 @@
+#pragma once
+// Static facts about a replicator kind.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "webhookdb/service_integration.hpp"
+
+namespace webhookdb {
+
+class Replicator;
+struct ReplicatorContext;
+struct Descriptor;
+
+using ReplicatorFactory =
+    std::function<std::unique_ptr<Replicator>(const Descriptor&, const ServiceIntegration&, const ReplicatorContext&)>;
+
+struct Descriptor {
+  std::string name;  // e.g. stripe_charge_v1
+  std::string resource_name_singular;
+  std::string resource_name_plural;
+  bool supports_webhooks = false;
+  bool supports_backfill = false;
+  // Name of the descriptor this one depends on; empty for none.
+  std::string dependency_descriptor;
+  ReplicatorFactory factory;
+
+  // A factory for a Replicator subclass whose constructor takes
+  // (const Descriptor&, const ServiceIntegration&, const ReplicatorContext&).
+  template <class R>
+  [[nodiscard]] static ReplicatorFactory factory_for() {
+    return [](const Descriptor& d, const ServiceIntegration& si, const ReplicatorContext& ctx) {
+      return std::unique_ptr<Replicator>(std::make_unique<R>(d, si, ctx));
+    };
+  }
+};
+
+}  // namespace webhookdb

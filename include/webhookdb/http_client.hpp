@@ -1,0 +1,75 @@
+#pragma once
+// The HTTP port. Adapters (curl) implement send(); decorators wrap another
+// client to add auth, retries, logging or fault injection.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "webhookdb/cancellation.hpp"
+#include "webhookdb/errors.hpp"
+
+namespace webhookdb {
+
+// Case-insensitive lookup; the first match.
+[[nodiscard]] std::optional<std::string> find_header(const Headers& headers, std::string_view name);
+// Every value of a repeated header, in order.
+[[nodiscard]] std::vector<std::string> find_headers(const Headers& headers, std::string_view name);
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  Headers headers;
+  std::string body;
+  // Total time for the exchange; zero means the client's default.
+  std::chrono::milliseconds timeout{0};
+  // When true (the default) a status >= 400 throws HttpError.
+  bool raise_for_status = true;
+};
+
+struct HttpResponse {
+  int status = 0;
+  Headers headers;
+  std::string body;
+  // The final URL after redirects (redacted form is the caller's job).
+  std::string url;
+
+  [[nodiscard]] std::optional<std::string> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
+};
+
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  // Thread-safe. Throws HttpError (status >= 400 when raise_for_status),
+  // HttpTimeout, HttpConnectionError, or Cancelled when `cancel` fires; an
+  // in-flight transfer is aborted promptly on cancellation.
+  virtual HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) = 0;
+
+  HttpResponse send(const HttpRequest& request) { return send(request, CancellationToken{}); }
+  HttpResponse get(const std::string& url, const Headers& headers = {},
+                   const CancellationToken& cancel = CancellationToken{});
+};
+
+// Base for interceptors: forwards to the wrapped client unless overridden.
+class HttpClientDecorator : public HttpClient {
+ public:
+  explicit HttpClientDecorator(std::shared_ptr<HttpClient> next);
+  using HttpClient::send;
+  HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) override;
+
+ protected:
+  [[nodiscard]] HttpClient& next() const { return *next_; }
+
+ private:
+  std::shared_ptr<HttpClient> next_;
+};
+
+// Throws HttpError for a status >= 400 with the standard excerpt/redaction.
+void raise_for_status(const HttpRequest& request, const HttpResponse& response);
+
+}  // namespace webhookdb

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "webhookdb/time.hpp"
+
+namespace webhookdb {
+
+// Where backfill jobs wait to be run: in-process, or PostgreSQL for workers.
+class JobQueue {
+ public:
+  virtual ~JobQueue() = default;
+  // Thread-safe. `run_at` delays the run (RetryOrDie backoff).
+  virtual void enqueue(std::int64_t job_id, std::optional<Timestamp> run_at = std::nullopt) = 0;
+};
+
+}  // namespace webhookdb

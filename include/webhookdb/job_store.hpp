@@ -1,0 +1,55 @@
+#pragma once
+// The port to where integrations, jobs and locks live.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/backfill_job.hpp"
+#include "webhookdb/service_integration.hpp"
+
+namespace webhookdb {
+
+// Held while a backfill of one integration runs; released on destruction.
+class IntegrationLock {
+ public:
+  virtual ~IntegrationLock() = default;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // Assigns id (and opaque_id when empty); returns the stored integration.
+  virtual ServiceIntegration create_integration(ServiceIntegration integration) = 0;
+  [[nodiscard]] virtual std::optional<ServiceIntegration> find_integration(std::int64_t id) = 0;
+  [[nodiscard]] virtual std::optional<ServiceIntegration> find_integration_by_opaque_id(
+      const std::string& opaque_id) = 0;
+  virtual void update_integration(const ServiceIntegration& integration) = 0;
+  // Integrations whose depends_on is `integration_id`.
+  [[nodiscard]] virtual std::vector<ServiceIntegration> dependents_of(std::int64_t integration_id) = 0;
+  virtual void delete_integration(std::int64_t id) = 0;
+
+  // Assigns id, opaque_id and created_at.
+  virtual BackfillJob create_job(BackfillJob job) = 0;
+  // Creates a job for `integration` and, in the same transaction, one child job
+  // per dependent integration, recursively, with the same incremental flag and
+  // criteria.
+  virtual BackfillJob create_recursive(const ServiceIntegration& integration, bool incremental,
+                                       const nlohmann::json& criteria,
+                                       std::optional<std::int64_t> parent_job_id = std::nullopt) = 0;
+  [[nodiscard]] virtual std::optional<BackfillJob> find_job(std::int64_t id) = 0;
+  // Persists started_at and finished_at.
+  virtual void update_job(const BackfillJob& job) = 0;
+  [[nodiscard]] virtual std::vector<BackfillJob> child_jobs(std::int64_t job_id) = 0;
+  virtual void delete_job(std::int64_t id) = 0;
+
+  // Without waiting: nullptr when another run holds the lock.
+  [[nodiscard]] virtual std::unique_ptr<IntegrationLock> try_lock_integration(std::int64_t integration_id) = 0;
+};
+
+}  // namespace webhookdb

@@ -1,0 +1,73 @@
+#pragma once
+// The port to where replication tables live (PostgreSQL, or memory in tests).
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/checkpoint.hpp"
+#include "webhookdb/row.hpp"
+#include "webhookdb/table_spec.hpp"
+
+namespace webhookdb {
+
+enum class WriteMethod {
+  automatic,  // the store picks (staging COPY for large batches)
+  single_row,
+  multi_row,
+  staging_copy,
+};
+
+struct UpsertOptions {
+  // When false, every conflict updates (WebhookDB's bulk mode without conditional_upsert).
+  bool apply_update_rule = true;
+  WriteMethod method = WriteMethod::automatic;
+  // Saved in the same transaction as the rows.
+  std::optional<Checkpoint> checkpoint;
+};
+
+struct UpsertResult {
+  // One flag per input row: inserted or updated (false: update rule said no,
+  // or the row was superseded by a later duplicate in the same batch).
+  std::vector<bool> changed;
+  [[nodiscard]] std::size_t changed_count() const noexcept {
+    std::size_t n = 0;
+    for (bool c : changed) n += c ? 1U : 0U;
+    return n;
+  }
+};
+
+class ReplicaStore {
+ public:
+  virtual ~ReplicaStore() = default;
+
+  // Creates the table and its indexes if absent.
+  virtual void create_table(const TableSpec& spec) = 0;
+  // Adds missing columns (filled from data), then missing indexes.
+  virtual void ensure_all_columns(const TableSpec& spec) = 0;
+  virtual void drop_table(const TableSpec& spec) = 0;
+
+  // Writes the rows as one transaction (all or nothing). Duplicate keys in one
+  // batch: the last one wins. Strips encoded NULs from JSON.
+  virtual UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows,
+                              const UpsertOptions& options = {}) = 0;
+
+  [[nodiscard]] virtual std::optional<Row> find(const TableSpec& spec, const nlohmann::json& key) = 0;
+  [[nodiscard]] virtual std::size_t count(const TableSpec& spec) = 0;
+  // Visits every row in remote key order.
+  virtual void for_each(const TableSpec& spec, const std::function<void(const Row&)>& visit) = 0;
+
+  // Checkpoints of one job, by backfiller key.
+  [[nodiscard]] virtual std::map<std::string, Checkpoint> load_checkpoints(std::int64_t job_id) = 0;
+  virtual void save_checkpoint(const Checkpoint& checkpoint) = 0;
+  virtual void clear_checkpoints(std::int64_t job_id) = 0;
+};
+
+}  // namespace webhookdb

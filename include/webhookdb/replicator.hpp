@@ -1,0 +1,162 @@
+#pragma once
+// Per-service logic. Subclass once per external resource: declare the columns
+// and the update rule, fetch pages, verify webhooks. The public entry points
+// (backfill, upsert_webhook, ...) are non-virtual and own the algorithm.
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/backfill_job.hpp"
+#include "webhookdb/backfiller.hpp"
+#include "webhookdb/clock.hpp"
+#include "webhookdb/descriptor.hpp"
+#include "webhookdb/http_client.hpp"
+#include "webhookdb/job_queue.hpp"
+#include "webhookdb/job_store.hpp"
+#include "webhookdb/logger.hpp"
+#include "webhookdb/replica_store.hpp"
+#include "webhookdb/retry_policy.hpp"
+#include "webhookdb/service_backfiller.hpp"
+#include "webhookdb/service_integration.hpp"
+#include "webhookdb/table_spec.hpp"
+#include "webhookdb/webhook.hpp"
+
+namespace webhookdb {
+
+class Registry;
+
+// The ports a replicator works through. Null members get defaults where one
+// makes sense (system clock, real sleeper, null logger); a missing store is
+// an InvalidPrecondition when it is needed.
+struct ReplicatorContext {
+  std::shared_ptr<HttpClient> http;
+  std::shared_ptr<ReplicaStore> replica;
+  std::shared_ptr<JobStore> jobs;
+  std::shared_ptr<JobQueue> queue;
+  std::shared_ptr<Clock> clock;
+  std::shared_ptr<Sleeper> sleeper;
+  std::shared_ptr<Logger> logger;
+  std::shared_ptr<ProgressSink> progress;
+  // Needed to notify dependents of webhook upserts.
+  std::shared_ptr<const Registry> registry;
+};
+
+struct CredentialsVerification {
+  bool verified = false;
+  // The HTTP status that made it fail, 0 otherwise.
+  int status = 0;
+  std::string message;
+};
+
+class Replicator {
+ public:
+  Replicator(const Descriptor& descriptor, const ServiceIntegration& integration,
+             const ReplicatorContext& context);
+  virtual ~Replicator();
+  Replicator(const Replicator&) = delete;
+  Replicator& operator=(const Replicator&) = delete;
+
+  [[nodiscard]] const Descriptor& descriptor() const noexcept { return descriptor_; }
+  [[nodiscard]] const ServiceIntegration& integration() const noexcept { return integration_; }
+  [[nodiscard]] ServiceIntegration& integration() noexcept { return integration_; }
+  [[nodiscard]] const ReplicatorContext& context() const noexcept { return context_; }
+  [[nodiscard]] Clock& clock() const { return *context_.clock; }
+  [[nodiscard]] Logger& logger() const { return *context_.logger; }
+
+  // Built once from the hooks below, validated.
+  [[nodiscard]] const TableSpec& table_spec() const;
+
+  // --- Backfill (DESIGN's contract) ---
+  void backfill(BackfillJob& job, const CancellationToken& cancel = CancellationToken{});
+  // Fetch the first page: an HTTP error means not verified (with its
+  // status); any other error (a shape problem) still means verified.
+  [[nodiscard]] CredentialsVerification verify_backfill_credentials();
+
+  // --- Webhooks and rows ---
+  // The row(s) written (or that would be written when !upsert). Empty for a
+  // skipped resource. An array of resources with a non-null event is an
+  // InvalidPostcondition. Dependents are notified of each upserted row.
+  std::vector<Row> upsert_webhook(const WebhookRequest& request, bool upsert = true);
+  std::vector<Row> upsert_webhook_body(const nlohmann::json& body, bool upsert = true);
+  // Verification: 201 when the integration skips verification, else the hook.
+  [[nodiscard]] WebhookResponse webhook_response(const WebhookRequest& request);
+  // The row for a resource, or nullopt when the replicator skips it.
+  [[nodiscard]] std::optional<Row> row_for(const nlohmann::json& resource, const nlohmann::json* event,
+                                           const WebhookRequest* request) const;
+  // Writes rows through the replica store and notifies dependents.
+  UpsertResult write_rows(std::span<const Row> rows, const UpsertOptions& options);
+
+  void create_table();
+  void ensure_all_columns();
+
+  // --- Hooks a subclass may override (public so backfillers can call them) ---
+  [[nodiscard]] virtual std::shared_ptr<const RetryPolicy> backfill_retry_policy() const;
+  [[nodiscard]] virtual int server_error_retries() const { return 2; }
+  [[nodiscard]] virtual std::chrono::seconds server_error_backoff() const { return std::chrono::seconds(63); }
+  [[nodiscard]] virtual BackfillWriteMode backfill_write_mode() const { return BackfillWriteMode::batched; }
+  [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 500; }
+  virtual BackfillPage fetch_backfill_page(const std::string& token,
+                                           const std::optional<Timestamp>& last_backfilled,
+                                           const CancellationToken& cancel);
+  // Called on the dependent's replicator after `dependency` upserted `row`.
+  virtual void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed);
+
+ protected:
+  // Table shape.
+  [[nodiscard]] virtual Column remote_key_column() const = 0;
+  [[nodiscard]] virtual std::vector<Column> denormalized_columns() const = 0;
+  [[nodiscard]] virtual UpdateRule update_rule() const = 0;
+  [[nodiscard]] virtual std::vector<IndexSpec> extra_indexes() const { return {}; }
+  [[nodiscard]] virtual bool has_enrichment() const { return false; }
+
+  // Payload -> row.
+  // The resource and the event (null when none) of a request. Default: the
+  // parsed body is the resource.
+  [[nodiscard]] virtual std::pair<nlohmann::json, nlohmann::json> resource_and_event(
+      const WebhookRequest& request) const;
+  [[nodiscard]] virtual nlohmann::json fetch_enrichment(const nlohmann::json& resource,
+                                                        const nlohmann::json* event,
+                                                        const WebhookRequest* request) const;
+  [[nodiscard]] virtual nlohmann::json resource_to_data(const nlohmann::json& resource,
+                                                        const nlohmann::json* event,
+                                                        const WebhookRequest* request,
+                                                        const nlohmann::json* enrichment) const;
+  // Builds the row from the columns; return nullopt to skip the resource.
+  [[nodiscard]] virtual std::optional<Row> prepare_for_insert(const nlohmann::json& resource,
+                                                              const nlohmann::json* event,
+                                                              const WebhookRequest* request,
+                                                              const nlohmann::json* enrichment) const;
+
+  // Backfill.
+  // The backfillers for a job. Default: one ServiceBackfiller.
+  [[nodiscard]] virtual std::vector<std::unique_ptr<Backfiller>> backfillers(const nlohmann::json& criteria);
+  // > 1 runs backfillers on a pool of that many threads.
+  [[nodiscard]] virtual int parallel_backfill() const { return 0; }
+  // true: the error is handled, the job finishes without advancing
+  // last_backfilled_at or enqueueing children. false: rethrown unchanged.
+  virtual bool on_backfill_error(const std::exception& error);
+
+  // Webhooks. Default: 202 (accept).
+  [[nodiscard]] virtual WebhookResponse verify_webhook(const WebhookRequest& request);
+
+ private:
+  [[nodiscard]] TableSpec build_table_spec() const;
+  void notify_dependents(std::span<const Row> rows, const UpsertResult& result);
+  [[nodiscard]] ReplicaStore& replica() const;
+
+  Descriptor descriptor_;
+  ServiceIntegration integration_;
+  ReplicatorContext context_;
+  mutable std::once_flag spec_once_;
+  mutable std::unique_ptr<TableSpec> spec_;
+};
+
+}  // namespace webhookdb

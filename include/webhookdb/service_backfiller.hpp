@@ -1,0 +1,39 @@
+#pragma once
+// The default backfiller, one per replicator: pages come from
+// Replicator::fetch_backfill_page.
+
+#include "webhookdb/bulk_backfiller.hpp"
+
+namespace webhookdb {
+
+enum class BackfillWriteMode {
+  // Rows are buffered and written in batches (staging COPY for large ones)
+  // with the update rule applied: as safe as per_item and much faster.
+  batched,
+  // WebhookDB's: each item goes through upsert_webhook_body.
+  per_item,
+};
+
+class ServiceBackfiller : public BulkBackfiller {
+ public:
+  explicit ServiceBackfiller(Replicator& replicator);
+
+ protected:
+  // Timeouts, connection errors and 5xx become RetryOrDie with the
+  // replicator's server_error_retries()/server_error_backoff(); other HTTP
+  // errors propagate (and are retried by the page loop).
+  BackfillPage fetch_backfill_page(const std::string& token,
+                                   const std::optional<Timestamp>& last_backfilled) override;
+  void handle_item(const nlohmann::json& item) override;
+  [[nodiscard]] std::size_t upsert_page_size() const override;
+  [[nodiscard]] bool conditional_upsert() const override { return true; }
+  [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;
+  [[noreturn]] void give_up(std::exception_ptr error) override;
+
+ private:
+  [[noreturn]] void retry_or_die(std::exception_ptr cause) const;
+  BackfillWriteMode mode_;
+  bool polite_;
+};
+
+}  // namespace webhookdb
