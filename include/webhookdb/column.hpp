@@ -90,7 +90,9 @@ struct Column {
   Column& skip_nil_() { skip_nil = true; return *this; }
   Column& keep_existing_() { keep_existing = true; return *this; }
 
-  [[nodiscard]] const std::vector<std::string>& effective_data_key() const;
+  [[nodiscard]] std::vector<std::string> effective_data_key() const {
+    return data_key.empty() ? std::vector<std::string>{name} : data_key;
+  }
 
   // Finds the raw value (event_key, enrichment or data_key), applies the
   // converter and defaulter, and checks the result against the column type.

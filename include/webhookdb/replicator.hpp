@@ -98,6 +98,10 @@ class Replicator {
   void ensure_all_columns();
 
   // --- Hooks a subclass may override (public so backfillers can call them) ---
+  // nullptr (the default): WebhookDB's page retries (3 attempts, waits 1 and
+  // 2 s) and server faults become RetryOrDie at once. Return
+  // polite_retry_policy() to opt in to backoff with jitter and Retry-After;
+  // server faults then become RetryOrDie only once its attempts are spent.
   [[nodiscard]] virtual std::shared_ptr<const RetryPolicy> backfill_retry_policy() const;
   [[nodiscard]] virtual int server_error_retries() const { return 2; }
   [[nodiscard]] virtual std::chrono::seconds server_error_backoff() const { return std::chrono::seconds(63); }

@@ -1,0 +1,207 @@
+#include "webhookdb/column.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <limits>
+
+#include "webhookdb/errors.hpp"
+#include "webhookdb/time.hpp"
+
+namespace webhookdb {
+namespace {
+
+using nlohmann::json;
+
+std::string join_path(const std::vector<std::string>& path) {
+  std::string out;
+  for (const auto& p : path) {
+    if (!out.empty()) out += '.';
+    out += p;
+  }
+  return out;
+}
+
+std::string_view type_name(const json& v) { return v.type_name(); }
+
+[[noreturn]] void wrong_type(const Column& col, std::string_view expected, const json& v) {
+  throw InvalidInput("wrong type: expected " + std::string(expected) + ", got " + std::string(type_name(v)),
+                     "column '" + col.name + "'");
+}
+
+bool is_uuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (std::isxdigit(static_cast<unsigned char>(s[i])) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+json as_integer(const Column& col, const json& v, bool big) {
+  std::int64_t n = 0;
+  if (v.is_number_integer()) {
+    n = v.get<std::int64_t>();
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      throw InvalidInput("integer out of range", "column '" + col.name + "'");
+    }
+  } else if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.2e18) wrong_type(col, "integer", v);
+    n = static_cast<std::int64_t>(d);
+  } else {
+    wrong_type(col, big ? "bigint" : "integer", v);
+  }
+  if (!big && (n > std::numeric_limits<std::int32_t>::max() || n < std::numeric_limits<std::int32_t>::min())) {
+    throw InvalidInput("integer out of range for integer column", "column '" + col.name + "'");
+  }
+  return n;
+}
+
+json check_scalar(const Column& col, ColumnType type, const json& v) {
+  switch (type) {
+    case ColumnType::text:
+      if (v.is_string()) return v;
+      if (v.is_number() || v.is_boolean()) return v.dump();
+      wrong_type(col, "text", v);
+    case ColumnType::integer:
+      return as_integer(col, v, false);
+    case ColumnType::bigint:
+      return as_integer(col, v, true);
+    case ColumnType::numeric:
+      if (v.is_number()) return v;
+      if (v.is_string()) {
+        const auto& s = v.get_ref<const std::string&>();
+        char* end = nullptr;
+        (void)std::strtod(s.c_str(), &end);
+        if (!s.empty() && end == s.c_str() + s.size()) return v;
+      }
+      wrong_type(col, "numeric", v);
+    case ColumnType::double_precision:
+      if (v.is_number()) return v.get<double>();
+      wrong_type(col, "double precision", v);
+    case ColumnType::boolean:
+      if (v.is_boolean()) return v;
+      wrong_type(col, "boolean", v);
+    case ColumnType::timestamptz: {
+      if (!v.is_string()) wrong_type(col, "timestamp string", v);
+      auto t = parse_timestamp(v.get_ref<const std::string&>());
+      if (!t) throw InvalidInput("not a timestamp: '" + v.get<std::string>().substr(0, 64) + "'", "column '" + col.name + "'");
+      return format_timestamp(*t);
+    }
+    case ColumnType::date: {
+      if (!v.is_string()) wrong_type(col, "date string", v);
+      auto t = parse_timestamp(v.get_ref<const std::string&>());
+      if (!t) throw InvalidInput("not a date: '" + v.get<std::string>().substr(0, 64) + "'", "column '" + col.name + "'");
+      return format_timestamp(*t).substr(0, 10);
+    }
+    case ColumnType::jsonb:
+      return v;
+    case ColumnType::uuid:
+      if (v.is_string() && is_uuid(v.get_ref<const std::string&>())) return v;
+      wrong_type(col, "uuid", v);
+    case ColumnType::text_array:
+    case ColumnType::integer_array:
+    case ColumnType::bigint_array:
+      break;
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string_view sql_type(ColumnType type) noexcept {
+  switch (type) {
+    case ColumnType::text: return "text";
+    case ColumnType::integer: return "integer";
+    case ColumnType::bigint: return "bigint";
+    case ColumnType::numeric: return "numeric";
+    case ColumnType::double_precision: return "double precision";
+    case ColumnType::boolean: return "boolean";
+    case ColumnType::timestamptz: return "timestamptz";
+    case ColumnType::date: return "date";
+    case ColumnType::jsonb: return "jsonb";
+    case ColumnType::text_array: return "text[]";
+    case ColumnType::integer_array: return "integer[]";
+    case ColumnType::bigint_array: return "bigint[]";
+    case ColumnType::uuid: return "uuid";
+  }
+  return "text";
+}
+
+const json* dig(const json& doc, const std::vector<std::string>& path) {
+  const json* cur = &doc;
+  for (const auto& step : path) {
+    if (cur->is_object()) {
+      auto it = cur->find(step);
+      if (it == cur->end()) return nullptr;
+      cur = &*it;
+    } else if (cur->is_array() && !step.empty() &&
+               step.find_first_not_of("0123456789") == std::string::npos && step.size() < 10) {
+      const auto idx = static_cast<std::size_t>(std::stoul(step));
+      if (idx >= cur->size()) return nullptr;
+      cur = &(*cur)[idx];
+    } else {
+      return nullptr;
+    }
+  }
+  return cur;
+}
+
+json Column::value_from(const ConvertContext& ctx) const {
+  const std::vector<std::string> default_key{name};
+  const auto& key = data_key.empty() ? default_key : data_key;
+  const json* raw = nullptr;
+  std::string where;
+  if (from_enrichment) {
+    raw = ctx.enrichment != nullptr ? dig(*ctx.enrichment, key) : nullptr;
+    where = "enrichment." + join_path(key);
+  } else if (!event_key.empty() && ctx.event != nullptr && !ctx.event->is_null()) {
+    raw = dig(*ctx.event, event_key);
+    where = "event." + join_path(event_key);
+  } else {
+    raw = dig(ctx.resource, key);
+    where = join_path(key);
+  }
+
+  json value;
+  if (raw == nullptr) {
+    if (!optional && !defaulter) {
+      throw InvalidInput("missing key '" + where + "'", "column '" + name + "'");
+    }
+  } else if (!raw->is_null()) {
+    if (converter.fn) {
+      try {
+        value = converter.fn(*raw, ctx);
+      } catch (const InvalidInput&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw InvalidInput(std::string("converter failed: ") + e.what(), "column '" + name + "' (key " + where + ")");
+      }
+    } else {
+      value = *raw;
+    }
+  }
+  if (value.is_null() && defaulter) value = defaulter(ctx);
+  if (value.is_null()) return value;
+
+  switch (type) {
+    case ColumnType::text_array:
+    case ColumnType::integer_array:
+    case ColumnType::bigint_array: {
+      if (!value.is_array()) wrong_type(*this, "array", value);
+      const ColumnType element = type == ColumnType::text_array      ? ColumnType::text
+                                 : type == ColumnType::integer_array ? ColumnType::integer
+                                                                     : ColumnType::bigint;
+      json out = json::array();
+      for (const auto& item : value) out.push_back(item.is_null() ? item : check_scalar(*this, element, item));
+      return out;
+    }
+    default:
+      return check_scalar(*this, type, value);
+  }
+}
+
+}  // namespace webhookdb

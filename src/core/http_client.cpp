@@ -1,0 +1,49 @@
+#include "webhookdb/http_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace webhookdb {
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+}  // namespace
+
+std::optional<std::string> find_header(const Headers& headers, std::string_view name) {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> find_headers(const Headers& headers, std::string_view name) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) out.push_back(v);
+  }
+  return out;
+}
+
+HttpResponse HttpClient::get(const std::string& url, const Headers& headers, const CancellationToken& cancel) {
+  HttpRequest request;
+  request.url = url;
+  request.headers = headers;
+  return send(request, cancel);
+}
+
+HttpClientDecorator::HttpClientDecorator(std::shared_ptr<HttpClient> next) : next_(std::move(next)) {}
+
+HttpResponse HttpClientDecorator::send(const HttpRequest& request, const CancellationToken& cancel) {
+  return next_->send(request, cancel);
+}
+
+void raise_for_status(const HttpRequest& request, const HttpResponse& response) {
+  if (response.status < 400) return;
+  std::string excerpt = response.body.substr(0, 1024);
+  throw HttpError(response.status, request.method, redact_url(request.url), std::move(excerpt), response.headers);
+}
+
+}  // namespace webhookdb

@@ -1,0 +1,60 @@
+#include "webhookdb/job_runner.hpp"
+
+#include "webhookdb/errors.hpp"
+
+namespace webhookdb {
+
+std::string_view to_string(JobRunOutcome outcome) noexcept {
+  switch (outcome) {
+    case JobRunOutcome::ran: return "ran";
+    case JobRunOutcome::missing: return "missing";
+    case JobRunOutcome::locked: return "locked";
+    case JobRunOutcome::already_finished: return "already_finished";
+    case JobRunOutcome::credentials_missing: return "credentials_missing";
+  }
+  return "unknown";
+}
+
+void enqueue_children(JobStore& store, JobQueue& queue, const BackfillJob& job) {
+  for (const auto& child : store.child_jobs(job.id)) queue.enqueue(child.id);
+}
+
+JobRunner::JobRunner(std::shared_ptr<const Registry> registry, ReplicatorContext context)
+    : registry_(std::move(registry)), context_(std::move(context)) {
+  if (!registry_) throw InvalidPrecondition("JobRunner needs a registry");
+  if (!context_.jobs) throw InvalidPrecondition("JobRunner needs a job store");
+  if (!context_.clock) context_.clock = system_clock();
+  if (!context_.registry) context_.registry = registry_;
+}
+
+JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cancel) {
+  JobStore& store = *context_.jobs;
+  auto job = store.find_job(job_id);
+  if (!job) return JobRunOutcome::missing;
+  auto integration = store.find_integration(job->service_integration_id);
+  if (!integration) return JobRunOutcome::missing;
+
+  auto lock = store.try_lock_integration(integration->id);
+  if (!lock) {
+    // Another run is backfilling this integration: this job has nothing to add.
+    job->finished_at = context_.clock->now();
+    store.update_job(*job);
+    return JobRunOutcome::locked;
+  }
+  // Re-read under the lock: the other run may have finished it meanwhile.
+  job = store.find_job(job_id);
+  if (!job) return JobRunOutcome::missing;
+  if (job->finished_at) return JobRunOutcome::already_finished;
+
+  auto replicator = registry_->make(*integration, context_);
+  try {
+    replicator->backfill(*job, cancel);
+  } catch (const CredentialsMissing&) {
+    job->finished_at = context_.clock->now();
+    store.update_job(*job);
+    return JobRunOutcome::credentials_missing;
+  }
+  return JobRunOutcome::ran;
+}
+
+}  // namespace webhookdb

@@ -1,0 +1,276 @@
+#include "webhookdb/replicator.hpp"
+
+#include <algorithm>
+
+#include "webhookdb/errors.hpp"
+#include "webhookdb/job_runner.hpp"
+#include "webhookdb/parallel_executor.hpp"
+#include "webhookdb/registry.hpp"
+
+namespace webhookdb {
+namespace {
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+}  // namespace
+
+Replicator::Replicator(const Descriptor& descriptor, const ServiceIntegration& integration,
+                       const ReplicatorContext& context)
+    : descriptor_(descriptor), integration_(integration), context_(context) {
+  if (!context_.clock) context_.clock = system_clock();
+  if (!context_.sleeper) context_.sleeper = real_sleeper();
+  if (!context_.logger) context_.logger = std::make_shared<NullLogger>();
+}
+
+Replicator::~Replicator() = default;
+
+const TableSpec& Replicator::table_spec() const {
+  std::call_once(spec_once_, [this] {
+    auto spec = std::make_unique<TableSpec>(build_table_spec());
+    spec->validate();
+    spec_ = std::move(spec);
+  });
+  return *spec_;
+}
+
+TableSpec Replicator::build_table_spec() const {
+  TableSpec spec;
+  spec.table = integration_.table_name;
+  spec.opaque_id = integration_.opaque_id;
+  spec.remote_key = remote_key_column();
+  spec.columns = denormalized_columns();
+  spec.enrichment = has_enrichment();
+  spec.extra_indexes = extra_indexes();
+  spec.update_rule = update_rule();
+  return spec;
+}
+
+ReplicaStore& Replicator::replica() const {
+  if (!context_.replica) throw InvalidPrecondition("replicator " + descriptor_.name + " has no replica store");
+  return *context_.replica;
+}
+
+std::shared_ptr<const RetryPolicy> Replicator::backfill_retry_policy() const { return nullptr; }
+
+BackfillPage Replicator::fetch_backfill_page(const std::string& /*token*/, const std::optional<Timestamp>& /*last*/,
+                                             const CancellationToken& /*cancel*/) {
+  throw InvariantViolation("replicator " + descriptor_.name + " does not implement fetch_backfill_page");
+}
+
+void Replicator::on_dependency_webhook_upsert(Replicator& /*dependency*/, const Row& /*row*/, bool /*changed*/) {}
+
+bool Replicator::on_backfill_error(const std::exception& /*error*/) { return false; }
+
+WebhookResponse Replicator::verify_webhook(const WebhookRequest& /*request*/) { return WebhookResponse::ok(202); }
+
+WebhookResponse Replicator::webhook_response(const WebhookRequest& request) {
+  if (integration_.skip_webhook_verification) return WebhookResponse::ok(201, "skipped verification");
+  return verify_webhook(request);
+}
+
+std::vector<std::unique_ptr<Backfiller>> Replicator::backfillers(const nlohmann::json& /*criteria*/) {
+  std::vector<std::unique_ptr<Backfiller>> out;
+  out.push_back(std::make_unique<ServiceBackfiller>(*this));
+  return out;
+}
+
+// --- payload -> row ---
+
+std::pair<nlohmann::json, nlohmann::json> Replicator::resource_and_event(const WebhookRequest& request) const {
+  if (!request.json.is_null()) return {request.json, nullptr};
+  auto parsed = nlohmann::json::parse(request.body, nullptr, false);
+  if (parsed.is_discarded()) throw InvalidInput("webhook body is not valid JSON", descriptor_.name);
+  return {std::move(parsed), nullptr};
+}
+
+nlohmann::json Replicator::fetch_enrichment(const nlohmann::json& /*resource*/, const nlohmann::json* /*event*/,
+                                            const WebhookRequest* /*request*/) const {
+  return nullptr;
+}
+
+nlohmann::json Replicator::resource_to_data(const nlohmann::json& resource, const nlohmann::json* /*event*/,
+                                            const WebhookRequest* /*request*/,
+                                            const nlohmann::json* /*enrichment*/) const {
+  return resource;
+}
+
+std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource, const nlohmann::json* event,
+                                                  const WebhookRequest* request,
+                                                  const nlohmann::json* enrichment) const {
+  const TableSpec& spec = table_spec();
+  const ConvertContext ctx{resource, event, enrichment, {}};
+  Row row;
+  {
+    ConvertContext key_ctx = ctx;
+    key_ctx.column = spec.remote_key.name;
+    row.key = spec.remote_key.value_from(key_ctx);
+    if (row.key.is_null()) {
+      throw InvalidInput("remote key is null", "column '" + spec.remote_key.name + "' of " + descriptor_.name);
+    }
+  }
+  row.values.reserve(spec.columns.size());
+  for (const auto& col : spec.columns) {
+    ConvertContext col_ctx = ctx;
+    col_ctx.column = col.name;
+    try {
+      row.values.push_back(col.value_from(col_ctx));
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(e.what(), "remote key " + row.key.dump().substr(0, 100));
+    }
+  }
+  if (spec.enrichment) row.enrichment = enrichment != nullptr ? *enrichment : nlohmann::json(nullptr);
+  row.data = resource_to_data(resource, event, request, enrichment);
+  return row;
+}
+
+std::optional<Row> Replicator::row_for(const nlohmann::json& resource, const nlohmann::json* event,
+                                       const WebhookRequest* request) const {
+  if (!resource.is_object()) {
+    throw InvalidInput("resource must be a JSON object, got " + std::string(resource.type_name()), descriptor_.name);
+  }
+  nlohmann::json enrichment;
+  const nlohmann::json* enrichment_ptr = nullptr;
+  if (table_spec().enrichment) {
+    enrichment = fetch_enrichment(resource, event, request);
+    enrichment_ptr = &enrichment;
+  }
+  return prepare_for_insert(resource, event, request, enrichment_ptr);
+}
+
+UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {
+  UpsertResult result = replica().upsert(table_spec(), rows, options);
+  notify_dependents(rows, result);
+  return result;
+}
+
+void Replicator::notify_dependents(std::span<const Row> rows, const UpsertResult& result) {
+  if (!context_.jobs || !context_.registry || rows.empty() || integration_.id == 0) return;
+  auto dependents = context_.jobs->dependents_of(integration_.id);
+  for (const auto& integration : dependents) {
+    auto dependent = context_.registry->make(integration, context_);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const bool changed = i < result.changed.size() && result.changed[i];
+      dependent->on_dependency_webhook_upsert(*this, rows[i], changed);
+    }
+  }
+}
+
+std::vector<Row> Replicator::upsert_webhook(const WebhookRequest& request, bool upsert) {
+  auto [resource, event] = resource_and_event(request);
+  const nlohmann::json* event_ptr = event.is_null() ? nullptr : &event;
+  std::vector<Row> rows;
+  if (resource.is_null()) return rows;
+  if (resource.is_array()) {
+    if (event_ptr != nullptr) {
+      throw InvalidPostcondition("resource_and_event returned an array of resources with a non-null event");
+    }
+    for (const auto& item : resource) {
+      if (auto row = row_for(item, nullptr, &request)) rows.push_back(std::move(*row));
+    }
+  } else if (auto row = row_for(resource, event_ptr, &request)) {
+    rows.push_back(std::move(*row));
+  }
+  if (upsert && !rows.empty()) {
+    UpsertOptions options;
+    options.method = WriteMethod::single_row;
+    options.apply_update_rule = true;
+    if (rows.size() > 1) options.method = WriteMethod::automatic;
+    write_rows(rows, options);
+  }
+  return rows;
+}
+
+std::vector<Row> Replicator::upsert_webhook_body(const nlohmann::json& body, bool upsert) {
+  return upsert_webhook(WebhookRequest::from_json(body), upsert);
+}
+
+void Replicator::create_table() { replica().create_table(table_spec()); }
+void Replicator::ensure_all_columns() { replica().ensure_all_columns(table_spec()); }
+
+CredentialsVerification Replicator::verify_backfill_credentials() {
+  CredentialsVerification result;
+  try {
+    auto page = fetch_backfill_page("", std::nullopt, CancellationToken{});
+    (void)page;
+    result.verified = true;
+  } catch (const HttpError& e) {
+    result.status = e.status();
+    result.message = e.what();
+  } catch (const HttpBaseError& e) {
+    result.message = e.what();
+  } catch (const std::exception& e) {
+    // The credentials got us an answer; its shape is another matter.
+    result.verified = true;
+    result.message = e.what();
+  }
+  return result;
+}
+
+// --- the backfill contract ---
+
+void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
+  if (job.service_integration_id != integration_.id) {
+    throw InvalidPrecondition("job is for different service integration");
+  }
+  if (!descriptor_.supports_backfill) throw InvariantViolation("manual backfill not supported");
+  if (blank(integration_.backfill_key) && blank(integration_.backfill_secret) && !integration_.depends_on) {
+    throw CredentialsMissing("backfill credentials missing for " + descriptor_.name + " integration " +
+                             integration_.opaque_id);
+  }
+  Clock& now = *context_.clock;
+  const std::optional<Timestamp> last_backfilled =
+      job.incremental ? integration_.last_backfilled_at : std::optional<Timestamp>{};
+  // Taken before any page is fetched: rows changed during the run are caught next time.
+  const Timestamp new_last_backfilled = now.now();
+  job.started_at = now.now();
+  if (context_.jobs) context_.jobs->update_job(job);
+
+  const bool checkpoints = job.id != 0 && context_.replica != nullptr;
+  std::map<std::string, Checkpoint> saved;
+  if (checkpoints) saved = context_.replica->load_checkpoints(job.id);
+
+  try {
+    auto list = backfillers(job.criteria);
+    std::vector<CancellableTask> tasks;
+    tasks.reserve(list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      Backfiller& b = *list[i];
+      if (b.checkpoint_key().empty()) b.set_checkpoint_key(std::to_string(i));
+      BackfillRuntime runtime;
+      runtime.sleeper = context_.sleeper;
+      runtime.logger = context_.logger;
+      runtime.progress = context_.progress;
+      runtime.job_id = job.id;
+      runtime.integration = integration_.opaque_id;
+      runtime.checkpoints = checkpoints;
+      if (auto it = saved.find(b.checkpoint_key()); it != saved.end()) {
+        if (it->second.finished) continue;  // done in an earlier run of this job
+        runtime.start_token = it->second.next_token;
+      }
+      tasks.push_back([&b, runtime, &last_backfilled](const CancellationToken& token) mutable {
+        runtime.cancel = token;
+        b.set_runtime(std::move(runtime));
+        b.backfill(last_backfilled);
+      });
+    }
+    run_tasks(std::move(tasks), parallel_backfill(), cancel);
+  } catch (const std::exception& e) {
+    if (on_backfill_error(e)) {
+      job.finished_at = now.now();
+      if (context_.jobs) context_.jobs->update_job(job);
+      return;
+    }
+    throw;
+  }
+
+  if (job.incremental) {
+    integration_.last_backfilled_at = new_last_backfilled;
+    if (context_.jobs) context_.jobs->update_integration(integration_);
+  }
+  job.finished_at = now.now();
+  if (context_.jobs) context_.jobs->update_job(job);
+  if (checkpoints) context_.replica->clear_checkpoints(job.id);
+  if (context_.jobs && context_.queue) enqueue_children(*context_.jobs, *context_.queue, job);
+}
+
+}  // namespace webhookdb
