@@ -88,7 +88,16 @@ class Backfiller {
   // The default rethrows it; ServiceBackfiller maps it to RetryOrDie.
   [[noreturn]] virtual void give_up(std::exception_ptr error);
 
-  [[nodiscard]] const CancellationToken& cancellation() const noexcept { return runtime_.cancel; }
+  // The token of the running page loop (in pipelined mode it also fires when
+  // the consumer side fails, to stop the prefetch).
+  [[nodiscard]] const CancellationToken& cancellation() const noexcept { return active_cancel_; }
+
+  // True: the next page is fetched on a second thread while the current one is
+  // handled (at most pipeline_depth() pages ahead, so memory stays bounded).
+  // fetch_backfill_page and handle_item then run on different threads, so
+  // they must not share unsynchronised state.
+  [[nodiscard]] virtual bool pipelined() const { return false; }
+  [[nodiscard]] virtual std::size_t pipeline_depth() const { return 2; }
   // Adapters report rows they wrote, for progress.
   void count_written(std::uint64_t rows, std::uint64_t changed);
 
@@ -99,9 +108,14 @@ class Backfiller {
 
  private:
   BackfillPage fetch_with_retry(const std::string& token, const std::optional<Timestamp>& last_backfilled);
+  // Validates and handles one fetched page; returns false after the last page.
+  bool consume_page(BackfillPage& page, const std::string& token);
+  void run_serial(const std::optional<Timestamp>& last_backfilled);
+  void run_pipelined(const std::optional<Timestamp>& last_backfilled);
   void report(bool done);
 
   BackfillRuntime runtime_;
+  CancellationToken active_cancel_;
   std::string checkpoint_key_;
   // Page-loop position, for checkpoint_here().
   std::string current_token_;

@@ -107,6 +107,9 @@ class Replicator {
   [[nodiscard]] virtual std::chrono::seconds server_error_backoff() const { return std::chrono::seconds(63); }
   [[nodiscard]] virtual BackfillWriteMode backfill_write_mode() const { return BackfillWriteMode::batched; }
   [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 500; }
+  // Fetch the next page while the current one is written. fetch_backfill_page
+  // then runs on another thread than the row writes.
+  [[nodiscard]] virtual bool pipelined_backfill() const { return true; }
   virtual BackfillPage fetch_backfill_page(const std::string& token,
                                            const std::optional<Timestamp>& last_backfilled,
                                            const CancellationToken& cancel);

@@ -29,6 +29,7 @@ class ServiceBackfiller : public BulkBackfiller {
   [[nodiscard]] bool conditional_upsert() const override { return true; }
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;
   [[noreturn]] void give_up(std::exception_ptr error) override;
+  [[nodiscard]] bool pipelined() const override;
 
  private:
   [[noreturn]] void retry_or_die(std::exception_ptr cause) const;

@@ -1,7 +1,10 @@
 #include "webhookdb/backfiller.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <thread>
 
 namespace webhookdb {
 
@@ -14,7 +17,10 @@ struct Backfiller::Counters {
 Backfiller::Backfiller() : counters_(std::make_unique<Counters>()) {}
 Backfiller::~Backfiller() = default;
 
-void Backfiller::set_runtime(BackfillRuntime runtime) { runtime_ = std::move(runtime); }
+void Backfiller::set_runtime(BackfillRuntime runtime) {
+  runtime_ = std::move(runtime);
+  active_cancel_ = runtime_.cancel;
+}
 
 BackfillProgress Backfiller::progress() const {
   std::lock_guard lock(counters_->mutex);
@@ -38,7 +44,7 @@ void Backfiller::wait_for_retry_attempt(int attempt, const HttpBaseError& error)
   auto wait = retry_policy()->wait_before_retry(error, attempt);
   if (!wait) wait = std::chrono::seconds(attempt);
   auto sleeper = runtime_.sleeper ? runtime_.sleeper : real_sleeper();
-  sleeper->sleep_for(*wait, runtime_.cancel);
+  sleeper->sleep_for(*wait, active_cancel_);
 }
 
 void Backfiller::give_up(std::exception_ptr error) { std::rethrow_exception(std::move(error)); }
@@ -62,13 +68,13 @@ BackfillPage Backfiller::fetch_with_retry(const std::string& token, const std::o
   const int max_attempts = std::max(1, max_backfill_retry_attempts());
   const auto policy = retry_policy();
   for (int attempt = 1;; ++attempt) {
-    runtime_.cancel.throw_if_cancelled();
+    active_cancel_.throw_if_cancelled();
     try {
       return fetch_backfill_page(token, last_backfilled);
     } catch (const HttpBaseError& e) {
       const auto* http = dynamic_cast<const HttpError*>(&e);
       const bool unauthorized = http != nullptr && http->status() == 401;
-      if (unauthorized || attempt >= max_attempts || runtime_.cancel.cancelled() ||
+      if (unauthorized || attempt >= max_attempts || active_cancel_.cancelled() ||
           !policy->wait_before_retry(e, attempt)) {
         give_up(std::current_exception());
       }
@@ -98,6 +104,138 @@ void Backfiller::report(bool done) {
   runtime_.progress->on_progress(snapshot);
 }
 
+namespace {
+void check_page(const BackfillPage& page, const std::string& integration) {
+  if (page.items.is_null()) {
+    throw InvalidPostcondition("backfill page is missing (null), the response probably lacks a key" +
+                               std::string(integration.empty() ? "" : " (integration " + integration + ")"));
+  }
+  if (!page.items.is_array()) {
+    throw InvalidPostcondition("backfill page items must be an array, got " + std::string(page.items.type_name()));
+  }
+}
+
+void check_token(const std::string& token, const std::string& next) {
+  if (!next.empty() && next == token) {
+    throw InvariantViolation("pagination token repeated ('" + token.substr(0, 64) + "'): following it would loop forever");
+  }
+}
+}  // namespace
+
+bool Backfiller::consume_page(BackfillPage& page, const std::string& token) {
+  check_page(page, runtime_.integration);
+  current_token_ = token;
+  next_token_ = page.next;
+  at_page_boundary_ = false;
+  for (const auto& item : page.items) handle_item(item);
+  at_page_boundary_ = true;
+  {
+    std::lock_guard lock(counters_->mutex);
+    ++counters_->progress.pages;
+    counters_->progress.items += page.items.size();
+    counters_->progress.bytes += page.bytes;
+  }
+  if (page.next.empty()) return false;
+  // A checkpoint only means something once the page's rows are durable.
+  if (runtime_.checkpoints && !has_pending_inserts()) {
+    if (auto cp = checkpoint_here()) flush_pending_inserts(cp);
+  }
+  report(false);
+  return true;
+}
+
+void Backfiller::run_serial(const std::optional<Timestamp>& last_backfilled) {
+  std::string token = runtime_.start_token;
+  while (true) {
+    active_cancel_.throw_if_cancelled();
+    BackfillPage page = fetch_with_retry(token, last_backfilled);
+    check_page(page, runtime_.integration);
+    check_token(token, page.next);
+    std::string next = page.next;
+    if (!consume_page(page, token)) break;
+    token = std::move(next);
+  }
+}
+
+void Backfiller::run_pipelined(const std::optional<Timestamp>& last_backfilled) {
+  struct Slot {
+    BackfillPage page;
+    std::string token;
+    std::exception_ptr error;
+  };
+  // Shared with the cancellation callback, which may outlive this frame.
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<Slot> queue;
+    bool producer_done = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  CancellationSource stop(runtime_.cancel);
+  active_cancel_ = stop.token();
+  const std::size_t depth = std::max<std::size_t>(1, pipeline_depth());
+  // Wakes the producer if it waits for room when the run is cancelled.
+  const auto wake = active_cancel_.subscribe([shared] {
+    { std::lock_guard lock(shared->mutex); }
+    shared->cv.notify_all();
+  });
+
+  std::thread producer([&, shared] {
+    std::string token = runtime_.start_token;
+    try {
+      while (true) {
+        BackfillPage page = fetch_with_retry(token, last_backfilled);
+        check_page(page, runtime_.integration);
+        check_token(token, page.next);
+        std::string next = page.next;
+        {
+          std::unique_lock lock(shared->mutex);
+          shared->cv.wait(lock, [&] { return shared->queue.size() < depth || active_cancel_.cancelled(); });
+          if (active_cancel_.cancelled()) break;
+          shared->queue.push_back(Slot{std::move(page), token, nullptr});
+        }
+        shared->cv.notify_all();
+        if (next.empty()) break;
+        token = std::move(next);
+      }
+    } catch (...) {
+      std::lock_guard lock(shared->mutex);
+      shared->queue.push_back(Slot{{}, token, std::current_exception()});
+    }
+    {
+      std::lock_guard lock(shared->mutex);
+      shared->producer_done = true;
+    }
+    shared->cv.notify_all();
+  });
+
+  auto finish = [&] {
+    active_cancel_.unsubscribe(wake);
+    producer.join();
+    active_cancel_ = runtime_.cancel;
+  };
+  try {
+    while (true) {
+      Slot slot;
+      {
+        std::unique_lock lock(shared->mutex);
+        shared->cv.wait(lock, [&] { return !shared->queue.empty() || shared->producer_done; });
+        if (shared->queue.empty()) break;
+        slot = std::move(shared->queue.front());
+        shared->queue.pop_front();
+      }
+      shared->cv.notify_all();
+      if (slot.error) std::rethrow_exception(slot.error);
+      if (!consume_page(slot.page, slot.token)) break;
+    }
+  } catch (...) {
+    stop.cancel();
+    finish();
+    throw;
+  }
+  finish();
+}
+
 void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
   {
     std::lock_guard lock(counters_->mutex);
@@ -107,40 +245,13 @@ void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
     counters_->started = std::chrono::steady_clock::now();
   }
   finished_ = false;
-  std::string token = runtime_.start_token;
-  while (true) {
-    runtime_.cancel.throw_if_cancelled();
-    current_token_ = token;
-    at_page_boundary_ = false;
-    BackfillPage page = fetch_with_retry(token, last_backfilled);
-    if (page.items.is_null()) {
-      throw InvalidPostcondition("backfill page is missing (null), the response probably lacks a key" +
-                                 std::string(runtime_.integration.empty() ? "" : " (integration " + runtime_.integration + ")"));
-    }
-    if (!page.items.is_array()) {
-      throw InvalidPostcondition("backfill page items must be an array, got " + std::string(page.items.type_name()));
-    }
-    next_token_ = page.next;
-    for (const auto& item : page.items) handle_item(item);
-    at_page_boundary_ = true;
-    {
-      std::lock_guard lock(counters_->mutex);
-      ++counters_->progress.pages;
-      counters_->progress.items += page.items.size();
-      counters_->progress.bytes += page.bytes;
-    }
-    if (page.next.empty()) break;
-    // A checkpoint only means something once the page's rows are durable.
-    if (runtime_.checkpoints && !has_pending_inserts()) {
-      if (auto cp = checkpoint_here()) flush_pending_inserts(cp);
-    }
-    if (page.next == token) {
-      throw InvariantViolation("pagination token repeated ('" + token.substr(0, 64) +
-                               "'): following it would loop forever");
-    }
-    token = std::move(page.next);
-    report(false);
+  active_cancel_ = runtime_.cancel;
+  if (pipelined()) {
+    run_pipelined(last_backfilled);
+  } else {
+    run_serial(last_backfilled);
   }
+  runtime_.cancel.throw_if_cancelled();
   finished_ = true;
   flush_pending_inserts(checkpoint_here());
   report(true);

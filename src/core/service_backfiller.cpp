@@ -64,6 +64,8 @@ void ServiceBackfiller::handle_item(const nlohmann::json& item) {
   count_written(rows.size(), 0);
 }
 
+bool ServiceBackfiller::pipelined() const { return replicator().pipelined_backfill(); }
+
 std::size_t ServiceBackfiller::upsert_page_size() const { return std::max<std::size_t>(1, replicator().backfill_batch_size()); }
 
 }  // namespace webhookdb
