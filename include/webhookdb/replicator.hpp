@@ -113,6 +113,11 @@ class Replicator {
   virtual BackfillPage fetch_backfill_page(const std::string& token,
                                            const std::optional<Timestamp>& last_backfilled,
                                            const CancellationToken& cancel);
+  // The page of one partition (see backfill_partitions). Default: ignores the
+  // partition and calls the unpartitioned fetch.
+  virtual BackfillPage fetch_partition_page(const BackfillPartition& partition, const std::string& token,
+                                           const std::optional<Timestamp>& last_backfilled,
+                                           const CancellationToken& cancel);
   // Called on the dependent's replicator after `dependency` upserted `row`.
   virtual void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed);
 
@@ -143,7 +148,10 @@ class Replicator {
                                                               const nlohmann::json* enrichment) const;
 
   // Backfill.
-  // The backfillers for a job. Default: one ServiceBackfiller.
+  // Splits a backfill into partitions (time or id ranges). Default: none.
+  [[nodiscard]] virtual std::vector<BackfillPartition> backfill_partitions(const nlohmann::json& criteria) const;
+  // The backfillers for a job. Default: one ServiceBackfiller per partition,
+  // or a single one when there are no partitions.
   [[nodiscard]] virtual std::vector<std::unique_ptr<Backfiller>> backfillers(const nlohmann::json& criteria);
   // > 1 runs backfillers on a pool of that many threads.
   [[nodiscard]] virtual int parallel_backfill() const { return 0; }

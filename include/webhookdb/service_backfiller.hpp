@@ -2,6 +2,9 @@
 // The default backfiller, one per replicator: pages come from
 // Replicator::fetch_backfill_page.
 
+#include <optional>
+#include <string>
+
 #include "webhookdb/bulk_backfiller.hpp"
 
 namespace webhookdb {
@@ -14,9 +17,19 @@ enum class BackfillWriteMode {
   per_item,
 };
 
+// One slice of a backfill (a time or id range) that runs as its own
+// backfiller, in parallel with the others when parallel_backfill() > 1.
+struct BackfillPartition {
+  // Stable across runs of a job: it is the backfiller's checkpoint key.
+  std::string key;
+  // Whatever the replicator needs to fetch the slice (e.g. {"created_gte":..}).
+  nlohmann::json bounds;
+};
+
 class ServiceBackfiller : public BulkBackfiller {
  public:
   explicit ServiceBackfiller(Replicator& replicator);
+  ServiceBackfiller(Replicator& replicator, BackfillPartition partition);
 
  protected:
   // Timeouts, connection errors and 5xx become RetryOrDie with the
@@ -35,6 +48,7 @@ class ServiceBackfiller : public BulkBackfiller {
   [[noreturn]] void retry_or_die(std::exception_ptr cause) const;
   BackfillWriteMode mode_;
   bool polite_;
+  std::optional<BackfillPartition> partition_;
 };
 
 }  // namespace webhookdb

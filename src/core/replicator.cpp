@@ -1,6 +1,7 @@
 #include "webhookdb/replicator.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/job_runner.hpp"
@@ -68,9 +69,28 @@ WebhookResponse Replicator::webhook_response(const WebhookRequest& request) {
   return verify_webhook(request);
 }
 
-std::vector<std::unique_ptr<Backfiller>> Replicator::backfillers(const nlohmann::json& /*criteria*/) {
+std::vector<BackfillPartition> Replicator::backfill_partitions(const nlohmann::json& /*criteria*/) const { return {}; }
+
+BackfillPage Replicator::fetch_partition_page(const BackfillPartition& /*partition*/, const std::string& token,
+                                             const std::optional<Timestamp>& last_backfilled,
+                                             const CancellationToken& cancel) {
+  return fetch_backfill_page(token, last_backfilled, cancel);
+}
+
+std::vector<std::unique_ptr<Backfiller>> Replicator::backfillers(const nlohmann::json& criteria) {
   std::vector<std::unique_ptr<Backfiller>> out;
-  out.push_back(std::make_unique<ServiceBackfiller>(*this));
+  auto partitions = backfill_partitions(criteria);
+  if (partitions.empty()) {
+    out.push_back(std::make_unique<ServiceBackfiller>(*this));
+    return out;
+  }
+  std::set<std::string> keys;
+  for (auto& partition : partitions) {
+    if (partition.key.empty() || !keys.insert(partition.key).second) {
+      throw BrokenSpecification(descriptor_.name + ": backfill partitions need unique, non-empty keys");
+    }
+    out.push_back(std::make_unique<ServiceBackfiller>(*this, std::move(partition)));
+  }
   return out;
 }
 

@@ -27,6 +27,12 @@ ServiceBackfiller::ServiceBackfiller(Replicator& replicator)
       mode_(replicator.backfill_write_mode()),
       polite_(replicator.backfill_retry_policy() != nullptr) {}
 
+ServiceBackfiller::ServiceBackfiller(Replicator& replicator, BackfillPartition partition)
+    : ServiceBackfiller(replicator) {
+  set_checkpoint_key(partition.key);
+  partition_ = std::move(partition);
+}
+
 std::shared_ptr<const RetryPolicy> ServiceBackfiller::retry_policy() const {
   if (auto policy = replicator().backfill_retry_policy()) return policy;
   return Backfiller::retry_policy();
@@ -40,6 +46,7 @@ void ServiceBackfiller::retry_or_die(std::exception_ptr cause) const {
 BackfillPage ServiceBackfiller::fetch_backfill_page(const std::string& token,
                                                     const std::optional<Timestamp>& last_backfilled) {
   try {
+    if (partition_) return replicator().fetch_partition_page(*partition_, token, last_backfilled, cancellation());
     return replicator().fetch_backfill_page(token, last_backfilled, cancellation());
   } catch (const HttpBaseError&) {
     // WebhookDB's behaviour: server-side faults skip the page loop's retries
