@@ -33,6 +33,14 @@ cmake --build build/release -j "$jobs"
 section "tests"
 run_suite build/release
 
+section "install + outside consumer (find_package)"
+prefix=$(mktemp -d /tmp/webhookdb-prefix.XXXXXX)
+cmake --install build/release --prefix "$prefix" >/dev/null
+cmake -S examples/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/consumer -j "$jobs"
+build/consumer/consumer
+rm -rf "$prefix"
+
 if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
