@@ -106,7 +106,9 @@ class Replicator {
   [[nodiscard]] virtual int server_error_retries() const { return 2; }
   [[nodiscard]] virtual std::chrono::seconds server_error_backoff() const { return std::chrono::seconds(63); }
   [[nodiscard]] virtual BackfillWriteMode backfill_write_mode() const { return BackfillWriteMode::batched; }
-  [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 500; }
+  // Rows per write in batched mode. Large enough that the pg adapter takes
+  // the staging-COPY path; a checkpoint is saved with each batch.
+  [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 2000; }
   // Fetch the next page while the current one is written. fetch_backfill_page
   // then runs on another thread than the row writes.
   [[nodiscard]] virtual bool pipelined_backfill() const { return true; }
