@@ -4,7 +4,10 @@
 function(webhookdb_warnings target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-    -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough)
+    -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough
+    # Designated initializers that omit members are how config structs are
+    # meant to be used; GCC 12 warns about them under -Wextra.
+    -Wno-missing-field-initializers)
   if(WEBHOOKDB_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -2,6 +2,7 @@
 // A replicated column: where its value comes from and how it is stored.
 
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,7 +81,10 @@ struct Column {
   // Fluent setters, so a replicator declares columns in one expression each.
   Column& key(std::vector<std::string> path) { data_key = std::move(path); return *this; }
   Column& key(std::string k) { data_key = {std::move(k)}; return *this; }
+  // key({"user", "login"}): preferred over the string overload for braced lists.
+  Column& key(std::initializer_list<std::string> path) { data_key = path; return *this; }
   Column& event(std::vector<std::string> path) { event_key = std::move(path); return *this; }
+  Column& event(std::initializer_list<std::string> path) { event_key = path; return *this; }
   Column& enrichment() { from_enrichment = true; return *this; }
   Column& optional_() { optional = true; return *this; }
   Column& convert(Converter c) { converter = std::move(c); return *this; }

@@ -51,6 +51,16 @@ json as_integer(const Column& col, const json& v, bool big) {
     const double d = v.get<double>();
     if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.2e18) wrong_type(col, "integer", v);
     n = static_cast<std::int64_t>(d);
+  } else if (v.is_string()) {
+    // Integer text, as PostgreSQL's cast accepts it ("42", "-7").
+    const auto& text = v.get_ref<const std::string&>();
+    std::size_t pos = 0;
+    try {
+      n = std::stoll(text, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    if (text.empty() || pos != text.size()) wrong_type(col, big ? "bigint" : "integer", v);
   } else {
     wrong_type(col, big ? "bigint" : "integer", v);
   }

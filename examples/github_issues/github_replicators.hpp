@@ -1,0 +1,130 @@
+#pragma once
+// GitHub-style issues (Link-header pagination) and their comments, a dependent
+// integration whose backfill runs as a child job, one partition per issue.
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include <webhookdb/converters.hpp>
+#include <webhookdb/pagination.hpp>
+#include <webhookdb/registry.hpp>
+#include <webhookdb/replicator.hpp>
+
+namespace examples {
+
+using namespace webhookdb;
+
+class GithubIssueReplicator : public Replicator {
+ public:
+  using Replicator::Replicator;
+
+  static Descriptor descriptor() {
+    return {.name = "github_issue_v1", .resource_name_singular = "GitHub Issue",
+            .resource_name_plural = "GitHub Issues", .supports_webhooks = true, .supports_backfill = true,
+            .factory = Descriptor::factory_for<GithubIssueReplicator>()};
+  }
+
+ protected:
+  Column remote_key_column() const override { return Column("github_id", ColumnType::bigint).key("id"); }
+  std::vector<Column> denormalized_columns() const override {
+    return {Column("number", ColumnType::integer).indexed(),
+            Column("title", ColumnType::text),
+            Column("state", ColumnType::text),
+            Column("user_login", ColumnType::text).key({"user", "login"}).optional_(),
+            Column("labels", ColumnType::text_array).optional_().convert(label_names()),
+            Column("updated_at", ColumnType::timestamptz).convert(converters::time()).indexed()};
+  }
+  UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }
+
+  // Webhooks: {"action": "edited", "issue": {...}}.
+  std::pair<nlohmann::json, nlohmann::json> resource_and_event(const WebhookRequest& request) const override {
+    auto body = request.json.is_null() ? nlohmann::json::parse(request.body) : request.json;
+    if (body.contains("issue")) return {body["issue"], body};
+    return {body, nullptr};
+  }
+
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
+                                   const CancellationToken& cancel) override {
+    pagination::QueryParams query{{"state", "all"}, {"per_page", "100"}};
+    if (since) query.emplace_back("since", format_timestamp(*since));
+    HttpRequest first{.url = pagination::with_query(integration().api_url + "/issues", query),
+                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    return pages_.fetch(*context().http, first, token, cancel);
+  }
+
+ private:
+  static Converter label_names() {
+    return {[](const nlohmann::json& labels, const ConvertContext&) {
+      nlohmann::json names = nlohmann::json::array();
+      for (const auto& l : labels) names.push_back(l.is_object() ? nlohmann::json(l.value("name", "")) : l);
+      return names;
+    }};
+  }
+  pagination::LinkHeader pages_;
+};
+
+class GithubIssueCommentReplicator : public Replicator {
+ public:
+  using Replicator::Replicator;
+
+  static Descriptor descriptor() {
+    return {.name = "github_issue_comment_v1", .resource_name_singular = "GitHub Issue Comment",
+            .resource_name_plural = "GitHub Issue Comments", .supports_webhooks = true,
+            .supports_backfill = true, .dependency_descriptor = "github_issue_v1",
+            .factory = Descriptor::factory_for<GithubIssueCommentReplicator>()};
+  }
+
+ protected:
+  Column remote_key_column() const override { return Column("github_id", ColumnType::bigint).key("id"); }
+  std::vector<Column> denormalized_columns() const override {
+    return {Column("issue_number", ColumnType::integer).key("issue_url")
+                .convert(converters::regex_capture(R"(/issues/(\d+)$)")).indexed(),
+            Column("user_login", ColumnType::text).key({"user", "login"}).optional_(),
+            Column("updated_at", ColumnType::timestamptz).convert(converters::time())};
+  }
+  UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }
+
+  // One partition per issue of the parent integration, or only the issues
+  // listed in criteria {"issue_numbers": [1, 2]}.
+  std::vector<BackfillPartition> backfill_partitions(const nlohmann::json& criteria) const override {
+    std::vector<BackfillPartition> out;
+    if (criteria.contains("issue_numbers")) {
+      for (const auto& n : criteria["issue_numbers"]) out.push_back(partition(n.get<long long>()));
+      return out;
+    }
+    const auto parent = context().jobs->find_integration(integration().depends_on.value());
+    const auto issues = context().registry->make(parent.value(), context());
+    const auto number = issues->table_spec().column_index("number").value();
+    context().replica->for_each(issues->table_spec(), [&](const Row& row) {
+      out.push_back(partition(row.values[number].get<long long>()));
+    });
+    return out;
+  }
+  int parallel_backfill() const override { return 2; }
+
+  BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string& token,
+                                    const std::optional<Timestamp>& /*since*/,
+                                    const CancellationToken& cancel) override {
+    const auto number = p.bounds["number"].get<long long>();
+    HttpRequest first{.url = integration().api_url + "/issues/" + std::to_string(number) + "/comments?per_page=100",
+                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    return paginator(p.key).fetch(*context().http, first, token, cancel);
+  }
+
+ private:
+  static BackfillPartition partition(long long number) {
+    return {"issue:" + std::to_string(number), {{"number", number}}};
+  }
+  // One paginator per partition: each walks its own pages.
+  pagination::LinkHeader& paginator(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto& p = paginators_[key];
+    if (!p) p = std::make_unique<pagination::LinkHeader>();
+    return *p;
+  }
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<pagination::LinkHeader>> paginators_;
+};
+
+}  // namespace examples
