@@ -1,0 +1,296 @@
+// The demo: a real backfill from a local paginated API (with faults switched
+// on) into PostgreSQL, with live progress and a summary. Run by scripts/demo.sh.
+//
+//   webhookdb-demo --database-url URL [--objects 50000] [--fault-rate 0.03]
+//                  [--touch 2000] [--partitions 1] [--seed 7]
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <webhookdb/curl/curl_http_client.hpp>
+#include <webhookdb/pg/connection_pool.hpp>
+#include <webhookdb/pg/job_store.hpp>
+#include <webhookdb/pg/replica_store.hpp>
+#include <webhookdb/webhookdb.hpp>
+
+#include "api_server/api_server.hpp"
+#include "stripe_charges/stripe_charge_replicator.hpp"
+
+namespace {
+
+using namespace webhookdb;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string database_url;
+  std::size_t objects = 50'000;
+  double fault_rate = 0.03;
+  std::size_t touch = 2'000;
+  std::uint64_t seed = 7;
+};
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr, "webhookdb-demo: %s\nusage: webhookdb-demo --database-url URL [--objects N] "
+               "[--fault-rate R] [--touch N] [--seed S]\n", msg);
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  if (const char* env = std::getenv("WEBHOOKDB_DATABASE_URL")) o.database_url = env;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
+      return argv[++i];
+    };
+    if (arg == "--database-url") o.database_url = value();
+    else if (arg == "--objects") o.objects = std::stoul(value());
+    else if (arg == "--fault-rate") o.fault_rate = std::stod(value());
+    else if (arg == "--touch") o.touch = std::stoul(value());
+    else if (arg == "--seed") o.seed = std::stoull(value());
+    else usage(("unknown argument " + arg).c_str());
+  }
+  if (o.database_url.empty()) usage("--database-url (or WEBHOOKDB_DATABASE_URL) is required");
+  return o;
+}
+
+std::string thousands(std::uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+  return s;
+}
+
+// Sums the per-backfiller snapshots and draws a bar on a terminal, or a plain
+// line every second otherwise.
+class ProgressDisplay final : public ProgressSink {
+ public:
+  ProgressDisplay(std::string label, std::uint64_t expected)
+      : label_(std::move(label)), expected_(expected), tty_(isatty(STDOUT_FILENO) != 0) {}
+
+  void on_progress(const BackfillProgress& p) override {
+    std::lock_guard lock(mutex_);
+    latest_[p.backfiller] = p;
+    const auto now = Clock::now();
+    if (now - last_draw_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(1)) && !p.done) return;
+    last_draw_ = now;
+    draw(false);
+  }
+
+  void finish() {
+    std::lock_guard lock(mutex_);
+    draw(true);
+  }
+
+  [[nodiscard]] BackfillProgress total() const {
+    BackfillProgress t;
+    for (const auto& [key, p] : latest_) {
+      t.pages += p.pages;
+      t.items += p.items;
+      t.rows_written += p.rows_written;
+      t.rows_changed += p.rows_changed;
+      t.retries += p.retries;
+      t.bytes += p.bytes;
+    }
+    return t;
+  }
+
+  [[nodiscard]] double seconds() const {
+    return std::chrono::duration<double>(Clock::now() - started_).count();
+  }
+
+ private:
+  void draw(bool final_line) {
+    const BackfillProgress t = total();
+    const double secs = seconds();
+    const double rate = secs > 0 ? static_cast<double>(t.rows_written) / secs : 0.0;
+    const double fraction = expected_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(t.items) / static_cast<double>(expected_));
+    char line[256];
+    if (tty_) {
+      constexpr int width = 30;
+      const int filled = static_cast<int>(fraction * width);
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.append(static_cast<std::size_t>(width - filled), '-');
+      std::snprintf(line, sizeof line, "\r  %-12s [%s] %3.0f%%  %s rows  %s rows/s  pages %s  retries %s  %.1fs ",
+                    label_.c_str(), bar.c_str(), fraction * 100, thousands(t.rows_written).c_str(),
+                    thousands(static_cast<std::uint64_t>(rate)).c_str(), thousands(t.pages).c_str(),
+                    thousands(t.retries).c_str(), secs);
+      std::fputs(line, stdout);
+      if (final_line) std::fputs("\n", stdout);
+    } else {
+      std::snprintf(line, sizeof line, "  %-12s %3.0f%%  rows %s  rows/s %s  pages %s  retries %s  elapsed %.1fs\n",
+                    label_.c_str(), fraction * 100, thousands(t.rows_written).c_str(),
+                    thousands(static_cast<std::uint64_t>(rate)).c_str(), thousands(t.pages).c_str(),
+                    thousands(t.retries).c_str(), secs);
+      std::fputs(line, stdout);
+    }
+    std::fflush(stdout);
+  }
+
+  std::string label_;
+  std::uint64_t expected_;
+  bool tty_;
+  mutable std::mutex mutex_;
+  std::map<std::string, BackfillProgress> latest_;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point last_draw_{};
+};
+
+struct RunSummary {
+  std::string label;
+  BackfillProgress totals;
+  double seconds = 0;
+  int job_runs = 0;
+};
+
+// Runs one job to the end the way a job queue would: a RetryOrDie re-runs it
+// (resuming from its checkpoints) after a short pause instead of its backoff.
+RunSummary run_job(const std::shared_ptr<Registry>& registry, ReplicatorContext ctx, const ServiceIntegration& si,
+                   bool incremental, const std::string& label, std::uint64_t expected) {
+  auto display = std::make_shared<ProgressDisplay>(label, expected);
+  ctx.progress = display;
+  auto job = ctx.jobs->create_recursive(si, incremental, nlohmann::json::object());
+  JobRunner runner(registry, ctx);
+  RunSummary summary{label, {}, 0, 0};
+  for (int attempt = 1;; ++attempt) {
+    summary.job_runs = attempt;
+    try {
+      const auto outcome = runner.run(job.id);
+      if (outcome != JobRunOutcome::ran) {
+        throw InvariantViolation("job did not run: " + std::string(to_string(outcome)));
+      }
+      break;
+    } catch (const RetryOrDie& e) {
+      if (attempt > e.retries()) throw;
+      std::printf("\n  server trouble (%s): re-running the job; it resumes at its last checkpoint\n", e.what());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+  display->finish();
+  summary.totals = display->total();
+  summary.seconds = display->seconds();
+  return summary;
+}
+
+void print_summary(const std::vector<RunSummary>& runs) {
+  std::printf("\n  %-14s %12s %12s %8s %8s %9s %10s\n", "run", "rows written", "rows changed", "pages", "retries",
+              "time (s)", "rows/s");
+  std::printf("  %-14s %12s %12s %8s %8s %9s %10s\n", "--------------", "------------", "------------", "--------",
+              "--------", "---------", "----------");
+  for (const auto& r : runs) {
+    std::printf("  %-14s %12s %12s %8s %8s %9.2f %10s\n", r.label.c_str(), thousands(r.totals.rows_written).c_str(),
+                thousands(r.totals.rows_changed).c_str(), thousands(r.totals.pages).c_str(),
+                thousands(r.totals.retries).c_str(), r.seconds,
+                thousands(static_cast<std::uint64_t>(r.seconds > 0 ? static_cast<double>(r.totals.rows_written) / r.seconds : 0)).c_str());
+  }
+}
+
+int run(const Options& o) {
+  std::printf("webhookdb-cpp demo\n\n");
+  tools::ApiServerOptions server_options;
+  server_options.objects = o.objects;
+  server_options.seed = o.seed;
+  server_options.threads = 2;
+  server_options.faults = tools::FaultRates::spread(
+      o.fault_rate, {tools::Fault::http500, tools::Fault::http502, tools::Fault::http503, tools::Fault::http429,
+                     tools::Fault::truncated, tools::Fault::drop, tools::Fault::empty, tools::Fault::wrong_type});
+  server_options.retry_after_seconds = 1;
+  tools::ApiServer server(server_options);
+  server.start();
+  std::printf("  API server    %s: %s Stripe-like charges in pages of 100, %.1f%% of requests faulty\n",
+              server.base_url().c_str(), thousands(o.objects).c_str(), o.fault_rate * 100);
+  std::printf("  PostgreSQL    %s\n\n", pg::redact_database_url(o.database_url).c_str());
+
+  pg::Config config{.url = o.database_url, .pool_size = 4};
+  auto pool = std::make_shared<pg::ConnectionPool>(config);
+  auto registry = std::make_shared<Registry>();
+  registry->add(examples::StripeChargeReplicator::descriptor());
+
+  ReplicatorContext ctx;
+  ctx.http = curl::make_curl_client(curl::CurlOptions{.timeout = std::chrono::seconds(10)});
+  ctx.replica = std::make_shared<pg::PgReplicaStore>(pool);
+  ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
+  ctx.registry = registry;
+
+  ServiceIntegration si = ctx.jobs->create_integration({.service_name = "stripe_charge_v1",
+                                                        .table_name = "stripe_charges",
+                                                        .api_url = server.base_url(),
+                                                        .backfill_key = "sk_test_demo_secret"});
+  auto replicator = registry->make(si, ctx);
+  const TableSpec& spec = replicator->table_spec();
+  ctx.replica->drop_table(spec);  // a second run of the demo starts clean
+  replicator->create_table();
+
+  std::vector<RunSummary> runs;
+  std::printf("1. First backfill of integration %s: nothing was backfilled yet, so every page\n",
+              si.opaque_id.c_str());
+  runs.push_back(run_job(registry, ctx, si, /*incremental=*/true, "first", o.objects));
+
+  // Some charges change at the source after the first run.
+  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::size_t> touched;
+  const std::size_t touch = std::min(o.touch, o.objects);
+  for (std::size_t i = 0; i < touch; ++i) touched.push_back(i * (o.objects / std::max<std::size_t>(touch, 1)));
+  server.touch(touched, now_unix + 5);
+  std::printf("\n2. %s charges change at the source; the incremental backfill asks only for those\n",
+              thousands(touch).c_str());
+  si = ctx.jobs->find_integration(si.id).value();
+  runs.push_back(run_job(registry, ctx, si, /*incremental=*/true, "incremental", touch));
+
+  print_summary(runs);
+
+  // The table must equal the source: every id once, each at its newest version.
+  const tools::Dataset& source = server.dataset();
+  const std::size_t updated_col = spec.column_index("updated").value();
+  std::size_t rows = 0;
+  std::size_t mismatched = 0;
+  std::set<std::string> seen;
+  ctx.replica->for_each(spec, [&](const Row& row) {
+    ++rows;
+    const auto id = row.key.get<std::string>();
+    seen.insert(id);
+    const auto index = source.index_of(id);
+    const std::string expected =
+        index ? format_timestamp(Timestamp{std::chrono::seconds{source.updated(*index)}}) : std::string("?");
+    if (!index || row.values[updated_col] != expected) ++mismatched;
+  });
+  const auto stats = server.stats();
+  std::printf("\n  faults the API server injected and the backfill survived: %s", thousands(stats.faults_total()).c_str());
+  std::string kinds;
+  for (std::size_t k = 1; k < tools::kFaultKinds; ++k) {
+    const auto n = stats.faults[k];
+    if (n == 0) continue;
+    kinds += (kinds.empty() ? "" : ", ") + std::string(tools::to_string(static_cast<tools::Fault>(k))) + " " +
+             thousands(n);
+  }
+  std::printf("%s%s%s\n", kinds.empty() ? "" : " (", kinds.c_str(), kinds.empty() ? "" : ")");
+  const bool ok = rows == o.objects && seen.size() == o.objects && mismatched == 0;
+  std::printf("  table %s: %s rows, %s distinct ids, %s not at the source's newest version -> %s\n",
+              spec.table.c_str(), thousands(rows).c_str(), thousands(seen.size()).c_str(),
+              thousands(mismatched).c_str(), ok ? "equals the source" : "DIFFERS FROM THE SOURCE");
+  server.stop();
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse(argc, argv);
+  try {
+    return run(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nwebhookdb-demo: failed: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, builds, starts a throwaway PostgreSQL,
+# backfills 50,000 charges from a local fault-injecting API into it (first a
+# full run, then an incremental one) with live progress and a summary, shows
+# a few rows, and stops everything.
+#   scripts/demo.sh [--keep] [demo options: --objects N --fault-rate R --touch N --seed S]
+#   --keep   leave PostgreSQL running afterwards, to look at the table with psql
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+keep=
+args=()
+for a in "$@"; do
+  if [[ $a == --keep ]]; then keep=1; else args+=("$a"); fi
+done
+
+bash scripts/setup.sh
+source scripts/pg.sh
+
+echo "building (first time: a few minutes)..."
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/release --target webhookdb-demo -j "$(nproc)" | grep -E "error|FAILED" || true
+[[ -x build/release/examples/demo/webhookdb-demo ]] || { echo "demo: build failed" >&2; exit 1; }
+
+if [[ -z $keep ]]; then trap pg_stop EXIT; fi
+pg_start webhookdb_demo >/dev/null
+url=$WEBHOOKDB_TEST_DATABASE_URL
+
+build/release/examples/demo/webhookdb-demo --database-url "$url" "${args[@]}"
+
+query='select stripe_id, amount, currency, status, updated from stripe_charges order by updated desc, stripe_id limit 5'
+echo
+echo "Look at the table:"
+echo "  psql '$url' -c '$query'"
+psql "$url" -c "$query"
+if [[ -n $keep ]]; then
+  echo "PostgreSQL keeps running (data in $PG_DIR). Stop it with:"
+  echo "  runuser -u postgres -- $PG_BIN/pg_ctl -D $PG_DIR/data stop   # (or without runuser when not root)"
+else
+  echo "(PostgreSQL is stopped now; run with --keep to leave it up.)"
+fi
