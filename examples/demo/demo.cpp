@@ -66,9 +66,13 @@ Options parse(int argc, char** argv) {
 }
 
 std::string thousands(std::uint64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
-  return s;
+  const std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 // Sums the per-backfiller snapshots and draws a bar on a terminal, or a plain
@@ -85,11 +89,12 @@ class ProgressDisplay final : public ProgressSink {
     if (now - last_draw_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(1)) && !p.done) return;
     last_draw_ = now;
     draw(false);
+    drawn_final_ = all_done();
   }
 
   void finish() {
     std::lock_guard lock(mutex_);
-    draw(true);
+    if (!drawn_final_ || tty_) draw(true);
   }
 
   [[nodiscard]] BackfillProgress total() const {
@@ -103,6 +108,13 @@ class ProgressDisplay final : public ProgressSink {
       t.bytes += p.bytes;
     }
     return t;
+  }
+
+  [[nodiscard]] bool all_done() const {
+    for (const auto& [key, p] : latest_) {
+      if (!p.done) return false;
+    }
+    return !latest_.empty();
   }
 
   [[nodiscard]] double seconds() const {
@@ -144,6 +156,7 @@ class ProgressDisplay final : public ProgressSink {
   std::map<std::string, BackfillProgress> latest_;
   Clock::time_point started_ = Clock::now();
   Clock::time_point last_draw_{};
+  bool drawn_final_ = false;
 };
 
 struct RunSummary {
