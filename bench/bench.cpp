@@ -1,0 +1,565 @@
+// webhookdb-bench: in ONE run, prints a table and writes JSON of
+//   1. write paths (per-row, multi-row, staging COPY upserts: into an empty
+//      table, every row newer, identical rows) against raw COPY into a plain
+//      table of the same shape, measured in the same run;
+//   2. end-to-end backfills from the local API server (serial, partitioned,
+//      pipelining on/off, 0 and 20 ms per page) against the same baseline and
+//      against fetch-and-parse alone;
+//   3. peak RSS of backfills of two sizes (a child process each, the API server
+//      in its own process so its dataset is not counted);
+//   4. abort latency of a parallel backfill.
+//
+//   webhookdb-bench --database-url URL --server-exe PATH [--smoke] [--json FILE]
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <pqxx/pqxx>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <webhookdb/curl/curl_http_client.hpp>
+#include <webhookdb/pg/connection_pool.hpp>
+#include <webhookdb/pg/job_store.hpp>
+#include <webhookdb/pg/replica_store.hpp>
+#include <webhookdb/webhookdb.hpp>
+
+#include "api_server/api_server.hpp"
+#include "stripe_charges/stripe_charge_replicator.hpp"
+
+namespace {
+
+using namespace webhookdb;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+struct Settings {
+  std::string database_url;
+  std::string server_exe;
+  std::string json_path = "bench-results.json";
+  bool smoke = false;
+  std::size_t write_n = 200'000;
+  std::size_t single_n = 20'000;  // per-row upserts are slow: fewer rows, same rate
+  std::size_t e2e_n = 200'000;
+  std::vector<std::size_t> rss_n{100'000, 1'000'000};
+  int abort_runs = 5;
+  // --rss-child mode
+  bool rss_child = false;
+  std::string server_url;
+  std::size_t child_objects = 0;
+};
+
+double seconds_since(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+// Settings the bench replicator reads (it is built by a factory).
+struct E2EMode {
+  bool pipelined = true;
+  int partitions = 0;
+  std::size_t objects = 0;
+};
+E2EMode g_mode;
+
+// The example Stripe replicator, reading the server's page-number endpoint so
+// a backfill splits into page ranges: one partition per range.
+class BenchReplicator : public examples::StripeChargeReplicator {
+ public:
+  using StripeChargeReplicator::StripeChargeReplicator;
+  static Descriptor descriptor() {
+    Descriptor d = StripeChargeReplicator::descriptor();
+    d.name = "bench_charge_v1";
+    d.factory = Descriptor::factory_for<BenchReplicator>();
+    return d;
+  }
+  [[nodiscard]] bool pipelined_backfill() const override { return g_mode.pipelined; }
+
+ protected:
+  [[nodiscard]] int parallel_backfill() const override { return g_mode.partitions; }
+  [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json& /*criteria*/) const override {
+    std::vector<BackfillPartition> out;
+    if (g_mode.partitions <= 1) return out;
+    const auto pages = static_cast<long long>((g_mode.objects + 99) / 100);
+    const auto parts = static_cast<long long>(g_mode.partitions);
+    for (long long i = 0; i < parts; ++i) {
+      const long long first = 1 + i * pages / parts;
+      const long long end = 1 + (i + 1) * pages / parts;
+      out.push_back({"pages:" + std::to_string(first) + "-" + std::to_string(end), {{"first", first}, {"end", end}}});
+    }
+    return out;
+  }
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& /*since*/,
+                                   const CancellationToken& cancel) override {
+    return fetch_pages(1, static_cast<long long>((g_mode.objects + 99) / 100) + 1, token, cancel);
+  }
+  BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string& token,
+                                    const std::optional<Timestamp>& /*since*/, const CancellationToken& cancel) override {
+    return fetch_pages(p.bounds["first"].get<long long>(), p.bounds["end"].get<long long>(), token, cancel);
+  }
+
+ private:
+  BackfillPage fetch_pages(long long first, long long end, const std::string& token, const CancellationToken& cancel) {
+    const long long page = token.empty() ? first : std::stoll(token);
+    auto response = context().http->get(
+        integration().api_url + "/pages?per_page=100&page=" + std::to_string(page), {}, cancel);
+    auto body = json::parse(response.body);
+    BackfillPage out{std::move(body["data"]), "", response.body.size()};
+    if (page + 1 < end && !out.items.empty()) out.next = std::to_string(page + 1);
+    return out;
+  }
+};
+
+struct Bench {
+  Settings s;
+  std::shared_ptr<pg::ConnectionPool> pool;
+  std::shared_ptr<pg::PgReplicaStore> replica;
+  std::shared_ptr<pg::PgJobStore> jobs;
+  std::shared_ptr<Registry> registry = std::make_shared<Registry>();
+  json results = json::object();
+  double baseline = 0;  // raw COPY rows/s
+
+  explicit Bench(Settings settings) : s(std::move(settings)) {
+    pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = 8});
+    replica = std::make_shared<pg::PgReplicaStore>(pool);
+    jobs = std::make_shared<pg::PgJobStore>(pool);
+    registry->add(BenchReplicator::descriptor());
+  }
+
+  ReplicatorContext context(const std::string& api_url = "http://127.0.0.1:1") {
+    ReplicatorContext ctx;
+    ctx.http = curl::make_curl_client(curl::CurlOptions{.timeout = std::chrono::seconds(30)});
+    ctx.replica = replica;
+    ctx.jobs = jobs;
+    ctx.registry = registry;
+    (void)api_url;
+    return ctx;
+  }
+
+  ServiceIntegration integration(const std::string& table, const std::string& api_url) {
+    return jobs->create_integration({.service_name = "bench_charge_v1", .table_name = table, .api_url = api_url,
+                                     .backfill_key = "sk_bench"});
+  }
+
+  // A replicator whose table is fresh.
+  std::unique_ptr<Replicator> fresh(const ServiceIntegration& si, const ReplicatorContext& ctx) {
+    auto r = registry->make(si, ctx);
+    replica->drop_table(r->table_spec());
+    r->create_table();
+    return r;
+  }
+
+  static void print_row(const std::string& name, double rows_per_s, double ratio, const std::string& extra = {}) {
+    std::printf("  %-58s %10.0f %8.2fx  %s\n", name.c_str(), rows_per_s, ratio, extra.c_str());
+    std::fflush(stdout);
+  }
+
+  // --- 1. write paths ---
+
+  double raw_copy(const std::vector<Row>& rows) {
+    pqxx::connection c(s.database_url);
+    {
+      pqxx::nontransaction nt(c);
+      nt.exec(
+          "DROP TABLE IF EXISTS bench_raw_copy; CREATE TABLE bench_raw_copy (pk bigserial PRIMARY KEY, stripe_id text "
+          "UNIQUE NOT NULL, amount bigint, currency text, customer text, status text, created timestamptz, updated "
+          "timestamptz, data jsonb NOT NULL); CREATE INDEX ON bench_raw_copy (customer); CREATE INDEX ON "
+          "bench_raw_copy (created); CREATE INDEX ON bench_raw_copy (updated)");
+    }
+    const auto t0 = SteadyClock::now();
+    pqxx::work tx(c);
+    pqxx::stream_to stream(tx, "bench_raw_copy",
+                           std::vector<std::string>{"stripe_id", "amount", "currency", "customer", "status", "created",
+                                                    "updated", "data"});
+    for (const auto& r : rows) {
+      const auto& v = r.values;
+      stream << std::make_tuple(r.key.get<std::string>(), v[0].get<long long>(), v[1].get<std::string>(),
+                                v[2].is_null() ? std::optional<std::string>{} : v[2].get<std::string>(),
+                                v[3].get<std::string>(), v[4].get<std::string>(), v[5].get<std::string>(),
+                                r.data.dump());
+    }
+    stream.complete();
+    tx.commit();
+    return static_cast<double>(rows.size()) / seconds_since(t0);
+  }
+
+  double library_write(const TableSpec& spec, const std::vector<Row>& rows, WriteMethod method, std::size_t batch) {
+    const auto t0 = SteadyClock::now();
+    UpsertOptions options;
+    options.method = method;
+    for (std::size_t i = 0; i < rows.size(); i += batch) {
+      const std::size_t n = std::min(batch, rows.size() - i);
+      replica->upsert(spec, std::span<const Row>(rows).subspan(i, n), options);
+    }
+    return static_cast<double>(rows.size()) / seconds_since(t0);
+  }
+
+  static std::vector<Row> newer(std::vector<Row> rows, std::size_t updated_col) {
+    for (auto& r : rows) {
+      auto t = parse_timestamp(r.values[updated_col].get<std::string>()).value() + std::chrono::seconds(1);
+      r.values[updated_col] = format_timestamp(t);
+      r.data["updated"] = r.data["updated"].get<long long>() + 1;
+    }
+    return rows;
+  }
+
+  void write_paths() {
+    std::printf("\n1. Write path: %zu rows of ~1.2 KB (per-row: %zu), table with 3 indexes\n", s.write_n, s.single_n);
+    std::printf("  %-58s %10s %9s\n", "path", "rows/s", "vs COPY");
+    tools::Dataset data(s.write_n, 11);
+    ReplicatorContext ctx = context();
+    auto si = integration("bench_write", "http://127.0.0.1:1");
+    auto r = registry->make(si, ctx);
+    std::vector<Row> rows;
+    rows.reserve(s.write_n);
+    for (std::size_t i = 0; i < s.write_n; ++i) rows.push_back(*r->row_for(data.object(i), nullptr, nullptr));
+    const std::size_t updated_col = r->table_spec().column_index("updated").value();
+
+    baseline = raw_copy(rows);
+    print_row("raw COPY into a plain table (baseline)", baseline, 1.0);
+    results["baseline_copy_rows_per_s"] = baseline;
+
+    struct Method {
+      const char* name;
+      WriteMethod method;
+      std::size_t batch;
+      std::size_t n;
+    };
+    const std::vector<Method> methods{{"staging COPY + INSERT..SELECT (2000/batch)", WriteMethod::staging_copy, 2000, s.write_n},
+                                      {"multi-row INSERT ON CONFLICT (500/stmt)", WriteMethod::multi_row, 500, s.write_n},
+                                      {"per-row upsert (WebhookDB default)", WriteMethod::single_row, 1, s.single_n}};
+    json& out = results["write_path"];
+    for (const auto& m : methods) {
+      std::vector<Row> subset(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(m.n));
+      const auto spec = fresh(si, ctx)->table_spec();
+      const double insert = library_write(spec, subset, m.method, m.batch);
+      const auto newer_rows = newer(subset, updated_col);
+      const double update = library_write(spec, newer_rows, m.method, m.batch);
+      const double noop = library_write(spec, newer_rows, m.method, m.batch);
+      if (replica->count(spec) != m.n) throw InvariantViolation(std::string(m.name) + ": row count differs");
+      print_row(std::string(m.name) + ": insert", insert, insert / baseline);
+      print_row(std::string(m.name) + ": every row newer", update, update / baseline);
+      print_row(std::string(m.name) + ": identical rows", noop, noop / baseline);
+      out[m.name] = {{"insert", insert}, {"newer", update}, {"identical", noop}, {"rows", m.n},
+                     {"insert_ratio", insert / baseline}, {"newer_ratio", update / baseline},
+                     {"identical_ratio", noop / baseline}};
+    }
+    replica->drop_table(r->table_spec());
+  }
+
+  // --- 2. end to end ---
+
+  double fetch_and_parse(const std::string& base_url, std::size_t objects) {
+    ReplicatorContext ctx = context();
+    auto si = integration("bench_fetch_only", base_url);
+    auto r = registry->make(si, ctx);
+    const auto t0 = SteadyClock::now();
+    std::size_t items = 0;
+    const std::size_t pages = (objects + 99) / 100;
+    for (std::size_t page = 1; page <= pages; ++page) {
+      auto response = ctx.http->get(base_url + "/pages?per_page=100&page=" + std::to_string(page));
+      auto body = json::parse(response.body);
+      for (const auto& item : body["data"]) {
+        if (r->row_for(item, nullptr, nullptr)) ++items;
+      }
+    }
+    if (items != objects) throw InvariantViolation("fetch-and-parse saw " + std::to_string(items) + " items");
+    return static_cast<double>(items) / seconds_since(t0);
+  }
+
+  double end_to_end(const std::string& base_url, std::size_t objects, bool pipelined, int partitions) {
+    g_mode = E2EMode{pipelined, partitions, objects};
+    ReplicatorContext ctx = context();
+    auto si = integration("bench_e2e", base_url);
+    auto r = fresh(si, ctx);
+    auto job = jobs->create_recursive(si, false, json::object());
+    const auto t0 = SteadyClock::now();
+    r->backfill(job);
+    const double rate = static_cast<double>(objects) / seconds_since(t0);
+    const auto count = replica->count(r->table_spec());
+    if (count != objects) throw InvariantViolation("end to end wrote " + std::to_string(count) + " rows");
+    replica->drop_table(r->table_spec());
+    return rate;
+  }
+
+  void end_to_end_section() {
+    std::printf("\n2. End to end: %zu objects from the local API server, pages of 100, into PostgreSQL\n", s.e2e_n);
+    std::printf("  %-58s %10s %9s  %s\n", "configuration", "rows/s", "vs COPY", "vs fetch+parse");
+    tools::ApiServerOptions options;
+    options.objects = s.e2e_n;
+    options.threads = 2;
+    tools::ApiServer server(options);
+    server.start();
+    json& out = results["end_to_end"];
+    for (int latency : {0, 20}) {
+      server.set_latency(std::chrono::milliseconds(latency));
+      const double fetch_only = fetch_and_parse(server.base_url(), s.e2e_n);
+      print_row("fetch + parse alone, " + std::to_string(latency) + " ms/page", fetch_only, fetch_only / baseline);
+      out["fetch_parse_" + std::to_string(latency) + "ms"] = fetch_only;
+      struct Config {
+        const char* name;
+        bool pipelined;
+        int partitions;
+      };
+      std::vector<Config> configs{{"serial, not pipelined", false, 0},
+                                  {"serial, pipelined", true, 0},
+                                  {"2 partitions, pipelined", true, 2},
+                                  {"4 partitions, pipelined", true, 4}};
+      if (latency > 0) configs.push_back({"16 partitions, pipelined", true, 16});
+      for (const auto& c : configs) {
+        const double rate = end_to_end(server.base_url(), s.e2e_n, c.pipelined, c.partitions);
+        const std::string name = std::string(c.name) + ", " + std::to_string(latency) + " ms/page";
+        char extra[64];
+        std::snprintf(extra, sizeof extra, "%.2fx", rate / fetch_only);
+        print_row(name, rate, rate / baseline, extra);
+        out[name] = {{"rows_per_s", rate}, {"ratio_to_copy", rate / baseline}, {"ratio_to_fetch_parse", rate / fetch_only}};
+      }
+    }
+    server.stop();
+  }
+
+  // --- 3. memory ---
+
+  struct Child {
+    pid_t pid = -1;
+    FILE* out = nullptr;
+  };
+
+  static Child spawn(const std::vector<std::string>& args, bool quiet_stderr = false) {
+    int fds[2];
+    if (pipe(fds) != 0) throw InvariantViolation("pipe failed");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      if (quiet_stderr) {
+        if (FILE* null = std::fopen("/dev/null", "w")) dup2(fileno(null), STDERR_FILENO);
+      }
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    return {pid, fdopen(fds[0], "r")};
+  }
+
+  static std::string read_line(FILE* f) {
+    std::string line;
+    for (int c = std::fgetc(f); c != EOF && c != '\n'; c = std::fgetc(f)) line += static_cast<char>(c);
+    return line;
+  }
+
+  static std::string self_exe() {
+    char buf[4096];
+    const auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) throw InvariantViolation("cannot find own executable");
+    return std::string(buf, static_cast<std::size_t>(n));
+  }
+
+  void memory_section() {
+    std::printf("\n3. Peak RSS of a backfill (serial, pipelined; the API server runs in its own process)\n");
+    json& out = results["peak_rss_mib"];
+    std::vector<double> peaks;
+    for (std::size_t n : s.rss_n) {
+      Child server = spawn({s.server_exe, "--objects", std::to_string(n), "--threads", "2"}, true);
+      const std::string first = read_line(server.out);
+      const auto colon = first.rfind(':');
+      if (first.rfind("listening", 0) != 0 || colon == std::string::npos) {
+        throw InvariantViolation("api server did not start: " + first);
+      }
+      const std::string url = "http://127.0.0.1:" + first.substr(colon + 1);
+      Child child = spawn({self_exe(), "--rss-child", "--server-url", url, "--database-url", s.database_url,
+                           "--objects", std::to_string(n)});
+      std::string line;
+      double kib = 0;
+      while (!(line = read_line(child.out)).empty()) {
+        if (line.rfind("peak_rss_kib ", 0) == 0) kib = std::stod(line.substr(13));
+      }
+      int status = 0;
+      waitpid(child.pid, &status, 0);
+      fclose(child.out);
+      kill(server.pid, SIGTERM);
+      waitpid(server.pid, nullptr, 0);
+      fclose(server.out);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || kib == 0) {
+        throw InvariantViolation("rss child failed for " + std::to_string(n) + " objects");
+      }
+      const double mib = kib / 1024.0;
+      peaks.push_back(mib);
+      std::printf("  %-58s %10.1f MiB\n", (std::to_string(n) + " objects").c_str(), mib);
+      out[std::to_string(n)] = mib;
+    }
+    if (peaks.size() == 2) {
+      std::printf("  %-58s %10.2fx\n", "ratio largest / smallest", peaks[1] / peaks[0]);
+      out["ratio"] = peaks[1] / peaks[0];
+    }
+  }
+
+  // --- 4. abort latency ---
+
+  void abort_section() {
+    std::printf("\n4. Abort latency: 2 parallel backfillers, one fails (401) while the other waits on a slow response\n");
+    tools::ApiServer server(tools::ApiServerOptions{.objects = 10});
+    server.start();
+    std::vector<double> latencies;
+    for (int run = 0; run < s.abort_runs; ++run) {
+      ReplicatorContext ctx = context();
+      auto si = integration("bench_abort", server.base_url());
+      AbortReplicator r(registry->get("bench_charge_v1"), si, ctx);
+      BackfillJob job = jobs->create_recursive(si, false, json::object());
+      try {
+        r.backfill(job);
+        throw InvariantViolation("abort run did not fail");
+      } catch (const HttpError& e) {
+        const auto returned = SteadyClock::now();
+        if (e.status() != 401) throw;
+        latencies.push_back(std::chrono::duration<double, std::milli>(returned - r.failed_at()).count());
+      }
+    }
+    server.stop();
+    std::sort(latencies.begin(), latencies.end());
+    const double median = latencies[latencies.size() / 2];
+    const double worst = latencies.back();
+    std::printf("  %-58s %10.2f ms (worst of %d: %.2f ms)\n", "median, first error -> backfill() returns", median,
+                s.abort_runs, worst);
+    results["abort_latency_ms"] = {{"median", median}, {"max", worst}, {"runs", s.abort_runs}};
+  }
+
+  class AbortReplicator final : public BenchReplicator {
+   public:
+    using BenchReplicator::BenchReplicator;
+    [[nodiscard]] SteadyClock::time_point failed_at() const { return failed_at_; }
+
+   protected:
+    [[nodiscard]] int parallel_backfill() const override { return 2; }
+    [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json&) const override {
+      return {{"slow", json::object()}, {"fail", json::object()}};
+    }
+    BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string&, const std::optional<Timestamp>&,
+                                      const CancellationToken& cancel) override {
+      if (p.key == "slow") {
+        context().http->get(integration().api_url + "/delay?ms=10000", {}, cancel);
+        return {json::array(), "", 0};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the slow request get in flight
+      try {
+        context().http->get(integration().api_url + "/status/401", {}, cancel);
+      } catch (...) {
+        failed_at_ = SteadyClock::now();
+        throw;
+      }
+      return {json::array(), "", 0};
+    }
+
+   private:
+    SteadyClock::time_point failed_at_{};
+  };
+
+  void run() {
+    const auto t0 = SteadyClock::now();
+    std::printf("webhookdb-bench%s: %u cores\n", s.smoke ? " (smoke)" : "", std::thread::hardware_concurrency());
+    write_paths();
+    end_to_end_section();
+    memory_section();
+    abort_section();
+    results["smoke"] = s.smoke;
+    results["seconds"] = seconds_since(t0);
+    std::ofstream(s.json_path) << results.dump(2) << "\n";
+    std::printf("\nresults written to %s\nbenchmark complete in %.0f s\n", s.json_path.c_str(), seconds_since(t0));
+  }
+};
+
+long peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+int rss_child(const Settings& s) {
+  g_mode = E2EMode{true, 0, s.child_objects};
+  auto pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = 2});
+  auto registry = std::make_shared<Registry>();
+  registry->add(BenchReplicator::descriptor());
+  ReplicatorContext ctx;
+  ctx.http = curl::make_curl_client();
+  ctx.replica = std::make_shared<pg::PgReplicaStore>(pool);
+  ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
+  ctx.registry = registry;
+  auto si = ctx.jobs->create_integration({.service_name = "bench_charge_v1", .table_name = "bench_rss",
+                                          .api_url = s.server_url, .backfill_key = "sk_bench"});
+  auto r = registry->make(si, ctx);
+  ctx.replica->drop_table(r->table_spec());
+  r->create_table();
+  auto job = ctx.jobs->create_recursive(si, false, json::object());
+  r->backfill(job);
+  const auto count = ctx.replica->count(r->table_spec());
+  ctx.replica->drop_table(r->table_spec());
+  std::printf("rows %zu\npeak_rss_kib %ld\n", count, peak_rss_kib());
+  return count == s.child_objects ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  if (const char* env = std::getenv("WEBHOOKDB_TEST_DATABASE_URL")) s.database_url = env;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--database-url") s.database_url = value();
+    else if (arg == "--server-exe") s.server_exe = value();
+    else if (arg == "--json") s.json_path = value();
+    else if (arg == "--smoke") s.smoke = true;
+    else if (arg == "--rss-child") s.rss_child = true;
+    else if (arg == "--server-url") s.server_url = value();
+    else if (arg == "--objects") s.child_objects = std::stoul(value());
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (s.database_url.empty()) {
+    std::fprintf(stderr, "webhookdb-bench: --database-url or WEBHOOKDB_TEST_DATABASE_URL is required\n");
+    return 2;
+  }
+  try {
+    if (s.rss_child) return rss_child(s);
+    if (s.server_exe.empty()) {
+      std::fprintf(stderr, "webhookdb-bench: --server-exe (the webhookdb-api-server program) is required\n");
+      return 2;
+    }
+    if (s.smoke) {
+      s.write_n = 3000;
+      s.single_n = 500;
+      s.e2e_n = 2000;
+      s.rss_n = {2000, 6000};
+      s.abort_runs = 2;
+    }
+    Bench bench(s);
+    bench.run();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "webhookdb-bench: failed: %s\n", e.what());
+    return 1;
+  }
+}

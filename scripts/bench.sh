@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The full benchmark: builds, starts a throwaway PostgreSQL with fsync on,
+# runs webhookdb-bench (write paths vs raw COPY, end to end, peak RSS at
+# 100,000 and 1,000,000 objects, abort latency), prints a table and writes
+# bench-results.json. Takes several minutes and ~3 GB of disk.
+#   scripts/bench.sh [--smoke]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+source scripts/pg.sh
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/release --target webhookdb-bench webhookdb-api-server -j "$(nproc)"
+trap pg_stop EXIT
+pg_start webhookdb_bench
+psql "$WEBHOOKDB_TEST_DATABASE_URL" -qc "alter system set fsync=on" -c "alter system set synchronous_commit=on" \
+  -c "alter system set full_page_writes=on" -c "select pg_reload_conf()" >/dev/null
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(date -u +%Y-%m-%d)"
+build/release/bench/webhookdb-bench --server-exe build/release/tools/api_server/webhookdb-api-server \
+  --json bench-results.json "$@"
