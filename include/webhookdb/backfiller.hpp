@@ -74,6 +74,9 @@ class Backfiller {
   virtual BackfillPage fetch_backfill_page(const std::string& token,
                                            const std::optional<Timestamp>& last_backfilled) = 0;
   virtual void handle_item(const nlohmann::json& item) = 0;
+  // The page loop hands items over by value so a backfiller can move them
+  // into rows instead of copying; the default calls handle_item.
+  virtual void take_item(nlohmann::json&& item) { handle_item(item); }
   // Writes whatever handle_item buffered. `checkpoint`, when set, must be
   // saved in the same transaction as the rows.
   virtual void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint);

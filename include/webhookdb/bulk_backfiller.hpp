@@ -26,6 +26,7 @@ class BulkBackfiller : public Backfiller {
   // nothing) and buffers it; a later item with the same key replaces the
   // earlier one. Flushes when upsert_page_size() rows are pending.
   void handle_item(const nlohmann::json& item) override;
+  void take_item(nlohmann::json&& item) override;
   void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) override;
   [[nodiscard]] bool has_pending_inserts() const override { return !pending_.empty(); }
 
@@ -34,8 +35,8 @@ class BulkBackfiller : public Backfiller {
   [[nodiscard]] virtual bool conditional_upsert() const { return false; }
   [[nodiscard]] virtual bool dry_run() const { return false; }
   [[nodiscard]] virtual WriteMethod write_method() const { return WriteMethod::automatic; }
-  // Hook to reshape an item before it becomes a row.
-  [[nodiscard]] virtual nlohmann::json prepare_body(const nlohmann::json& item) { return item; }
+  // Hook to reshape an item (in place) before it becomes a row.
+  virtual void prepare_body(nlohmann::json& /*item*/) {}
 
   [[nodiscard]] Replicator& replicator() const noexcept { return replicator_; }
 

@@ -91,6 +91,9 @@ class Replicator {
   // The row for a resource, or nullopt when the replicator skips it.
   [[nodiscard]] std::optional<Row> row_for(const nlohmann::json& resource, const nlohmann::json* event,
                                            const WebhookRequest* request) const;
+  // The same, moving the resource into Row::data instead of copying it.
+  [[nodiscard]] std::optional<Row> row_for(nlohmann::json&& resource, const nlohmann::json* event,
+                                           const WebhookRequest* request) const;
   // Writes rows through the replica store and notifies dependents.
   UpsertResult write_rows(std::span<const Row> rows, const UpsertOptions& options);
 
@@ -139,11 +142,15 @@ class Replicator {
   [[nodiscard]] virtual nlohmann::json fetch_enrichment(const nlohmann::json& resource,
                                                         const nlohmann::json* event,
                                                         const WebhookRequest* request) const;
-  [[nodiscard]] virtual nlohmann::json resource_to_data(const nlohmann::json& resource,
-                                                        const nlohmann::json* event,
-                                                        const WebhookRequest* request,
-                                                        const nlohmann::json* enrichment) const;
-  // Builds the row from the columns; return nullopt to skip the resource.
+  // What goes into the `data` column. nullopt (the default): the resource
+  // as it is (moved, not copied, on the backfill path).
+  [[nodiscard]] virtual std::optional<nlohmann::json> resource_to_data(const nlohmann::json& resource,
+                                                                       const nlohmann::json* event,
+                                                                       const WebhookRequest* request,
+                                                                       const nlohmann::json* enrichment) const;
+  // Builds the row's key, values and enrichment from the columns; return
+  // nullopt to skip the resource. Row::data is filled afterwards from
+  // resource_to_data unless this hook set it.
   [[nodiscard]] virtual std::optional<Row> prepare_for_insert(const nlohmann::json& resource,
                                                               const nlohmann::json* event,
                                                               const WebhookRequest* request,
@@ -166,6 +173,9 @@ class Replicator {
 
  private:
   [[nodiscard]] TableSpec build_table_spec() const;
+  template <class Resource>
+  [[nodiscard]] std::optional<Row> make_row(Resource&& resource, const nlohmann::json* event,
+                                            const WebhookRequest* request) const;
   void notify_dependents(std::span<const Row> rows, const UpsertResult& result);
   [[nodiscard]] ReplicaStore& replica() const;
 

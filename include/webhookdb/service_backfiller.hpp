@@ -38,6 +38,7 @@ class ServiceBackfiller : public BulkBackfiller {
   BackfillPage fetch_backfill_page(const std::string& token,
                                    const std::optional<Timestamp>& last_backfilled) override;
   void handle_item(const nlohmann::json& item) override;
+  void take_item(nlohmann::json&& item) override;
   [[nodiscard]] std::size_t upsert_page_size() const override;
   [[nodiscard]] bool conditional_upsert() const override { return true; }
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;

@@ -127,7 +127,7 @@ bool Backfiller::consume_page(BackfillPage& page, const std::string& token) {
   current_token_ = token;
   next_token_ = page.next;
   at_page_boundary_ = false;
-  for (const auto& item : page.items) handle_item(item);
+  for (auto& item : page.items) take_item(std::move(item));
   at_page_boundary_ = true;
   {
     std::lock_guard lock(counters_->mutex);

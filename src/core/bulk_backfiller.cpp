@@ -6,9 +6,11 @@ namespace webhookdb {
 
 BulkBackfiller::BulkBackfiller(Replicator& replicator) : replicator_(replicator) {}
 
-void BulkBackfiller::handle_item(const nlohmann::json& item) {
-  const nlohmann::json body = prepare_body(item);
-  auto row = replicator_.row_for(body, nullptr, nullptr);
+void BulkBackfiller::handle_item(const nlohmann::json& item) { take_item(nlohmann::json(item)); }
+
+void BulkBackfiller::take_item(nlohmann::json&& item) {
+  prepare_body(item);
+  auto row = replicator_.row_for(std::move(item), nullptr, nullptr);
   if (!row) return;
   // Keyed by the remote key's JSON text, so 1 and "1" stay distinct.
   std::string key = row->key.dump();

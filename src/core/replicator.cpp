@@ -108,14 +108,15 @@ nlohmann::json Replicator::fetch_enrichment(const nlohmann::json& /*resource*/, 
   return nullptr;
 }
 
-nlohmann::json Replicator::resource_to_data(const nlohmann::json& resource, const nlohmann::json* /*event*/,
-                                            const WebhookRequest* /*request*/,
-                                            const nlohmann::json* /*enrichment*/) const {
-  return resource;
+std::optional<nlohmann::json> Replicator::resource_to_data(const nlohmann::json& /*resource*/,
+                                                           const nlohmann::json* /*event*/,
+                                                           const WebhookRequest* /*request*/,
+                                                           const nlohmann::json* /*enrichment*/) const {
+  return std::nullopt;
 }
 
 std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource, const nlohmann::json* event,
-                                                  const WebhookRequest* request,
+                                                  const WebhookRequest* /*request*/,
                                                   const nlohmann::json* enrichment) const {
   const TableSpec& spec = table_spec();
   const ConvertContext ctx{resource, event, enrichment, {}};
@@ -139,12 +140,12 @@ std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource
     }
   }
   if (spec.enrichment) row.enrichment = enrichment != nullptr ? *enrichment : nlohmann::json(nullptr);
-  row.data = resource_to_data(resource, event, request, enrichment);
   return row;
 }
 
-std::optional<Row> Replicator::row_for(const nlohmann::json& resource, const nlohmann::json* event,
-                                       const WebhookRequest* request) const {
+template <class Resource>
+std::optional<Row> Replicator::make_row(Resource&& resource, const nlohmann::json* event,
+                                        const WebhookRequest* request) const {
   if (!resource.is_object()) {
     throw InvalidInput("resource must be a JSON object, got " + std::string(resource.type_name()), descriptor_.name);
   }
@@ -154,7 +155,24 @@ std::optional<Row> Replicator::row_for(const nlohmann::json& resource, const nlo
     enrichment = fetch_enrichment(resource, event, request);
     enrichment_ptr = &enrichment;
   }
-  return prepare_for_insert(resource, event, request, enrichment_ptr);
+  auto row = prepare_for_insert(resource, event, request, enrichment_ptr);
+  if (!row || !row->data.is_null()) return row;
+  if (auto data = resource_to_data(resource, event, request, enrichment_ptr)) {
+    row->data = std::move(*data);
+  } else {
+    row->data = std::forward<Resource>(resource);
+  }
+  return row;
+}
+
+std::optional<Row> Replicator::row_for(const nlohmann::json& resource, const nlohmann::json* event,
+                                       const WebhookRequest* request) const {
+  return make_row(resource, event, request);
+}
+
+std::optional<Row> Replicator::row_for(nlohmann::json&& resource, const nlohmann::json* event,
+                                       const WebhookRequest* request) const {
+  return make_row(std::move(resource), event, request);
 }
 
 UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {

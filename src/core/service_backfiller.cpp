@@ -62,6 +62,14 @@ void ServiceBackfiller::give_up(std::exception_ptr error) {
   std::rethrow_exception(std::move(error));
 }
 
+void ServiceBackfiller::take_item(nlohmann::json&& item) {
+  if (mode_ == BackfillWriteMode::batched) {
+    BulkBackfiller::take_item(std::move(item));
+    return;
+  }
+  handle_item(item);
+}
+
 void ServiceBackfiller::handle_item(const nlohmann::json& item) {
   if (mode_ == BackfillWriteMode::batched) {
     BulkBackfiller::handle_item(item);

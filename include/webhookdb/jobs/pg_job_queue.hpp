@@ -1,0 +1,179 @@
+#pragma once
+// A JobQueue in PostgreSQL that any number of worker processes share.
+//
+// One row per backfill job in <schema>.webhookdb_job_queue (its own versioned
+// migration, component "job_queue"). A worker takes the next due row with
+// FOR UPDATE SKIP LOCKED and holds it under a lease that a heartbeat renews;
+// when a worker dies its lease expires and the job is taken again (resuming
+// at its checkpoints). enqueue() sends a NOTIFY so idle workers wake at once;
+// a fallback poll covers lost notifications.
+//
+// Two clocks, on purpose:
+// - run_at (delayed re-runs) lives in the injected Clock's time, so tests move
+//   backoffs with a manual clock. A job enqueued without run_at is due at once
+//   whatever any machine's clock says.
+// - Leases live in the database's time (clock_timestamp()), the one clock all
+//   workers on all machines share, so clock skew never steals a live lease.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "webhookdb/cancellation.hpp"
+#include "webhookdb/clock.hpp"
+#include "webhookdb/job_queue.hpp"
+#include "webhookdb/logger.hpp"
+#include "webhookdb/pg/config.hpp"
+#include "webhookdb/pg/connection_pool.hpp"
+#include "webhookdb/pg/migrations.hpp"
+#include "webhookdb/time.hpp"
+
+namespace webhookdb::jobs {
+
+enum class QueueState {
+  queued,   // waiting for run_at (or due now)
+  running,  // leased by a worker
+  done,     // the job runner returned (ran, skipped, locked, finished...)
+  failed,   // an error, or RetryOrDie with its retries used up; see last_error
+};
+[[nodiscard]] std::string_view to_string(QueueState state) noexcept;
+
+// What the queue knows about one job.
+struct QueueEntry {
+  std::int64_t job_id = 0;
+  QueueState state = QueueState::queued;
+  // Injected-clock time before which the job is not taken; nullopt: due now.
+  std::optional<Timestamp> run_at;
+  // Times the job was taken (a run, a re-run, a take-over after a lost lease).
+  int attempts = 0;
+  // Re-runs left; unset until the first retryable failure sets the budget.
+  std::optional<int> retries_left;
+  // The worker holding the lease; empty when none.
+  std::string lease_owner;
+  // Database time.
+  std::optional<Timestamp> lease_expires_at;
+  // The error of the latest failed run (kept after a later success).
+  std::string last_error;
+  // Database times.
+  Timestamp enqueued_at{};
+  Timestamp updated_at{};
+  std::optional<Timestamp> finished_at;
+};
+
+// A job taken by a worker.
+struct Lease {
+  std::int64_t job_id = 0;
+  // 1 for the first take.
+  int attempt = 1;
+  std::optional<int> retries_left;
+  // The job was taken over from a worker whose lease had expired.
+  bool recovered = false;
+  std::string previous_owner;
+};
+
+enum class RetryDecision {
+  retried,     // queued again at now + backoff
+  failed,      // no retries left: failed for good
+  lease_lost,  // another worker holds the job now: nothing was changed
+};
+
+struct PgJobQueueOptions {
+  // run_at's time (see above). Default: the system clock.
+  std::shared_ptr<Clock> clock;
+  std::shared_ptr<Logger> logger;
+  // How long a taken job stays leased without a heartbeat.
+  std::chrono::milliseconds lease{30'000};
+  // A job whose lease expired this many times (its worker died each time) is
+  // failed instead of taken again: a job that kills its worker must not kill
+  // every worker in turn. 0: no limit.
+  int max_attempts = 20;
+  // Run the migration in the constructor.
+  bool migrate = true;
+  // last_error is cut to this many bytes.
+  std::size_t max_error_bytes = 2000;
+};
+
+class PgJobQueue final : public JobQueue {
+ public:
+  // The queue's table lives in config.schema.
+  explicit PgJobQueue(pg::Config config, PgJobQueueOptions options = {});
+  // Shares a pool (with a PgJobStore on the same database, say).
+  explicit PgJobQueue(std::shared_ptr<pg::ConnectionPool> pool, PgJobQueueOptions options = {});
+  // Stops the listener thread, if started.
+  ~PgJobQueue() override;
+  PgJobQueue(const PgJobQueue&) = delete;
+  PgJobQueue& operator=(const PgJobQueue&) = delete;
+
+  // Creates or upgrades the queue's table (idempotent, safe from concurrent processes).
+  void migrate();
+  [[nodiscard]] static const std::vector<pg::Migration>& migrations();
+
+  // --- JobQueue ---
+  // Queues the job (due at `run_at`, or at once) and notifies the workers, in
+  // one transaction. A job already queued keeps the earlier of the two due
+  // times; a done or failed job is queued again with a fresh attempt count and
+  // retry budget; a running job is left alone (its runner decides).
+  void enqueue(std::int64_t job_id, std::optional<Timestamp> run_at = std::nullopt) override;
+  // Queues the job only when the queue has no row for it. True when queued.
+  bool enqueue_if_absent(std::int64_t job_id);
+
+  // --- Worker side: `owner` names one worker (unique per process) ---
+  // Takes the next due job (queued with run_at <= now, or running with an
+  // expired lease), lease until now + lease. nullopt when nothing is due.
+  [[nodiscard]] std::optional<Lease> take(const std::string& owner);
+  // Extends every lease `owner` holds; returns the job ids still held (a job
+  // missing from it was taken over, and its run should stop).
+  [[nodiscard]] std::vector<std::int64_t> renew(const std::string& owner);
+  // The run ended (any JobRunOutcome): done. False when the lease was lost.
+  bool complete(std::int64_t job_id, const std::string& owner);
+  // Gives the job back (worker stopping): queued, due at once, lease cleared.
+  bool release(std::int64_t job_id, const std::string& owner);
+  // RetryOrDie: while retries remain (the budget starts at `retries` on the
+  // first retry of a job), queued again at clock.now() + backoff; then failed
+  // for good. `error` must hold no secret.
+  RetryDecision retry_or_fail(std::int64_t job_id, const std::string& owner, int retries,
+                              std::chrono::seconds backoff, const std::string& error);
+  // Failed for good, with its error. False when the lease was lost.
+  bool fail(std::int64_t job_id, const std::string& owner, const std::string& error);
+
+  // --- Wake-ups ---
+  // A counter bumped by every NOTIFY received (and every local enqueue).
+  // Read it before take(); pass it to wait_for_work.
+  [[nodiscard]] std::uint64_t wake_generation() const;
+  // Blocks until the generation moves past `seen`, `max_wait` passes or
+  // `cancel` fires. Starts the listener (a dedicated connection doing LISTEN)
+  // on first use. True when woken by a notification.
+  bool wait_for_work(std::uint64_t seen, std::chrono::milliseconds max_wait, const CancellationToken& cancel);
+  // How long until the next queued job is due or a running job's lease
+  // expires: zero when something is due now, nullopt when nothing is waiting.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> time_until_due();
+  // True while the listener is connected and listening.
+  [[nodiscard]] bool listening() const;
+
+  // --- Operators ---
+  [[nodiscard]] std::optional<QueueEntry> entry(std::int64_t job_id);
+  // In job id order.
+  [[nodiscard]] std::vector<QueueEntry> entries();
+  [[nodiscard]] std::vector<QueueEntry> entries(QueueState state);
+  [[nodiscard]] std::vector<QueueEntry> failed() { return entries(QueueState::failed); }
+  // A failed job queued again (attempts and retry budget reset, last_error
+  // kept until it runs). False when the job is not failed.
+  bool requeue_failed(std::int64_t job_id, std::optional<Timestamp> run_at = std::nullopt);
+  // Deletes done rows finished before `before` (database time). Returns how many.
+  std::size_t purge_done(Timestamp before);
+
+  [[nodiscard]] const PgJobQueueOptions& options() const noexcept;
+  [[nodiscard]] pg::ConnectionPool& pool() const noexcept;
+  // The NOTIFY channel.
+  [[nodiscard]] const std::string& channel() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace webhookdb::jobs

@@ -1,0 +1,121 @@
+#pragma once
+// Runs backfill jobs from a PgJobQueue, up to N at once, in this process.
+//
+//   auto queue = std::make_shared<jobs::PgJobQueue>(config);
+//   jobs::Worker worker(registry, context, queue, {.concurrency = 4});
+//   worker.start();
+//   ...
+//   worker.stop();   // running jobs stop at a page boundary and go back to the queue
+//
+// Each job goes through core's JobRunner (WebhookDB's runner semantics: a
+// missing job is skipped; when another run holds the integration's lock the
+// job is marked finished and skipped; a finished job is skipped;
+// CredentialsMissing finishes the job and is not an error). Children are
+// enqueued into the same queue by Replicator::backfill.
+//
+// What the queue row becomes when a run ends:
+//   returned (any JobRunOutcome)        done
+//   RetryOrDie                          queued at now + backoff while its retries last, then failed
+//   another error that says retryable() queued at now + transient_backoff * 2^n, transient_retries times
+//   any other error                     failed, with its message (secrets of the integration removed)
+//   cancelled by stop()                 queued at once, lease released: another worker resumes it
+//   lease lost (taken over elsewhere)   untouched: the run is cancelled, the new holder owns the row
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "webhookdb/job_runner.hpp"
+#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/registry.hpp"
+#include "webhookdb/replicator.hpp"
+
+namespace webhookdb::jobs {
+
+// How one run ended, as the queue recorded it.
+enum class RunResult { completed, retried, failed, released, lease_lost };
+[[nodiscard]] std::string_view to_string(RunResult result) noexcept;
+
+struct JobReport {
+  std::int64_t job_id = 0;
+  int attempt = 0;
+  RunResult result = RunResult::completed;
+  // Set when the runner returned.
+  std::optional<JobRunOutcome> outcome;
+  // The recorded error (secrets removed); empty when none.
+  std::string error;
+  std::chrono::milliseconds elapsed{0};
+};
+
+struct WorkerOptions {
+  // Jobs run at once.
+  int concurrency = 2;
+  // Longest idle wait between looks at the queue when no notification comes
+  // (a lost NOTIFY, a delayed job becoming due on another machine's clock).
+  std::chrono::milliseconds poll_interval{5'000};
+  // How often leases are renewed; zero: a third of the queue's lease.
+  std::chrono::milliseconds heartbeat_interval{0};
+  // Unique per worker; default "<host>:<pid>:<random>".
+  std::string owner;
+  // For errors other than RetryOrDie whose retryable() is true (a lost
+  // database connection, say).
+  int transient_retries = 3;
+  std::chrono::seconds transient_backoff{30};
+  // Default: the context's logger.
+  std::shared_ptr<Logger> logger;
+  // Called after each run from the thread that ran it. Must not throw.
+  std::function<void(const JobReport&)> on_job_done;
+};
+
+struct WorkerStats {
+  std::uint64_t taken = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t retried = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t released = 0;
+  std::uint64_t lease_lost = 0;
+  int running = 0;
+};
+
+class Worker {
+ public:
+  // The context needs a job store and a replica store; its queue is replaced
+  // by `queue` so children are enqueued where this worker (and its peers) take them.
+  Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context, std::shared_ptr<PgJobQueue> queue,
+         WorkerOptions options = {});
+  // stop().
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the runner threads and the heartbeat. InvalidPrecondition when
+  // called twice or after stop().
+  void start();
+  // Stops taking jobs, waits up to `grace` for running jobs to end by
+  // themselves, then cancels the rest through their CancellationToken
+  // (backfillers stop at a page boundary, their last checkpoint stays), gives
+  // their jobs back to the queue and joins every thread. Idempotent; safe
+  // from any thread but a job's own.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  // Asks for stop() without waiting (from a signal-watching thread, say).
+  void request_stop() noexcept;
+  // True after start() and until stop() has joined.
+  [[nodiscard]] bool running() const noexcept;
+  // Blocks until stop is requested or `timeout` passes; true when requested.
+  bool wait_for_stop_request(std::chrono::milliseconds timeout) const;
+
+  [[nodiscard]] const std::string& owner() const noexcept;
+  [[nodiscard]] WorkerStats stats() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// "<host>:<pid>:<8 random hex>".
+[[nodiscard]] std::string default_worker_owner();
+
+}  // namespace webhookdb::jobs

@@ -1,0 +1,65 @@
+#pragma once
+// The body of a worker process: parse the command line, connect the stores
+// and the queue, serve the registry until SIGTERM or SIGINT, drain, exit 0.
+// A host builds its own worker binary in a few lines, linking in its
+// replicators through the registration hook:
+//
+//   int main(int argc, char** argv) {
+//     webhookdb::jobs::WorkerHooks hooks;
+//     hooks.register_replicators = [](webhookdb::Registry& r, const webhookdb::jobs::WorkerSettings&) {
+//       r.add(MyReplicator::descriptor());
+//     };
+//     hooks.http_client = [](const webhookdb::jobs::WorkerSettings&) {
+//       return webhookdb::curl::make_curl_client();
+//     };
+//     return webhookdb::jobs::worker_main(argc, argv, hooks);
+//   }
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "webhookdb/http_client.hpp"
+#include "webhookdb/logger.hpp"
+#include "webhookdb/registry.hpp"
+
+namespace webhookdb::jobs {
+
+struct WorkerSettings {
+  // --database-url: integrations, jobs, the queue (and, by default, the replication tables).
+  std::string database_url;
+  // --replica-database-url: where replication tables live, when elsewhere.
+  std::string replica_database_url;
+  // --schema: webhookdb's own tables (queue, jobs, checkpoints).
+  std::string schema = "public";
+  // --replica-schema: put every replication table in this schema.
+  std::string replica_schema;
+  int concurrency = 2;                         // --concurrency N
+  std::chrono::milliseconds lease{30'000};     // --lease-seconds S (fractions allowed)
+  std::chrono::milliseconds poll{5'000};       // --poll-seconds S
+  std::chrono::milliseconds drain{0};          // --drain-seconds S: grace before running jobs are cancelled
+  std::string api_url;                         // --api-url URL: for replicators that need a default API
+  std::string owner;                           // --owner NAME (default host:pid:random)
+  LogLevel log_level = LogLevel::info;         // --log-level debug|info|warn|error
+  bool help = false;                           // --help
+};
+
+// Throws InvalidPrecondition naming the bad argument (never echoing a URL).
+[[nodiscard]] WorkerSettings parse_worker_args(const std::vector<std::string>& args);
+[[nodiscard]] std::string worker_usage(std::string_view program);
+
+struct WorkerHooks {
+  // Adds the host's descriptors. Required.
+  std::function<void(Registry&, const WorkerSettings&)> register_replicators;
+  // The HTTP client replicators use. Required.
+  std::function<std::shared_ptr<HttpClient>(const WorkerSettings&)> http_client;
+};
+
+// Returns the process exit code: 0 after a clean drain, 2 for a bad command
+// line, 1 when start-up fails (the database is unreachable...).
+int worker_main(int argc, char** argv, const WorkerHooks& hooks);
+
+}  // namespace webhookdb::jobs

@@ -1,0 +1,296 @@
+#pragma once
+// Pagination helpers for Replicator::fetch_backfill_page. Each style turns a
+// pagination token into a request and the response into a BackfillPage, so a
+// replicator's fetch is a few lines:
+//
+//   pagination::StartingAfter pages_{{.limit = 100}};
+//
+//   BackfillPage fetch_backfill_page(const std::string& token,
+//                                    const std::optional<Timestamp>& since,
+//                                    const CancellationToken& cancel) override {
+//     HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges",
+//                                                     {{"updated_since", "..."}})};
+//     return pages_.fetch(*context().http, first, token, cancel);
+//   }
+//
+// Every style:
+// - sends `first` for the empty token and derives later requests from it
+//   (headers and timeout kept);
+// - throws HttpError for a status >= 300 that is not followed, and
+//   HttpConnectionError (retryable, like a truncated transfer) when a 2xx body
+//   is empty or not JSON (a cut-off body, a proxy's HTML page);
+// - returns items = null when the body lacks the items array, which the page
+//   loop reports as an error;
+// - throws InvariantViolation naming the token when a next token repeats one
+//   seen in the same walk, or a page repeats the previous page's items: the
+//   backfill would otherwise loop forever.
+// One paginator object per walk at a time (one per backfiller); it is
+// thread-safe but concurrent walks would confuse its repeat detection.
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/backfiller.hpp"
+#include "webhookdb/cancellation.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/http_client.hpp"
+
+namespace webhookdb::pagination {
+
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+// A path into a JSON body ({"data"}, {"links", "next"}); empty: the body itself.
+using JsonPath = std::vector<std::string>;
+
+// --- URLs ---
+
+// Percent-encodes everything but RFC 3986 unreserved characters.
+[[nodiscard]] std::string url_encode(std::string_view text);
+// Appends the parameters, encoded, with '?' or '&' (before any fragment).
+[[nodiscard]] std::string with_query(std::string_view url, const QueryParams& params);
+// Replaces every `name` parameter with one `name=value`, or appends it.
+[[nodiscard]] std::string set_query_param(std::string_view url, std::string_view name, std::string_view value);
+// The decoded value of the first `name` parameter.
+[[nodiscard]] std::optional<std::string> query_param(std::string_view url, std::string_view name);
+// Resolves a reference (absolute, //host, /path, relative path, ?query,
+// #fragment) against an absolute `base` URL (RFC 3986 section 5.2).
+[[nodiscard]] std::string resolve_url(std::string_view base, std::string_view reference);
+// "scheme://host:port" lower-cased, with the scheme's default port spelled
+// out, so that equal origins compare equal.
+[[nodiscard]] std::string origin_of(std::string_view url);
+
+// --- Link header (RFC 8288) ---
+
+struct Link {
+  std::string target;  // as written between < and >
+  // Parameter names lower-cased; the first occurrence of each wins.
+  std::map<std::string, std::string> params;
+  // The rel values, lower-cased ("next", "last"...).
+  [[nodiscard]] std::vector<std::string> rels() const;
+};
+
+// Parses one Link header value with any number of comma-separated links;
+// tolerates blanks, unquoted and quoted values, commas and semicolons inside
+// <...> and quotes, and skips malformed entries instead of failing.
+[[nodiscard]] std::vector<Link> parse_link_header(std::string_view value);
+// The target of the first link with relation `rel` across every Link header,
+// resolved against `base_url`; nullopt when there is none.
+[[nodiscard]] std::optional<std::string> find_link(const Headers& headers, std::string_view base_url,
+                                                   std::string_view rel = "next");
+
+// --- Bodies ---
+
+// The JSON of a 2xx response; HttpConnectionError (retryable) naming the
+// request when the body is empty or not JSON.
+[[nodiscard]] nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response);
+// The value at `path`, or nullptr when a step is missing.
+[[nodiscard]] const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path);
+
+// Catches a pagination token that repeats within one walk, and a page whose
+// items repeat the previous page's (an API that ignores the page parameter).
+class RepeatGuard {
+ public:
+  // Before fetching `token`: the empty token, or one that is not the last
+  // next token seen, starts a new walk (first page, resume, new job).
+  void begin(const std::string& token);
+  // After a page: throws InvariantViolation naming the token (redacted and
+  // shortened) when `next` was seen before in this walk, or when the page
+  // has the same items as the previous one.
+  void end(const std::string& token, const std::string& next, const nlohmann::json& items);
+
+ private:
+  std::mutex mutex_;
+  std::string last_next_;
+  bool walking_ = false;
+  std::unordered_set<std::string> seen_;
+  std::string previous_fingerprint_;
+};
+
+// The base of every style.
+class Paginator {
+ public:
+  Paginator() = default;
+  virtual ~Paginator() = default;
+  Paginator(const Paginator&) = delete;
+  Paginator& operator=(const Paginator&) = delete;
+
+  // The page for `token` ("" is the first page, which is `first`).
+  BackfillPage fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
+                     const CancellationToken& cancel = CancellationToken{});
+
+ protected:
+  [[nodiscard]] virtual HttpRequest request_for(const HttpRequest& first, const std::string& token) const = 0;
+  [[nodiscard]] virtual const JsonPath& items_path() const = 0;
+  // `items` is null when the body lacks them.
+  [[nodiscard]] virtual std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                               const HttpResponse& response, const nlohmann::json& body,
+                                               const nlohmann::json* items, const std::string& token) const = 0;
+
+ private:
+  RepeatGuard guard_;
+};
+
+// Stripe: ?limit=N&starting_after=<id of the last item>, and
+// {"data": [...], "has_more": true}. Without has_more in the body, a full
+// page (limit items) means there may be more.
+struct StartingAfterOptions {
+  int limit = 100;  // 0: not sent
+  std::string limit_param = "limit";
+  std::string cursor_param = "starting_after";
+  JsonPath items_path{"data"};
+  JsonPath has_more_path{"has_more"};
+  JsonPath id_path{"id"};
+};
+
+class StartingAfter final : public Paginator {
+ public:
+  explicit StartingAfter(StartingAfterOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  StartingAfterOptions options_;
+};
+
+// An opaque cursor in the body: ?cursor=<next_cursor>, and
+// {"data": [...], "next_cursor": "..."}; null, "" or missing ends the walk.
+struct CursorOptions {
+  int limit = 100;  // 0: not sent
+  std::string limit_param = "limit";
+  std::string cursor_param = "cursor";
+  JsonPath items_path{"data"};
+  JsonPath next_cursor_path{"next_cursor"};
+};
+
+class Cursor final : public Paginator {
+ public:
+  explicit Cursor(CursorOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  CursorOptions options_;
+};
+
+// Link: <https://api/x?page=2>; rel="next" (GitHub, Shopify). The token is
+// the next URL, resolved against the request's. By default the items are the
+// body itself (a JSON array).
+struct LinkHeaderOptions {
+  JsonPath items_path{};
+  std::string rel = "next";
+  // Refuse a next URL on another origin: the request's credentials would go there.
+  bool same_origin = true;
+};
+
+class LinkHeader final : public Paginator {
+ public:
+  explicit LinkHeader(LinkHeaderOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  LinkHeaderOptions options_;
+};
+
+// ?page=N&per_page=M. Ends on an empty page, a short page (fewer than
+// per_page items), or at total_pages when the body says so.
+struct PageNumberOptions {
+  int per_page = 100;  // 0: not sent, and only an empty page ends the walk
+  int first_page = 1;
+  std::string page_param = "page";
+  std::string per_page_param = "per_page";
+  JsonPath items_path{"data"};
+  JsonPath total_pages_path{};  // empty: not used
+};
+
+class PageNumber final : public Paginator {
+ public:
+  explicit PageNumber(PageNumberOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  [[nodiscard]] long long page_of(const std::string& token) const;
+  PageNumberOptions options_;
+};
+
+// ?offset=O&limit=L; the next offset is O plus the items received. Ends on an
+// empty page, a short page, or at the total when the body says so.
+struct OffsetOptions {
+  int limit = 100;  // 0: not sent, and only an empty page ends the walk
+  std::string offset_param = "offset";
+  std::string limit_param = "limit";
+  JsonPath items_path{"data"};
+  JsonPath total_path{};  // empty: not used
+};
+
+class Offset final : public Paginator {
+ public:
+  explicit Offset(OffsetOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  [[nodiscard]] long long offset_of(const std::string& token) const;
+  OffsetOptions options_;
+};
+
+// The next page's URL in the body: {"data": [...], "next": "https://..."}
+// (or a relative one, resolved against the request's URL). Null, "" or
+// missing ends the walk.
+struct NextUrlOptions {
+  JsonPath items_path{"data"};
+  JsonPath next_path{"next"};
+  // Refuse a next URL on another origin: the request's credentials would go there.
+  bool same_origin = true;
+};
+
+class NextUrl final : public Paginator {
+ public:
+  explicit NextUrl(NextUrlOptions options = {}) : options_(std::move(options)) {}
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                       const nlohmann::json& body, const nlohmann::json* items,
+                                       const std::string& token) const override;
+
+ private:
+  NextUrlOptions options_;
+};
+
+}  // namespace webhookdb::pagination

@@ -1,0 +1,46 @@
+#pragma once
+// Settings of the PostgreSQL adapter (webhookdb::pg).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace webhookdb::pg {
+
+struct Config {
+  // A libpq URL (postgresql://user:password@host:port/db?...) or key=value
+  // string. It may hold a password: it is never logged or put in a message.
+  std::string url;
+  // Connections kept open at most. A caller waits when all are in use.
+  int pool_size = 4;
+  // How long a caller waits for a free connection before a (retryable) StoreError.
+  std::chrono::milliseconds acquire_timeout{30'000};
+  // statement_timeout of every pooled connection; zero means none.
+  std::chrono::milliseconds statement_timeout{0};
+  // Where webhookdb's own tables live (schema migrations, integrations,
+  // backfill jobs, checkpoints). Created when missing.
+  std::string schema = "public";
+  // When set, every replication table lives here instead of in
+  // TableSpec::schema (replicators build their specs in "public"; a host, or a
+  // test, puts all replication tables in a schema of its own).
+  std::optional<std::string> replica_schema;
+  std::string application_name = "webhookdb";
+  // A batch whose connection was lost, or that hit a deadlock or a
+  // serialization failure, is run again on a fresh connection this many times
+  // (never after its COMMIT was sent: an in-doubt commit is reported).
+  int retries = 1;
+  // WriteMethod::automatic uses staging COPY from this many rows on, else a
+  // multi-row INSERT.
+  std::size_t copy_threshold = 1000;
+  // ensure_all_columns fills a new column with one UPDATE per this many pks.
+  std::int64_t fill_chunk_rows = 1'000'000;
+};
+
+// `url` with its password (user:password@ or password=...) replaced by
+// REDACTED, for logs and messages.
+[[nodiscard]] std::string redact_database_url(std::string_view url);
+
+}  // namespace webhookdb::pg

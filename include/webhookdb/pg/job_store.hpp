@@ -1,0 +1,78 @@
+#pragma once
+// JobStore on PostgreSQL: service integrations, backfill jobs and integration
+// locks, in <Config::schema>.webhookdb_service_integrations and
+// webhookdb_backfill_jobs (the fields of WebhookDB's tables).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/clock.hpp"
+#include "webhookdb/job_store.hpp"
+#include "webhookdb/pg/config.hpp"
+#include "webhookdb/pg/connection_pool.hpp"
+#include "webhookdb/pg/migrations.hpp"
+
+namespace webhookdb::pg {
+
+// Thread-safe. Secrets (backfill key and secret, webhook secret) are stored in
+// the table as they are and never appear in a log line or an error message.
+//
+// Integration locks are session-level advisory locks on
+// (oid of webhookdb_service_integrations, integration id), each held by a
+// connection of its own (not a pooled one, so long backfills never starve the
+// pool) that is closed when the lock is destroyed. If the process dies, the
+// server ends the session and the lock is gone at once: no lock rows to expire.
+class PgJobStore final : public JobStore {
+ public:
+  // created_at of jobs comes from `clock`. Migrations run on first use (or migrate()).
+  explicit PgJobStore(Config config, std::shared_ptr<Clock> clock = system_clock());
+  explicit PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock = system_clock());
+  ~PgJobStore() override;
+  PgJobStore(const PgJobStore&) = delete;
+  PgJobStore& operator=(const PgJobStore&) = delete;
+
+  // InvalidPrecondition when the opaque id is taken.
+  ServiceIntegration create_integration(ServiceIntegration integration) override;
+  [[nodiscard]] std::optional<ServiceIntegration> find_integration(std::int64_t id) override;
+  [[nodiscard]] std::optional<ServiceIntegration> find_integration_by_opaque_id(
+      const std::string& opaque_id) override;
+  // All fields but id; InvalidPrecondition when it does not exist.
+  void update_integration(const ServiceIntegration& integration) override;
+  // In id order.
+  [[nodiscard]] std::vector<ServiceIntegration> dependents_of(std::int64_t integration_id) override;
+  // Its jobs go with it; its dependents keep existing with depends_on unset.
+  void delete_integration(std::int64_t id) override;
+
+  // A null criteria becomes {}; any other non-object is an InvalidPrecondition.
+  BackfillJob create_job(BackfillJob job) override;
+  // One transaction. A dependency cycle is an InvariantViolation and creates nothing.
+  BackfillJob create_recursive(const ServiceIntegration& integration, bool incremental,
+                               const nlohmann::json& criteria,
+                               std::optional<std::int64_t> parent_job_id = std::nullopt) override;
+  [[nodiscard]] std::optional<BackfillJob> find_job(std::int64_t id) override;
+  // Persists started_at and finished_at; InvalidPrecondition when the job is gone.
+  void update_job(const BackfillJob& job) override;
+  // In id order.
+  [[nodiscard]] std::vector<BackfillJob> child_jobs(std::int64_t job_id) override;
+  // Deletes the job and its descendants.
+  void delete_job(std::int64_t id) override;
+
+  // The lock may outlive the store.
+  [[nodiscard]] std::unique_ptr<IntegrationLock> try_lock_integration(std::int64_t integration_id) override;
+
+  // Runs the pending migrations of component "job_store".
+  void migrate();
+  [[nodiscard]] ConnectionPool& pool() const noexcept;
+  [[nodiscard]] static const std::vector<Migration>& migrations();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace webhookdb::pg

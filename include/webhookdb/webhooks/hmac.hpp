@@ -1,0 +1,38 @@
+#pragma once
+// HMAC-SHA256 (OpenSSL), hex and base64 codecs, and the constant-time
+// comparison every verifier in this component uses.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace webhookdb::webhooks {
+
+// The raw 32-byte HMAC-SHA256 of `message` under `key`.
+[[nodiscard]] std::string hmac_sha256(std::string_view key, std::string_view message);
+// The same, as 64 lower-case hex digits / as padded standard base64.
+[[nodiscard]] std::string hmac_sha256_hex(std::string_view key, std::string_view message);
+[[nodiscard]] std::string hmac_sha256_base64(std::string_view key, std::string_view message);
+
+// Equal length and equal bytes. The time taken depends only on the lengths,
+// never on where the first difference is (OpenSSL's CRYPTO_memcmp), so a
+// forger cannot learn a signature byte by byte from response times.
+[[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;
+
+[[nodiscard]] std::string to_hex(std::string_view bytes);
+// Upper or lower case; nullopt for an odd length or a non-hex character.
+[[nodiscard]] std::optional<std::string> from_hex(std::string_view hex);
+// Standard alphabet, padded.
+[[nodiscard]] std::string to_base64(std::string_view bytes);
+// Standard alphabet; padding optional; nullopt for anything else (whitespace,
+// url-safe characters, bad padding).
+[[nodiscard]] std::optional<std::string> from_base64(std::string_view text);
+
+namespace detail {
+// How many times constant_time_equals ran in this process. Lets tests prove
+// that the verifiers compare through it rather than with ==.
+[[nodiscard]] std::uint64_t constant_time_comparisons() noexcept;
+}  // namespace detail
+
+}  // namespace webhookdb::webhooks

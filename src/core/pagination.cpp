@@ -1,0 +1,677 @@
+#include "webhookdb/pagination.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace webhookdb::pagination {
+namespace {
+
+char lower_char(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), lower_char);
+  return out;
+}
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// scheme://authority/path?query#fragment, as views into the URL.
+struct UrlParts {
+  std::string_view scheme;     // without ':'
+  std::string_view authority;  // without '//'
+  bool has_authority = false;
+  std::string_view path;
+  std::string_view query;  // without '?'
+  bool has_query = false;
+  std::string_view fragment;  // without '#'
+  bool has_fragment = false;
+};
+
+bool scheme_char(char c, bool first) {
+  if (std::isalpha(static_cast<unsigned char>(c)) != 0) return true;
+  return !first && (std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.');
+}
+
+UrlParts split_url(std::string_view url) {
+  UrlParts p;
+  std::size_t i = 0;
+  // A scheme: letters then ':' before any of "/?#".
+  for (std::size_t k = 0; k < url.size(); ++k) {
+    if (url[k] == ':') {
+      if (k > 0) {
+        p.scheme = url.substr(0, k);
+        i = k + 1;
+      }
+      break;
+    }
+    if (!scheme_char(url[k], k == 0)) break;
+  }
+  if (url.substr(i, 2) == "//") {
+    p.has_authority = true;
+    const auto end = url.find_first_of("/?#", i + 2);
+    p.authority = url.substr(i + 2, (end == std::string_view::npos ? url.size() : end) - i - 2);
+    i = end == std::string_view::npos ? url.size() : end;
+  }
+  const auto frag = url.find('#', i);
+  if (frag != std::string_view::npos) {
+    p.has_fragment = true;
+    p.fragment = url.substr(frag + 1);
+  }
+  const std::string_view before_fragment = url.substr(0, frag == std::string_view::npos ? url.size() : frag);
+  const auto q = before_fragment.find('?', i);
+  if (q != std::string_view::npos) {
+    p.has_query = true;
+    p.query = before_fragment.substr(q + 1);
+  }
+  p.path = before_fragment.substr(i, (q == std::string_view::npos ? before_fragment.size() : q) - i);
+  return p;
+}
+
+std::string join_url(std::string_view scheme, bool has_authority, std::string_view authority, std::string_view path,
+                     bool has_query, std::string_view query, bool has_fragment, std::string_view fragment) {
+  std::string out;
+  if (!scheme.empty()) {
+    out += scheme;
+    out += ':';
+  }
+  if (has_authority) {
+    out += "//";
+    out += authority;
+  }
+  out += path;
+  if (has_query) {
+    out += '?';
+    out += query;
+  }
+  if (has_fragment) {
+    out += '#';
+    out += fragment;
+  }
+  return out;
+}
+
+// RFC 3986 5.2.4.
+std::string remove_dot_segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  const bool absolute = !path.empty() && path.front() == '/';
+  std::size_t start = absolute ? 1 : 0;
+  bool trailing_slash = false;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view seg = path.substr(start, end - start);
+    const bool last = end == path.size();
+    if (seg == ".") {
+      trailing_slash = last;
+    } else if (seg == "..") {
+      if (!out.empty()) out.pop_back();
+      trailing_slash = last;
+    } else {
+      out.push_back(seg);
+      trailing_slash = false;
+    }
+    start = end + 1;
+  }
+  std::string result = absolute ? "/" : "";
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    if (k > 0) result += '/';
+    result += out[k];
+  }
+  if (trailing_slash && !result.empty() && result.back() != '/') result += '/';
+  return result;
+}
+
+// A token in an error message: redacted when it is a URL, and shortened.
+std::string shown_token(const std::string& token) {
+  std::string shown = token.find("://") != std::string::npos || token.find('?') != std::string::npos
+                          ? redact_url(token)
+                          : token;
+  if (shown.size() > 120) shown = shown.substr(0, 117) + "...";
+  return shown;
+}
+
+std::string describe_request(const HttpRequest& request) { return request.method + " " + redact_url(request.url); }
+
+std::string scalar_text(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_integer() || value.is_number_unsigned()) return value.dump();
+  if (value.is_number_float()) return value.dump();
+  return {};
+}
+
+long long parse_count(const std::string& token, std::string_view what) {
+  long long value = 0;
+  const auto* end = token.data() + token.size();
+  const auto [ptr, ec] = std::from_chars(token.data(), end, value);
+  if (ec != std::errc{} || ptr != end || value < 0) {
+    throw InvalidPrecondition("pagination token '" + shown_token(token) + "' is not a " + std::string(what));
+  }
+  return value;
+}
+
+void check_origin(bool same_origin, const HttpRequest& first, const std::string& next) {
+  if (!same_origin || next.empty()) return;
+  if (origin_of(next) != origin_of(first.url)) {
+    throw InvariantViolation("next page URL " + redact_url(next) + " is on another origin than " +
+                             redact_url(first.url) + "; not sending the request's credentials there");
+  }
+}
+
+HttpRequest with_url(const HttpRequest& first, std::string url) {
+  HttpRequest request = first;
+  request.url = std::move(url);
+  return request;
+}
+
+}  // namespace
+
+// --- URLs ---
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4U];
+      out += kHex[c & 0x0FU];
+    }
+  }
+  return out;
+}
+
+std::string with_query(std::string_view url, const QueryParams& params) {
+  if (params.empty()) return std::string(url);
+  const auto frag = url.find('#');
+  std::string out(url.substr(0, frag));
+  const std::string fragment = frag == std::string_view::npos ? "" : std::string(url.substr(frag));
+  bool has_query = out.find('?') != std::string::npos;
+  for (const auto& [name, value] : params) {
+    if (!has_query) {
+      out += '?';
+      has_query = true;
+    } else if (out.back() != '?' && out.back() != '&') {
+      out += '&';
+    }
+    out += url_encode(name);
+    out += '=';
+    out += url_encode(value);
+  }
+  return out + fragment;
+}
+
+std::string set_query_param(std::string_view url, std::string_view name, std::string_view value) {
+  const UrlParts p = split_url(url);
+  std::string query;
+  bool replaced = false;
+  const std::string encoded = url_encode(name) + "=" + url_encode(value);
+  std::size_t start = 0;
+  while (p.has_query && start <= p.query.size()) {
+    auto end = p.query.find('&', start);
+    if (end == std::string_view::npos) end = p.query.size();
+    const std::string_view part = p.query.substr(start, end - start);
+    start = end + 1;
+    if (part.empty()) continue;
+    const std::string_view key = part.substr(0, part.find('='));
+    if (url_decode(key) == name) {
+      if (replaced) continue;
+      replaced = true;
+      if (!query.empty()) query += '&';
+      query += encoded;
+      continue;
+    }
+    if (!query.empty()) query += '&';
+    query += part;
+  }
+  if (!replaced) {
+    if (!query.empty()) query += '&';
+    query += encoded;
+  }
+  return join_url(p.scheme, p.has_authority, p.authority, p.path, true, query, p.has_fragment, p.fragment);
+}
+
+std::optional<std::string> query_param(std::string_view url, std::string_view name) {
+  const UrlParts p = split_url(url);
+  if (!p.has_query) return std::nullopt;
+  std::size_t start = 0;
+  while (start <= p.query.size()) {
+    auto end = p.query.find('&', start);
+    if (end == std::string_view::npos) end = p.query.size();
+    const std::string_view part = p.query.substr(start, end - start);
+    start = end + 1;
+    const auto eq = part.find('=');
+    if (url_decode(part.substr(0, eq)) == name) {
+      return eq == std::string_view::npos ? std::string() : url_decode(part.substr(eq + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+std::string resolve_url(std::string_view base, std::string_view reference) {
+  reference = trim(reference);
+  const UrlParts r = split_url(reference);
+  const UrlParts b = split_url(base);
+  if (!r.scheme.empty()) {
+    return join_url(r.scheme, r.has_authority, r.authority, remove_dot_segments(r.path), r.has_query, r.query,
+                    r.has_fragment, r.fragment);
+  }
+  if (r.has_authority) {
+    return join_url(b.scheme, true, r.authority, remove_dot_segments(r.path), r.has_query, r.query, r.has_fragment,
+                    r.fragment);
+  }
+  if (r.path.empty()) {
+    return join_url(b.scheme, b.has_authority, b.authority, b.path, r.has_query || b.has_query,
+                    r.has_query ? r.query : b.query, r.has_fragment, r.fragment);
+  }
+  std::string path;
+  if (r.path.front() == '/') {
+    path = remove_dot_segments(r.path);
+  } else {
+    std::string merged;
+    if (b.has_authority && b.path.empty()) {
+      merged = "/" + std::string(r.path);
+    } else {
+      const auto slash = b.path.rfind('/');
+      merged = std::string(slash == std::string_view::npos ? std::string_view() : b.path.substr(0, slash + 1)) +
+               std::string(r.path);
+    }
+    path = remove_dot_segments(merged);
+  }
+  return join_url(b.scheme, b.has_authority, b.authority, path, r.has_query, r.query, r.has_fragment, r.fragment);
+}
+
+std::string origin_of(std::string_view url) {
+  const UrlParts p = split_url(url);
+  const std::string scheme = lower(p.scheme);
+  std::string_view authority = p.authority;
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority = authority.substr(at + 1);
+  std::string host = lower(authority);
+  std::string port;
+  // [v6]:port or host:port
+  const auto bracket = host.rfind(']');
+  const auto colon = host.rfind(':');
+  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+    port = host.substr(colon + 1);
+    host.resize(colon);
+  }
+  if (port.empty()) {
+    if (scheme == "http") port = "80";
+    if (scheme == "https") port = "443";
+  }
+  return scheme + "://" + host + (port.empty() ? "" : ":" + port);
+}
+
+// --- Link header ---
+
+std::vector<std::string> Link::rels() const {
+  std::vector<std::string> out;
+  const auto it = params.find("rel");
+  if (it == params.end()) return out;
+  std::string_view rest = it->second;
+  while (!rest.empty()) {
+    while (!rest.empty() && is_space(rest.front())) rest.remove_prefix(1);
+    std::size_t n = 0;
+    while (n < rest.size() && !is_space(rest[n])) ++n;
+    if (n > 0) out.push_back(lower(rest.substr(0, n)));
+    rest.remove_prefix(n);
+  }
+  return out;
+}
+
+std::vector<Link> parse_link_header(std::string_view value) {
+  std::vector<Link> links;
+  std::size_t i = 0;
+  const std::size_t n = value.size();
+  auto skip_space = [&] {
+    while (i < n && is_space(value[i])) ++i;
+  };
+  // Skips to just past the next ',' outside quotes and <...>.
+  auto skip_to_next_link = [&] {
+    bool quoted = false;
+    bool bracketed = false;
+    for (; i < n; ++i) {
+      const char c = value[i];
+      if (quoted) {
+        if (c == '\\') ++i;
+        else if (c == '"') quoted = false;
+      } else if (bracketed) {
+        if (c == '>') bracketed = false;
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == '<') {
+        bracketed = true;
+      } else if (c == ',') {
+        ++i;
+        return;
+      }
+    }
+  };
+  while (i < n) {
+    skip_space();
+    if (i < n && value[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i >= n) break;
+    if (value[i] != '<') {
+      skip_to_next_link();
+      continue;
+    }
+    const auto close = value.find('>', i + 1);
+    if (close == std::string_view::npos) break;
+    Link link;
+    link.target = std::string(trim(value.substr(i + 1, close - i - 1)));
+    i = close + 1;
+    bool malformed = false;
+    while (true) {
+      skip_space();
+      if (i >= n || value[i] == ',') break;
+      if (value[i] != ';') {
+        malformed = true;
+        break;
+      }
+      ++i;
+      skip_space();
+      const std::size_t name_start = i;
+      while (i < n && value[i] != '=' && value[i] != ';' && value[i] != ',' && !is_space(value[i])) ++i;
+      std::string name = lower(value.substr(name_start, i - name_start));
+      skip_space();
+      std::string param_value;
+      if (i < n && value[i] == '=') {
+        ++i;
+        skip_space();
+        if (i < n && value[i] == '"') {
+          ++i;
+          while (i < n && value[i] != '"') {
+            if (value[i] == '\\' && i + 1 < n) ++i;
+            param_value += value[i];
+            ++i;
+          }
+          if (i < n) ++i;  // closing quote
+        } else {
+          const std::size_t v_start = i;
+          while (i < n && value[i] != ';' && value[i] != ',') ++i;
+          param_value = std::string(trim(value.substr(v_start, i - v_start)));
+        }
+      }
+      // A trailing '*' names the RFC 8187 extended form; keep the plain one first.
+      if (!name.empty()) link.params.emplace(std::move(name), std::move(param_value));
+    }
+    if (malformed) {
+      skip_to_next_link();
+      continue;
+    }
+    links.push_back(std::move(link));
+  }
+  return links;
+}
+
+std::optional<std::string> find_link(const Headers& headers, std::string_view base_url, std::string_view rel) {
+  const std::string wanted = lower(rel);
+  for (const auto& value : find_headers(headers, "Link")) {
+    for (const auto& link : parse_link_header(value)) {
+      const auto rels = link.rels();
+      if (std::find(rels.begin(), rels.end(), wanted) != rels.end()) {
+        return resolve_url(base_url, link.target);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// --- Bodies ---
+
+nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response) {
+  const std::string content_type = response.header("Content-Type").value_or("none");
+  if (trim(response.body).empty()) {
+    throw HttpConnectionError(describe_request(request) + ": empty response body (HTTP " +
+                                  std::to_string(response.status) + ", content-type " + content_type + ")",
+                              request.method, redact_url(request.url));
+  }
+  auto body = nlohmann::json::parse(response.body, nullptr, false);
+  if (body.is_discarded()) {
+    throw HttpConnectionError(describe_request(request) + ": response body is not valid JSON (" +
+                                  std::to_string(response.body.size()) + " bytes, HTTP " +
+                                  std::to_string(response.status) + ", content-type " + content_type +
+                                  "): truncated or not an API response",
+                              request.method, redact_url(request.url));
+  }
+  return body;
+}
+
+const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path) {
+  const nlohmann::json* at = &body;
+  for (const auto& step : path) {
+    if (!at->is_object()) return nullptr;
+    const auto it = at->find(step);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
+// --- RepeatGuard ---
+
+void RepeatGuard::begin(const std::string& token) {
+  std::lock_guard lock(mutex_);
+  if (token.empty() || !walking_ || token != last_next_) {
+    seen_.clear();
+    previous_fingerprint_.clear();
+    if (!token.empty()) seen_.insert(token);
+    last_next_ = token;
+    walking_ = true;
+  }
+}
+
+void RepeatGuard::end(const std::string& token, const std::string& next, const nlohmann::json& items) {
+  std::lock_guard lock(mutex_);
+  // Consecutive identical non-empty pages: the API ignores the page parameter.
+  std::string fingerprint;
+  if (items.is_array() && !items.empty()) {
+    fingerprint = std::to_string(items.size()) + "|" + items.front().dump() + "|" + items.back().dump();
+  }
+  if (!fingerprint.empty() && fingerprint == previous_fingerprint_) {
+    walking_ = false;
+    throw InvariantViolation("pagination page for token '" + shown_token(token) +
+                             "' has the same items as the previous page: the API ignores the pagination "
+                             "parameter and following it would loop forever");
+  }
+  previous_fingerprint_ = std::move(fingerprint);
+  if (!next.empty() && !seen_.insert(next).second) {
+    walking_ = false;
+    throw InvariantViolation("pagination token repeated ('" + shown_token(next) + "' after '" + shown_token(token) +
+                             "'): following it would loop forever");
+  }
+  last_next_ = next;
+}
+
+// --- Paginator ---
+
+BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
+                              const CancellationToken& cancel) {
+  guard_.begin(token);
+  const HttpRequest request = request_for(first, token);
+  const HttpResponse response = http.send(request, cancel);
+  if (response.status >= 400) raise_for_status(request, response);
+  if (response.status < 200 || response.status >= 300) {
+    throw HttpError(response.status, request.method, redact_url(request.url), response.body.substr(0, 1024),
+                    response.headers);
+  }
+  nlohmann::json body = parse_json_body(request, response);
+  const nlohmann::json* items = json_at(body, items_path());
+  if (items != nullptr && !items->is_array()) items = nullptr;
+  std::string next = next_token(first, request, response, body, items, token);
+  guard_.end(token, next, items != nullptr ? *items : nlohmann::json());
+
+  BackfillPage page;
+  page.next = std::move(next);
+  page.bytes = response.body.size();
+  // `items` points into the local `body`, which is not const: move it out.
+  if (items != nullptr) page.items = std::move(*const_cast<nlohmann::json*>(items));
+  return page;
+}
+
+// --- StartingAfter ---
+
+HttpRequest StartingAfter::request_for(const HttpRequest& first, const std::string& token) const {
+  std::string url = first.url;
+  if (options_.limit > 0) url = set_query_param(url, options_.limit_param, std::to_string(options_.limit));
+  if (!token.empty()) url = set_query_param(url, options_.cursor_param, token);
+  return with_url(first, std::move(url));
+}
+
+std::string StartingAfter::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
+                                      const nlohmann::json& body, const nlohmann::json* items,
+                                      const std::string&) const {
+  if (items == nullptr || items->empty()) return {};
+  const nlohmann::json* has_more = json_at(body, options_.has_more_path);
+  bool more = false;
+  if (has_more != nullptr && has_more->is_boolean()) {
+    more = has_more->get<bool>();
+  } else {
+    more = options_.limit > 0 && items->size() >= static_cast<std::size_t>(options_.limit);
+  }
+  if (!more) return {};
+  const nlohmann::json* id = json_at(items->back(), options_.id_path);
+  const std::string text = id != nullptr ? scalar_text(*id) : std::string();
+  if (text.empty()) {
+    throw InvalidInput("the last item of a page has no id to continue after (has_more is true)");
+  }
+  return text;
+}
+
+// --- Cursor ---
+
+HttpRequest Cursor::request_for(const HttpRequest& first, const std::string& token) const {
+  std::string url = first.url;
+  if (options_.limit > 0) url = set_query_param(url, options_.limit_param, std::to_string(options_.limit));
+  if (!token.empty()) url = set_query_param(url, options_.cursor_param, token);
+  return with_url(first, std::move(url));
+}
+
+std::string Cursor::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&, const nlohmann::json& body,
+                               const nlohmann::json*, const std::string&) const {
+  const nlohmann::json* next = json_at(body, options_.next_cursor_path);
+  return next != nullptr ? scalar_text(*next) : std::string();
+}
+
+// --- LinkHeader ---
+
+HttpRequest LinkHeader::request_for(const HttpRequest& first, const std::string& token) const {
+  return token.empty() ? first : with_url(first, token);
+}
+
+std::string LinkHeader::next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                   const nlohmann::json&, const nlohmann::json*, const std::string&) const {
+  // Relative targets resolve against the URL that answered (after redirects).
+  const std::string& base = response.url.empty() ? sent.url : response.url;
+  std::string next = find_link(response.headers, base, options_.rel).value_or("");
+  check_origin(options_.same_origin, first, next);
+  return next;
+}
+
+// --- PageNumber ---
+
+long long PageNumber::page_of(const std::string& token) const {
+  return token.empty() ? options_.first_page : parse_count(token, "page number");
+}
+
+HttpRequest PageNumber::request_for(const HttpRequest& first, const std::string& token) const {
+  std::string url = set_query_param(first.url, options_.page_param, std::to_string(page_of(token)));
+  if (options_.per_page > 0) url = set_query_param(url, options_.per_page_param, std::to_string(options_.per_page));
+  return with_url(first, std::move(url));
+}
+
+std::string PageNumber::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
+                                   const nlohmann::json& body, const nlohmann::json* items,
+                                   const std::string& token) const {
+  if (items == nullptr || items->empty()) return {};
+  const long long page = page_of(token);
+  if (!options_.total_pages_path.empty()) {
+    const nlohmann::json* total = json_at(body, options_.total_pages_path);
+    if (total != nullptr && total->is_number()) {
+      return page < total->get<long long>() ? std::to_string(page + 1) : std::string();
+    }
+  }
+  if (options_.per_page > 0 && items->size() < static_cast<std::size_t>(options_.per_page)) return {};
+  return std::to_string(page + 1);
+}
+
+// --- Offset ---
+
+long long Offset::offset_of(const std::string& token) const {
+  return token.empty() ? 0 : parse_count(token, "offset");
+}
+
+HttpRequest Offset::request_for(const HttpRequest& first, const std::string& token) const {
+  std::string url = set_query_param(first.url, options_.offset_param, std::to_string(offset_of(token)));
+  if (options_.limit > 0) url = set_query_param(url, options_.limit_param, std::to_string(options_.limit));
+  return with_url(first, std::move(url));
+}
+
+std::string Offset::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&, const nlohmann::json& body,
+                               const nlohmann::json* items, const std::string& token) const {
+  if (items == nullptr || items->empty()) return {};
+  const long long next = offset_of(token) + static_cast<long long>(items->size());
+  if (!options_.total_path.empty()) {
+    const nlohmann::json* total = json_at(body, options_.total_path);
+    if (total != nullptr && total->is_number()) {
+      return next < total->get<long long>() ? std::to_string(next) : std::string();
+    }
+  }
+  if (options_.limit > 0 && items->size() < static_cast<std::size_t>(options_.limit)) return {};
+  return std::to_string(next);
+}
+
+// --- NextUrl ---
+
+HttpRequest NextUrl::request_for(const HttpRequest& first, const std::string& token) const {
+  return token.empty() ? first : with_url(first, token);
+}
+
+std::string NextUrl::next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
+                                const nlohmann::json& body, const nlohmann::json*, const std::string&) const {
+  const nlohmann::json* next = json_at(body, options_.next_path);
+  if (next == nullptr || !next->is_string() || next->get<std::string>().empty()) return {};
+  const std::string& base = response.url.empty() ? sent.url : response.url;
+  std::string url = resolve_url(base, next->get<std::string>());
+  check_origin(options_.same_origin, first, url);
+  return url;
+}
+
+}  // namespace webhookdb::pagination
