@@ -44,6 +44,8 @@ class ServiceBackfiller : public BulkBackfiller {
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;
   [[noreturn]] void give_up(std::exception_ptr error) override;
   [[nodiscard]] bool pipelined() const override;
+  // Enough pages to keep fetching while a batch is written.
+  [[nodiscard]] std::size_t pipeline_depth() const override { return 16; }
 
  private:
   [[noreturn]] void retry_or_die(std::exception_ptr cause) const;
