@@ -130,8 +130,9 @@ class PgJobQueue final : public JobQueue {
   [[nodiscard]] std::vector<std::int64_t> renew(const std::string& owner);
   // The run ended (any JobRunOutcome): done. False when the lease was lost.
   bool complete(std::int64_t job_id, const std::string& owner);
-  // Gives the job back (worker stopping): queued, due at once, lease cleared.
-  bool release(std::int64_t job_id, const std::string& owner);
+  // Gives the job back (worker stopping): queued, due at `run_at` (at once by
+  // default), lease cleared. False when the lease was lost.
+  bool release(std::int64_t job_id, const std::string& owner, std::optional<Timestamp> run_at = std::nullopt);
   // RetryOrDie: while retries remain (the budget starts at `retries` on the
   // first retry of a job), queued again at clock.now() + backoff; then failed
   // for good. `error` must hold no secret.

@@ -1,0 +1,272 @@
+// A host that receives webhooks for the example replicators (Stripe-style
+// charges, GitHub-style issues) and writes them into the memory store, or into
+// PostgreSQL with --database-url.
+//
+//   webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL] [--self-test]
+//
+// It prints the port and one URL per integration, then serves until SIGINT or
+// SIGTERM. Sign a Stripe-style request with webhooks::stripe_signature_header,
+// or with openssl:
+//   t=$(date +%s); body='{"type":"charge.updated","data":{"object":{...}}}'
+//   sig=$(printf '%s.%s' "$t" "$body" | openssl dgst -sha256 -hmac "$SECRET" -hex | cut -d' ' -f2)
+//   curl -H "Stripe-Signature: t=$t,v1=$sig" -d "$body" http://127.0.0.1:PORT/v1/webhooks/svi_example_charges
+// --self-test sends signed webhooks to itself, checks they landed, and exits.
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <webhookdb/memory/memory_job_store.hpp>
+#include <webhookdb/memory/memory_replica_store.hpp>
+#include <webhookdb/registry.hpp>
+#include <webhookdb/webhooks/webhooks.hpp>
+
+#ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+#include <webhookdb/pg/job_store.hpp>
+#include <webhookdb/pg/replica_store.hpp>
+#endif
+
+#include "github_issues/github_replicators.hpp"
+#include "stripe_charges/stripe_charge_replicator.hpp"
+
+namespace {
+
+using namespace webhookdb;
+using nlohmann::json;
+
+// The example replicators plus what a webhook needs: verification, and for
+// charges an answer carrying the stored row when --sync is given.
+class VerifiedStripeCharges : public examples::StripeChargeReplicator, public webhooks::WebhookPolicy {
+ public:
+  using StripeChargeReplicator::StripeChargeReplicator;
+
+ protected:
+  WebhookResponse verify_webhook(const WebhookRequest& request) override {
+    return webhooks::verify_stripe_signature(request, integration().webhook_secret, clock());
+  }
+};
+
+class VerifiedGithubIssues : public examples::GithubIssueReplicator {
+ public:
+  using GithubIssueReplicator::GithubIssueReplicator;
+
+ protected:
+  WebhookResponse verify_webhook(const WebhookRequest& request) override {
+    return webhooks::verify_hmac_sha256_hex(request, integration().webhook_secret, "X-Hub-Signature-256", "sha256=");
+  }
+};
+
+struct Args {
+  unsigned short port = 0;
+  std::string secret = "whsec_example_local_only";
+  std::string database_url;
+  bool sync = false;
+  bool self_test = false;
+};
+
+[[noreturn]] void usage(int code) {
+  std::cerr << "usage: webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL] [--self-test]\n";
+  std::exit(code);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(2);
+      return argv[++i];
+    };
+    if (a == "--port") {
+      args.port = static_cast<unsigned short>(std::stoul(value()));
+    } else if (a == "--secret") {
+      args.secret = value();
+    } else if (a == "--database-url") {
+      args.database_url = value();
+    } else if (a == "--sync") {
+      args.sync = true;
+    } else if (a == "--self-test") {
+      args.self_test = true;
+    } else if (a == "--help" || a == "-h") {
+      usage(0);
+    } else {
+      usage(2);
+    }
+  }
+  return args;
+}
+
+// The integration with this opaque id, created (with its table) when absent.
+ServiceIntegration ensure_integration(JobStore& jobs, const Registry& registry, const ReplicatorContext& ctx,
+                                      const std::string& opaque_id, const std::string& service,
+                                      const std::string& table, const std::string& secret) {
+  auto si = jobs.find_integration_by_opaque_id(opaque_id);
+  if (!si) {
+    ServiceIntegration fresh;
+    fresh.opaque_id = opaque_id;
+    fresh.service_name = service;
+    fresh.table_name = table;
+    fresh.webhook_secret = secret;
+    si = jobs.create_integration(fresh);
+  } else if (si->webhook_secret != secret) {
+    si->webhook_secret = secret;
+    jobs.update_integration(*si);
+  }
+  registry.make(*si, ctx)->create_table();
+  return *si;
+}
+
+// One POST to ourselves over loopback; returns the status.
+int post(unsigned short port, const std::string& target, const std::string& body,
+         const std::vector<std::pair<std::string, std::string>>& headers) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket socket(ioc);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  http::write(socket, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  return static_cast<int>(res.result_int());
+}
+
+int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const Registry& registry,
+              const ReplicatorContext& ctx, const ServiceIntegration& charges, const ServiceIntegration& issues,
+              const std::string& secret) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  const json charge{{"id", "ch_selftest_1"}, {"amount", 1234}, {"currency", "usd"}, {"status", "succeeded"},
+                    {"created", now - 60}, {"updated", now}};
+  const std::string event = json{{"type", "charge.succeeded"}, {"data", {{"object", charge}}}}.dump();
+  const json issue{{"id", 424242}, {"number", 7}, {"title", "Self-test"}, {"state", "open"},
+                   {"user", {{"login", "octo"}}}, {"labels", json::array()}, {"updated_at", "2024-05-01T10:00:00Z"}};
+  const std::string issue_event = json{{"action", "opened"}, {"issue", issue}}.dump();
+
+  int failures = 0;
+  auto expect = [&](const char* what, int got, int want) {
+    std::cout << "self-test: " << what << " -> " << got << (got == want ? "" : " (expected " + std::to_string(want) + ")")
+              << "\n";
+    if (got != want) ++failures;
+  };
+  const std::string charges_path = "/v1/webhooks/" + charges.opaque_id;
+  const std::string issues_path = "/v1/webhooks/" + issues.opaque_id;
+  // Asynchronous processing answers 202, --sync answers 200 with the row.
+  auto accepted = [](int status) { return status >= 200 && status < 300 ? 202 : status; };
+  expect("signed charge event",
+         accepted(post(receiver.port(), charges_path, event,
+                       {{"Stripe-Signature", webhooks::stripe_signature_header(secret, now, event)}})),
+         202);
+  expect("signed issue event",
+         accepted(post(receiver.port(), issues_path, issue_event,
+                       {{"X-Hub-Signature-256", "sha256=" + webhooks::hmac_sha256_hex(secret, issue_event)}})),
+         202);
+  expect("forged charge event",
+         post(receiver.port(), charges_path, event,
+              {{"Stripe-Signature", webhooks::stripe_signature_header("whsec_wrong", now, event)}}),
+         401);
+  expect("malformed body",
+         post(receiver.port(), charges_path, "{oops",
+              {{"Stripe-Signature", webhooks::stripe_signature_header(secret, now, "{oops")}}),
+         400);
+  expect("unknown integration", post(receiver.port(), "/v1/webhooks/svi_nobody", event, {}), 404);
+  receiver.handler().wait_idle();
+
+  const auto charge_row = replica.find(registry.make(charges, ctx)->table_spec(), "ch_selftest_1");
+  const auto issue_row = replica.find(registry.make(issues, ctx)->table_spec(), 424242);
+  std::cout << "self-test: charge row " << (charge_row ? "landed" : "MISSING") << ", issue row "
+            << (issue_row ? "landed" : "MISSING") << "\n";
+  if (!charge_row || !issue_row) ++failures;
+  std::cout << (failures == 0 ? "self-test ok\n" : "self-test FAILED\n");
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse_args(argc, argv);
+
+  // Block the stop signals before any thread starts, then wait for them here.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  try {
+    auto registry = std::make_shared<Registry>();
+    Descriptor charges_d = examples::StripeChargeReplicator::descriptor();
+    charges_d.factory = Descriptor::factory_for<VerifiedStripeCharges>();
+    registry->add(charges_d);
+    Descriptor issues_d = examples::GithubIssueReplicator::descriptor();
+    issues_d.factory = Descriptor::factory_for<VerifiedGithubIssues>();
+    registry->add(issues_d);
+
+    ReplicatorContext ctx;
+    ctx.registry = registry;
+    ctx.logger = std::make_shared<StderrLogger>(LogLevel::info);
+    if (args.database_url.empty()) {
+      ctx.replica = std::make_shared<memory::MemoryReplicaStore>();
+      ctx.jobs = std::make_shared<memory::MemoryJobStore>();
+    } else {
+#ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+      pg::Config config;
+      config.url = args.database_url;
+      auto pool = std::make_shared<pg::ConnectionPool>(config);
+      ctx.replica = std::make_shared<pg::PgReplicaStore>(pool);
+      ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
+#else
+      std::cerr << "this build has no PostgreSQL adapter; run without --database-url\n";
+      return 2;
+#endif
+    }
+
+    const auto charges = ensure_integration(*ctx.jobs, *registry, ctx, "svi_example_charges", charges_d.name,
+                                            "example_stripe_charges", args.secret);
+    const auto issues = ensure_integration(*ctx.jobs, *registry, ctx, "svi_example_issues", issues_d.name,
+                                           "example_github_issues", args.secret);
+
+    webhooks::WebhookReceiverOptions options;
+    options.port = args.port;
+    if (args.sync) options.handler.process_synchronously = true;
+    webhooks::WebhookReceiver receiver(ctx, options);
+    receiver.start();
+    std::cout << "port " << receiver.port() << "\n"
+              << "charges: POST " << receiver.url_for(charges.opaque_id) << "  (Stripe-Signature)\n"
+              << "issues:  POST " << receiver.url_for(issues.opaque_id) << "  (X-Hub-Signature-256)\n"
+              << std::flush;
+
+    if (args.self_test) {
+      const int code = self_test(receiver, *ctx.replica, *registry, ctx, charges, issues, args.secret);
+      receiver.stop();
+      return code;
+    }
+
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    std::cout << "stopping (signal " << signal << ")\n";
+    receiver.stop();
+    const auto stats = receiver.handler().stats();
+    std::cout << "requests " << stats.requests << ", accepted " << stats.accepted << ", rejected " << stats.rejected
+              << ", written " << stats.processed_async << ", failed " << stats.failed_async << "\n"
+              << "rows: charges " << ctx.replica->count(registry->make(charges, ctx)->table_spec()) << ", issues "
+              << ctx.replica->count(registry->make(issues, ctx)->table_spec()) << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "webhook_receiver: " << e.what() << "\n";
+    return 1;
+  }
+}

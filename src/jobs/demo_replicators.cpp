@@ -1,0 +1,105 @@
+#include "jobs/demo_replicators.hpp"
+
+#include <memory>
+
+#include "webhookdb/converters.hpp"
+#include "webhookdb/pagination.hpp"
+#include "webhookdb/replicator.hpp"
+
+namespace webhookdb::jobs::demo {
+namespace {
+
+// Stripe-charge-like rows: the shape of the API server's objects.
+class ChargeReplicatorBase : public Replicator {
+ public:
+  ChargeReplicatorBase(const Descriptor& d, const ServiceIntegration& si, const ReplicatorContext& ctx,
+                       std::string default_api_url)
+      : Replicator(d, si, ctx), default_api_url_(std::move(default_api_url)) {}
+
+  [[nodiscard]] std::size_t backfill_batch_size() const override { return kPageSize; }
+
+ protected:
+  [[nodiscard]] Column remote_key_column() const override { return Column("stripe_id", ColumnType::text).key("id"); }
+  [[nodiscard]] std::vector<Column> denormalized_columns() const override {
+    return {Column("amount", ColumnType::bigint),
+            Column("currency", ColumnType::text),
+            Column("customer", ColumnType::text).optional_(),
+            Column("status", ColumnType::text),
+            Column("created", ColumnType::timestamptz).convert(converters::unix_timestamp()),
+            Column("updated", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed()};
+  }
+  [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::when_newer("updated"); }
+
+  [[nodiscard]] std::string api_url() const {
+    return integration().api_url.empty() ? default_api_url_ : integration().api_url;
+  }
+  [[nodiscard]] pagination::QueryParams since(const std::optional<Timestamp>& last_backfilled) const {
+    pagination::QueryParams query;
+    if (last_backfilled) {
+      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(last_backfilled->time_since_epoch()).count();
+      query.emplace_back("updated_since", std::to_string(secs));
+    }
+    return query;
+  }
+
+ private:
+  std::string default_api_url_;
+};
+
+class ChargeReplicator final : public ChargeReplicatorBase {
+ public:
+  using ChargeReplicatorBase::ChargeReplicatorBase;
+
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
+                                   const CancellationToken& cancel) override {
+    HttpRequest first{.url = pagination::with_query(api_url() + "/v1/charges", since(last_backfilled)),
+                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    return pages_.fetch(*context().http, first, token, cancel);
+  }
+
+ private:
+  pagination::StartingAfter pages_{{.limit = kPageSize}};
+};
+
+// A dependent: backfilled after its parent, without credentials of its own.
+class MirrorReplicator final : public ChargeReplicatorBase {
+ public:
+  using ChargeReplicatorBase::ChargeReplicatorBase;
+
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
+                                   const CancellationToken& cancel) override {
+    HttpRequest first{.url = pagination::with_query(api_url() + "/cursor", since(last_backfilled))};
+    return pages_.fetch(*context().http, first, token, cancel);
+  }
+
+ private:
+  pagination::Cursor pages_{{.limit = kPageSize}};
+};
+
+template <class R>
+ReplicatorFactory factory(std::string default_api_url) {
+  return [url = std::move(default_api_url)](const Descriptor& d, const ServiceIntegration& si,
+                                            const ReplicatorContext& ctx) -> std::unique_ptr<Replicator> {
+    return std::make_unique<R>(d, si, ctx, url);
+  };
+}
+
+}  // namespace
+
+void register_demo_replicators(Registry& registry, const std::string& default_api_url) {
+  registry.add({.name = kChargeService,
+                .resource_name_singular = "Demo Charge",
+                .resource_name_plural = "Demo Charges",
+                .supports_webhooks = false,
+                .supports_backfill = true,
+                .factory = factory<ChargeReplicator>(default_api_url)});
+  registry.add({.name = kMirrorService,
+                .resource_name_singular = "Demo Charge Mirror",
+                .resource_name_plural = "Demo Charge Mirrors",
+                .supports_webhooks = false,
+                .supports_backfill = true,
+                .dependency_descriptor = kChargeService,
+                .factory = factory<MirrorReplicator>(default_api_url)});
+}
+
+}  // namespace webhookdb::jobs::demo

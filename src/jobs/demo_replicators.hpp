@@ -1,0 +1,24 @@
+#pragma once
+// Two small replicators over the local API server (tools/api_server), for the
+// webhookdb-worker demo and the worker tests. Private to src/jobs and tests.
+//
+//   demo_charge_v1         GET <api_url>/v1/charges?limit=100&starting_after=<id>, Bearer <backfill_key>
+//   demo_charge_mirror_v1  depends on demo_charge_v1; the same charges through GET <api_url>/cursor
+//
+// Each page is written in its own batch (backfill_batch_size = page size), so
+// a checkpoint follows every page.
+
+#include <string>
+
+#include "webhookdb/registry.hpp"
+
+namespace webhookdb::jobs::demo {
+
+inline constexpr const char* kChargeService = "demo_charge_v1";
+inline constexpr const char* kMirrorService = "demo_charge_mirror_v1";
+inline constexpr int kPageSize = 100;
+
+// `default_api_url` is used for integrations whose api_url is empty.
+void register_demo_replicators(Registry& registry, const std::string& default_api_url = {});
+
+}  // namespace webhookdb::jobs::demo

@@ -1,0 +1,490 @@
+#include "webhookdb/jobs/pg_job_queue.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "jobs/listener.hpp"
+#include "webhookdb/errors.hpp"
+
+namespace webhookdb::jobs {
+namespace {
+
+using pg::Param;
+using pg::QueryResult;
+using pg::Session;
+
+constexpr const char* kComponent = "job_queue";
+
+// Every timestamp column is read as microseconds since the epoch, so no
+// text format (session TimeZone, DateStyle) is involved.
+std::string micros(const std::string& column) {
+  return "(extract(epoch from " + column + ") * 1000000)::bigint";
+}
+
+const std::string& entry_columns() {
+  static const std::string cols = "job_id, state, " + micros("run_at") + " AS run_at, attempts, retries_left, " +
+                                  "lease_owner, " + micros("lease_expires_at") + " AS lease_expires_at, last_error, " +
+                                  micros("enqueued_at") + " AS enqueued_at, " + micros("updated_at") +
+                                  " AS updated_at, " + micros("finished_at") + " AS finished_at";
+  return cols;
+}
+
+std::int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
+int to_int(const std::optional<std::string>& v) { return v ? std::stoi(*v) : 0; }
+std::optional<int> to_opt_int(const std::optional<std::string>& v) {
+  if (!v) return std::nullopt;
+  return std::stoi(*v);
+}
+std::optional<Timestamp> to_opt_ts(const std::optional<std::string>& v) {
+  if (!v) return std::nullopt;
+  return Timestamp(std::chrono::microseconds(std::stoll(*v)));
+}
+
+QueueState parse_state(const std::string& s) {
+  if (s == "queued") return QueueState::queued;
+  if (s == "running") return QueueState::running;
+  if (s == "done") return QueueState::done;
+  if (s == "failed") return QueueState::failed;
+  throw InvariantViolation("job queue row has unknown state '" + s + "'");
+}
+
+QueueEntry entry_from(const QueryResult& r, std::size_t i) {
+  QueueEntry e;
+  e.job_id = to_i64(r.at(i, "job_id"));
+  e.state = parse_state(r.at(i, "state").value_or(""));
+  e.run_at = to_opt_ts(r.at(i, "run_at"));
+  e.attempts = to_int(r.at(i, "attempts"));
+  e.retries_left = to_opt_int(r.at(i, "retries_left"));
+  e.lease_owner = r.at(i, "lease_owner").value_or("");
+  e.lease_expires_at = to_opt_ts(r.at(i, "lease_expires_at"));
+  e.last_error = r.at(i, "last_error").value_or("");
+  e.enqueued_at = to_opt_ts(r.at(i, "enqueued_at")).value_or(Timestamp{});
+  e.updated_at = to_opt_ts(r.at(i, "updated_at")).value_or(Timestamp{});
+  e.finished_at = to_opt_ts(r.at(i, "finished_at"));
+  return e;
+}
+
+// NOTIFY channels are identifiers: keep [a-z0-9_] of the schema, 63 bytes at most.
+std::string channel_for(const std::string& schema) {
+  std::string channel = "webhookdb_job_queue";
+  if (schema != "public") {
+    channel += "__";
+    for (char c : schema) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      channel += ok ? c : ((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : '_');
+    }
+  }
+  if (channel.size() > 63) channel.resize(63);
+  return channel;
+}
+
+// Cut at a UTF-8 boundary and without NULs (libpq would cut at the NUL anyway).
+std::string clean_error(std::string text, std::size_t max_bytes) {
+  text.erase(std::remove(text.begin(), text.end(), '\0'), text.end());
+  if (text.size() > max_bytes) {
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) --cut;
+    text.resize(cut);
+    text += "...";
+  }
+  return text;
+}
+
+std::string quote_ident(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string ms_param(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
+
+}  // namespace
+
+std::string_view to_string(QueueState state) noexcept {
+  switch (state) {
+    case QueueState::queued: return "queued";
+    case QueueState::running: return "running";
+    case QueueState::done: return "done";
+    case QueueState::failed: return "failed";
+  }
+  return "unknown";
+}
+
+struct PgJobQueue::Impl {
+  std::shared_ptr<pg::ConnectionPool> pool;
+  PgJobQueueOptions options;
+  std::string table;  // "schema".webhookdb_job_queue, quoted
+  std::string channel;
+
+  mutable std::mutex wake_mutex;
+  std::condition_variable wake_cv;
+  std::atomic<std::uint64_t> generation{0};
+
+  std::mutex listener_mutex;
+  std::unique_ptr<Listener> listener;
+
+  void bump() {
+    {
+      std::lock_guard lock(wake_mutex);
+      generation.fetch_add(1, std::memory_order_acq_rel);
+    }
+    wake_cv.notify_all();
+  }
+
+  void log(LogLevel level, const std::string& message) const {
+    if (options.logger) options.logger->log(level, message);
+  }
+
+  // One transaction; a lost connection before COMMIT runs `fn` again on a
+  // fresh one (every statement here is safe to repeat: they are guarded by
+  // state and lease owner).
+  QueryResult tx(const std::string& sql, const std::vector<Param>& params) {
+    QueryResult out;
+    pool->transaction([&](Session& s) { out = s.exec(sql, params); }, 1);
+    return out;
+  }
+};
+
+PgJobQueue::PgJobQueue(pg::Config config, PgJobQueueOptions options)
+    : PgJobQueue(std::make_shared<pg::ConnectionPool>(std::move(config)), std::move(options)) {}
+
+PgJobQueue::PgJobQueue(std::shared_ptr<pg::ConnectionPool> pool, PgJobQueueOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!pool) throw InvalidPrecondition("PgJobQueue needs a connection pool");
+  if (options.lease < std::chrono::milliseconds(100)) {
+    throw InvalidPrecondition("PgJobQueue lease must be at least 100 ms, got " + std::to_string(options.lease.count()) +
+                              " ms");
+  }
+  if (!options.clock) options.clock = system_clock();
+  if (!options.logger) options.logger = std::make_shared<NullLogger>();
+  impl_->pool = std::move(pool);
+  impl_->options = std::move(options);
+  const auto& schema = impl_->pool->config().schema;
+  impl_->channel = channel_for(schema);
+  if (impl_->options.migrate) migrate();
+  impl_->table = quote_ident(schema) + ".webhookdb_job_queue";
+}
+
+PgJobQueue::~PgJobQueue() {
+  std::unique_ptr<Listener> listener;
+  {
+    std::lock_guard lock(impl_->listener_mutex);
+    listener = std::move(impl_->listener);
+  }
+  listener.reset();  // joins its thread
+}
+
+const std::vector<pg::Migration>& PgJobQueue::migrations() {
+  static const std::vector<pg::Migration> steps = {
+      {1, "create webhookdb_job_queue",
+       R"SQL(
+CREATE TABLE IF NOT EXISTS {schema}.webhookdb_job_queue (
+  job_id bigint PRIMARY KEY,
+  state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+  run_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0,
+  retries_left integer,
+  lease_owner text,
+  lease_expires_at timestamptz,
+  last_error text,
+  enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS webhookdb_job_queue_due_idx
+  ON {schema}.webhookdb_job_queue (run_at NULLS FIRST, job_id) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS webhookdb_job_queue_lease_idx
+  ON {schema}.webhookdb_job_queue (lease_expires_at) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS webhookdb_job_queue_owner_idx
+  ON {schema}.webhookdb_job_queue (lease_owner) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS webhookdb_job_queue_failed_idx
+  ON {schema}.webhookdb_job_queue (job_id) WHERE state = 'failed';
+)SQL"},
+  };
+  return steps;
+}
+
+void PgJobQueue::migrate() { pg::migrate(*impl_->pool, kComponent, migrations()); }
+
+const PgJobQueueOptions& PgJobQueue::options() const noexcept { return impl_->options; }
+pg::ConnectionPool& PgJobQueue::pool() const noexcept { return *impl_->pool; }
+const std::string& PgJobQueue::channel() const noexcept { return impl_->channel; }
+
+// --- enqueue ---
+
+void PgJobQueue::enqueue(std::int64_t job_id, std::optional<Timestamp> run_at) {
+  const std::string& t = impl_->table;
+  // A queued job keeps the earlier due time (NULL, "now", is the earliest).
+  const std::string sql =
+      "INSERT INTO " + t + " AS q (job_id, state, run_at) VALUES ($1::bigint, 'queued', $2::timestamptz) "
+      "ON CONFLICT (job_id) DO UPDATE SET "
+      "  run_at = CASE WHEN q.state <> 'queued' THEN EXCLUDED.run_at "
+      "                WHEN q.run_at IS NULL OR EXCLUDED.run_at IS NULL THEN NULL "
+      "                ELSE least(q.run_at, EXCLUDED.run_at) END, "
+      "  attempts = CASE WHEN q.state = 'queued' THEN q.attempts ELSE 0 END, "
+      "  retries_left = CASE WHEN q.state = 'queued' THEN q.retries_left ELSE NULL END, "
+      "  finished_at = NULL, state = 'queued', updated_at = clock_timestamp() "
+      "WHERE q.state <> 'running' "
+      "RETURNING job_id";
+  bool queued = false;
+  impl_->pool->transaction(
+      [&](Session& s) {
+        const Param at = run_at ? Param(format_timestamp(*run_at)) : Param();
+        queued = !s.exec(sql, {std::to_string(job_id), at}).empty();
+        // Delivered at COMMIT, so a woken worker sees the row.
+        s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(job_id)});
+      },
+      1);
+  if (!queued) impl_->log(LogLevel::debug, "job " + std::to_string(job_id) + " is running: enqueue left it alone");
+  impl_->bump();
+}
+
+bool PgJobQueue::enqueue_if_absent(std::int64_t job_id) {
+  const std::string sql = "INSERT INTO " + impl_->table +
+                          " (job_id, state) VALUES ($1::bigint, 'queued') ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
+  bool queued = false;
+  impl_->pool->transaction(
+      [&](Session& s) {
+        queued = !s.exec(sql, {std::to_string(job_id)}).empty();
+        if (queued) s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(job_id)});
+      },
+      1);
+  if (queued) impl_->bump();
+  return queued;
+}
+
+// --- worker side ---
+
+std::optional<Lease> PgJobQueue::take(const std::string& owner) {
+  if (owner.empty()) throw InvalidPrecondition("PgJobQueue::take needs an owner");
+  const std::string& t = impl_->table;
+  const std::string now = format_timestamp(impl_->options.clock->now());
+  const std::string lease = ms_param(impl_->options.lease);
+  std::optional<Lease> out;
+  impl_->pool->transaction(
+      [&](Session& s) {
+        out.reset();
+        if (impl_->options.max_attempts > 0) {
+          auto reaped = s.exec(
+              "UPDATE " + t + " SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
+              "  last_error = 'lease expired on attempt ' || attempts || ' of ' || $1::int || "
+              "    ': its worker was lost every time (last: ' || coalesce(lease_owner, '?') || ')', "
+              "  finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+              "WHERE state = 'running' AND lease_expires_at < clock_timestamp() AND attempts >= $1::int "
+              "RETURNING job_id",
+              {std::to_string(impl_->options.max_attempts)});
+          for (const auto& row : reaped.rows) {
+            impl_->log(LogLevel::error, "job " + row[0].value_or("?") + " failed: its lease expired " +
+                                            std::to_string(impl_->options.max_attempts) + " times");
+          }
+        }
+        auto r = s.exec(
+            "WITH candidate AS ("
+            "  SELECT job_id, state AS prev_state, lease_owner AS prev_owner FROM " + t +
+            "  WHERE (state = 'queued' AND (run_at IS NULL OR run_at <= $2::timestamptz))"
+            "     OR (state = 'running' AND lease_expires_at < clock_timestamp())"
+            "  ORDER BY run_at ASC NULLS FIRST, job_id"
+            "  LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "UPDATE " + t + " AS q SET state = 'running', attempts = q.attempts + 1, lease_owner = $1, "
+            "  lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond', "
+            "  updated_at = clock_timestamp() "
+            "FROM candidate WHERE q.job_id = candidate.job_id "
+            "RETURNING q.job_id, q.attempts, q.retries_left, candidate.prev_state, candidate.prev_owner",
+            {owner, now, lease});
+        if (r.empty()) return;
+        Lease l;
+        l.job_id = to_i64(r.at(0, "job_id"));
+        l.attempt = to_int(r.at(0, "attempts"));
+        l.retries_left = to_opt_int(r.at(0, "retries_left"));
+        l.recovered = r.at(0, "prev_state").value_or("") == "running";
+        l.previous_owner = l.recovered ? r.at(0, "prev_owner").value_or("") : "";
+        out = l;
+      },
+      1);
+  if (out && out->recovered) {
+    impl_->log(LogLevel::warn, "job " + std::to_string(out->job_id) + ": lease of " + out->previous_owner +
+                                   " expired, taken over by " + owner + " (attempt " + std::to_string(out->attempt) +
+                                   ")");
+  }
+  return out;
+}
+
+std::vector<std::int64_t> PgJobQueue::renew(const std::string& owner) {
+  auto r = impl_->tx("UPDATE " + impl_->table +
+                         " SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond', "
+                         "updated_at = clock_timestamp() WHERE state = 'running' AND lease_owner = $1 "
+                         "RETURNING job_id",
+                     {owner, ms_param(impl_->options.lease)});
+  std::vector<std::int64_t> ids;
+  ids.reserve(r.rows.size());
+  for (const auto& row : r.rows) ids.push_back(to_i64(row[0]));
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+bool PgJobQueue::complete(std::int64_t job_id, const std::string& owner) {
+  auto r = impl_->tx("UPDATE " + impl_->table +
+                         " SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, "
+                         "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
+                     {std::to_string(job_id), owner});
+  return !r.empty();
+}
+
+bool PgJobQueue::release(std::int64_t job_id, const std::string& owner, std::optional<Timestamp> run_at) {
+  bool released = false;
+  impl_->pool->transaction(
+      [&](Session& s) {
+        released = !s.exec("UPDATE " + impl_->table +
+                               " SET state = 'queued', run_at = $3::timestamptz, lease_owner = NULL, "
+                               "lease_expires_at = NULL, updated_at = clock_timestamp() "
+                               "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
+                           {std::to_string(job_id), owner, run_at ? Param(format_timestamp(*run_at)) : Param()})
+                        .empty();
+        if (released) s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(job_id)});
+      },
+      1);
+  return released;
+}
+
+RetryDecision PgJobQueue::retry_or_fail(std::int64_t job_id, const std::string& owner, int retries,
+                                        std::chrono::seconds backoff, const std::string& error) {
+  const Timestamp run_at = impl_->options.clock->now() + std::chrono::duration_cast<std::chrono::microseconds>(backoff);
+  // Every right-hand side sees the row as it was, so `budget` is the same in each.
+  const std::string budget = "coalesce(retries_left, $3::int)";
+  auto r = impl_->tx("UPDATE " + impl_->table + " SET " +
+                         "state = CASE WHEN " + budget + " > 0 THEN 'queued' ELSE 'failed' END, " +
+                         "run_at = CASE WHEN " + budget + " > 0 THEN $4::timestamptz ELSE run_at END, " +
+                         "retries_left = greatest(" + budget + " - 1, 0), " +
+                         "finished_at = CASE WHEN " + budget + " > 0 THEN NULL ELSE clock_timestamp() END, " +
+                         "last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp() "
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING state",
+                     {std::to_string(job_id), owner, std::to_string(std::max(0, retries)), format_timestamp(run_at),
+                      clean_error(error, impl_->options.max_error_bytes)});
+  if (r.empty()) return RetryDecision::lease_lost;
+  return r.at(0, "state").value_or("") == "queued" ? RetryDecision::retried : RetryDecision::failed;
+}
+
+bool PgJobQueue::fail(std::int64_t job_id, const std::string& owner, const std::string& error) {
+  auto r = impl_->tx("UPDATE " + impl_->table +
+                         " SET state = 'failed', last_error = $3, lease_owner = NULL, lease_expires_at = NULL, "
+                         "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
+                     {std::to_string(job_id), owner, clean_error(error, impl_->options.max_error_bytes)});
+  return !r.empty();
+}
+
+// --- wake-ups ---
+
+std::uint64_t PgJobQueue::wake_generation() const { return impl_->generation.load(std::memory_order_acquire); }
+
+bool PgJobQueue::listening() const {
+  std::lock_guard lock(impl_->listener_mutex);
+  return impl_->listener && impl_->listener->connected();
+}
+
+bool PgJobQueue::wait_for_work(std::uint64_t seen, std::chrono::milliseconds max_wait, const CancellationToken& cancel) {
+  {
+    std::lock_guard lock(impl_->listener_mutex);
+    if (!impl_->listener) {
+      Impl* impl = impl_.get();
+      impl_->listener = std::make_unique<Listener>(impl_->pool->config().url, impl_->channel, impl_->options.logger,
+                                                   [impl] { impl->bump(); });
+    }
+  }
+  Impl* impl = impl_.get();
+  const auto subscription = cancel.subscribe([impl] {
+    std::lock_guard lock(impl->wake_mutex);
+    impl->wake_cv.notify_all();
+  });
+  bool woken = false;
+  {
+    std::unique_lock lock(impl_->wake_mutex);
+    impl_->wake_cv.wait_for(lock, max_wait, [&] {
+      return impl->generation.load(std::memory_order_acquire) != seen || cancel.cancelled();
+    });
+    woken = impl->generation.load(std::memory_order_acquire) != seen;
+  }
+  cancel.unsubscribe(subscription);
+  return woken;
+}
+
+std::optional<std::chrono::milliseconds> PgJobQueue::time_until_due() {
+  const std::string& t = impl_->table;
+  auto r = impl_->tx(
+      "SELECT (SELECT count(*) FROM " + t + " WHERE state = 'queued' AND run_at IS NULL) AS now_due, "
+      "(SELECT (extract(epoch from min(run_at) - $1::timestamptz) * 1000)::bigint FROM " + t +
+          " WHERE state = 'queued' AND run_at IS NOT NULL) AS run_in, "
+          "(SELECT (extract(epoch from min(lease_expires_at) - clock_timestamp()) * 1000)::bigint FROM " + t +
+          " WHERE state = 'running') AS lease_in",
+      {format_timestamp(impl_->options.clock->now())});
+  if (to_i64(r.at(0, "now_due")) > 0) return std::chrono::milliseconds(0);
+  std::optional<std::chrono::milliseconds> best;
+  for (const char* col : {"run_in", "lease_in"}) {
+    if (const auto& v = r.at(0, col)) {
+      const auto ms = std::chrono::milliseconds(std::max<std::int64_t>(0, std::stoll(*v)));
+      if (!best || ms < *best) best = ms;
+    }
+  }
+  return best;
+}
+
+// --- operators ---
+
+std::optional<QueueEntry> PgJobQueue::entry(std::int64_t job_id) {
+  auto r = impl_->pool->exec("SELECT " + entry_columns() + " FROM " + impl_->table + " WHERE job_id = $1::bigint",
+                             {std::to_string(job_id)});
+  if (r.empty()) return std::nullopt;
+  return entry_from(r, 0);
+}
+
+std::vector<QueueEntry> PgJobQueue::entries() {
+  auto r = impl_->pool->exec("SELECT " + entry_columns() + " FROM " + impl_->table + " ORDER BY job_id");
+  std::vector<QueueEntry> out;
+  out.reserve(r.rows.size());
+  for (std::size_t i = 0; i < r.rows.size(); ++i) out.push_back(entry_from(r, i));
+  return out;
+}
+
+std::vector<QueueEntry> PgJobQueue::entries(QueueState state) {
+  auto r = impl_->pool->exec(
+      "SELECT " + entry_columns() + " FROM " + impl_->table + " WHERE state = $1 ORDER BY job_id",
+      {std::string(to_string(state))});
+  std::vector<QueueEntry> out;
+  out.reserve(r.rows.size());
+  for (std::size_t i = 0; i < r.rows.size(); ++i) out.push_back(entry_from(r, i));
+  return out;
+}
+
+bool PgJobQueue::requeue_failed(std::int64_t job_id, std::optional<Timestamp> run_at) {
+  bool queued = false;
+  impl_->pool->transaction(
+      [&](Session& s) {
+        queued = !s.exec("UPDATE " + impl_->table +
+                             " SET state = 'queued', run_at = $2::timestamptz, attempts = 0, retries_left = NULL, "
+                             "finished_at = NULL, updated_at = clock_timestamp() "
+                             "WHERE job_id = $1::bigint AND state = 'failed' RETURNING job_id",
+                         {std::to_string(job_id), run_at ? Param(format_timestamp(*run_at)) : Param()})
+                      .empty();
+        if (queued) s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(job_id)});
+      },
+      1);
+  if (queued) {
+    impl_->log(LogLevel::info, "failed job " + std::to_string(job_id) + " queued again by an operator");
+    impl_->bump();
+  }
+  return queued;
+}
+
+std::size_t PgJobQueue::purge_done(Timestamp before) {
+  auto r = impl_->tx("DELETE FROM " + impl_->table + " WHERE state = 'done' AND finished_at < $1::timestamptz",
+                     {format_timestamp(before)});
+  return r.affected_rows;
+}
+
+}  // namespace webhookdb::jobs

@@ -1,0 +1,432 @@
+#include "webhookdb/jobs/worker.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "webhookdb/errors.hpp"
+
+namespace webhookdb::jobs {
+namespace {
+
+std::string replace_all(std::string text, const std::string& needle, const std::string& with) {
+  if (needle.empty()) return text;
+  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + with.size())) {
+    text.replace(pos, needle.size(), with);
+  }
+  return text;
+}
+
+std::chrono::seconds transient_delay(std::chrono::seconds base, int attempt) {
+  const int doublings = std::clamp(attempt - 1, 0, 10);
+  return std::min<std::chrono::seconds>(base * (1LL << doublings), std::chrono::hours(1));
+}
+
+}  // namespace
+
+std::string_view to_string(RunResult result) noexcept {
+  switch (result) {
+    case RunResult::completed: return "completed";
+    case RunResult::retried: return "retried";
+    case RunResult::failed: return "failed";
+    case RunResult::released: return "released";
+    case RunResult::lease_lost: return "lease_lost";
+  }
+  return "unknown";
+}
+
+std::string default_worker_owner() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  const auto r = (static_cast<std::uint64_t>(rd()) << 32U) ^ rd();
+  char suffix[17];
+  std::snprintf(suffix, sizeof suffix, "%08llx", static_cast<unsigned long long>(r & 0xffffffffULL));
+  return std::string(host[0] != '\0' ? host : "worker") + ":" + std::to_string(::getpid()) + ":" + suffix;
+}
+
+struct Worker::Impl {
+  enum class Phase { created, started, stopped };
+
+  std::shared_ptr<const Registry> registry;
+  ReplicatorContext context;
+  std::shared_ptr<PgJobQueue> queue;
+  WorkerOptions options;
+  std::shared_ptr<Logger> logger;
+  std::unique_ptr<JobRunner> runner;
+
+  // Fired by request_stop: idle runners stop waiting, nobody takes a job.
+  CancellationSource takes_stop;
+  // Fired after the grace period: running jobs stop at a page boundary.
+  CancellationSource jobs_stop;
+  std::atomic<bool> stop_requested{false};
+
+  mutable std::mutex mutex;
+  mutable std::condition_variable cv;
+  Phase phase = Phase::created;
+  bool heartbeat_stop = false;
+  // Running jobs and how to cancel each; jobs whose lease another worker took.
+  std::map<std::int64_t, std::shared_ptr<CancellationSource>> held;
+  std::set<std::int64_t> lost;
+  WorkerStats stats;
+  std::mutex stop_mutex;  // serializes stop()
+
+  std::vector<std::thread> runners;
+  std::thread heartbeat;
+
+  void log(LogLevel level, const std::string& message) const { logger->log(level, message); }
+
+  std::chrono::milliseconds heartbeat_interval() const {
+    if (options.heartbeat_interval.count() > 0) return options.heartbeat_interval;
+    return std::max(std::chrono::milliseconds(50), queue->options().lease / 3);
+  }
+
+  void runner_loop(int index) {
+    int failures = 0;
+    while (!stop_requested.load(std::memory_order_acquire)) {
+      const std::uint64_t generation = queue->wake_generation();
+      std::optional<Lease> lease;
+      try {
+        lease = queue->take(options.owner);
+        failures = 0;
+      } catch (const std::exception& e) {
+        if (failures++ % 20 == 0) {
+          log(LogLevel::warn, "worker " + options.owner + " runner " + std::to_string(index) +
+                                  ": taking a job failed (" + e.what() + "); trying again");
+        }
+        takes_stop.token().wait_for(std::min(options.poll_interval, std::chrono::milliseconds(1000)));
+        continue;
+      }
+      if (!lease) {
+        auto wait = options.poll_interval;
+        try {
+          if (auto due = queue->time_until_due()) {
+            wait = std::clamp(*due, std::chrono::milliseconds(25), wait);
+          }
+        } catch (const std::exception&) {
+          // The poll interval will do.
+        }
+        queue->wait_for_work(generation, wait, takes_stop.token());
+        continue;
+      }
+      run_one(*lease);
+    }
+  }
+
+  // The error text recorded in the queue: no secret of the integration in it.
+  std::string scrubbed(std::int64_t job_id, const std::string& message) const {
+    std::string text = message;
+    try {
+      if (auto job = context.jobs->find_job(job_id)) {
+        if (auto si = context.jobs->find_integration(job->service_integration_id)) {
+          for (const std::string* secret : {&si->backfill_secret, &si->backfill_key, &si->webhook_secret}) {
+            if (secret->size() >= 3) text = replace_all(std::move(text), *secret, "REDACTED");
+          }
+        }
+      }
+    } catch (const std::exception&) {
+      // Keep the message as it is: errors carry no secrets by contract.
+    }
+    return text;
+  }
+
+  // A job taken over from an expired lease: if the integration's lock is
+  // still held, its previous holder is alive (a dead process's session lock
+  // is gone at once), and JobRunner would mark the job finished as "locked"
+  // although it is only half done. Probe the lock first.
+  bool previous_holder_alive(std::int64_t job_id) const {
+    auto job = context.jobs->find_job(job_id);
+    if (!job) return false;  // JobRunner skips it
+    auto probe = context.jobs->try_lock_integration(job->service_integration_id);
+    return probe == nullptr;
+  }
+
+  // A crash between "job finished" and "children enqueued" would strand the
+  // children: a re-run that finds the job finished enqueues the missing ones.
+  void ensure_children(std::int64_t job_id) {
+    for (const auto& child : context.jobs->child_jobs(job_id)) {
+      if (!child.finished_at && queue->enqueue_if_absent(child.id)) {
+        log(LogLevel::info, "job " + std::to_string(child.id) + " (child of " + std::to_string(job_id) +
+                                ") was never enqueued: enqueued now");
+      }
+    }
+  }
+
+  void run_one(const Lease& lease) {
+    const auto started = std::chrono::steady_clock::now();
+    auto source = std::make_shared<CancellationSource>(jobs_stop.token());
+    {
+      std::lock_guard lock(mutex);
+      held[lease.job_id] = source;
+      ++stats.taken;
+      ++stats.running;
+    }
+    const std::string job = "job " + std::to_string(lease.job_id);
+    log(LogLevel::info, job + " taken by " + options.owner + " (attempt " + std::to_string(lease.attempt) +
+                            (lease.recovered ? ", recovered from " + lease.previous_owner : "") + ")");
+
+    JobReport report;
+    report.job_id = lease.job_id;
+    report.attempt = lease.attempt;
+    std::exception_ptr error;
+    std::string give_back;  // why the job goes back to the queue without running
+    try {
+      if (stop_requested.load(std::memory_order_acquire)) {
+        give_back = "the worker is stopping";
+      } else if (lease.recovered && previous_holder_alive(lease.job_id)) {
+        give_back = "its previous holder " + lease.previous_owner +
+                    " still holds the integration's lock (alive but late with its heartbeat)";
+      } else {
+        report.outcome = runner->run(lease.job_id, source->token());
+        if (*report.outcome == JobRunOutcome::already_finished) ensure_children(lease.job_id);
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+
+    bool was_lost = false;
+    {
+      std::lock_guard lock(mutex);
+      held.erase(lease.job_id);
+      was_lost = lost.erase(lease.job_id) > 0;
+    }
+
+    try {
+      if (was_lost) {
+        report.result = RunResult::lease_lost;
+        if (error) report.error = scrubbed(lease.job_id, describe(error));
+      } else if (!give_back.empty() && !error) {
+        // A live previous holder: look again once its lease has had time to
+        // expire for good (or be renewed, which cancels nothing of ours).
+        const auto later = stop_requested.load() ? std::optional<Timestamp>()
+                                                 : std::optional<Timestamp>(queue->options().clock->now() +
+                                                                            std::chrono::duration_cast<std::chrono::microseconds>(
+                                                                                queue->options().lease));
+        report.result = queue->release(lease.job_id, options.owner, later) ? RunResult::released : RunResult::lease_lost;
+        report.error = "given back: " + give_back;
+      } else if (!error) {
+        report.result = queue->complete(lease.job_id, options.owner) ? RunResult::completed : RunResult::lease_lost;
+      } else {
+        settle_error(lease, error, source->cancelled(), report);
+      }
+    } catch (const std::exception& e) {
+      // The queue is unreachable: the lease expires and the job is taken again.
+      report.result = RunResult::lease_lost;
+      report.error = scrubbed(lease.job_id, describe(error ? error : std::current_exception()));
+      log(LogLevel::error, job + ": could not record the end of its run (" + e.what() +
+                               "); its lease will expire and it will run again");
+    }
+    report.elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+
+    {
+      std::lock_guard lock(mutex);
+      --stats.running;
+      switch (report.result) {
+        case RunResult::completed: ++stats.completed; break;
+        case RunResult::retried: ++stats.retried; break;
+        case RunResult::failed: ++stats.failed; break;
+        case RunResult::released: ++stats.released; break;
+        case RunResult::lease_lost: ++stats.lease_lost; break;
+      }
+    }
+    cv.notify_all();
+
+    std::string line = job + " " + std::string(to_string(report.result));
+    if (report.outcome) line += " (" + std::string(to_string(*report.outcome)) + ")";
+    line += " in " + std::to_string(report.elapsed.count()) + " ms";
+    if (!report.error.empty()) line += ": " + report.error;
+    const LogLevel level = report.result == RunResult::failed       ? LogLevel::error
+                           : report.result == RunResult::completed ? LogLevel::info
+                                                                    : LogLevel::warn;
+    log(level, line);
+    if (options.on_job_done) {
+      try {
+        options.on_job_done(report);
+      } catch (...) {  // a callback must not take the worker down
+      }
+    }
+  }
+
+  void settle_error(const Lease& lease, const std::exception_ptr& error, bool cancelled, JobReport& report) {
+    const std::string message = scrubbed(lease.job_id, describe(error));
+    report.error = message;
+    try {
+      std::rethrow_exception(error);
+    } catch (const RetryOrDie& e) {
+      const auto decision = queue->retry_or_fail(lease.job_id, options.owner, e.retries(), e.backoff(), message);
+      report.result = decision == RetryDecision::retried  ? RunResult::retried
+                      : decision == RetryDecision::failed ? RunResult::failed
+                                                          : RunResult::lease_lost;
+      return;
+    } catch (const std::exception& e) {
+      if (cancelled || dynamic_cast<const Cancelled*>(&e) != nullptr) {
+        // Stopped on purpose: its checkpoints stay, the next holder resumes.
+        report.result = queue->release(lease.job_id, options.owner) ? RunResult::released : RunResult::lease_lost;
+        report.error.clear();
+        return;
+      }
+      const auto* err = dynamic_cast<const Error*>(&e);
+      if (err != nullptr && err->retryable() && options.transient_retries > 0) {
+        const auto decision = queue->retry_or_fail(lease.job_id, options.owner, options.transient_retries,
+                                                   transient_delay(options.transient_backoff, lease.attempt), message);
+        report.result = decision == RetryDecision::retried  ? RunResult::retried
+                        : decision == RetryDecision::failed ? RunResult::failed
+                                                            : RunResult::lease_lost;
+        return;
+      }
+    } catch (...) {
+    }
+    report.result = queue->fail(lease.job_id, options.owner, message) ? RunResult::failed : RunResult::lease_lost;
+  }
+
+  void heartbeat_loop() {
+    const auto interval = heartbeat_interval();
+    int failures = 0;
+    while (true) {
+      std::vector<std::int64_t> snapshot;
+      {
+        std::unique_lock lock(mutex);
+        if (cv.wait_for(lock, interval, [&] { return heartbeat_stop; })) return;
+        for (const auto& [id, source] : held) snapshot.push_back(id);
+      }
+      if (snapshot.empty()) continue;
+      std::vector<std::int64_t> still;
+      try {
+        still = queue->renew(options.owner);
+        failures = 0;
+      } catch (const std::exception& e) {
+        if (failures++ % 10 == 0) log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
+        continue;
+      }
+      for (const auto id : snapshot) {
+        if (std::binary_search(still.begin(), still.end(), id)) continue;
+        std::shared_ptr<CancellationSource> source;
+        {
+          std::lock_guard lock(mutex);
+          auto it = held.find(id);
+          if (it == held.end()) continue;  // ended meanwhile
+          lost.insert(id);
+          source = it->second;
+        }
+        log(LogLevel::warn, "job " + std::to_string(id) + ": " + options.owner +
+                                " lost its lease (another worker took the job over); cancelling this run");
+        source->cancel();
+      }
+    }
+  }
+};
+
+Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context, std::shared_ptr<PgJobQueue> queue,
+               WorkerOptions options)
+    : impl_(std::make_shared<Impl>()) {
+  if (!registry) throw InvalidPrecondition("Worker needs a registry");
+  if (!queue) throw InvalidPrecondition("Worker needs a job queue");
+  if (!context.jobs) throw InvalidPrecondition("Worker needs a job store in its context");
+  if (!context.replica) throw InvalidPrecondition("Worker needs a replica store in its context");
+  if (options.concurrency < 1) {
+    throw InvalidPrecondition("Worker concurrency must be at least 1, got " + std::to_string(options.concurrency));
+  }
+  if (options.poll_interval.count() <= 0) throw InvalidPrecondition("Worker poll interval must be positive");
+  if (options.owner.empty()) options.owner = default_worker_owner();
+  context.queue = queue;
+  if (!context.registry) context.registry = registry;
+  impl_->logger = options.logger ? options.logger : (context.logger ? context.logger : std::make_shared<NullLogger>());
+  if (!context.logger) context.logger = impl_->logger;
+  impl_->registry = std::move(registry);
+  impl_->queue = std::move(queue);
+  impl_->options = std::move(options);
+  impl_->runner = std::make_unique<JobRunner>(impl_->registry, context);
+  impl_->context = std::move(context);
+}
+
+Worker::~Worker() {
+  try {
+    stop();
+  } catch (...) {
+  }
+}
+
+void Worker::start() {
+  std::lock_guard stop_lock(impl_->stop_mutex);
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->phase != Impl::Phase::created) throw InvalidPrecondition("Worker::start called twice or after stop");
+    impl_->phase = Impl::Phase::started;
+  }
+  Impl* impl = impl_.get();
+  impl_->heartbeat = std::thread([impl] { impl->heartbeat_loop(); });
+  for (int i = 0; i < impl_->options.concurrency; ++i) {
+    impl_->runners.emplace_back([impl, i] { impl->runner_loop(i); });
+  }
+  impl_->log(LogLevel::info, "worker " + impl_->options.owner + " started: " + std::to_string(impl_->options.concurrency) +
+                                 " concurrent jobs, lease " + std::to_string(impl_->queue->options().lease.count()) + " ms");
+}
+
+void Worker::request_stop() noexcept {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stop_requested.store(true, std::memory_order_release);
+  }
+  impl_->cv.notify_all();
+  impl_->takes_stop.cancel();
+}
+
+bool Worker::wait_for_stop_request(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->cv.wait_for(lock, timeout, [&] { return impl_->stop_requested.load(std::memory_order_acquire); });
+}
+
+void Worker::stop(std::chrono::milliseconds grace) {
+  std::lock_guard stop_lock(impl_->stop_mutex);
+  request_stop();
+  {
+    std::unique_lock lock(impl_->mutex);
+    if (impl_->phase != Impl::Phase::started) {
+      impl_->phase = Impl::Phase::stopped;
+      return;
+    }
+    if (grace.count() > 0) impl_->cv.wait_for(lock, grace, [&] { return impl_->stats.running == 0; });
+  }
+  impl_->jobs_stop.cancel();
+  for (auto& t : impl_->runners) {
+    if (t.joinable()) t.join();
+  }
+  impl_->runners.clear();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->heartbeat_stop = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->heartbeat.joinable()) impl_->heartbeat.join();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->phase = Impl::Phase::stopped;
+  }
+  const auto s = stats();
+  impl_->log(LogLevel::info, "worker " + impl_->options.owner + " stopped: " + std::to_string(s.completed) +
+                                 " completed, " + std::to_string(s.retried) + " retried, " + std::to_string(s.failed) +
+                                 " failed, " + std::to_string(s.released) + " released");
+}
+
+bool Worker::running() const noexcept {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->phase == Impl::Phase::started;
+}
+
+const std::string& Worker::owner() const noexcept { return impl_->options.owner; }
+
+WorkerStats Worker::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
+
+}  // namespace webhookdb::jobs

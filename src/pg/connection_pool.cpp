@@ -1,0 +1,392 @@
+#include <poll.h>
+
+#include <algorithm>
+
+#include "pg/pool_impl.hpp"
+#include "pg/sql.hpp"
+#include "webhookdb/errors.hpp"
+
+namespace webhookdb::pg {
+namespace {
+
+// "ERROR:  message\nDETAIL: ..." -> "message": DETAIL and CONTEXT may hold
+// row values (a failing row, a secret), so they never reach a message.
+std::string first_line(std::string_view text) {
+  for (std::string_view prefix : {"ERROR:  ", "FATAL:  ", "ERROR: ", "FATAL: "}) {
+    if (text.substr(0, prefix.size()) == prefix) {
+      text.remove_prefix(prefix.size());
+      break;
+    }
+  }
+  const auto nl = text.find('\n');
+  std::string out(text.substr(0, nl));
+  while (!out.empty() && (out.back() == ' ' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+bool is_connection_state(const std::string& state) {
+  return state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03";
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      const int a = hex_digit(s[i + 1]);
+      const int b = hex_digit(s[i + 2]);
+      if (a >= 0 && b >= 0) {
+        out += static_cast<char>(a * 16 + b);
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+bool is_url(std::string_view url) {
+  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+}
+
+// The password of a URL (user:password@, or a password= query parameter) or
+// of a key=value conninfo string; empty when there is none.
+std::string password_of(std::string_view url) {
+  if (is_url(url)) {
+    const auto scheme_end = url.find("://") + 3;
+    const auto authority_end = url.find_first_of("/?", scheme_end);
+    const std::string_view authority = url.substr(scheme_end, authority_end - scheme_end);
+    const auto at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      const std::string_view userinfo = authority.substr(0, at);
+      const auto colon = userinfo.find(':');
+      if (colon != std::string_view::npos) return std::string(userinfo.substr(colon + 1));
+    }
+    const auto q = url.find('?');
+    if (q != std::string_view::npos) {
+      std::string_view query = url.substr(q + 1);
+      while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        if (param.rfind("password=", 0) == 0) return std::string(param.substr(9));
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+      }
+    }
+    return {};
+  }
+  // key = value pairs; values may be single-quoted with backslash escapes.
+  std::size_t pos = 0;
+  while ((pos = url.find("password", pos)) != std::string_view::npos) {
+    std::size_t i = pos + 8;
+    while (i < url.size() && url[i] == ' ') ++i;
+    if (i >= url.size() || url[i] != '=' || (pos > 0 && url[pos - 1] != ' ')) {
+      pos += 8;
+      continue;
+    }
+    ++i;
+    while (i < url.size() && url[i] == ' ') ++i;
+    std::string value;
+    if (i < url.size() && url[i] == '\'') {
+      for (++i; i < url.size() && url[i] != '\''; ++i) {
+        if (url[i] == '\\' && i + 1 < url.size()) ++i;
+        value += url[i];
+      }
+    } else {
+      while (i < url.size() && url[i] != ' ') value += url[i++];
+    }
+    return value;
+  }
+  return {};
+}
+
+// Session over one transaction (or nontransaction) of a pooled connection.
+class TxSession final : public Session {
+ public:
+  TxSession(const ConnectionPool::Impl& pool, pqxx::transaction_base& tx) : pool_(pool), tx_(tx) {}
+
+  QueryResult exec(const std::string& statement, const std::vector<Param>& params) override {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      if (params[i] && params[i]->find('\0') != std::string::npos) {
+        throw InvalidInput("statement parameter $" + std::to_string(i + 1) + " contains a NUL byte");
+      }
+    }
+    try {
+      const pqxx::result r =
+          params.empty() ? tx_.exec(statement) : tx_.exec_params(statement, pqxx::prepare::make_dynamic_params(params));
+      QueryResult out;
+      out.affected_rows = static_cast<std::size_t>(r.affected_rows());
+      for (pqxx::row::size_type c = 0; c < r.columns(); ++c) out.columns.emplace_back(r.column_name(c));
+      out.rows.reserve(static_cast<std::size_t>(r.size()));
+      for (const auto& row : r) {
+        std::vector<std::optional<std::string>> values;
+        values.reserve(static_cast<std::size_t>(row.size()));
+        for (const auto& f : row) {
+          if (f.is_null()) {
+            values.emplace_back(std::nullopt);
+          } else {
+            values.emplace_back(std::string(f.c_str(), f.size()));
+          }
+        }
+        out.rows.push_back(std::move(values));
+      }
+      return out;
+    } catch (const webhookdb::Error&) {
+      throw;
+    } catch (...) {
+      pool_.translate("running a statement", std::current_exception());
+    }
+  }
+
+  [[nodiscard]] std::string quote_name(std::string_view name) const override { return sql::ident(name); }
+
+ private:
+  const ConnectionPool::Impl& pool_;
+  pqxx::transaction_base& tx_;
+};
+
+}  // namespace
+
+std::string redact_database_url(std::string_view url) {
+  if (is_url(url)) return redact_url(url);
+  const std::string password = password_of(url);
+  std::string out(url);
+  if (!password.empty()) out = sql::replace_all(out, password, "REDACTED");
+  return out;
+}
+
+// --- Impl ---
+
+ConnectionPool::Impl::Impl(Config cfg) : config(std::move(cfg)) {
+  if (config.pool_size < 1) throw InvalidPrecondition("pg::Config::pool_size must be at least 1");
+  password = password_of(config.url);
+}
+
+ConnectionPool::Impl::~Impl() = default;
+
+ConnectionPool::Impl::Lease::~Lease() {
+  if (conn_) pool_->release(std::move(conn_), broken_);
+}
+
+std::string ConnectionPool::Impl::scrub(std::string text) const {
+  if (!password.empty()) {
+    text = sql::replace_all(std::move(text), password, "REDACTED");
+    const std::string decoded = percent_decode(password);
+    if (decoded != password && !decoded.empty()) text = sql::replace_all(std::move(text), decoded, "REDACTED");
+  }
+  return text;
+}
+
+std::unique_ptr<pqxx::connection> ConnectionPool::Impl::connect() const {
+  try {
+    auto conn = std::make_unique<pqxx::connection>(config.url);
+    std::string setup =
+        "SET TimeZone TO 'UTC'; SET client_encoding TO 'UTF8'; SET DateStyle TO 'ISO, YMD'; "
+        "SET standard_conforming_strings TO on; SET client_min_messages TO warning; "
+        "SET statement_timeout TO " +
+        std::to_string(config.statement_timeout.count()) + ";";
+    if (!config.application_name.empty()) {
+      setup += " SET application_name TO " + sql::literal(config.application_name) + ";";
+    }
+    pqxx::nontransaction tx(*conn);
+    tx.exec(setup);
+    return conn;
+  } catch (const webhookdb::Error&) {
+    throw;
+  } catch (...) {
+    translate("connecting to PostgreSQL at " + redact_database_url(config.url), std::current_exception());
+  }
+}
+
+namespace {
+// An idle connection has nothing to read. A connection the server ended
+// (pg_terminate_backend, a restart) has its FATAL message and EOF waiting:
+// anything readable means it is not fit to hand out. (A rare asynchronous
+// ParameterStatus also counts; reconnecting then costs little.)
+bool looks_alive(const pqxx::connection& conn) noexcept {
+  try {
+    if (!conn.is_open()) return false;
+    const int fd = conn.sock();
+    if (fd < 0) return false;
+    pollfd p{};
+    p.fd = fd;
+    p.events = POLLIN;
+    const int ready = ::poll(&p, 1, 0);
+    return ready == 0;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace
+
+ConnectionPool::Impl::Lease ConnectionPool::Impl::acquire() {
+  const auto deadline = std::chrono::steady_clock::now() + config.acquire_timeout;
+  std::unique_lock lock(mutex);
+  while (true) {
+    while (!idle.empty()) {
+      std::unique_ptr<pqxx::connection> conn = std::move(idle.back());
+      idle.pop_back();
+      lock.unlock();
+      if (looks_alive(*conn)) return Lease(*this, std::move(conn));
+      conn.reset();
+      lock.lock();
+      --open;
+    }
+    if (open < static_cast<std::size_t>(config.pool_size)) {
+      ++open;
+      lock.unlock();
+      try {
+        return Lease(*this, connect());
+      } catch (...) {
+        lock.lock();
+        --open;
+        available.notify_one();
+        throw;
+      }
+    }
+    if (available.wait_until(lock, deadline) == std::cv_status::timeout && idle.empty() &&
+        open >= static_cast<std::size_t>(config.pool_size)) {
+      throw StoreError("timed out after " + std::to_string(config.acquire_timeout.count()) +
+                           " ms waiting for a free PostgreSQL connection (pool size " +
+                           std::to_string(config.pool_size) + ")",
+                       true);
+    }
+  }
+}
+
+void ConnectionPool::Impl::release(std::unique_ptr<pqxx::connection> conn, bool broken) noexcept {
+  bool keep = false;
+  try {
+    keep = !broken && conn->is_open();
+  } catch (...) {
+    keep = false;
+  }
+  {
+    std::lock_guard lock(mutex);
+    if (keep) {
+      idle.push_back(std::move(conn));
+    } else {
+      --open;
+    }
+  }
+  available.notify_one();
+  // A dropped connection closes here, outside the lock.
+}
+
+ErrorClass ConnectionPool::Impl::classify(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const DatabaseError& e) {
+    return e.error_class();
+  } catch (const pqxx::in_doubt_error&) {
+    return {true, false};
+  } catch (const pqxx::broken_connection&) {
+    return {true, true};
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    if (is_connection_state(state)) return {true, true};
+    if (state == "40001" || state == "40P01") return {false, true};
+    return {false, false};
+  } catch (...) {
+    return {false, false};
+  }
+}
+
+void ConnectionPool::Impl::translate(std::string_view what, const std::exception_ptr& error) const {
+  const std::string where(what);
+  try {
+    std::rethrow_exception(error);
+  } catch (const webhookdb::Error&) {
+    throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw DatabaseError(scrub(where + ": the connection was lost during COMMIT; the transaction may or may not "
+                                      "have been committed"),
+                        true, {true, false});
+  } catch (const pqxx::broken_connection& e) {
+    throw DatabaseError(scrub(where + ": connection lost: " + first_line(e.what())), true, {true, true});
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    const std::string message = scrub(where + ": " + first_line(e.what()) +
+                                      (state.empty() ? std::string() : " (SQLSTATE " + state + ")"));
+    if (state.rfind("22", 0) == 0) throw InvalidInput(message);
+    const ErrorClass cls = classify(error);
+    // 57014: statement timeout or cancel; worth trying again later, not in a loop now.
+    const bool retryable = cls.retry || cls.broken || state == "57014" || state == "55P03";
+    throw DatabaseError(message, retryable, cls);
+  } catch (const std::exception& e) {
+    throw DatabaseError(scrub(where + ": " + first_line(e.what())), false, {false, false});
+  } catch (...) {
+    throw DatabaseError(where + ": unknown error", false, {false, false});
+  }
+}
+
+// --- ConnectionPool ---
+
+const std::optional<std::string>& QueryResult::at(std::size_t row, std::string_view column) const {
+  const auto it = std::find(columns.begin(), columns.end(), column);
+  if (it == columns.end()) throw InvalidPrecondition("query result has no column '" + std::string(column) + "'");
+  if (row >= rows.size()) throw InvalidPrecondition("query result has no row " + std::to_string(row));
+  return rows[row][static_cast<std::size_t>(it - columns.begin())];
+}
+
+ConnectionPool::ConnectionPool(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+ConnectionPool::~ConnectionPool() = default;
+
+const Config& ConnectionPool::config() const noexcept { return impl_->config; }
+
+void ConnectionPool::transaction(const std::function<void(Session&)>& fn, int retries) {
+  impl_->in_transaction("transaction", retries, [&](pqxx::work& tx) {
+    TxSession session(*impl_, tx);
+    fn(session);
+  });
+}
+
+void ConnectionPool::autocommit(const std::function<void(Session&)>& fn) {
+  impl_->autocommit("autocommit session", [&](pqxx::nontransaction& tx) {
+    TxSession session(*impl_, tx);
+    fn(session);
+  });
+}
+
+QueryResult ConnectionPool::exec(const std::string& statement, const std::vector<Param>& params) {
+  return impl_->autocommit("statement", [&](pqxx::nontransaction& tx) {
+    TxSession session(*impl_, tx);
+    return session.exec(statement, params);
+  });
+}
+
+std::size_t ConnectionPool::open_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->open;
+}
+
+std::size_t ConnectionPool::idle_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->idle.size();
+}
+
+std::vector<int> ConnectionPool::idle_backend_pids() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<int> out;
+  for (const auto& conn : impl_->idle) out.push_back(conn->backendpid());
+  return out;
+}
+
+void ConnectionPool::clear() {
+  std::deque<std::unique_ptr<pqxx::connection>> closing;
+  {
+    std::lock_guard lock(impl_->mutex);
+    closing.swap(impl_->idle);
+    impl_->open -= closing.size();
+  }
+  impl_->available.notify_all();
+}
+
+}  // namespace webhookdb::pg

@@ -1,0 +1,420 @@
+#include "webhookdb/pg/job_store.hpp"
+
+#include <mutex>
+#include <set>
+
+#include "pg/pool_impl.hpp"
+#include "pg/sql.hpp"
+#include "pg/values.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/json_text.hpp"
+#include "webhookdb/pg/advisory_lock.hpp"
+
+namespace webhookdb::pg {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kIntegrationColumns =
+    "id, opaque_id, service_name, table_name, api_url, backfill_key, backfill_secret, webhook_secret,"
+    " depends_on_id, extract(epoch from last_backfilled_at)::text, skip_webhook_verification";
+constexpr const char* kJobColumns =
+    "id, opaque_id, service_integration_id, parent_job_id, incremental, criteria::text,"
+    " extract(epoch from created_at)::text, extract(epoch from started_at)::text,"
+    " extract(epoch from finished_at)::text";
+
+// Text stored as it is; `what` names the field, the value never appears in
+// the message (it may be a secret).
+const std::string& checked(const std::string& text, const char* what) {
+  if (text.find('\0') != std::string::npos) throw InvalidInput(std::string(what) + " contains a NUL byte");
+  if (!sql::valid_utf8(text)) throw InvalidInput(std::string(what) + " is not valid UTF-8");
+  return text;
+}
+
+std::optional<std::string> ts_param(const std::optional<Timestamp>& t) {
+  if (!t) return std::nullopt;
+  return values::timestamp_text(*t);
+}
+
+std::optional<Timestamp> ts_field(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return values::timestamp_from_epoch_text(std::string_view(f.c_str(), f.size()));
+}
+
+std::optional<std::int64_t> id_field(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<std::int64_t>();
+}
+
+ServiceIntegration integration_from(const pqxx::row& r) {
+  ServiceIntegration si;
+  si.id = r[0].as<std::int64_t>();
+  si.opaque_id = r[1].as<std::string>();
+  si.service_name = r[2].as<std::string>();
+  si.table_name = r[3].as<std::string>();
+  si.api_url = r[4].as<std::string>();
+  si.backfill_key = r[5].as<std::string>();
+  si.backfill_secret = r[6].as<std::string>();
+  si.webhook_secret = r[7].as<std::string>();
+  si.depends_on = id_field(r[8]);
+  si.last_backfilled_at = ts_field(r[9]);
+  si.skip_webhook_verification = r[10].as<bool>();
+  return si;
+}
+
+BackfillJob job_from(const pqxx::row& r) {
+  BackfillJob job;
+  job.id = r[0].as<std::int64_t>();
+  job.opaque_id = r[1].as<std::string>();
+  job.service_integration_id = r[2].as<std::int64_t>();
+  job.parent_job_id = id_field(r[3]);
+  job.incremental = r[4].as<bool>();
+  job.criteria = json::parse(r[5].as<std::string>());
+  job.created_at = ts_field(r[6]).value_or(Timestamp{});
+  job.started_at = ts_field(r[7]);
+  job.finished_at = ts_field(r[8]);
+  return job;
+}
+
+json checked_criteria(const json& criteria) {
+  const json c = criteria.is_null() ? json::object() : criteria;
+  if (!c.is_object()) throw InvalidPrecondition("backfill job criteria must be a JSON object");
+  return c;
+}
+
+// Held by its own connection; closing it releases the lock for sure.
+class PgIntegrationLock final : public IntegrationLock {
+ public:
+  PgIntegrationLock(std::unique_ptr<pqxx::connection> conn, std::int32_t classid, std::int32_t objid)
+      : conn_(std::move(conn)), classid_(classid), objid_(objid) {}
+  ~PgIntegrationLock() override {
+    try {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec_params("SELECT pg_advisory_unlock($1::integer, $2::integer)", classid_, objid_);
+    } catch (...) {
+    }
+  }
+  PgIntegrationLock(const PgIntegrationLock&) = delete;
+  PgIntegrationLock& operator=(const PgIntegrationLock&) = delete;
+
+ private:
+  std::unique_ptr<pqxx::connection> conn_;
+  std::int32_t classid_;
+  std::int32_t objid_;
+};
+
+}  // namespace
+
+struct PgJobStore::State {
+  std::shared_ptr<ConnectionPool> pool;
+  std::shared_ptr<Clock> clock;
+  std::mutex migrate_mutex;
+  bool migrated = false;
+  std::string integrations;  // quoted, qualified
+  std::string jobs;
+
+  ConnectionPool::Impl& impl() const { return pool->impl(); }
+
+  // Inserts one job inside `tx`; returns it complete.
+  BackfillJob insert_job(pqxx::work& tx, BackfillJob job) const {
+    job.criteria = checked_criteria(job.criteria);
+    if (job.opaque_id.empty()) job.opaque_id = new_opaque_id("bfj");
+    job.created_at = clock->now();
+    const std::string criteria = to_jsonb_text(job.criteria, "backfill job criteria");
+    try {
+      const auto r = tx.exec_params(
+          "INSERT INTO " + jobs +
+              " (opaque_id, service_integration_id, parent_job_id, incremental, criteria, created_at, started_at,"
+              " finished_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::timestamptz)"
+              " RETURNING id",
+          checked(job.opaque_id, "job opaque id"), job.service_integration_id, job.parent_job_id, job.incremental,
+          criteria, values::timestamp_text(job.created_at), ts_param(job.started_at), ts_param(job.finished_at));
+      job.id = r[0][0].as<std::int64_t>();
+    } catch (const pqxx::foreign_key_violation&) {
+      throw InvalidPrecondition("cannot create a backfill job: integration " +
+                                std::to_string(job.service_integration_id) +
+                                (job.parent_job_id ? " or parent job " + std::to_string(*job.parent_job_id) : "") +
+                                " does not exist");
+    } catch (const pqxx::unique_violation&) {
+      throw InvalidPrecondition("a backfill job with opaque id " + job.opaque_id + " already exists");
+    }
+    return job;
+  }
+
+  std::vector<std::int64_t> dependent_ids(pqxx::work& tx, std::int64_t id) const {
+    std::vector<std::int64_t> out;
+    for (const auto& row : tx.exec_params("SELECT id FROM " + integrations + " WHERE depends_on_id = $1 ORDER BY id", id)) {
+      out.push_back(row[0].as<std::int64_t>());
+    }
+    return out;
+  }
+
+  void check_no_cycle(pqxx::work& tx, std::int64_t id, std::set<std::int64_t>& path) const {
+    if (!path.insert(id).second) {
+      throw InvariantViolation("integration dependency cycle through integration " + std::to_string(id));
+    }
+    for (auto dep : dependent_ids(tx, id)) check_no_cycle(tx, dep, path);
+    path.erase(id);
+  }
+
+  BackfillJob create_tree(pqxx::work& tx, std::int64_t integration_id, bool incremental, const json& criteria,
+                          std::optional<std::int64_t> parent) const {
+    BackfillJob job;
+    job.service_integration_id = integration_id;
+    job.parent_job_id = parent;
+    job.incremental = incremental;
+    job.criteria = criteria;
+    BackfillJob created = insert_job(tx, std::move(job));
+    for (auto dep : dependent_ids(tx, integration_id)) create_tree(tx, dep, incremental, criteria, created.id);
+    return created;
+  }
+};
+
+PgJobStore::PgJobStore(Config config, std::shared_ptr<Clock> clock)
+    : PgJobStore(std::make_shared<ConnectionPool>(std::move(config)), std::move(clock)) {}
+
+PgJobStore::PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock)
+    : state_(std::make_unique<State>()) {
+  if (!pool) throw InvalidPrecondition("PgJobStore needs a connection pool");
+  state_->pool = std::move(pool);
+  state_->clock = clock ? std::move(clock) : system_clock();
+  const std::string schema = sql::ident(state_->pool->config().schema, "schema");
+  state_->integrations = schema + ".webhookdb_service_integrations";
+  state_->jobs = schema + ".webhookdb_backfill_jobs";
+}
+
+PgJobStore::~PgJobStore() = default;
+
+ConnectionPool& PgJobStore::pool() const noexcept { return *state_->pool; }
+
+const std::vector<Migration>& PgJobStore::migrations() {
+  static const std::vector<Migration> steps = {
+      {1, "service integrations and backfill jobs",
+       "CREATE TABLE {schema}.webhookdb_service_integrations ("
+       " id bigserial PRIMARY KEY,"
+       " opaque_id text NOT NULL UNIQUE,"
+       " service_name text NOT NULL,"
+       " table_name text NOT NULL,"
+       " api_url text NOT NULL DEFAULT '',"
+       " backfill_key text NOT NULL DEFAULT '',"
+       " backfill_secret text NOT NULL DEFAULT '',"
+       " webhook_secret text NOT NULL DEFAULT '',"
+       " depends_on_id bigint REFERENCES {schema}.webhookdb_service_integrations (id) ON DELETE SET NULL,"
+       " last_backfilled_at timestamptz,"
+       " skip_webhook_verification boolean NOT NULL DEFAULT false,"
+       " created_at timestamptz NOT NULL DEFAULT now(),"
+       " updated_at timestamptz);"
+       "CREATE INDEX ON {schema}.webhookdb_service_integrations (depends_on_id);"
+       "CREATE TABLE {schema}.webhookdb_backfill_jobs ("
+       " id bigserial PRIMARY KEY,"
+       " opaque_id text NOT NULL UNIQUE,"
+       " service_integration_id bigint NOT NULL"
+       "   REFERENCES {schema}.webhookdb_service_integrations (id) ON DELETE CASCADE,"
+       " parent_job_id bigint REFERENCES {schema}.webhookdb_backfill_jobs (id) ON DELETE CASCADE,"
+       " incremental boolean NOT NULL,"
+       " criteria jsonb NOT NULL DEFAULT '{}',"
+       " created_at timestamptz NOT NULL DEFAULT now(),"
+       " updated_at timestamptz,"
+       " started_at timestamptz,"
+       " finished_at timestamptz);"
+       "CREATE INDEX ON {schema}.webhookdb_backfill_jobs (service_integration_id);"
+       "CREATE INDEX ON {schema}.webhookdb_backfill_jobs (parent_job_id);"},
+  };
+  return steps;
+}
+
+void PgJobStore::migrate() {
+  std::lock_guard lock(state_->migrate_mutex);
+  if (state_->migrated) return;
+  pg::migrate(*state_->pool, "job_store", migrations());
+  state_->migrated = true;
+}
+
+ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
+  migrate();
+  if (si.opaque_id.empty()) si.opaque_id = new_opaque_id("svi");
+  auto& impl = state_->impl();
+  si.id = impl.in_transaction("creating an integration", impl.config.retries, [&](pqxx::work& tx) {
+    try {
+      return tx
+          .exec_params("INSERT INTO " + state_->integrations +
+                           " (opaque_id, service_name, table_name, api_url, backfill_key, backfill_secret,"
+                           " webhook_secret, depends_on_id, last_backfilled_at, skip_webhook_verification)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10) RETURNING id",
+                       checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
+                       checked(si.table_name, "table name"), checked(si.api_url, "api url"),
+                       checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
+                       checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
+                       si.skip_webhook_verification)[0][0]
+          .as<std::int64_t>();
+    } catch (const pqxx::unique_violation&) {
+      throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+    } catch (const pqxx::foreign_key_violation&) {
+      throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
+                                " (depends_on) does not exist");
+    }
+  });
+  return si;
+}
+
+std::optional<ServiceIntegration> PgJobStore::find_integration(std::int64_t id) {
+  migrate();
+  return state_->impl().autocommit("reading an integration", [&](pqxx::nontransaction& tx) {
+    std::optional<ServiceIntegration> out;
+    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations +
+                                      " WHERE id = $1",
+                                  id);
+    if (!r.empty()) out = integration_from(r[0]);
+    return out;
+  });
+}
+
+std::optional<ServiceIntegration> PgJobStore::find_integration_by_opaque_id(const std::string& opaque_id) {
+  migrate();
+  if (opaque_id.find('\0') != std::string::npos || !sql::valid_utf8(opaque_id)) return std::nullopt;
+  return state_->impl().autocommit("reading an integration", [&](pqxx::nontransaction& tx) {
+    std::optional<ServiceIntegration> out;
+    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations +
+                                      " WHERE opaque_id = $1",
+                                  opaque_id);
+    if (!r.empty()) out = integration_from(r[0]);
+    return out;
+  });
+}
+
+void PgJobStore::update_integration(const ServiceIntegration& si) {
+  migrate();
+  auto& impl = state_->impl();
+  impl.in_transaction("updating integration " + std::to_string(si.id), impl.config.retries, [&](pqxx::work& tx) {
+    pqxx::result r;
+    try {
+      r = tx.exec_params("UPDATE " + state_->integrations +
+                             " SET opaque_id = $2, service_name = $3, table_name = $4, api_url = $5,"
+                             " backfill_key = $6, backfill_secret = $7, webhook_secret = $8, depends_on_id = $9,"
+                             " last_backfilled_at = $10::timestamptz, skip_webhook_verification = $11,"
+                             " updated_at = now() WHERE id = $1",
+                         si.id, checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
+                         checked(si.table_name, "table name"), checked(si.api_url, "api url"),
+                         checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
+                         checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
+                         si.skip_webhook_verification);
+    } catch (const pqxx::unique_violation&) {
+      throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+    } catch (const pqxx::foreign_key_violation&) {
+      throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
+                                " (depends_on) does not exist");
+    }
+    if (r.affected_rows() == 0) {
+      throw InvalidPrecondition("no integration with id " + std::to_string(si.id) + " to update");
+    }
+  });
+}
+
+std::vector<ServiceIntegration> PgJobStore::dependents_of(std::int64_t integration_id) {
+  migrate();
+  return state_->impl().autocommit("reading dependent integrations", [&](pqxx::nontransaction& tx) {
+    std::vector<ServiceIntegration> out;
+    for (const auto& row : tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
+                                              state_->integrations + " WHERE depends_on_id = $1 ORDER BY id",
+                                          integration_id)) {
+      out.push_back(integration_from(row));
+    }
+    return out;
+  });
+}
+
+void PgJobStore::delete_integration(std::int64_t id) {
+  migrate();
+  auto& impl = state_->impl();
+  impl.in_transaction("deleting integration " + std::to_string(id), impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params("DELETE FROM " + state_->integrations + " WHERE id = $1", id);
+  });
+}
+
+BackfillJob PgJobStore::create_job(BackfillJob job) {
+  migrate();
+  job.criteria = checked_criteria(job.criteria);
+  auto& impl = state_->impl();
+  return impl.in_transaction("creating a backfill job", impl.config.retries,
+                             [&](pqxx::work& tx) { return state_->insert_job(tx, job); });
+}
+
+BackfillJob PgJobStore::create_recursive(const ServiceIntegration& integration, bool incremental,
+                                         const json& criteria, std::optional<std::int64_t> parent_job_id) {
+  migrate();
+  const json c = checked_criteria(criteria);
+  auto& impl = state_->impl();
+  return impl.in_transaction("creating backfill jobs", impl.config.retries, [&](pqxx::work& tx) {
+    std::set<std::int64_t> path;
+    state_->check_no_cycle(tx, integration.id, path);
+    return state_->create_tree(tx, integration.id, incremental, c, parent_job_id);
+  });
+}
+
+std::optional<BackfillJob> PgJobStore::find_job(std::int64_t id) {
+  migrate();
+  return state_->impl().autocommit("reading a backfill job", [&](pqxx::nontransaction& tx) {
+    std::optional<BackfillJob> out;
+    const auto r =
+        tx.exec_params(std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs + " WHERE id = $1", id);
+    if (!r.empty()) out = job_from(r[0]);
+    return out;
+  });
+}
+
+void PgJobStore::update_job(const BackfillJob& job) {
+  migrate();
+  auto& impl = state_->impl();
+  impl.in_transaction("updating backfill job " + std::to_string(job.id), impl.config.retries, [&](pqxx::work& tx) {
+    const auto r = tx.exec_params("UPDATE " + state_->jobs +
+                                      " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
+                                      " updated_at = now() WHERE id = $1",
+                                  job.id, ts_param(job.started_at), ts_param(job.finished_at));
+    if (r.affected_rows() == 0) {
+      throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
+    }
+  });
+}
+
+std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {
+  migrate();
+  return state_->impl().autocommit("reading child jobs", [&](pqxx::nontransaction& tx) {
+    std::vector<BackfillJob> out;
+    for (const auto& row : tx.exec_params(std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs +
+                                              " WHERE parent_job_id = $1 ORDER BY id",
+                                          job_id)) {
+      out.push_back(job_from(row));
+    }
+    return out;
+  });
+}
+
+void PgJobStore::delete_job(std::int64_t id) {
+  migrate();
+  auto& impl = state_->impl();
+  impl.in_transaction("deleting backfill job " + std::to_string(id), impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params("DELETE FROM " + state_->jobs + " WHERE id = $1", id);
+  });
+}
+
+std::unique_ptr<IntegrationLock> PgJobStore::try_lock_integration(std::int64_t integration_id) {
+  migrate();
+  const std::int32_t objid = advisory_lock_key(integration_id);
+  auto& impl = state_->impl();
+  std::unique_ptr<pqxx::connection> conn = impl.connect();
+  try {
+    pqxx::nontransaction tx(*conn);
+    const auto oid = tx.exec_params("SELECT to_regclass($1)::oid", state_->integrations)[0][0].as<std::uint32_t>();
+    const std::int32_t classid = advisory_lock_namespace(oid);
+    if (!tx.exec_params("SELECT pg_try_advisory_lock($1::integer, $2::integer)", classid, objid)[0][0].as<bool>()) {
+      return nullptr;
+    }
+    return std::make_unique<PgIntegrationLock>(std::move(conn), classid, objid);
+  } catch (const webhookdb::Error&) {
+    throw;
+  } catch (...) {
+    impl.translate("locking integration " + std::to_string(integration_id), std::current_exception());
+  }
+}
+
+}  // namespace webhookdb::pg

@@ -1,0 +1,779 @@
+#include "webhookdb/pg/replica_store.hpp"
+
+#include <pqxx/tablewriter>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <mutex>
+#include <unordered_map>
+
+#include "pg/pool_impl.hpp"
+#include "pg/sql.hpp"
+#include "pg/values.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/json_text.hpp"
+#include "webhookdb/pg/advisory_lock.hpp"
+
+// One encoded cell, passed to libpq without an extra copy.
+namespace webhookdb::pg {
+struct CellRef {
+  const char* data = nullptr;
+  std::size_t size = 0;
+  bool null = true;
+};
+}  // namespace webhookdb::pg
+
+namespace pqxx {
+template <>
+struct string_traits<webhookdb::pg::CellRef> {
+  static constexpr const char* name() noexcept { return "webhookdb::pg::CellRef"; }
+  static constexpr bool has_null() noexcept { return true; }
+  static bool is_null(const webhookdb::pg::CellRef& c) { return c.null; }
+  static webhookdb::pg::CellRef null() { return {}; }
+  [[noreturn]] static void from_string(const char[], webhookdb::pg::CellRef&) {
+    throw pqxx::usage_error("CellRef is write-only");
+  }
+  static std::string to_string(const webhookdb::pg::CellRef& c) { return std::string(c.data, c.size); }
+};
+}  // namespace pqxx
+
+namespace webhookdb::pg {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kCheckpointTable = "webhookdb_backfill_checkpoints";
+constexpr std::size_t kMaxParams = 65535;
+// Rows per multi-row INSERT: past a few hundred, planning the VALUES list costs
+// more than the round trips it saves.
+constexpr std::size_t kRowsPerInsert = 500;
+constexpr std::size_t kCopyChunkBytes = 1U << 20;
+constexpr std::size_t kPageRows = 1000;
+
+// Every name of one table, quoted and checked, before any SQL runs.
+struct TableSql {
+  std::string schema;
+  std::string qschema;
+  std::string qtable;     // "table"
+  std::string qualified;  // "schema"."table"
+  std::string qkey;
+  ColumnType key_type = ColumnType::text;
+  std::vector<std::string> qcols;
+  // Columns written by an upsert, in order: key, columns, [enrichment], data.
+  std::vector<std::string> insert_cols;
+  std::vector<std::string> insert_types;
+};
+
+TableSql describe(const TableSpec& spec, const std::string& schema) {
+  TableSql t;
+  t.schema = schema;
+  t.qschema = sql::ident(schema, "schema");
+  t.qtable = sql::ident(spec.table, "table");
+  t.qualified = t.qschema + "." + t.qtable;
+  t.qkey = sql::ident(spec.remote_key.name, "column");
+  t.key_type = spec.remote_key.type;
+  t.insert_cols.push_back(t.qkey);
+  t.insert_types.emplace_back(sql_type(spec.remote_key.type));
+  for (const auto& col : spec.columns) {
+    t.qcols.push_back(sql::ident(col.name, "column"));
+    t.insert_cols.push_back(t.qcols.back());
+    t.insert_types.emplace_back(sql_type(col.type));
+  }
+  if (spec.enrichment) {
+    t.insert_cols.emplace_back("\"enrichment\"");
+    t.insert_types.emplace_back("jsonb");
+  }
+  t.insert_cols.emplace_back("\"data\"");
+  t.insert_types.emplace_back("jsonb");
+  return t;
+}
+
+std::string joined(const std::vector<std::string>& items, std::string_view sep = ", ") {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += sep;
+    out += items[i];
+  }
+  return out;
+}
+
+// A prepared statement's name, from its text (FNV-1a, 64 bits, and the length).
+std::string statement_name(const std::string& text) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "webhookdb_upsert_%016llx_%zu", static_cast<unsigned long long>(h), text.size());
+  return buf;
+}
+
+std::string key_repr(const json& key) {
+  if (key.is_string()) return sql::printable(key.get_ref<const std::string&>());
+  return key.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// "ON CONFLICT (key) DO UPDATE SET ... [WHERE rule]".
+std::string conflict_clause(const TableSpec& spec, const TableSql& t, bool apply_rule) {
+  std::vector<std::string> sets;
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    const auto& col = spec.columns[i];
+    const auto& q = t.qcols[i];
+    if (col.keep_existing) continue;
+    if (col.skip_nil) {
+      sets.push_back(q + " = COALESCE(EXCLUDED." + q + ", " + t.qtable + "." + q + ")");
+    } else {
+      sets.push_back(q + " = EXCLUDED." + q);
+    }
+  }
+  if (spec.enrichment) sets.emplace_back("\"enrichment\" = EXCLUDED.\"enrichment\"");
+  sets.emplace_back("\"data\" = EXCLUDED.\"data\"");
+  std::string out = "ON CONFLICT (" + t.qkey + ") DO UPDATE SET " + joined(sets);
+  if (!apply_rule) return out;
+  const auto& rule = spec.update_rule;
+  switch (rule.kind) {
+    case UpdateRule::Kind::always:
+      break;
+    case UpdateRule::Kind::newer: {
+      const std::string q = sql::ident(rule.column, "column");
+      out += " WHERE (" + t.qtable + "." + q + " < EXCLUDED." + q + " OR " + t.qtable + "." + q + " IS NULL)";
+      break;
+    }
+    case UpdateRule::Kind::data_differs:
+      out += " WHERE " + t.qtable + ".\"data\" IS DISTINCT FROM EXCLUDED.\"data\"";
+      break;
+    case UpdateRule::Kind::custom:
+      if (rule.sql.empty()) throw BrokenSpecification("table '" + spec.table + "': custom update rule has no SQL");
+      out += " WHERE (" + sql::replace_all(rule.sql, "{table}", t.qtable) + ")";
+      break;
+  }
+  return out;
+}
+
+// The rows of one batch, encoded once, before any SQL runs.
+struct EncodedBatch {
+  std::size_t width = 0;            // cells per row
+  std::vector<std::size_t> source;  // input index of each unique row
+  std::string arena;
+  std::vector<CellRef> cells;  // pointers into arena, set once the arena is complete
+
+  [[nodiscard]] std::size_t size() const noexcept { return source.size(); }
+  [[nodiscard]] const CellRef* row(std::size_t i) const noexcept { return cells.data() + i * width; }
+};
+
+EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows) {
+  EncodedBatch batch;
+  batch.width = t.insert_cols.size();
+  std::string scratch;
+
+  // Keys first: the last row of each key wins.
+  std::vector<std::string> keys(rows.size());
+  std::unordered_map<std::string, std::size_t> last;
+  last.reserve(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
+    if (row.key.is_null()) throw InvalidInput("remote key is null", t.qualified + " row " + std::to_string(i));
+    if (row.values.size() != spec.columns.size()) {
+      throw InvalidInput("row has " + std::to_string(row.values.size()) + " values but the table has " +
+                             std::to_string(spec.columns.size()) + " columns",
+                         "remote key " + key_repr(row.key));
+    }
+    try {
+      values::encode(t.key_type, row.key, keys[i]);
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(std::string(e.what()) + " in the remote key column", "remote key " + key_repr(row.key));
+    }
+    last[values::canonical_key(t.key_type, keys[i])] = i;
+  }
+  std::vector<std::pair<std::string, std::size_t>> winners;
+  winners.reserve(last.size());
+  for (auto& [canonical, index] : last) winners.emplace_back(canonical, index);
+  // Every writer sends its rows in one global order (the bytes of the key), so
+  // concurrent batches with overlapping keys lock rows in the same order and
+  // cannot deadlock each other.
+  std::sort(winners.begin(), winners.end());
+  batch.source.reserve(winners.size());
+  for (const auto& w : winners) batch.source.push_back(w.second);
+
+  struct Span {
+    std::size_t off;
+    std::size_t len;
+    bool null;
+  };
+  std::vector<Span> spans;
+  spans.reserve(batch.size() * batch.width);
+  auto put = [&](bool nonnull, const std::string& text) {
+    spans.push_back({batch.arena.size(), nonnull ? text.size() : 0, !nonnull});
+    if (nonnull) batch.arena += text;
+  };
+  for (std::size_t i : batch.source) {
+    const Row& row = rows[i];
+    put(true, keys[i]);
+    for (std::size_t c = 0; c < spec.columns.size(); ++c) {
+      bool nonnull = false;
+      try {
+        nonnull = values::encode(spec.columns[c].type, row.values[c], scratch);
+      } catch (const InvalidInput& e) {
+        throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[c].name) + "'",
+                           "remote key " + key_repr(row.key));
+      }
+      put(nonnull, scratch);
+    }
+    if (spec.enrichment) {
+      bool nonnull = false;
+      try {
+        nonnull = values::encode(ColumnType::jsonb, row.enrichment, scratch);
+      } catch (const InvalidInput& e) {
+        throw InvalidInput(std::string(e.what()) + " in enrichment", "remote key " + key_repr(row.key));
+      }
+      put(nonnull, scratch);
+    }
+    try {
+      scratch = to_jsonb_text(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
+    } catch (const InvalidInput&) {
+      throw InvalidInput("invalid UTF-8 in data", "remote key " + key_repr(row.key));
+    }
+    put(true, scratch);
+  }
+  batch.cells.reserve(spans.size());
+  for (const auto& s : spans) batch.cells.push_back({batch.arena.data() + s.off, s.len, s.null});
+  return batch;
+}
+
+std::string select_list(const TableSpec& spec, const TableSql& t) {
+  std::vector<std::string> items;
+  items.push_back(values::select_expr(t.key_type, t.qkey));
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    items.push_back(values::select_expr(spec.columns[i].type, t.qcols[i]));
+  }
+  if (spec.enrichment) items.emplace_back("\"enrichment\"");
+  items.emplace_back("\"data\"");
+  items.push_back(t.qkey + "::text");  // for keyset pagination
+  return joined(items);
+}
+
+Row decode_row(const TableSpec& spec, const pqxx::row& r) {
+  Row row;
+  pqxx::row::size_type i = 0;
+  row.key = values::decode(spec.remote_key.type, field_text(r[i++]));
+  row.values.reserve(spec.columns.size());
+  for (const auto& col : spec.columns) row.values.push_back(values::decode(col.type, field_text(r[i++])));
+  if (spec.enrichment) row.enrichment = values::decode(ColumnType::jsonb, field_text(r[i++]));
+  row.data = values::decode(ColumnType::jsonb, field_text(r[i]));
+  return row;
+}
+
+// The SQL computing a column from the stored data (or enrichment), for
+// ensure_all_columns.
+std::string fill_expr(const Column& col) {
+  const std::string source = col.from_enrichment ? "\"enrichment\"" : "\"data\"";
+  const std::string path = sql::path_literal(col.effective_data_key());
+  const std::string as_text = "(" + source + " #>> " + path + ")";
+  const std::string as_json = "(" + source + " #> " + path + ")";
+  const std::string type(sql_type(col.type));
+  if (col.converter.sql) {
+    return "(" + col.converter.sql(col.type == ColumnType::jsonb ? as_json : as_text) + ")::" + type;
+  }
+  switch (col.type) {
+    case ColumnType::jsonb:
+      return as_json;
+    case ColumnType::text_array:
+    case ColumnType::integer_array:
+    case ColumnType::bigint_array:
+      return "(CASE WHEN jsonb_typeof(" + as_json + ") = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(" +
+             as_json + "))::" + type + " END)";
+    default:
+      return "(" + as_text + ")::" + type;
+  }
+}
+
+std::string index_sql(const TableSpec& spec, const IndexSpec& idx, const TableSql& t, bool concurrently) {
+  std::vector<std::string> cols;
+  for (const auto& c : idx.columns) cols.push_back(sql::ident(c, "column"));
+  std::string out = std::string("CREATE ") + (idx.unique ? "UNIQUE " : "") + "INDEX " +
+                    (concurrently ? "CONCURRENTLY " : "") + "IF NOT EXISTS " + sql::ident(idx.name, "index") +
+                    " ON " + t.qualified + " (" + joined(cols) + ")";
+  std::string where = idx.where;
+  if (idx.columns.size() == 1) {
+    // A column's index_not_null predicate is rebuilt with the name quoted
+    // properly (TableSpec::indexes() puts the raw name between quotes).
+    const auto pos = spec.column_index(idx.columns[0]);
+    if (pos && spec.columns[*pos].index_not_null && where == "\"" + idx.columns[0] + "\" IS NOT NULL") {
+      where = cols[0] + " IS NOT NULL";
+    }
+  }
+  if (!where.empty()) out += " WHERE " + where;
+  return out;
+}
+
+void ensure_schema(pqxx::transaction_base& tx, const TableSql& t) {
+  if (tx.exec_params("SELECT 1 FROM pg_namespace WHERE nspname = $1", t.schema).empty()) {
+    tx.exec_params("CREATE SCHEMA IF NOT EXISTS " + t.qschema);
+  }
+}
+
+std::string checked_text(const std::string& text, const char* what) {
+  if (text.find('\0') != std::string::npos) throw InvalidInput(std::string(what) + " contains a NUL byte");
+  if (!sql::valid_utf8(text)) throw InvalidInput(std::string(what) + " is not valid UTF-8");
+  return text;
+}
+
+}  // namespace
+
+struct PgReplicaStore::State {
+  std::shared_ptr<ConnectionPool> pool;
+  std::mutex migrate_mutex;
+  bool migrated = false;
+
+  ConnectionPool::Impl& impl() const { return pool->impl(); }
+  std::string checkpoint_table() const {
+    return sql::ident(pool->config().schema, "schema") + "." + kCheckpointTable;
+  }
+  // Saves ($1 job_id, $2 backfiller_key, $3 next_token, $4 finished).
+  std::string checkpoint_upsert() const {
+    return "INSERT INTO " + checkpoint_table() +
+           " (job_id, backfiller_key, next_token, finished, updated_at) VALUES ($1, $2, $3, $4, now())"
+           " ON CONFLICT (job_id, backfiller_key) DO UPDATE SET next_token = EXCLUDED.next_token,"
+           " finished = EXCLUDED.finished, updated_at = EXCLUDED.updated_at";
+  }
+};
+
+PgReplicaStore::PgReplicaStore(Config config) : PgReplicaStore(std::make_shared<ConnectionPool>(std::move(config))) {}
+
+PgReplicaStore::PgReplicaStore(std::shared_ptr<ConnectionPool> pool) : state_(std::make_unique<State>()) {
+  if (!pool) throw InvalidPrecondition("PgReplicaStore needs a connection pool");
+  state_->pool = std::move(pool);
+}
+
+PgReplicaStore::~PgReplicaStore() = default;
+
+ConnectionPool& PgReplicaStore::pool() const noexcept { return *state_->pool; }
+
+const std::vector<Migration>& PgReplicaStore::migrations() {
+  static const std::vector<Migration> steps = {
+      {1, "backfill checkpoints",
+       "CREATE TABLE IF NOT EXISTS {schema}.webhookdb_backfill_checkpoints ("
+       " job_id bigint NOT NULL,"
+       " backfiller_key text NOT NULL,"
+       " next_token text NOT NULL DEFAULT '',"
+       " finished boolean NOT NULL DEFAULT false,"
+       " updated_at timestamptz NOT NULL DEFAULT now(),"
+       " PRIMARY KEY (job_id, backfiller_key))"},
+  };
+  return steps;
+}
+
+void PgReplicaStore::migrate() {
+  std::lock_guard lock(state_->migrate_mutex);
+  if (state_->migrated) return;
+  pg::migrate(*state_->pool, "replica_store", migrations());
+  state_->migrated = true;
+}
+
+std::string PgReplicaStore::schema_of(const TableSpec& spec) const {
+  const auto& cfg = state_->pool->config();
+  if (cfg.replica_schema) return *cfg.replica_schema;
+  return spec.schema.empty() ? std::string("public") : spec.schema;
+}
+
+std::string PgReplicaStore::qualified_name(const TableSpec& spec) const {
+  return sql::qualified(schema_of(spec), spec.table);
+}
+
+void PgReplicaStore::create_table(const TableSpec& spec) {
+  spec.validate();
+  const auto indexes = spec.indexes();
+  const TableSql t = describe(spec, schema_of(spec));
+  std::vector<std::string> defs;
+  defs.emplace_back("\"pk\" bigserial PRIMARY KEY");
+  defs.push_back(t.qkey + " " + std::string(sql_type(spec.remote_key.type)) + " UNIQUE NOT NULL");
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    defs.push_back(t.qcols[i] + " " + std::string(sql_type(spec.columns[i].type)));
+  }
+  if (spec.enrichment) defs.emplace_back("\"enrichment\" jsonb");
+  defs.emplace_back("\"data\" jsonb NOT NULL");
+  std::vector<std::string> index_statements;
+  for (const auto& idx : indexes) index_statements.push_back(index_sql(spec, idx, t, false));
+
+  auto& impl = state_->impl();
+  impl.in_transaction("creating table " + t.qualified, impl.config.retries, [&](pqxx::work& tx) {
+    // IF NOT EXISTS is not safe against a concurrent creator: serialise them.
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)", "webhookdb_ddl:" + t.qualified);
+    ensure_schema(tx, t);
+    // exec_params (the extended protocol) runs exactly one statement: a
+    // predicate that smuggled in a second one would fail, not run.
+    tx.exec_params("CREATE TABLE IF NOT EXISTS " + t.qualified + " (" + joined(defs) + ")");
+    for (const auto& statement : index_statements) tx.exec_params(statement);
+  });
+}
+
+void PgReplicaStore::ensure_all_columns(const TableSpec& spec) {
+  spec.validate();
+  const auto indexes = spec.indexes();
+  const TableSql t = describe(spec, schema_of(spec));
+  auto& impl = state_->impl();
+
+  std::optional<std::vector<std::string>> existing =
+      impl.autocommit("reading the columns of " + t.qualified, [&](pqxx::nontransaction& tx) {
+        std::optional<std::vector<std::string>> out;
+        if (!tx.exec_params("SELECT to_regclass($1) IS NOT NULL", t.qualified)[0][0].as<bool>()) return out;
+        out.emplace();
+        for (const auto& row : tx.exec_params("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1)"
+                                              " AND attnum > 0 AND NOT attisdropped",
+                                              t.qualified)) {
+          out->push_back(row[0].as<std::string>());
+        }
+        return out;
+      });
+  if (!existing) {
+    create_table(spec);
+    return;
+  }
+  auto has = [&](const std::string& name) { return std::find(existing->begin(), existing->end(), name) != existing->end(); };
+
+  std::vector<std::size_t> missing;
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    if (!has(spec.columns[i].name)) missing.push_back(i);
+  }
+  std::vector<std::string> adds;
+  for (std::size_t i : missing) {
+    adds.push_back("ADD COLUMN IF NOT EXISTS " + t.qcols[i] + " " + std::string(sql_type(spec.columns[i].type)));
+  }
+  if (spec.enrichment && !has("enrichment")) adds.emplace_back("ADD COLUMN IF NOT EXISTS \"enrichment\" jsonb");
+  std::vector<std::string> sets;
+  for (std::size_t i : missing) sets.push_back(t.qcols[i] + " = " + fill_expr(spec.columns[i]));
+
+  if (!adds.empty()) {
+    impl.in_transaction("adding columns to " + t.qualified, impl.config.retries,
+                        [&](pqxx::work& tx) { tx.exec_params("ALTER TABLE " + t.qualified + " " + joined(adds)); });
+  }
+  if (!sets.empty()) {
+    const std::string update = "UPDATE " + t.qualified + " SET " + joined(sets) + " WHERE ";
+    const std::int64_t chunk = std::max<std::int64_t>(1, impl.config.fill_chunk_rows);
+    impl.autocommit("filling new columns of " + t.qualified, [&](pqxx::nontransaction& tx) {
+      // The sequence tells the highest pk without scanning the table.
+      const auto r = tx.exec_params("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'pk')::regclass)",
+                                    t.qualified);
+      const std::int64_t max_pk = r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
+      std::int64_t lower = 0;
+      // One transaction per chunk: no lock on the whole table is held for long.
+      for (std::int64_t upper = chunk; upper <= max_pk; upper += chunk) {
+        tx.exec_params(update + "\"pk\" > " + std::to_string(lower) + " AND \"pk\" <= " + std::to_string(upper));
+        lower = upper;
+      }
+      // Rows added since the sequence was read are caught by the open-ended last chunk.
+      tx.exec_params(update + "\"pk\" > " + std::to_string(lower));
+    });
+  }
+
+  // Indexes after the UPDATEs, so those do not maintain them.
+  impl.autocommit("creating indexes of " + t.qualified, [&](pqxx::nontransaction& tx) {
+    const std::string list =
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = to_regclass($1)";
+    std::vector<std::string> names;
+    for (const auto& row : tx.exec_params(list, t.qualified)) {
+      const auto name = row[0].as<std::string>();
+      if (!row[1].as<bool>()) {
+        // A CREATE INDEX CONCURRENTLY that failed leaves an invalid index behind.
+        tx.exec_params("DROP INDEX CONCURRENTLY IF EXISTS " + t.qschema + "." + sql::ident(name, "index"));
+      } else {
+        names.push_back(name);
+      }
+    }
+    for (const auto& idx : indexes) {
+      if (std::find(names.begin(), names.end(), idx.name) != names.end()) continue;
+      tx.exec_params(index_sql(spec, idx, t, true));
+    }
+  });
+}
+
+void PgReplicaStore::drop_table(const TableSpec& spec) {
+  const std::string q = qualified_name(spec);
+  auto& impl = state_->impl();
+  impl.in_transaction("dropping table " + q, impl.config.retries,
+                      [&](pqxx::work& tx) { tx.exec_params("DROP TABLE IF EXISTS " + q); });
+}
+
+UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) {
+  UpsertResult result;
+  result.changed.assign(rows.size(), false);
+  if (rows.empty() && !options.checkpoint) return result;
+  spec.validate();
+  const TableSql t = describe(spec, schema_of(spec));
+  const std::string conflict = conflict_clause(spec, t, options.apply_update_rule);
+  const EncodedBatch batch = encode_batch(spec, t, rows);
+
+  std::optional<std::array<std::string, 2>> checkpoint;
+  std::string checkpoint_sql;
+  if (options.checkpoint) {
+    migrate();
+    checkpoint = std::array<std::string, 2>{checked_text(options.checkpoint->backfiller_key, "checkpoint key"),
+                                            checked_text(options.checkpoint->next_token, "checkpoint token")};
+    checkpoint_sql = state_->checkpoint_upsert();
+  }
+
+  WriteMethod method = options.method;
+  if (method == WriteMethod::automatic) {
+    method = batch.size() >= state_->pool->config().copy_threshold ? WriteMethod::staging_copy : WriteMethod::multi_row;
+  }
+  const std::string columns = joined(t.insert_cols);
+  const std::size_t width = batch.width;
+
+  auto& impl = state_->impl();
+  const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
+  // Positions (in batch) of the rows inserted or updated.
+  const std::vector<std::size_t> written = impl.in_transaction(what, impl.config.retries, [&](pqxx::work& tx) {
+    std::vector<std::size_t> out;
+    if (batch.size() > 0) {
+      if (method == WriteMethod::single_row) {
+        std::string statement = "INSERT INTO " + t.qualified + " (" + columns + ") VALUES (";
+        for (std::size_t c = 0; c < width; ++c) {
+          if (c > 0) statement += ", ";
+          statement += "$" + std::to_string(c + 1) + "::" + t.insert_types[c];
+        }
+        statement += ") " + conflict + " RETURNING 1";
+        // Prepared once per connection (libpqxx ignores a repeated identical definition).
+        const std::string name = statement_name(statement);
+        tx.conn().prepare(name, statement);
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const CellRef* cells = batch.row(i);
+          const auto r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(cells, cells + width));
+          if (!r.empty()) out.push_back(i);
+        }
+      } else if (method == WriteMethod::multi_row) {
+        const std::size_t per_statement = std::max<std::size_t>(1, std::min(kMaxParams / width, kRowsPerInsert));
+        std::vector<std::string> names;
+        for (std::size_t c = 0; c <= width; ++c) names.push_back("c" + std::to_string(c));
+        std::vector<std::string> value_names(names.begin() + 1, names.end());
+        const std::string head = "WITH webhookdb_rows (" + joined(names) + ") AS (VALUES ";
+        const std::string tail = "), webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
+                                 ") SELECT " + joined(value_names) + " FROM webhookdb_rows " + conflict +
+                                 " RETURNING " + t.qkey +
+                                 ") SELECT r.c0 FROM webhookdb_written w JOIN webhookdb_rows r ON r.c1 = w." + t.qkey;
+        std::string statement;
+        for (std::size_t start = 0; start < batch.size(); start += per_statement) {
+          const std::size_t end = std::min(batch.size(), start + per_statement);
+          statement = head;
+          std::size_t param = 1;
+          for (std::size_t i = start; i < end; ++i) {
+            if (i > start) statement += ", ";
+            statement += "(" + std::to_string(i - start);
+            for (std::size_t c = 0; c < width; ++c) {
+              statement += ", $" + std::to_string(param++) + "::" + t.insert_types[c];
+            }
+            statement += ")";
+          }
+          statement += tail;
+          const CellRef* first = batch.row(start);
+          const CellRef* last = batch.row(end);
+          // Full chunks repeat the same text: prepare them once per connection
+          // (only them, so a connection does not collect one per batch size).
+          pqxx::result r;
+          if (end - start == per_statement) {
+            const std::string name = statement_name(statement);
+            tx.conn().prepare(name, statement);
+            r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(first, last));
+          } else {
+            r = tx.exec_params(statement, pqxx::prepare::make_dynamic_params(first, last));
+          }
+          for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
+        }
+      } else {
+        // Staging COPY: a temporary table of this transaction, then one INSERT ... SELECT.
+        std::vector<std::string> defs{"c0 integer"};
+        std::vector<std::string> names{"c0"};
+        for (std::size_t c = 0; c < width; ++c) {
+          names.push_back("c" + std::to_string(c + 1));
+          defs.push_back(names.back() + " " + t.insert_types[c]);
+        }
+        std::vector<std::string> value_names(names.begin() + 1, names.end());
+        tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
+        {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+          // tablewriter is deprecated in libpqxx 6.4 for its own escaping; only
+          // write_raw_line is used, with text escaped above, in ~1 MiB chunks.
+          pqxx::tablewriter writer(tx, "pg_temp.webhookdb_upsert_stage", names.begin(), names.end());
+#pragma GCC diagnostic pop
+          std::string chunk;
+          chunk.reserve(kCopyChunkBytes + 4096);
+          for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (!chunk.empty()) chunk += '\n';
+            chunk += std::to_string(i);
+            const CellRef* cells = batch.row(i);
+            for (std::size_t c = 0; c < width; ++c) {
+              chunk += '\t';
+              if (cells[c].null) {
+                chunk += "\\N";
+              } else {
+                values::append_copy_escaped(chunk, std::string_view(cells[c].data, cells[c].size));
+              }
+            }
+            if (chunk.size() >= kCopyChunkBytes) {
+              writer.write_raw_line(chunk);
+              chunk.clear();
+            }
+          }
+          if (!chunk.empty()) writer.write_raw_line(chunk);
+          writer.complete();
+        }
+        const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
+                                   ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
+                                   conflict + " RETURNING " + t.qkey +
+                                   ") SELECT s.c0 FROM webhookdb_written w JOIN pg_temp.webhookdb_upsert_stage s"
+                                   " ON s.c1 = w." + t.qkey;
+        for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
+      }
+    }
+    if (checkpoint) {
+      tx.exec_params(checkpoint_sql, options.checkpoint->job_id, (*checkpoint)[0], (*checkpoint)[1],
+                     options.checkpoint->finished);
+    }
+    return out;
+  });
+  for (std::size_t position : written) {
+    if (position < batch.size()) result.changed[batch.source[position]] = true;
+  }
+  return result;
+}
+
+std::optional<Row> PgReplicaStore::find(const TableSpec& spec, const json& key) {
+  const TableSql t = describe(spec, schema_of(spec));
+  std::string encoded;
+  try {
+    if (!values::encode(t.key_type, key, encoded)) throw InvalidInput("remote key is null");
+  } catch (const InvalidInput& e) {
+    throw InvalidInput(e.what(), "remote key " + key_repr(key));
+  }
+  const std::string statement = "SELECT " + select_list(spec, t) + " FROM " + t.qualified + " WHERE " + t.qkey +
+                                " = $1::" + std::string(sql_type(t.key_type));
+  return state_->impl().autocommit("reading a row of " + t.qualified, [&](pqxx::nontransaction& tx) {
+    std::optional<Row> out;
+    const auto r = tx.exec_params(statement, encoded);
+    if (!r.empty()) out = decode_row(spec, r[0]);
+    return out;
+  });
+}
+
+std::size_t PgReplicaStore::count(const TableSpec& spec) {
+  const std::string q = qualified_name(spec);
+  return state_->impl().autocommit("counting rows of " + q, [&](pqxx::nontransaction& tx) {
+    return tx.exec_params("SELECT count(*) FROM " + q)[0][0].as<std::size_t>();
+  });
+}
+
+void PgReplicaStore::for_each(const TableSpec& spec, const std::function<void(const Row&)>& visit) {
+  const TableSql t = describe(spec, schema_of(spec));
+  const std::string base = "SELECT " + select_list(spec, t) + " FROM " + t.qualified;
+  const std::string order = " ORDER BY " + t.qkey + " LIMIT " + std::to_string(kPageRows);
+  const std::string after = base + " WHERE " + t.qkey + " > $1::" + std::string(sql_type(t.key_type)) + order;
+  std::optional<std::string> last;
+  while (true) {
+    std::vector<Row> page;
+    state_->impl().autocommit("reading rows of " + t.qualified, [&](pqxx::nontransaction& tx) {
+      const pqxx::result r = last ? tx.exec_params(after, *last) : tx.exec_params(base + order);
+      page.reserve(static_cast<std::size_t>(r.size()));
+      for (const auto& row : r) {
+        page.push_back(decode_row(spec, row));
+        last = row[row.size() - 1].as<std::string>();
+      }
+    });
+    for (const auto& row : page) visit(row);
+    if (page.size() < kPageRows) return;
+  }
+}
+
+std::map<std::string, Checkpoint> PgReplicaStore::load_checkpoints(std::int64_t job_id) {
+  migrate();
+  const std::string table = state_->checkpoint_table();
+  return state_->impl().autocommit("loading checkpoints", [&](pqxx::nontransaction& tx) {
+    std::map<std::string, Checkpoint> out;
+    for (const auto& row : tx.exec_params(
+             "SELECT backfiller_key, next_token, finished FROM " + table + " WHERE job_id = $1", job_id)) {
+      Checkpoint cp;
+      cp.job_id = job_id;
+      cp.backfiller_key = row[0].as<std::string>();
+      cp.next_token = row[1].as<std::string>();
+      cp.finished = row[2].as<bool>();
+      out.emplace(cp.backfiller_key, cp);
+    }
+    return out;
+  });
+}
+
+void PgReplicaStore::save_checkpoint(const Checkpoint& checkpoint) {
+  migrate();
+  const std::string key = checked_text(checkpoint.backfiller_key, "checkpoint key");
+  const std::string token = checked_text(checkpoint.next_token, "checkpoint token");
+  const std::string statement = state_->checkpoint_upsert();
+  auto& impl = state_->impl();
+  impl.in_transaction("saving a checkpoint", impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params(statement, checkpoint.job_id, key, token, checkpoint.finished);
+  });
+}
+
+void PgReplicaStore::clear_checkpoints(std::int64_t job_id) {
+  migrate();
+  const std::string table = state_->checkpoint_table();
+  auto& impl = state_->impl();
+  impl.in_transaction("clearing checkpoints", impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params("DELETE FROM " + table + " WHERE job_id = $1", job_id);
+  });
+}
+
+bool PgReplicaStore::with_advisory_lock(const TableSpec& spec, std::int64_t key, const std::function<void()>& fn) {
+  const std::int32_t objid = advisory_lock_key(key);  // InvalidInput before any connection
+  const std::string q = qualified_name(spec);
+  auto& impl = state_->impl();
+  // A connection of its own, closed afterwards: a session lock never stays
+  // behind on a pooled connection (WebhookDB does the same).
+  std::unique_ptr<pqxx::connection> conn = impl.connect();
+  std::int32_t classid = 0;
+  bool acquired = false;
+  try {
+    pqxx::nontransaction tx(*conn);
+    const auto r = tx.exec_params("SELECT to_regclass($1)::oid", q);
+    if (r[0][0].is_null()) throw InvalidPrecondition("table " + q + " does not exist");
+    classid = advisory_lock_namespace(r[0][0].as<std::uint32_t>());
+    acquired = tx.exec_params("SELECT pg_try_advisory_lock($1::integer, $2::integer)", classid, objid)[0][0].as<bool>();
+  } catch (const webhookdb::Error&) {
+    throw;
+  } catch (...) {
+    impl.translate("taking an advisory lock on " + q, std::current_exception());
+  }
+  if (!acquired) return false;
+  // Closing the connection releases the lock even when the unlock fails.
+  struct Unlock {
+    pqxx::connection& conn;
+    std::int32_t classid;
+    std::int32_t objid;
+    ~Unlock() {
+      try {
+        pqxx::nontransaction tx(conn);
+        tx.exec_params("SELECT pg_advisory_unlock($1::integer, $2::integer)", classid, objid);
+      } catch (...) {
+      }
+    }
+  } unlock{*conn, classid, objid};
+  fn();
+  return true;
+}
+
+bool PgReplicaStore::avoid_writes(const TableSpec& spec) {
+  const std::string q = qualified_name(spec);
+  return state_->impl().autocommit("checking locks on " + q, [&](pqxx::nontransaction& tx) {
+    return tx
+        .exec_params(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND relation = to_regclass($1) AND pid <> pg_backend_pid()"
+            " AND mode IN ('ShareUpdateExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))",
+            q)[0][0]
+        .as<bool>();
+  });
+}
+
+}  // namespace webhookdb::pg

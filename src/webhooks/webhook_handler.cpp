@@ -1,0 +1,279 @@
+#include "webhookdb/webhooks/webhook_handler.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "webhookdb/errors.hpp"
+#include "webhookdb/registry.hpp"
+#include "webhookdb/webhooks/webhook_policy.hpp"
+
+namespace webhookdb::webhooks {
+namespace {
+
+// Nesting deeper than `limit` in JSON text (brackets outside strings). Checked
+// before parsing so a hostile body cannot exhaust the stack later (dump()
+// recurses).
+bool nested_deeper_than(std::string_view text, std::size_t limit) noexcept {
+  bool in_string = false;
+  bool escaped = false;
+  std::size_t depth = 0;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+WebhookResponse internal_error() { return WebhookResponse::error(500, "internal error"); }
+
+// The same options Replicator::upsert_webhook uses, for rows prepared earlier.
+void write_prepared(Replicator& replicator, const std::vector<Row>& rows) {
+  UpsertOptions options;
+  options.apply_update_rule = true;
+  options.method = rows.size() > 1 ? WriteMethod::automatic : WriteMethod::single_row;
+  replicator.write_rows(rows, options);
+}
+
+}  // namespace
+
+struct WebhookHandler::Impl {
+  ReplicatorContext context;
+  WebhookHandlerOptions options;
+  std::shared_ptr<Logger> logger;
+  boost::asio::thread_pool pool;
+
+  mutable std::mutex mutex;
+  std::condition_variable idle;
+  std::size_t pending = 0;
+  bool draining = false;
+  std::mutex drain_mutex;
+  bool drained = false;
+
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> unavailable{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> processed_async{0};
+  std::atomic<std::uint64_t> failed_async{0};
+
+  Impl(ReplicatorContext ctx, WebhookHandlerOptions opts)
+      : context(std::move(ctx)),
+        options(std::move(opts)),
+        logger(context.logger ? context.logger : std::make_shared<NullLogger>()),
+        pool(options.worker_threads == 0 ? 1 : options.worker_threads) {}
+
+  void log(LogLevel level, const std::string& opaque_id, const std::string& text) const {
+    logger->log(level, "webhook for " + opaque_id + ": " + text);
+  }
+
+  WebhookResponse count(WebhookResponse response) {
+    if (response.status < 300) {
+      accepted.fetch_add(1, std::memory_order_relaxed);
+    } else if (response.status == 503) {
+      unavailable.fetch_add(1, std::memory_order_relaxed);
+    } else if (response.status >= 500) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      rejected.fetch_add(1, std::memory_order_relaxed);
+    }
+    return response;
+  }
+
+  // False when full or draining. Posting under the lock means drain() never
+  // joins the pool between our check and our post.
+  bool enqueue(std::function<void()> work, const std::string& opaque_id) {
+    std::lock_guard lock(mutex);
+    if (draining || pending >= options.max_pending) return false;
+    ++pending;
+    boost::asio::post(pool, [this, work = std::move(work), opaque_id] {
+      try {
+        work();
+        processed_async.fetch_add(1, std::memory_order_relaxed);
+      } catch (...) {
+        failed_async.fetch_add(1, std::memory_order_relaxed);
+        const auto error = std::current_exception();
+        log(LogLevel::error, opaque_id, "asynchronous write failed: " + describe(error));
+        if (options.on_async_error) {
+          try {
+            options.on_async_error(opaque_id, error);
+          } catch (...) {  // NOLINT(bugprone-empty-catch): a callback must not kill a worker
+          }
+        }
+      }
+      std::lock_guard done(mutex);
+      --pending;
+      if (pending == 0) idle.notify_all();
+    });
+    return true;
+  }
+
+  WebhookResponse process(const std::string& opaque_id, WebhookRequest& request);
+};
+
+WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request) {
+  std::optional<ServiceIntegration> integration;
+  try {
+    integration = context.jobs->find_integration_by_opaque_id(opaque_id);
+  } catch (const std::exception& e) {
+    log(LogLevel::error, opaque_id, std::string("integration lookup failed: ") + e.what());
+    return internal_error();
+  }
+  if (!integration) return WebhookResponse::error(404, "unknown integration");
+  const Descriptor* descriptor = context.registry->find(integration->service_name);
+  if (descriptor == nullptr || !descriptor->supports_webhooks) {
+    log(LogLevel::warn, opaque_id,
+        descriptor == nullptr ? "no replicator registered as '" + integration->service_name + "'"
+                              : "replicator '" + descriptor->name + "' does not support webhooks");
+    return WebhookResponse::error(404, "integration does not accept webhooks");
+  }
+
+  std::shared_ptr<Replicator> replicator = context.registry->make(*integration, context);
+  if (WebhookPolicy* policy = webhook_policy_of(*replicator)) {
+    if (auto target = policy->dispatch_request_to(request)) replicator = std::move(target);
+  }
+  WebhookPolicy* policy = webhook_policy_of(*replicator);
+  const std::string& target_id = replicator->integration().opaque_id;
+
+  WebhookResponse verification = replicator->webhook_response(request);
+  if (verification.status >= 400) {
+    log(LogLevel::info, target_id,
+        "rejected with " + std::to_string(verification.status) + ": " + verification.body.substr(0, 200));
+    return verification;
+  }
+
+  if (request.json.is_null()) {
+    if (nested_deeper_than(request.body, options.max_json_depth)) {
+      return WebhookResponse::error(400, "webhook body is nested deeper than " +
+                                             std::to_string(options.max_json_depth) + " levels");
+    }
+    auto parsed = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+      return WebhookResponse::error(400, "webhook body is not valid JSON (malformed, or not UTF-8)");
+    }
+    request.json = std::move(parsed);
+  }
+  if (!request.json.is_object() && !request.json.is_array()) {
+    return WebhookResponse::error(
+        400, "webhook body must be a JSON object or array, got " + std::string(request.json.type_name()));
+  }
+
+  const bool synchronous =
+      options.process_synchronously.value_or(policy != nullptr && policy->process_webhooks_synchronously());
+  if (synchronous) {
+    std::vector<Row> rows = replicator->upsert_webhook(request);
+    return policy != nullptr ? policy->synchronous_response(rows, request) : default_synchronous_response(rows);
+  }
+
+  // Rows are built now, so a payload that cannot become a row is a 400 the
+  // sender sees, not a failure in a log. Enrichment may call out over HTTP:
+  // then the whole upsert is left to the worker.
+  std::function<void()> work;
+  if (replicator->table_spec().enrichment) {
+    work = [replicator, request = std::move(request)] { replicator->upsert_webhook(request); };
+  } else {
+    std::vector<Row> rows = replicator->upsert_webhook(request, /*upsert=*/false);
+    if (rows.empty()) return verification;  // the replicator skips this resource
+    work = [replicator, rows = std::move(rows)] { write_prepared(*replicator, rows); };
+  }
+  if (!enqueue(std::move(work), target_id)) {
+    log(LogLevel::warn, target_id, "worker queue full or draining; answered 503");
+    WebhookResponse busy = WebhookResponse::error(503, "webhook queue is full; retry later");
+    busy.headers.emplace_back("Retry-After", "1");
+    return busy;
+  }
+  return verification;
+}
+
+WebhookHandler::WebhookHandler(ReplicatorContext context, WebhookHandlerOptions options) {
+  if (!context.jobs) throw InvalidPrecondition("WebhookHandler needs a job store (context.jobs) to find integrations");
+  if (!context.registry) throw InvalidPrecondition("WebhookHandler needs a registry (context.registry)");
+  impl_ = std::make_shared<Impl>(std::move(context), std::move(options));
+}
+
+WebhookHandler::~WebhookHandler() { drain(); }
+
+WebhookResponse WebhookHandler::handle(const std::string& opaque_id, WebhookRequest request) {
+  Impl& impl = *impl_;
+  impl.requests.fetch_add(1, std::memory_order_relaxed);
+  try {
+    return impl.count(impl.process(opaque_id, request));
+  } catch (const InvalidInput& e) {
+    return impl.count(WebhookResponse::error(400, std::string("invalid webhook payload: ") + e.what()));
+  } catch (const nlohmann::json::exception&) {
+    // A replicator hook read the payload as a shape it does not have.
+    return impl.count(WebhookResponse::error(400, "invalid webhook payload: unexpected JSON shape"));
+  } catch (const StoreError& e) {
+    impl.log(LogLevel::error, opaque_id, std::string("store failed: ") + e.what());
+    return impl.count(internal_error());
+  } catch (const std::exception& e) {
+    impl.log(LogLevel::error, opaque_id, std::string("failed: ") + e.what());
+    return impl.count(internal_error());
+  } catch (...) {
+    impl.log(LogLevel::error, opaque_id, "failed with an unknown exception");
+    return impl.count(internal_error());
+  }
+}
+
+void WebhookHandler::wait_idle() {
+  std::unique_lock lock(impl_->mutex);
+  impl_->idle.wait(lock, [this] { return impl_->pending == 0; });
+}
+
+bool WebhookHandler::wait_idle_for(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->idle.wait_for(lock, timeout, [this] { return impl_->pending == 0; });
+}
+
+void WebhookHandler::drain() {
+  if (!impl_) return;
+  std::lock_guard drain_lock(impl_->drain_mutex);
+  if (impl_->drained) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->draining = true;
+  }
+  impl_->pool.join();
+  impl_->drained = true;
+}
+
+WebhookStats WebhookHandler::stats() const {
+  const Impl& impl = *impl_;
+  WebhookStats s;
+  s.requests = impl.requests.load();
+  s.accepted = impl.accepted.load();
+  s.rejected = impl.rejected.load();
+  s.unavailable = impl.unavailable.load();
+  s.failed = impl.failed.load();
+  s.processed_async = impl.processed_async.load();
+  s.failed_async = impl.failed_async.load();
+  {
+    std::lock_guard lock(impl.mutex);
+    s.pending = impl.pending;
+  }
+  return s;
+}
+
+}  // namespace webhookdb::webhooks

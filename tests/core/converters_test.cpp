@@ -1,0 +1,175 @@
+// Time parsing and the built-in converters.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "support.hpp"
+#include "webhookdb/column.hpp"
+#include "webhookdb/converters.hpp"
+#include "webhookdb/time.hpp"
+
+namespace webhookdb {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+json convert(const Converter& c, const json& value) {
+  const json resource = json::object();
+  return c.fn(value, ConvertContext{resource, nullptr, nullptr, "col"});
+}
+
+std::string iso(std::string_view text) {
+  auto t = parse_timestamp(text);
+  return t ? format_timestamp(*t) : std::string("(nullopt)");
+}
+
+TEST(TimeParsing, Iso8601InUtc) {
+  EXPECT_EQ(iso("2022-01-01T00:00:00Z"), "2022-01-01T00:00:00Z");
+  EXPECT_EQ(iso("2022-01-01 12:34:56Z"), "2022-01-01T12:34:56Z");
+  EXPECT_EQ(iso("2022-01-01T12:34Z"), "2022-01-01T12:34:00Z");
+}
+
+TEST(TimeParsing, Iso8601WithOffsets) {
+  EXPECT_EQ(iso("2022-01-01T02:00:00+02:00"), "2022-01-01T00:00:00Z");
+  EXPECT_EQ(iso("2021-12-31T18:30:00-0530"), "2022-01-01T00:00:00Z");
+  EXPECT_EQ(iso("2022-01-01T09:00:00+09"), "2022-01-01T00:00:00Z");
+}
+
+TEST(TimeParsing, Iso8601Fractions) {
+  EXPECT_EQ(iso("2022-01-01T00:00:00.5Z"), "2022-01-01T00:00:00.5Z");
+  EXPECT_EQ(iso("2022-01-01T00:00:00.123456Z"), "2022-01-01T00:00:00.123456Z");
+  EXPECT_EQ(iso("2022-01-01T00:00:00.123456789Z"), "2022-01-01T00:00:00.123456Z") << "truncated to microseconds";
+  const auto t = parse_timestamp("2022-01-01T00:00:00.250+01:00");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(*t, test::ts("2021-12-31T23:00:00Z") + 250ms);
+}
+
+TEST(TimeParsing, Rfc2822) {
+  EXPECT_EQ(iso("Thu, 30 Jul 2016 21:12:33 +0000"), "2016-07-30T21:12:33Z");
+  EXPECT_EQ(iso("Thu, 30 Jul 2016 14:12:33 -0700"), "2016-07-30T21:12:33Z");
+  EXPECT_EQ(iso("30 Jul 2016 21:12:33 GMT"), "2016-07-30T21:12:33Z");
+}
+
+TEST(TimeParsing, HttpDates) {
+  auto imf = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT");
+  ASSERT_TRUE(imf);
+  EXPECT_EQ(format_timestamp(*imf), "1994-11-06T08:49:37Z");
+  auto rfc850 = parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT");
+  ASSERT_TRUE(rfc850);
+  EXPECT_EQ(*rfc850, *imf);
+  auto asctime = parse_http_date("Sun Nov  6 08:49:37 1994");
+  ASSERT_TRUE(asctime);
+  EXPECT_EQ(*asctime, *imf);
+}
+
+TEST(TimeParsing, GarbageIsNullopt) {
+  EXPECT_FALSE(parse_timestamp(""));
+  EXPECT_FALSE(parse_timestamp("yesterday"));
+  EXPECT_FALSE(parse_timestamp("2022-13-01T00:00:00Z"));
+  EXPECT_FALSE(parse_timestamp("2022-02-30T00:00:00Z"));
+  EXPECT_FALSE(parse_timestamp("2022-01-01T00:00:00Z trailing"));
+}
+
+TEST(Converters, TimeNormalizesToUtcIso) {
+  const auto c = converters::time();
+  EXPECT_EQ(convert(c, "Thu, 30 Jul 2016 21:12:33 +0000"), "2016-07-30T21:12:33Z");
+  EXPECT_EQ(convert(c, "2016-07-30T23:12:33.100+02:00"), "2016-07-30T21:12:33.1Z");
+  EXPECT_THROW(convert(c, "not a time"), InvalidInput);
+  EXPECT_THROW(convert(c, 12), InvalidInput);
+  EXPECT_EQ(c.sql("(data->>'at')"), "((data->>'at'))::timestamptz");
+}
+
+TEST(Converters, UnixTimestamps) {
+  const auto s = converters::unix_timestamp();
+  EXPECT_EQ(convert(s, 1469913153), "2016-07-30T21:12:33Z");
+  EXPECT_EQ(convert(s, "1469913153"), "2016-07-30T21:12:33Z");
+  EXPECT_EQ(convert(s, 1469913153.5), "2016-07-30T21:12:33.5Z");
+  EXPECT_EQ(convert(s, 0), "1970-01-01T00:00:00Z");
+  EXPECT_THROW(convert(s, "soon"), InvalidInput);
+  const auto ms = converters::unix_timestamp_ms();
+  EXPECT_EQ(convert(ms, 1469913153250LL), "2016-07-30T21:12:33.25Z");
+}
+
+TEST(Converters, ToIntegerStripsQuotes) {
+  const auto c = converters::to_integer();
+  EXPECT_EQ(convert(c, 12), 12);
+  EXPECT_EQ(convert(c, "12"), 12);
+  EXPECT_EQ(convert(c, "\"12\""), 12);
+  EXPECT_EQ(convert(c, "'-7'"), -7);
+  EXPECT_EQ(convert(c, " 42 "), 42);
+  EXPECT_EQ(convert(c, 3.0), 3);
+  EXPECT_THROW(convert(c, "12abc"), InvalidInput);
+  EXPECT_THROW(convert(c, 1.5), InvalidInput);
+  EXPECT_THROW(convert(c, ""), InvalidInput);
+}
+
+TEST(Converters, CommaSeparatedList) {
+  const auto c = converters::comma_separated();
+  EXPECT_EQ(convert(c, "a, b,c"), json({"a", "b", "c"}));
+  EXPECT_EQ(convert(c, "a,, ,b,"), json({"a", "b"}));
+  EXPECT_EQ(convert(c, ""), json::array());
+  EXPECT_EQ(convert(c, json({"x"})), json({"x"}));
+}
+
+TEST(Converters, RegexCapture) {
+  const auto c = converters::regex_capture(R"(/users/(\d+)/)");
+  EXPECT_EQ(convert(c, "https://x.test/users/123/profile"), "123");
+  EXPECT_TRUE(convert(c, "https://x.test/teams/9/").is_null());
+  EXPECT_TRUE(convert(c, 5).is_null());
+  const auto second = converters::regex_capture(R"((\w+)@(\w+))", 2);
+  EXPECT_EQ(convert(second, "me@example"), "example");
+}
+
+TEST(Converters, Date) {
+  const auto c = converters::date();
+  EXPECT_EQ(convert(c, "2022-03-04"), "2022-03-04");
+  EXPECT_EQ(convert(c, "2022-03-04T23:30:00-02:00"), "2022-03-05") << "the UTC date";
+  EXPECT_EQ(convert(c, "Thu, 30 Jul 2016 21:12:33 +0000"), "2016-07-30");
+  EXPECT_THROW(convert(c, "someday"), InvalidInput);
+}
+
+TEST(ColumnValue, DataKeyEventKeyOptionalAndDefaults) {
+  const json resource = {{"created", "2024-01-01T00:00:00Z"}, {"nested", {{"n", "5"}}}};
+  const json event = {{"type", "charge.updated"}};
+  Column at("created_at", ColumnType::timestamptz);
+  at.key("created").convert(converters::time());
+  EXPECT_EQ(at.value_from({resource, nullptr, nullptr, "created_at"}), "2024-01-01T00:00:00Z");
+
+  Column n("n", ColumnType::integer);
+  n.key(std::vector<std::string>{"nested", "n"}).convert(converters::to_integer());
+  EXPECT_EQ(n.value_from({resource, nullptr, nullptr, "n"}), 5);
+
+  Column type("type", ColumnType::text);
+  type.key("type").event({"type"}).optional_();
+  EXPECT_EQ(type.value_from({resource, &event, nullptr, "type"}), "charge.updated");
+  EXPECT_TRUE(type.value_from({resource, nullptr, nullptr, "type"}).is_null());
+
+  Column missing("missing", ColumnType::text);
+  EXPECT_THROW((void)missing.value_from({resource, nullptr, nullptr, "missing"}), InvalidInput);
+
+  Column defaulted("status", ColumnType::text);
+  defaulted.optional_().defaults([](const ConvertContext&) { return json("new"); });
+  EXPECT_EQ(defaulted.value_from({resource, nullptr, nullptr, "status"}), "new");
+}
+
+TEST(ColumnValue, WrongTypeIsInvalidInput) {
+  const json resource = {{"count", "many"}, {"flag", "yes"}};
+  Column count("count", ColumnType::integer);
+  EXPECT_THROW((void)count.value_from({resource, nullptr, nullptr, "count"}), InvalidInput);
+  Column flag("flag", ColumnType::boolean);
+  EXPECT_THROW((void)flag.value_from({resource, nullptr, nullptr, "flag"}), InvalidInput);
+}
+
+TEST(ColumnValue, DigFollowsPaths) {
+  const json doc = {{"a", {{"b", {{"c", 1}}}}}};
+  ASSERT_NE(dig(doc, {"a", "b", "c"}), nullptr);
+  EXPECT_EQ(*dig(doc, {"a", "b", "c"}), 1);
+  EXPECT_EQ(dig(doc, {"a", "x"}), nullptr);
+  EXPECT_EQ(dig(doc, {"a", "b", "c", "d"}), nullptr);
+  EXPECT_EQ(sql_type(ColumnType::text_array), "text[]");
+  EXPECT_EQ(sql_type(ColumnType::timestamptz), "timestamptz");
+}
+
+}  // namespace
+}  // namespace webhookdb

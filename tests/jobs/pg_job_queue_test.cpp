@@ -1,0 +1,422 @@
+// PgJobQueue against a real PostgreSQL: leases, SKIP LOCKED, run_at with an
+// injected clock, RetryOrDie budgets, the failed state, NOTIFY wake-ups.
+
+#include "webhookdb/jobs/pg_job_queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "support/pg_test_env.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/testing/manual_clock.hpp"
+
+namespace webhookdb::jobs {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ManualClock;
+
+class JobsQueueTest : public test::PgTest {
+ protected:
+  void SetUp() override {
+    test::PgTest::SetUp();
+    if (HasFatalFailure()) return;
+    clock_ = std::make_shared<ManualClock>();
+  }
+
+  std::shared_ptr<PgJobQueue> make_queue(std::chrono::milliseconds lease = 30s, int max_attempts = 20) {
+    PgJobQueueOptions o;
+    o.clock = clock_;
+    o.lease = lease;
+    o.max_attempts = max_attempts;
+    return std::make_shared<PgJobQueue>(config(), o);
+  }
+
+  // Moves the lease of a job into the past (as if its worker died long ago).
+  void expire_lease(std::int64_t job_id) {
+    admin_exec("UPDATE " + schema().quoted() +
+                   ".webhookdb_job_queue SET lease_expires_at = clock_timestamp() - interval '1 second' "
+                   "WHERE job_id = $1::bigint",
+               {std::to_string(job_id)});
+  }
+
+  std::shared_ptr<ManualClock> clock_;
+};
+
+TEST_F(JobsQueueTest, MigrationIsVersionedAndIdempotent) {
+  auto q1 = make_queue();
+  auto q2 = make_queue();  // a second process starting: nothing to do
+  q2->migrate();
+  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), std::vector<int>{1});
+  auto r = admin_exec("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_job_queue");
+  EXPECT_EQ(r.rows.at(0).at(0).value_or(""), "0");
+}
+
+TEST_F(JobsQueueTest, ConcurrentMigrationsFromManyQueuesAgree) {
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      try {
+        auto q = make_queue();
+      } catch (const std::exception&) {
+        ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  auto q = make_queue();
+  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), std::vector<int>{1});
+}
+
+TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {
+  auto q = make_queue();
+  q->enqueue(7);
+  auto e = q->entry(7);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_FALSE(e->run_at);
+  EXPECT_EQ(e->attempts, 0);
+
+  auto lease = q->take("w1");
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->job_id, 7);
+  EXPECT_EQ(lease->attempt, 1);
+  EXPECT_FALSE(lease->recovered);
+  EXPECT_FALSE(q->take("w2")) << "a leased job is not taken again while its lease lasts";
+
+  e = q->entry(7);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->state, QueueState::running);
+  EXPECT_EQ(e->lease_owner, "w1");
+  ASSERT_TRUE(e->lease_expires_at);
+  EXPECT_GT(*e->lease_expires_at, e->updated_at);
+
+  EXPECT_FALSE(q->complete(7, "w2")) << "only the holder completes";
+  EXPECT_TRUE(q->complete(7, "w1"));
+  e = q->entry(7);
+  EXPECT_EQ(e->state, QueueState::done);
+  EXPECT_TRUE(e->lease_owner.empty());
+  EXPECT_FALSE(e->lease_expires_at);
+  EXPECT_TRUE(e->finished_at);
+  EXPECT_FALSE(q->take("w1"));
+}
+
+TEST_F(JobsQueueTest, JobsAreTakenInDueOrder) {
+  auto q = make_queue();
+  q->enqueue(3, clock_->now() - 10s);
+  q->enqueue(1);
+  q->enqueue(2);
+  q->enqueue(4, clock_->now() + 10s);
+  std::vector<std::int64_t> order;
+  while (auto l = q->take("w")) order.push_back(l->job_id);
+  EXPECT_EQ(order, (std::vector<std::int64_t>{1, 2, 3}));
+}
+
+TEST_F(JobsQueueTest, ConcurrentTakersNeverShareAJob) {
+  auto q = make_queue();
+  constexpr int kJobs = 60;
+  for (int i = 1; i <= kJobs; ++i) q->enqueue(i);
+  std::mutex mutex;
+  std::vector<std::int64_t> taken;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto own = make_queue();  // its own pool, like another process
+      const std::string owner = "w" + std::to_string(t);
+      while (auto l = own->take(owner)) {
+        std::lock_guard lock(mutex);
+        taken.push_back(l->job_id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::sort(taken.begin(), taken.end());
+  ASSERT_EQ(taken.size(), static_cast<std::size_t>(kJobs)) << "each job taken exactly once";
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(taken[static_cast<std::size_t>(i)], i + 1);
+}
+
+TEST_F(JobsQueueTest, ExpiredLeaseIsTakenOverAndTheOldHolderLosesIt) {
+  auto q = make_queue(300ms);
+  q->enqueue(5);
+  ASSERT_TRUE(q->take("dead"));
+  EXPECT_FALSE(q->take("alive"));
+  std::this_thread::sleep_for(450ms);  // database time: the lease really expires
+  auto lease = q->take("alive");
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->job_id, 5);
+  EXPECT_EQ(lease->attempt, 2);
+  EXPECT_TRUE(lease->recovered);
+  EXPECT_EQ(lease->previous_owner, "dead");
+
+  EXPECT_TRUE(q->renew("dead").empty()) << "the old holder learns it lost the job";
+  EXPECT_FALSE(q->complete(5, "dead"));
+  EXPECT_FALSE(q->release(5, "dead"));
+  EXPECT_EQ(q->retry_or_fail(5, "dead", 2, 63s, "x"), RetryDecision::lease_lost);
+  EXPECT_EQ(q->renew("alive"), std::vector<std::int64_t>{5});
+  EXPECT_TRUE(q->complete(5, "alive"));
+}
+
+TEST_F(JobsQueueTest, RenewalKeepsTheLease) {
+  auto q = make_queue(1s);
+  q->enqueue(9);
+  ASSERT_TRUE(q->take("w1"));
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(q->renew("w1"), std::vector<std::int64_t>{9});
+  }
+  EXPECT_FALSE(q->take("w2")) << "1.5 s later, a renewed 1 s lease still holds";
+}
+
+TEST_F(JobsQueueTest, RunAtFollowsTheInjectedClock) {
+  auto q = make_queue();
+  q->enqueue(11, clock_->now() + 10s);
+  EXPECT_FALSE(q->take("w"));
+  auto due = q->time_until_due();
+  ASSERT_TRUE(due);
+  EXPECT_EQ(*due, 10s);
+  clock_->advance(9s);
+  EXPECT_FALSE(q->take("w"));
+  clock_->advance(1s);
+  auto lease = q->take("w");
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->job_id, 11);
+}
+
+TEST_F(JobsQueueTest, TimeUntilDue) {
+  auto q = make_queue(5s);
+  EXPECT_FALSE(q->time_until_due()) << "empty queue: nothing to wait for";
+  q->enqueue(1, clock_->now() + 30s);
+  EXPECT_EQ(q->time_until_due(), std::optional<std::chrono::milliseconds>(30s));
+  q->enqueue(2);
+  EXPECT_EQ(q->time_until_due(), std::optional<std::chrono::milliseconds>(0ms));
+  ASSERT_TRUE(q->take("w"));  // job 2 now running with a 5 s lease
+  auto due = q->time_until_due();
+  ASSERT_TRUE(due);
+  EXPECT_GT(*due, 4s);
+  EXPECT_LE(*due, 5s) << "the lease expiry is the next thing to wake for";
+}
+
+TEST_F(JobsQueueTest, RetryOrDieHonoursBackoffThenFailsForGood) {
+  auto q = make_queue();
+  q->enqueue(21);
+  const auto start = clock_->now();
+
+  ASSERT_TRUE(q->take("w"));
+  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (first)"), RetryDecision::retried);
+  auto e = q->entry(21);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_EQ(e->run_at, std::optional<Timestamp>(start + 63s));
+  EXPECT_EQ(e->retries_left, std::optional<int>(1));
+  EXPECT_EQ(e->last_error, "HTTP 503 (first)");
+  EXPECT_TRUE(e->lease_owner.empty());
+  EXPECT_FALSE(q->take("w")) << "not before its backoff";
+  clock_->advance(62s);
+  EXPECT_FALSE(q->take("w"));
+  clock_->advance(1s);
+
+  auto l2 = q->take("w");
+  ASSERT_TRUE(l2);
+  EXPECT_EQ(l2->attempt, 2);
+  EXPECT_EQ(l2->retries_left, std::optional<int>(1));
+  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (second)"), RetryDecision::retried);
+  EXPECT_EQ(q->entry(21)->retries_left, std::optional<int>(0));
+  clock_->advance(63s);
+
+  ASSERT_TRUE(q->take("w"));
+  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (third)"), RetryDecision::failed);
+  e = q->entry(21);
+  EXPECT_EQ(e->state, QueueState::failed);
+  EXPECT_EQ(e->attempts, 3);
+  EXPECT_EQ(e->last_error, "HTTP 503 (third)");
+  EXPECT_TRUE(e->finished_at);
+  clock_->advance(1h);
+  EXPECT_FALSE(q->take("w")) << "failed for good";
+
+  auto failed = q->failed();
+  ASSERT_EQ(failed.size(), 1U);
+  EXPECT_EQ(failed[0].job_id, 21);
+
+  // The operator queues it again: a fresh budget.
+  EXPECT_FALSE(q->requeue_failed(999));
+  EXPECT_TRUE(q->requeue_failed(21));
+  EXPECT_FALSE(q->requeue_failed(21)) << "only a failed job is re-queued";
+  e = q->entry(21);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_EQ(e->attempts, 0);
+  EXPECT_FALSE(e->retries_left);
+  auto l4 = q->take("w");
+  ASSERT_TRUE(l4);
+  EXPECT_EQ(l4->attempt, 1);
+  EXPECT_TRUE(q->complete(21, "w"));
+  EXPECT_TRUE(q->failed().empty());
+}
+
+TEST_F(JobsQueueTest, ZeroRetriesFailsAtOnce) {
+  auto q = make_queue();
+  q->enqueue(3);
+  ASSERT_TRUE(q->take("w"));
+  EXPECT_EQ(q->retry_or_fail(3, "w", 0, 10s, "boom"), RetryDecision::failed);
+  EXPECT_EQ(q->entry(3)->state, QueueState::failed);
+}
+
+TEST_F(JobsQueueTest, FailRecordsACleanBoundedError) {
+  PgJobQueueOptions o;
+  o.clock = clock_;
+  o.max_error_bytes = 50;
+  PgJobQueue q(config(), o);
+  q.enqueue(4);
+  ASSERT_TRUE(q.take("w"));
+  std::string error("bad\0thing", 9);
+  error += std::string(100, 'x');
+  EXPECT_FALSE(q.fail(4, "other", error));
+  EXPECT_TRUE(q.fail(4, "w", error));
+  auto e = q.entry(4);
+  EXPECT_EQ(e->state, QueueState::failed);
+  EXPECT_EQ(e->last_error.find('\0'), std::string::npos);
+  EXPECT_EQ(e->last_error.rfind("badthing", 0), 0U);
+  EXPECT_LE(e->last_error.size(), 53U);
+}
+
+TEST_F(JobsQueueTest, ReleaseGivesTheJobBack) {
+  auto q = make_queue();
+  q->enqueue(8, clock_->now());
+  ASSERT_TRUE(q->take("w1"));
+  EXPECT_TRUE(q->release(8, "w1"));
+  auto e = q->entry(8);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_TRUE(e->lease_owner.empty());
+  auto l = q->take("w2");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->attempt, 2);
+  EXPECT_FALSE(l->recovered) << "a released job was not lost";
+}
+
+TEST_F(JobsQueueTest, EnqueueSemantics) {
+  auto q = make_queue();
+  // A queued job keeps the earlier due time.
+  q->enqueue(1, clock_->now() + 50s);
+  q->enqueue(1, clock_->now() + 10s);
+  EXPECT_EQ(q->entry(1)->run_at, std::optional<Timestamp>(clock_->now() + 10s));
+  q->enqueue(1, clock_->now() + 90s);
+  EXPECT_EQ(q->entry(1)->run_at, std::optional<Timestamp>(clock_->now() + 10s));
+  q->enqueue(1);
+  EXPECT_FALSE(q->entry(1)->run_at) << "now is the earliest";
+  q->enqueue(1, clock_->now() + 90s);
+  EXPECT_FALSE(q->entry(1)->run_at);
+
+  // A running job is left to its runner.
+  ASSERT_TRUE(q->take("w"));
+  q->enqueue(1);
+  EXPECT_EQ(q->entry(1)->state, QueueState::running);
+  EXPECT_EQ(q->entry(1)->lease_owner, "w");
+
+  // A done job runs again, with a fresh attempt count.
+  EXPECT_TRUE(q->complete(1, "w"));
+  q->enqueue(1);
+  auto e = q->entry(1);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_EQ(e->attempts, 0);
+  EXPECT_FALSE(e->finished_at);
+
+  EXPECT_FALSE(q->enqueue_if_absent(1));
+  EXPECT_TRUE(q->enqueue_if_absent(2));
+  EXPECT_EQ(q->entries().size(), 2U);
+  EXPECT_EQ(q->entries(QueueState::queued).size(), 2U);
+}
+
+TEST_F(JobsQueueTest, AJobThatKeepsLosingItsWorkerFailsAfterMaxAttempts) {
+  auto q = make_queue(30s, 2);
+  q->enqueue(6);
+  ASSERT_TRUE(q->take("a"));
+  expire_lease(6);
+  auto l = q->take("b");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->attempt, 2);
+  expire_lease(6);
+  EXPECT_FALSE(q->take("c"));
+  auto e = q->entry(6);
+  EXPECT_EQ(e->state, QueueState::failed);
+  EXPECT_NE(e->last_error.find("lease expired"), std::string::npos) << e->last_error;
+}
+
+TEST_F(JobsQueueTest, PurgeDone) {
+  auto q = make_queue();
+  q->enqueue(1);
+  q->enqueue(2);
+  ASSERT_TRUE(q->take("w"));
+  ASSERT_TRUE(q->complete(1, "w"));
+  EXPECT_EQ(q->purge_done(Timestamp(std::chrono::microseconds(0))), 0U);
+  EXPECT_EQ(q->purge_done(std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()) + 1h),
+            1U);
+  EXPECT_FALSE(q->entry(1));
+  EXPECT_TRUE(q->entry(2));
+}
+
+TEST_F(JobsQueueTest, NotifyWakesAWaiterInAnotherProcessPromptly) {
+  auto waiter = make_queue();
+  auto producer = make_queue();  // its own pool: another process as far as PostgreSQL can tell
+  // Start the listener and let it connect.
+  const auto g0 = waiter->wake_generation();
+  waiter->wait_for_work(g0, 2s, CancellationToken{});
+  for (int i = 0; i < 500 && !waiter->listening(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(waiter->listening());
+
+  const auto seen = waiter->wake_generation();
+  std::atomic<bool> woken{false};
+  std::chrono::steady_clock::time_point woke_at;
+  std::thread t([&] {
+    woken = waiter->wait_for_work(seen, 20s, CancellationToken{});
+    woke_at = std::chrono::steady_clock::now();
+  });
+  std::this_thread::sleep_for(100ms);
+  const auto enqueued_at = std::chrono::steady_clock::now();
+  producer->enqueue(42);
+  t.join();
+  EXPECT_TRUE(woken);
+  EXPECT_GE(woke_at, enqueued_at) << "woken by the enqueue, not before it";
+  EXPECT_LT(woke_at - enqueued_at, 5s) << "woken by NOTIFY, not by the 20 s timeout";
+  auto l = waiter->take("w");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->job_id, 42);
+}
+
+TEST_F(JobsQueueTest, WaitForWorkTimesOutOrStopsOnCancel) {
+  auto q = make_queue();
+  // The first call starts the listener, whose connecting wakes waiters once.
+  q->wait_for_work(q->wake_generation(), 2s, CancellationToken{});
+  for (int i = 0; i < 500 && !q->listening(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(q->listening());
+  auto started = std::chrono::steady_clock::now();
+  const bool woken = q->wait_for_work(q->wake_generation(), 200ms, CancellationToken{});
+  EXPECT_FALSE(woken);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 190ms);
+
+  CancellationSource source;
+  std::thread t([&] {
+    std::this_thread::sleep_for(100ms);
+    source.cancel();
+  });
+  started = std::chrono::steady_clock::now();
+  q->wait_for_work(q->wake_generation(), 20s, source.token());
+  t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+TEST_F(JobsQueueTest, RejectsBadOptions) {
+  PgJobQueueOptions o;
+  o.lease = 10ms;
+  EXPECT_THROW(PgJobQueue(config(), o), InvalidPrecondition);
+  auto q = make_queue();
+  EXPECT_THROW((void)q->take(""), InvalidPrecondition);
+}
+
+}  // namespace
+}  // namespace webhookdb::jobs

@@ -1,0 +1,265 @@
+// PgJobStore against a real server.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+
+#include "pg/pg_support.hpp"
+#include "webhookdb/backfill_job.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/pg/job_store.hpp"
+#include "webhookdb/testing/manual_clock.hpp"
+
+namespace webhookdb::pg {
+namespace {
+
+using nlohmann::json;
+
+class PgJobStoreTest : public test::PgTest {
+ protected:
+  void SetUp() override {
+    test::PgTest::SetUp();
+    if (HasFatalFailure()) return;
+    clock = std::make_shared<testing::ManualClock>();
+    store = std::make_unique<PgJobStore>(config(2), clock);
+  }
+  void TearDown() override {
+    store.reset();
+    test::PgTest::TearDown();
+  }
+  ServiceIntegration make(const std::string& name, std::optional<std::int64_t> depends_on = std::nullopt) {
+    ServiceIntegration si;
+    si.service_name = "fake_v1";
+    si.table_name = name;
+    si.api_url = "https://api.example.test/" + name;
+    si.backfill_key = "key-" + name;
+    si.backfill_secret = "secret-" + name;
+    si.webhook_secret = "whsec-" + name;
+    si.depends_on = depends_on;
+    return store->create_integration(si);
+  }
+  std::size_t job_count() const {
+    return std::stoul(*admin_exec("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_backfill_jobs")
+                           .rows.at(0)
+                           .at(0));
+  }
+  std::shared_ptr<testing::ManualClock> clock;
+  std::unique_ptr<PgJobStore> store;
+};
+
+TEST_F(PgJobStoreTest, IntegrationsRoundTripEveryField) {
+  ServiceIntegration si;
+  si.service_name = "stripe_charge_v1";
+  si.table_name = "charges";
+  si.api_url = "https://api.stripe.test/v1/charges";
+  si.backfill_key = "sk_test_123";
+  si.backfill_secret = "s3cret \xF0\x9F\x94\x91";
+  si.webhook_secret = "whsec_x";
+  si.last_backfilled_at = *parse_timestamp("2024-05-06T07:08:09.123456Z");
+  si.skip_webhook_verification = true;
+  const auto created = store->create_integration(si);
+  EXPECT_GT(created.id, 0);
+  EXPECT_EQ(created.opaque_id.rfind("svi_", 0), 0U) << created.opaque_id;
+  EXPECT_EQ(store->find_integration(created.id), created);
+  EXPECT_EQ(store->find_integration_by_opaque_id(created.opaque_id), created);
+  EXPECT_EQ(store->find_integration(created.id + 1000), std::nullopt);
+  EXPECT_EQ(store->find_integration_by_opaque_id("svi_nope"), std::nullopt);
+
+  auto changed = created;
+  changed.api_url = "https://other.test";
+  changed.backfill_secret = "";
+  changed.last_backfilled_at.reset();
+  changed.skip_webhook_verification = false;
+  store->update_integration(changed);
+  EXPECT_EQ(store->find_integration(created.id), changed);
+
+  ServiceIntegration dup = si;
+  dup.opaque_id = created.opaque_id;
+  EXPECT_THROW(store->create_integration(dup), InvalidPrecondition);
+  ServiceIntegration ghost = changed;
+  ghost.id = created.id + 1000;
+  EXPECT_THROW(store->update_integration(ghost), InvalidPrecondition);
+}
+
+TEST_F(PgJobStoreTest, SecretsNeverAppearInErrors) {
+  ServiceIntegration si;
+  si.service_name = "x";
+  si.table_name = "t";
+  si.backfill_secret = "TOP-SECRET-VALUE";
+  si.webhook_secret = "WEBHOOK-SECRET-VALUE";
+  si.depends_on = 424242;  // no such integration
+  try {
+    store->create_integration(si);
+    FAIL() << "created with a missing dependency";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("TOP-SECRET-VALUE"), std::string::npos) << what;
+    EXPECT_EQ(what.find("WEBHOOK-SECRET-VALUE"), std::string::npos) << what;
+  }
+  si.depends_on.reset();
+  si.backfill_secret = std::string("TOP-SECRET\0VALUE", 16);
+  try {
+    store->create_integration(si);
+    FAIL() << "a NUL byte reached the database";
+  } catch (const InvalidInput& e) {
+    EXPECT_EQ(std::string(e.what()).find("TOP-SECRET"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("backfill secret"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(PgJobStoreTest, DependentsAndDeletion) {
+  const auto root = make("root");
+  const auto b = make("b", root.id);
+  const auto a = make("a", root.id);
+  const auto other = make("other");
+  const auto deps = store->dependents_of(root.id);
+  ASSERT_EQ(deps.size(), 2U);
+  EXPECT_EQ(deps[0].id, b.id);  // id order
+  EXPECT_EQ(deps[1].id, a.id);
+  EXPECT_TRUE(store->dependents_of(other.id).empty());
+  const auto job = store->create_job(BackfillJob{.service_integration_id = root.id});
+  store->delete_integration(root.id);
+  EXPECT_EQ(store->find_integration(root.id), std::nullopt);
+  EXPECT_EQ(store->find_job(job.id), std::nullopt);  // jobs go with their integration
+  EXPECT_EQ(store->find_integration(b.id)->depends_on, std::nullopt);
+}
+
+TEST_F(PgJobStoreTest, JobsCrud) {
+  const auto si = make("jobs");
+  clock->set(*parse_timestamp("2024-01-01T00:00:00.5Z"));
+  BackfillJob job;
+  job.service_integration_id = si.id;
+  job.incremental = true;
+  job.criteria = {{"since", "2020"}, {"nested", {{"a", 1}}}};
+  const auto created = store->create_job(job);
+  EXPECT_GT(created.id, 0);
+  EXPECT_EQ(created.opaque_id.rfind("bfj_", 0), 0U);
+  EXPECT_EQ(created.created_at, *parse_timestamp("2024-01-01T00:00:00.5Z"));
+  EXPECT_EQ(store->find_job(created.id), created);
+
+  auto started = created;
+  started.started_at = *parse_timestamp("2024-01-01T00:01:00Z");
+  store->update_job(started);
+  EXPECT_EQ(store->find_job(created.id), started);
+  started.finished_at = *parse_timestamp("2024-01-01T00:02:00.000001Z");
+  store->update_job(started);
+  EXPECT_EQ(store->find_job(created.id)->finished_at, started.finished_at);
+  EXPECT_EQ(status(*store, started), JobStatus::finished);
+
+  BackfillJob null_criteria;
+  null_criteria.service_integration_id = si.id;
+  null_criteria.criteria = nullptr;
+  EXPECT_EQ(store->create_job(null_criteria).criteria, json::object());
+  BackfillJob bad;
+  bad.service_integration_id = si.id;
+  bad.criteria = json::array({1});
+  EXPECT_THROW(store->create_job(bad), InvalidPrecondition);
+  BackfillJob orphan;
+  orphan.service_integration_id = 999999;
+  EXPECT_THROW(store->create_job(orphan), InvalidPrecondition);
+  BackfillJob gone = started;
+  gone.id = 999999;
+  EXPECT_THROW(store->update_job(gone), InvalidPrecondition);
+  store->delete_job(created.id);
+  EXPECT_EQ(store->find_job(created.id), std::nullopt);
+}
+
+TEST_F(PgJobStoreTest, CreateRecursiveBuildsTheTreeInOneTransaction) {
+  const auto root = make("root");
+  const auto child1 = make("c1", root.id);
+  const auto child2 = make("c2", root.id);
+  const auto grandchild = make("gc", child1.id);
+  const json criteria = {{"partitions", json::array({"a", "b"})}};
+  const auto job = store->create_recursive(root, true, criteria);
+  EXPECT_EQ(job.service_integration_id, root.id);
+  EXPECT_EQ(job.parent_job_id, std::nullopt);
+  const auto children = store->child_jobs(job.id);
+  ASSERT_EQ(children.size(), 2U);
+  EXPECT_EQ(children[0].service_integration_id, child1.id);
+  EXPECT_EQ(children[1].service_integration_id, child2.id);
+  for (const auto& c : children) {
+    EXPECT_EQ(c.parent_job_id, job.id);
+    EXPECT_TRUE(c.incremental);
+    EXPECT_EQ(c.criteria, criteria);
+  }
+  const auto grand = store->child_jobs(children[0].id);
+  ASSERT_EQ(grand.size(), 1U);
+  EXPECT_EQ(grand[0].service_integration_id, grandchild.id);
+  EXPECT_TRUE(store->child_jobs(children[1].id).empty());
+  EXPECT_EQ(job_count(), 4U);
+
+  // fully_finished_at / status over the tree.
+  EXPECT_EQ(status(*store, job), JobStatus::enqueued);
+  auto j = job;
+  j.started_at = clock->now();
+  j.finished_at = clock->now();
+  store->update_job(j);
+  EXPECT_EQ(status(*store, j), JobStatus::inprogress);
+  for (auto c : {children[0], children[1], grand[0]}) {
+    c.started_at = clock->now();
+    c.finished_at = clock->now();
+    store->update_job(c);
+  }
+  EXPECT_EQ(status(*store, j), JobStatus::finished);
+  EXPECT_TRUE(fully_finished_at(*store, j).has_value());
+
+  // Deleting the root deletes the tree.
+  store->delete_job(job.id);
+  EXPECT_EQ(job_count(), 0U);
+  // A parent job passed in becomes the root's parent.
+  const auto parent = store->create_job(BackfillJob{.service_integration_id = root.id});
+  const auto sub = store->create_recursive(child2, false, json::object(), parent.id);
+  EXPECT_EQ(sub.parent_job_id, parent.id);
+}
+
+TEST_F(PgJobStoreTest, DependencyCycleCreatesNothing) {
+  const auto a = make("a");
+  const auto b = make("b", a.id);
+  auto a2 = *store->find_integration(a.id);
+  a2.depends_on = b.id;  // a -> b -> a
+  store->update_integration(a2);
+  EXPECT_THROW(store->create_recursive(a2, false, json::object()), InvariantViolation);
+  EXPECT_EQ(job_count(), 0U);
+}
+
+TEST_F(PgJobStoreTest, IntegrationLocksAreExclusiveAndReleasedOnDestruction) {
+  const auto si = make("locked");
+  const auto other = make("other");
+  auto lock = store->try_lock_integration(si.id);
+  ASSERT_NE(lock, nullptr);
+  EXPECT_EQ(store->try_lock_integration(si.id), nullptr);
+  // Another process (here: another store and pool on the same schema) sees it too.
+  PgJobStore second(config(1), clock);
+  EXPECT_EQ(second.try_lock_integration(si.id), nullptr);
+  auto other_lock = second.try_lock_integration(other.id);
+  EXPECT_NE(other_lock, nullptr);
+  lock.reset();
+  auto again = second.try_lock_integration(si.id);
+  EXPECT_NE(again, nullptr);
+  // A lock may outlive its store.
+  store.reset();
+  again.reset();
+  other_lock.reset();
+  PgJobStore third(config(1), clock);
+  EXPECT_NE(third.try_lock_integration(si.id), nullptr);
+}
+
+TEST_F(PgJobStoreTest, MigrationsRunOnceForManyStores) {
+  PgJobStore a(config(1), clock);
+  PgJobStore b(config(1), clock);
+  std::thread t1([&] { a.migrate(); });
+  std::thread t2([&] { b.migrate(); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(applied_migrations(a.pool(), "job_store"), (std::vector<int>{1}));
+  const auto tables = admin_exec(
+      "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid ="
+      " c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+      {schema_name()});
+  EXPECT_EQ(tables.rows.at(0).at(0),
+            "webhookdb_backfill_jobs,webhookdb_schema_migrations,webhookdb_service_integrations");
+}
+
+}  // namespace
+}  // namespace webhookdb::pg

@@ -1,0 +1,729 @@
+// PgReplicaStore against a real server: table shape, upsert semantics through
+// every write method, value round trips, hostile names, ensure_all_columns,
+// checkpoints, advisory locks and avoid_writes.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pg/pg_support.hpp"
+#include "webhookdb/converters.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/json_text.hpp"
+#include "webhookdb/memory/memory_replica_store.hpp"
+#include "webhookdb/pg/advisory_lock.hpp"
+#include "webhookdb/pg/replica_store.hpp"
+
+namespace webhookdb::pg {
+namespace {
+
+using nlohmann::json;
+using namespace webhookdb::pgtest;
+
+class PgReplicaTest : public test::PgTest {
+ protected:
+  void SetUp() override {
+    test::PgTest::SetUp();
+    if (HasFatalFailure()) return;
+    store = std::make_unique<PgReplicaStore>(config(3));
+  }
+  void TearDown() override {
+    store.reset();
+    test::PgTest::TearDown();
+  }
+  std::string q(const std::string& table) const { return schema().quoted() + ".\"" + table + "\""; }
+  std::string scalar(const std::string& sql, const std::vector<Param>& params = {}) const {
+    auto r = admin_exec(sql, params);
+    return r.rows.at(0).at(0).value_or("<null>");
+  }
+  std::unique_ptr<PgReplicaStore> store;
+};
+
+class PgUpsertMethodTest : public PgReplicaTest, public ::testing::WithParamInterface<WriteMethod> {};
+
+const auto kMethods = ::testing::Values(WriteMethod::single_row, WriteMethod::multi_row, WriteMethod::staging_copy);
+std::string MethodName(const ::testing::TestParamInfo<WriteMethod>& info) { return method_name(info.param); }
+
+Row every_type_row(const std::string& id) {
+  Row row = full_row(id, "2024-03-01T12:34:56.789012Z", "Zo\xC3\xAB");
+  row.values[AMOUNT] = 42;
+  row.values[CREATED] = "2020-01-01T00:00:00Z";
+  row.values[BIG] = 9007199254740993LL;
+  row.values[PRICE] = 12.5;
+  row.values[RATIO] = 0.1;
+  row.values[FLAG] = true;
+  row.values[DAY] = "2024-02-29";
+  row.values[META] = {{"nested", {{"a", json::array({1, "two", nullptr, true})}}}};
+  row.values[TAGS] = json::array({"a", "b"});
+  row.values[INTS] = json::array({1, 2, 3});
+  row.values[BIGS] = json::array({9007199254740993LL, -1});
+  row.values[UID] = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+  row.enrichment = {{"enriched", 1}};
+  row.data["deep"] = {{"list", json::array({1.5, "x"})}};
+  return row;
+}
+
+// --- Table shape ---
+
+TEST_F(PgReplicaTest, CreateTableHasWebhookdbShapeAndIndexes) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  store->create_table(spec);  // idempotent
+  auto cols = admin_exec(
+      "SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull FROM pg_attribute"
+      " WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+      {q("items")});
+  std::vector<std::string> got;
+  for (const auto& r : cols.rows) got.push_back(*r[0] + " " + *r[1] + (*r[2] == "t" ? " not null" : ""));
+  const std::vector<std::string> want = {
+      "pk bigint not null", "id text not null", "at timestamp with time zone", "name text", "amount integer",
+      "created timestamp with time zone", "big bigint", "price numeric", "ratio double precision",
+      "flag boolean", "day date", "meta jsonb", "tags text[]", "ints integer[]", "bigs bigint[]", "uid uuid",
+      "enrichment jsonb", "data jsonb not null"};
+  EXPECT_EQ(got, want);
+  // pk is the primary key; the remote key is unique.
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = "
+                   "ANY(i.indkey) WHERE i.indrelid = to_regclass($1) AND i.indisunique AND a.attname = 'id'",
+                   {q("items")}),
+            "1");
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary", {q("items")}),
+            "1");
+  // WebhookDB's index names; the index_not_null one is partial.
+  for (const auto& idx : spec.indexes()) {
+    auto def = admin_exec("SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                          {schema_name(), idx.name});
+    ASSERT_EQ(def.rows.size(), 1U) << idx.name;
+    if (idx.columns[0] == "uid") {
+      EXPECT_NE(def.rows[0][0]->find("WHERE (uid IS NOT NULL)"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(spec.indexes()[0].name, "svi_testitems_at_idx");
+}
+
+TEST_F(PgReplicaTest, LongIndexNamesAreShortenedAndDuplicatesRejected) {
+  TableSpec spec = small_spec("longidx");
+  spec.opaque_id = "svi_" + std::string(30, 'z');
+  spec.columns.push_back(Column(std::string(40, 'c'), ColumnType::text).indexed());
+  store->create_table(spec);
+  const auto name = spec.indexes().at(0).name;
+  EXPECT_LE(name.size(), 63U);
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = $2", {schema_name(), name}),
+            "1");
+
+  TableSpec dup = small_spec("dupidx");
+  dup.columns[1].indexed();
+  dup.extra_indexes.push_back(IndexSpec{{"name"}, "", false, ""});  // same name as the column index
+  EXPECT_THROW(store->create_table(dup), BrokenSpecification);
+  EXPECT_EQ(scalar("SELECT to_regclass($1) IS NULL", {q("dupidx")}), "t");
+}
+
+// --- Upsert semantics, through every method ---
+
+TEST_P(PgUpsertMethodTest, EveryColumnTypeRoundTrips) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const Row row = every_type_row("r1");
+  Row sparse = full_row("r2", "2024-01-01T00:00:00Z", "sparse");  // nulls everywhere else
+  auto result = store->upsert(spec, std::vector<Row>{row, sparse}, with_method(GetParam()));
+  EXPECT_EQ(result.changed, (std::vector<bool>{true, true}));
+  EXPECT_EQ(store->find(spec, "r1"), row);
+  EXPECT_EQ(store->find(spec, "r2"), sparse);
+  EXPECT_EQ(store->find(spec, "missing"), std::nullopt);
+  EXPECT_EQ(store->count(spec), 2U);
+}
+
+TEST_P(PgUpsertMethodTest, NewerOverwritesOlderNeverDoes) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const auto opts = with_method(GetParam());
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("a", "2024-01-02T00:00:00Z", "v2")}, opts).changed,
+            std::vector<bool>{true});
+  // Older: untouched (not even a new row version).
+  const std::string xmin = scalar("SELECT xmin::text FROM " + q("items") + " WHERE id = 'a'");
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("a", "2024-01-01T00:00:00Z", "older")}, opts).changed,
+            std::vector<bool>{false});
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("a", "2024-01-02T00:00:00Z", "same time")}, opts).changed,
+            std::vector<bool>{false});
+  EXPECT_EQ(scalar("SELECT xmin::text FROM " + q("items") + " WHERE id = 'a'"), xmin);
+  EXPECT_EQ(store->find(spec, "a")->values[NAME], "v2");
+  // Newer: written.
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("a", "2024-01-03T00:00:00Z", "v3")}, opts).changed,
+            std::vector<bool>{true});
+  EXPECT_EQ(store->find(spec, "a")->values[NAME], "v3");
+  // Without the update rule every conflict updates.
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("a", "2000-01-01T00:00:00Z", "forced")},
+                          with_method(GetParam(), false))
+                .changed,
+            std::vector<bool>{true});
+  EXPECT_EQ(store->find(spec, "a")->values[NAME], "forced");
+  // A stored null timestamp never protects the row.
+  Row no_time = full_row("n", "2024-01-01T00:00:00Z", "no time");
+  no_time.values[AT] = nullptr;
+  store->upsert(spec, std::vector<Row>{no_time}, opts);
+  EXPECT_EQ(store->upsert(spec, std::vector<Row>{full_row("n", "1999-01-01T00:00:00Z", "timed")}, opts).changed,
+            std::vector<bool>{true});
+}
+
+TEST_P(PgUpsertMethodTest, SkipNilAndKeepExisting) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const auto opts = with_method(GetParam());
+  Row r = full_row("a", "2024-01-01T00:00:00Z", "one");
+  r.values[AMOUNT] = 5;
+  r.values[CREATED] = "2020-01-01T00:00:00Z";
+  store->upsert(spec, std::vector<Row>{r}, opts);
+  r = full_row("a", "2024-01-02T00:00:00Z", "two");  // amount null, created null
+  EXPECT_TRUE(store->upsert(spec, std::vector<Row>{r}, opts).changed[0]);
+  auto got = store->find(spec, "a");
+  EXPECT_EQ(got->values[AMOUNT], 5);                          // skip_nil: null does not overwrite
+  EXPECT_EQ(got->values[CREATED], "2020-01-01T00:00:00Z");    // keep_existing
+  EXPECT_EQ(got->values[NAME], "two");
+  r = full_row("a", "2024-01-03T00:00:00Z", "three");
+  r.values[AMOUNT] = 7;
+  r.values[CREATED] = "2021-06-01T00:00:00Z";
+  store->upsert(spec, std::vector<Row>{r}, opts);
+  got = store->find(spec, "a");
+  EXPECT_EQ(got->values[AMOUNT], 7);
+  EXPECT_EQ(got->values[CREATED], "2020-01-01T00:00:00Z");
+}
+
+TEST_P(PgUpsertMethodTest, DuplicateKeysInOneBatchLastWins) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const std::vector<Row> batch = {full_row("x", "2024-01-01T00:00:00Z", "first"),
+                                  full_row("y", "2024-01-01T00:00:00Z", "y"),
+                                  full_row("x", "2024-01-03T00:00:00Z", "second"),
+                                  full_row("x", "2024-01-02T00:00:00Z", "third")};
+  auto result = store->upsert(spec, batch, with_method(GetParam()));
+  EXPECT_EQ(result.changed, (std::vector<bool>{false, true, false, true}));
+  EXPECT_EQ(store->find(spec, "x")->values[NAME], "third");
+  EXPECT_EQ(store->count(spec), 2U);
+}
+
+TEST_P(PgUpsertMethodTest, DataDiffersAndCustomRules) {
+  TableSpec spec = small_spec("differs");
+  spec.update_rule = UpdateRule::when_data_differs();
+  store->create_table(spec);
+  const auto opts = with_method(GetParam());
+  Row r = small_row("a", "2024-01-01T00:00:00Z", "n");
+  EXPECT_TRUE(store->upsert(spec, std::vector<Row>{r}, opts).changed[0]);
+  EXPECT_FALSE(store->upsert(spec, std::vector<Row>{r}, opts).changed[0]);
+  r.data["extra"] = 1;
+  EXPECT_TRUE(store->upsert(spec, std::vector<Row>{r}, opts).changed[0]);
+
+  TableSpec custom = small_spec("custom");
+  custom.columns.push_back(Column("version", ColumnType::integer));
+  custom.update_rule = UpdateRule::custom("{table}.\"version\" < EXCLUDED.\"version\"",
+                                          [](const TableSpec&, const Row& s, const Row& i) {
+                                            return s.values[2].get<int>() < i.values[2].get<int>();
+                                          });
+  store->create_table(custom);
+  Row v = small_row("a", "2024-01-01T00:00:00Z", "v5");
+  v.values.push_back(5);
+  EXPECT_TRUE(store->upsert(custom, std::vector<Row>{v}, opts).changed[0]);
+  v.values[2] = 4;
+  v.values[1] = "v4";
+  EXPECT_FALSE(store->upsert(custom, std::vector<Row>{v}, opts).changed[0]);
+  v.values[2] = 6;
+  v.values[1] = "v6";
+  EXPECT_TRUE(store->upsert(custom, std::vector<Row>{v}, opts).changed[0]);
+  EXPECT_EQ(store->find(custom, "a")->values[1], "v6");
+}
+
+TEST_P(PgUpsertMethodTest, CopyPathRoundTripsAwkwardText) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const std::vector<std::string> texts = {
+      "tab\there", "new\nline", "cr\rreturn", "back\\slash", "\\N", "quote\"double", "single'quote",
+      "emoji \xF0\x9F\x98\x80\xF0\x9F\x8E\x89", "\xE4\xB8\xAD\xE6\x96\x87", "", "   ", "comma,{brace}", "NULL",
+      "a\\tb literal", "trailing\\"};
+  std::vector<Row> rows;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    Row r = full_row("key " + texts[i] + " #" + std::to_string(i), "2024-01-01T00:00:00Z", texts[i]);
+    r.values[TAGS] = json::array({texts[i], "NULL", nullptr});
+    r.values[META] = {{texts[i], texts[i]}};
+    r.data["text"] = texts[i];
+    r.enrichment = json::array({texts[i]});
+    rows.push_back(r);
+  }
+  auto result = store->upsert(spec, rows, with_method(GetParam()));
+  EXPECT_EQ(result.changed_count(), rows.size());
+  for (const auto& r : rows) EXPECT_EQ(store->find(spec, r.key), r) << r.key.dump();
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = '\\N'"), "1");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name IS NULL"), "0");
+}
+
+TEST_P(PgUpsertMethodTest, NulCharactersAreRemovedEscapedOnesKept) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  Row r = full_row(std::string("key\0nul", 7), "2024-01-01T00:00:00Z", std::string("a\0b", 3));
+  r.values[TAGS] = json::array({std::string("x\0y", 3)});
+  r.values[META] = {{std::string("k\0", 2), std::string("v\0", 2)}};
+  r.data = {{"s", std::string("a\0b", 3)}, {"escaped", "\\u0000"}};
+  store->upsert(spec, std::vector<Row>{r}, with_method(GetParam()));
+  auto got = store->find(spec, "keynul");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->values[NAME], "ab");
+  EXPECT_EQ(got->values[TAGS], json::array({"xy"}));
+  EXPECT_EQ(got->values[META], (json{{"k", "v"}}));
+  EXPECT_EQ(got->data["s"], "ab");
+  EXPECT_EQ(got->data["escaped"], "\\u0000");  // a backslash then u0000: not a NUL, kept
+}
+
+TEST_P(PgUpsertMethodTest, InvalidUtf8NamesTheKeyAndWritesNothing) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  store->upsert(spec, std::vector<Row>{full_row("kept", "2024-01-01T00:00:00Z", "before")});
+  auto attempt = [&](const std::function<void(Row&)>& spoil, const std::string& key) {
+    std::vector<Row> batch;
+    for (int i = 0; i < 3; ++i) batch.push_back(full_row("ok" + std::to_string(i), "2024-01-01T00:00:00Z", "fine"));
+    batch.push_back(full_row(key, "2024-02-01T00:00:00Z", "bad"));
+    batch.push_back(full_row("kept", "2025-01-01T00:00:00Z", "after"));
+    spoil(batch[3]);
+    UpsertOptions opts = with_method(GetParam());
+    opts.checkpoint = Checkpoint{77, "b0", "tok", false};
+    try {
+      store->upsert(spec, batch, opts);
+      ADD_FAILURE() << "invalid UTF-8 accepted";
+    } catch (const InvalidInput& e) {
+      EXPECT_NE(e.where().find("bad-key"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("UTF-8"), std::string::npos) << e.what();
+    }
+  };
+  attempt([](Row& r) { r.data["s"] = "bad\xff"; }, "bad-key-data");
+  attempt([](Row& r) { r.values[NAME] = "bad\xc3"; }, "bad-key-text");
+  attempt([](Row& r) { r.values[TAGS] = json::array({"\xed\xa0\x80"}); }, "bad-key-array");
+  attempt([](Row& r) { r.values[META] = {{"k", "\xff"}}; }, "bad-key-jsonb");
+  attempt([](Row& r) { r.enrichment = "\xfe"; }, "bad-key-enrichment");
+  try {
+    store->upsert(spec, std::vector<Row>{full_row("bad-key \xff", "2024-01-01T00:00:00Z", "x")});
+    ADD_FAILURE() << "invalid UTF-8 key accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(e.where().find("bad-key"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(store->count(spec), 1U);
+  EXPECT_EQ(store->find(spec, "kept")->values[NAME], "before");
+  EXPECT_TRUE(store->load_checkpoints(77).empty());
+}
+
+TEST_P(PgUpsertMethodTest, ADatabaseErrorWritesNothingOfTheBatch) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  std::vector<Row> batch;
+  for (int i = 0; i < 20; ++i) batch.push_back(full_row("r" + std::to_string(i), "2024-01-01T00:00:00Z", "x"));
+  batch[13].values[DAY] = "not a date";  // only the server finds this one
+  UpsertOptions opts = with_method(GetParam());
+  opts.checkpoint = Checkpoint{5, "b", "next", false};
+  EXPECT_THROW(store->upsert(spec, batch, opts), InvalidInput);
+  EXPECT_EQ(store->count(spec), 0U);
+  EXPECT_TRUE(store->load_checkpoints(5).empty());
+  batch[13].values[DAY] = "2024-01-01";
+  EXPECT_EQ(store->upsert(spec, batch, opts).changed_count(), 20U);
+  EXPECT_EQ(store->load_checkpoints(5).at("b"), (Checkpoint{5, "b", "next", false}));
+}
+
+TEST_P(PgUpsertMethodTest, YearZeroTimestampsAreNormalisedToUtc) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  Row r = full_row("y0", "0000-12-31T18:10:00-05:50", "year zero");
+  store->upsert(spec, std::vector<Row>{r}, with_method(GetParam()));
+  EXPECT_EQ(store->find(spec, "y0")->values[AT], "0001-01-01T00:00:00Z");
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, PgUpsertMethodTest, kMethods, MethodName);
+
+// The same batches through every method (and the memory store) give the same rows.
+TEST_F(PgReplicaTest, AllMethodsGiveTheRowsOfTheSingleRowPath) {
+  std::mt19937 rng(1234);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  std::vector<std::vector<Row>> batches;
+  for (int b = 0; b < 5; ++b) {
+    std::vector<Row> batch;
+    const int size = b == 4 ? 1500 : 300;
+    for (int i = 0; i < size; ++i) {
+      const std::string id = "k" + std::to_string(pick(700));
+      const std::string at = "2024-01-" + std::string(pick(9) < 5 ? "0" : "1") + std::to_string(1 + pick(9)) +
+                             "T0" + std::to_string(pick(10)) + ":00:00Z";
+      Row r = full_row(id, at, "n" + std::to_string(b) + "-" + std::to_string(i));
+      if (pick(3) != 0) r.values[AMOUNT] = pick(1000);
+      if (pick(2) == 0) r.values[CREATED] = at;
+      if (pick(4) == 0) r.values[AT] = nullptr;
+      r.values[TAGS] = json::array({"t" + std::to_string(pick(5))});
+      r.values[META] = {{"b", b}, {"i", i}};
+      r.values[PRICE] = pick(10000) / 100.0;
+      r.values[FLAG] = pick(2) == 0;
+      r.enrichment = pick(2) == 0 ? json(nullptr) : json{{"e", i}};
+      r.data["i"] = i;
+      batch.push_back(std::move(r));
+    }
+    batches.push_back(std::move(batch));
+  }
+  const std::vector<WriteMethod> methods = {WriteMethod::single_row, WriteMethod::multi_row,
+                                            WriteMethod::staging_copy, WriteMethod::automatic};
+  std::vector<std::vector<Row>> tables;
+  std::vector<std::vector<std::vector<bool>>> changes;
+  for (const auto m : methods) {
+    const TableSpec spec = full_spec("same_" + method_name(m));
+    store->create_table(spec);
+    std::vector<std::vector<bool>> changed;
+    for (const auto& batch : batches) changed.push_back(store->upsert(spec, batch, with_method(m)).changed);
+    changes.push_back(changed);
+    tables.push_back(all_rows(*store, spec));
+  }
+  memory::MemoryReplicaStore mem;
+  const TableSpec mem_spec = full_spec("same_memory");
+  mem.create_table(mem_spec);
+  std::vector<std::vector<bool>> mem_changed;
+  for (const auto& batch : batches) mem_changed.push_back(mem.upsert(mem_spec, batch).changed);
+
+  ASSERT_FALSE(tables[0].empty());
+  for (std::size_t i = 1; i < methods.size(); ++i) {
+    EXPECT_EQ(tables[i], tables[0]) << method_name(methods[i]);
+    EXPECT_EQ(changes[i], changes[0]) << method_name(methods[i]);
+  }
+  EXPECT_EQ(mem.rows(mem_spec), tables[0]);
+  EXPECT_EQ(mem_changed, changes[0]);
+}
+
+// --- Reading ---
+
+TEST_F(PgReplicaTest, ForEachPagesInKeyOrderAndMayCallTheStore) {
+  PgReplicaStore one(config(1));  // the visitor's own calls need the only connection
+  const TableSpec spec = small_spec("paged");
+  one.create_table(spec);
+  std::vector<Row> rows;
+  for (int i = 2499; i >= 0; --i) {
+    char id[16];
+    std::snprintf(id, sizeof id, "k%05d", i);
+    rows.push_back(small_row(id, "2024-01-01T00:00:00Z", "n"));
+  }
+  one.upsert(spec, rows);
+  std::vector<std::string> seen;
+  one.for_each(spec, [&](const Row& r) {
+    seen.push_back(r.key.get<std::string>());
+    if (seen.size() % 1000 == 1) {
+      EXPECT_TRUE(one.find(spec, r.key));
+    }
+  });
+  ASSERT_EQ(seen.size(), 2500U);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 2500U);
+}
+
+TEST_F(PgReplicaTest, IntegerAndUuidKeys) {
+  TableSpec spec = small_spec("intkeys");
+  spec.remote_key = Column("id", ColumnType::bigint);
+  store->create_table(spec);
+  Row a = small_row("x", "2024-01-01T00:00:00Z", "a");
+  a.key = 9007199254740993LL;
+  Row b = a;
+  b.key = 2;
+  Row b2 = b;
+  b2.key = "002";  // the same key to the database: deduplicated, last wins
+  b2.values[1] = "b2";
+  auto res = store->upsert(spec, std::vector<Row>{a, b, b2}, with_method(WriteMethod::multi_row, false));
+  EXPECT_EQ(res.changed, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(store->find(spec, 9007199254740993LL)->key, 9007199254740993LL);
+  EXPECT_EQ(store->find(spec, 2)->values[1], "b2");
+
+  TableSpec uspec = small_spec("uuidkeys");
+  uspec.remote_key = Column("id", ColumnType::uuid);
+  store->create_table(uspec);
+  Row u1 = small_row("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "2024-01-01T00:00:00Z", "upper");
+  Row u2 = small_row("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "2024-01-02T00:00:00Z", "lower");
+  res = store->upsert(uspec, std::vector<Row>{u1, u2}, with_method(WriteMethod::staging_copy));
+  EXPECT_EQ(res.changed, (std::vector<bool>{false, true}));
+  EXPECT_EQ(store->count(uspec), 1U);
+}
+
+// --- Hostile names ---
+
+TEST_F(PgReplicaTest, HostileNamesAreQuotedAndNothingElseRuns) {
+  admin_exec("CREATE TABLE " + schema().quoted() + ".victim (id integer)");
+  Config c = config(2);
+  const std::string weird_schema = schema_name() + "\"; DROP TABLE victim; --";
+  c.replica_schema = weird_schema;
+  PgReplicaStore weird(c);
+  TableSpec spec;
+  spec.table = "Tab\"le; DROP TABLE victim; -- /* x */";
+  spec.opaque_id = "svi_hostile";
+  spec.remote_key = Column("k'ey\" ;", ColumnType::text);
+  spec.columns = {Column("Col \"A\"", ColumnType::timestamptz).indexed(),
+                  Column("semi;colon", ColumnType::text).indexed_not_null(),
+                  Column("/* comment */ --", ColumnType::integer), Column("MixedCase", ColumnType::text),
+                  Column(" spaced name ", ColumnType::text_array)};
+  spec.update_rule = UpdateRule::when_newer("Col \"A\"");
+  weird.create_table(spec);
+  Row r;
+  r.key = "k1";
+  r.values = {"2024-01-01T00:00:00Z", "v", 1, "M", json::array({"a"})};
+  r.data = {{"semi;colon", "v"}, {"added", 5}};
+  for (auto m : {WriteMethod::single_row, WriteMethod::multi_row, WriteMethod::staging_copy}) {
+    r.values[0] = "2024-01-0" + std::to_string(2 + static_cast<int>(m)) + "T00:00:00Z";
+    EXPECT_EQ(weird.upsert(spec, std::vector<Row>{r}, with_method(m)).changed, std::vector<bool>{true});
+  }
+  EXPECT_EQ(weird.find(spec, "k1"), r);
+  EXPECT_EQ(all_rows(weird, spec).size(), 1U);
+  // A column added later, with a hostile name too.
+  spec.columns.push_back(Column("add\"ed'", ColumnType::integer).key("added").indexed());
+  weird.ensure_all_columns(spec);
+  EXPECT_EQ(weird.find(spec, "k1")->values.back(), 5);
+  EXPECT_TRUE(weird.with_advisory_lock(spec, 1, [] {}));
+  EXPECT_FALSE(weird.avoid_writes(spec));
+
+  // Exactly the names asked for, nothing else created, nothing dropped.
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = $1 AND c.relkind = 'r'",
+                   {weird_schema}),
+            "1");
+  EXPECT_EQ(scalar("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = $1 AND c.relkind = 'r'",
+                   {weird_schema}),
+            spec.table);
+  auto cols = admin_exec("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0"
+                         " AND NOT attisdropped ORDER BY attnum",
+                         {weird.qualified_name(spec)});
+  std::vector<std::string> names;
+  for (const auto& row : cols.rows) names.push_back(*row[0]);
+  EXPECT_EQ(names, (std::vector<std::string>{"pk", "k'ey\" ;", "Col \"A\"", "semi;colon", "/* comment */ --",
+                                             "MixedCase", " spaced name ", "data", "add\"ed'"}));
+  EXPECT_EQ(scalar("SELECT to_regclass($1) IS NOT NULL", {schema().quoted() + ".victim"}), "t");
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexdef LIKE '%IS NOT NULL%'",
+                   {weird_schema}),
+            "1");
+  weird.drop_table(spec);
+  EXPECT_EQ(scalar("SELECT to_regclass($1) IS NULL", {weird.qualified_name(spec)}), "t");
+  admin_exec("DROP SCHEMA \"" + schema_name() + "\"\"; DROP TABLE victim; --\" CASCADE");
+}
+
+TEST_F(PgReplicaTest, NamesOverSixtyThreeBytesAreRejectedBeforeAnySql) {
+  const std::string long_name(64, 't');
+  TableSpec spec = small_spec(long_name);
+  try {
+    store->create_table(spec);
+    FAIL() << "a 64-byte table name was accepted";
+  } catch (const BrokenSpecification& e) {
+    EXPECT_NE(std::string(e.what()).find("63 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(store->upsert(spec, std::vector<Row>{small_row("a", "2024-01-01T00:00:00Z", "n")}),
+               BrokenSpecification);
+  TableSpec col = small_spec("okname");
+  col.columns.push_back(Column(std::string(64, 'c'), ColumnType::text));
+  EXPECT_THROW(store->create_table(col), BrokenSpecification);
+  Config c = config(1);
+  c.replica_schema = std::string(64, 's');
+  PgReplicaStore long_schema(c);
+  EXPECT_THROW(long_schema.create_table(small_spec("x")), BrokenSpecification);
+  // Nothing was created: no table (not even a truncated one) and no schema.
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = $1",
+                   {schema_name()}),
+            "0");
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sss%'"), "0");
+}
+
+// --- ensure_all_columns ---
+
+TEST_F(PgReplicaTest, EnsureAllColumnsFillsTenThousandRowsAndAddsIndexes) {
+  Config c = config(2);
+  c.fill_chunk_rows = 3000;  // several chunks plus the open-ended last one
+  PgReplicaStore chunked(c);
+  TableSpec v1 = small_spec("grow");
+  chunked.create_table(v1);
+  std::vector<Row> rows;
+  for (int i = 0; i < 10000; ++i) {
+    Row r = small_row("k" + std::to_string(i), "2024-01-01T00:00:00Z", "n");
+    r.data["amount"] = i;
+    r.data["when"] = 1700000000 + i;
+    r.data["labels"] = "a, b ,c";
+    r.data["obj"] = {{"i", i}};
+    r.data["nums"] = json::array({i, i + 1});
+    rows.push_back(std::move(r));
+  }
+  chunked.upsert(v1, rows);
+
+  TableSpec v2 = v1;
+  v2.columns.push_back(Column("amount", ColumnType::integer).indexed());
+  v2.columns.push_back(Column("when_at", ColumnType::timestamptz).key("when").convert(converters::unix_timestamp()));
+  v2.columns.push_back(Column("labels", ColumnType::text_array).convert(converters::comma_separated()));
+  v2.columns.push_back(Column("obj", ColumnType::jsonb));
+  v2.columns.push_back(Column("nums", ColumnType::bigint_array).indexed_not_null());
+  v2.enrichment = true;
+  chunked.ensure_all_columns(v2);
+
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("grow") + " WHERE amount = (data->>'amount')::integer"), "10000");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("grow") + " WHERE when_at IS NULL OR obj IS NULL OR labels IS NULL"),
+            "0");
+  auto got = chunked.find(v2, "k42");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->values[2], 42);
+  EXPECT_EQ(got->values[3], "2023-11-14T22:14:02Z");
+  EXPECT_EQ(got->values[4], json::array({"a", "b", "c"}));
+  EXPECT_EQ(got->values[5], (json{{"i", 42}}));
+  EXPECT_EQ(got->values[6], json::array({42, 43}));
+  EXPECT_EQ(got->enrichment, nullptr);
+  for (const auto& idx : v2.indexes()) {
+    EXPECT_EQ(scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                     {schema().quoted() + ".\"" + idx.name + "\""}),
+              "true")
+        << idx.name;
+  }
+  // Rows written after the change carry the new columns.
+  Row later = small_row("new", "2024-01-02T00:00:00Z", "n");
+  later.values.insert(later.values.end(), {1, "2024-01-01T00:00:00Z", json::array({"x"}), json::object(), nullptr});
+  chunked.upsert(v2, std::vector<Row>{later});
+  EXPECT_EQ(chunked.find(v2, "new"), later);
+  chunked.ensure_all_columns(v2);  // nothing left to do
+  EXPECT_EQ(chunked.count(v2), 10001U);
+}
+
+TEST_F(PgReplicaTest, EnsureAllColumnsReplacesAnInvalidIndexAndCreatesMissingTables) {
+  TableSpec v1 = small_spec("invalid_idx");
+  store->create_table(v1);
+  std::vector<Row> rows;
+  for (int i = 0; i < 50; ++i) {
+    Row r = small_row("k" + std::to_string(i), "2024-01-01T00:00:00Z", "n");
+    r.data["grp"] = i % 3;
+    rows.push_back(r);
+  }
+  store->upsert(v1, rows);
+  TableSpec v2 = v1;
+  v2.columns.push_back(Column("grp", ColumnType::integer).indexed());
+  const std::string idx = v2.indexes().at(0).name;
+  // A failed CREATE INDEX CONCURRENTLY leaves an invalid index of that name.
+  admin_exec("ALTER TABLE " + q("invalid_idx") + " ADD COLUMN grp integer");
+  admin_exec("UPDATE " + q("invalid_idx") + " SET grp = 1");
+  EXPECT_ANY_THROW(admin_exec("CREATE UNIQUE INDEX CONCURRENTLY \"" + idx + "\" ON " + q("invalid_idx") + " (grp)"));
+  EXPECT_EQ(scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                   {schema().quoted() + ".\"" + idx + "\""}),
+            "false");
+  store->ensure_all_columns(v2);
+  EXPECT_EQ(scalar("SELECT (indisvalid AND NOT indisunique)::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                   {schema().quoted() + ".\"" + idx + "\""}),
+            "true");
+  // A table that does not exist yet is created.
+  store->ensure_all_columns(small_spec("brand_new"));
+  EXPECT_EQ(store->count(small_spec("brand_new")), 0U);
+}
+
+// --- Checkpoints ---
+
+TEST_F(PgReplicaTest, CheckpointsSaveLoadClearAndTravelWithRows) {
+  EXPECT_TRUE(store->load_checkpoints(1).empty());
+  store->save_checkpoint({1, "a", "tok1", false});
+  store->save_checkpoint({1, "a", "tok2", false});
+  store->save_checkpoint({1, "b", "", true});
+  store->save_checkpoint({2, "a", "other", false});
+  auto cps = store->load_checkpoints(1);
+  ASSERT_EQ(cps.size(), 2U);
+  EXPECT_EQ(cps.at("a"), (Checkpoint{1, "a", "tok2", false}));
+  EXPECT_EQ(cps.at("b"), (Checkpoint{1, "b", "", true}));
+  store->clear_checkpoints(1);
+  EXPECT_TRUE(store->load_checkpoints(1).empty());
+  EXPECT_EQ(store->load_checkpoints(2).size(), 1U);
+  // With rows, and alone (an empty page).
+  const TableSpec spec = small_spec();
+  store->create_table(spec);
+  UpsertOptions opts;
+  opts.checkpoint = Checkpoint{3, "p", "page2", false};
+  store->upsert(spec, std::vector<Row>{small_row("a", "2024-01-01T00:00:00Z", "n")}, opts);
+  EXPECT_EQ(store->load_checkpoints(3).at("p").next_token, "page2");
+  opts.checkpoint = Checkpoint{3, "p", "", true};
+  store->upsert(spec, std::span<const Row>{}, opts);
+  EXPECT_TRUE(store->load_checkpoints(3).at("p").finished);
+  EXPECT_THROW(store->save_checkpoint({4, "k", std::string("t\0k", 3), false}), InvalidInput);
+  // The table lives in the configured schema.
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_backfill_checkpoints"), "2");
+}
+
+// --- Advisory locks and avoid_writes ---
+
+TEST_F(PgReplicaTest, AdvisoryLockOnTableOidAndNormalisedKey) {
+  const TableSpec spec = small_spec("locked");
+  store->create_table(spec);
+  const std::string oid = scalar("SELECT to_regclass($1)::oid::text", {q("locked")});
+  auto held = [&] {
+    return admin_exec("SELECT objid::bigint::text FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid"
+                      " AND objsubid = 2 ORDER BY objid",
+                      {oid});
+  };
+  bool ran = false;
+  EXPECT_TRUE(store->with_advisory_lock(spec, 5, [&] {
+    ran = true;
+    auto locks = held();
+    ASSERT_EQ(locks.rows.size(), 1U);
+    EXPECT_EQ(*locks.rows[0][0], "5");
+    // Another session cannot take the same (normalised) key...
+    bool inner = false;
+    EXPECT_FALSE(store->with_advisory_lock(spec, 5, [&] { inner = true; }));
+    EXPECT_FALSE(store->with_advisory_lock(spec, 5 + kMaxUint, [&] { inner = true; }));
+    EXPECT_FALSE(inner);
+    // ...but another key, yes.
+    EXPECT_TRUE(store->with_advisory_lock(spec, 6, [&] { EXPECT_EQ(held().rows.size(), 2U); }));
+  }));
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(held().rows.empty());
+  // Keys between max int and max uint are folded into the negatives (pg_locks shows them unsigned).
+  EXPECT_TRUE(store->with_advisory_lock(spec, kMaxInt + 10, [&] {
+    EXPECT_EQ(*held().rows.at(0)[0], std::to_string(4294967296LL - 10));
+  }));
+  // A throwing body releases the lock; the error goes through.
+  EXPECT_THROW(store->with_advisory_lock(spec, 7, [] { throw InvariantViolation("inside"); }), InvariantViolation);
+  EXPECT_TRUE(held().rows.empty());
+  bool below = false;
+  EXPECT_THROW(store->with_advisory_lock(spec, kMinInt - 1, [&] { below = true; }), InvalidInput);
+  EXPECT_FALSE(below);
+  EXPECT_THROW(store->with_advisory_lock(small_spec("no_such_table"), 1, [] {}), InvalidPrecondition);
+}
+
+TEST_F(PgReplicaTest, AvoidWritesWhileAnotherSessionLocksTheTable) {
+  const TableSpec spec = small_spec("busy");
+  const TableSpec other = small_spec("calm");
+  store->create_table(spec);
+  store->create_table(other);
+  EXPECT_FALSE(store->avoid_writes(spec));
+  ConnectionPool locker(config(1));
+  auto under_lock = [&](const std::string& mode, const std::function<void()>& check) {
+    std::atomic<bool> locked{false};
+    std::atomic<bool> release{false};
+    std::thread t([&] {
+      locker.transaction([&](Session& s) {
+        s.exec("LOCK TABLE " + q("busy") + " IN " + mode + " MODE");
+        locked = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      });
+    });
+    if (eventually([&] { return locked.load(); })) {
+      check();
+    } else {
+      ADD_FAILURE() << "LOCK TABLE " << mode << " never happened";
+    }
+    release = true;
+    t.join();
+  };
+  under_lock("ACCESS EXCLUSIVE", [&] {
+    EXPECT_TRUE(store->avoid_writes(spec));
+    EXPECT_FALSE(store->avoid_writes(other));
+  });
+  under_lock("EXCLUSIVE", [&] { EXPECT_TRUE(store->avoid_writes(spec)); });
+  under_lock("SHARE UPDATE EXCLUSIVE", [&] { EXPECT_TRUE(store->avoid_writes(spec)); });
+  under_lock("ROW EXCLUSIVE", [&] { EXPECT_FALSE(store->avoid_writes(spec)); });
+  EXPECT_FALSE(store->avoid_writes(spec));
+}
+
+TEST_F(PgReplicaTest, DroppedTableIsGone) {
+  const TableSpec spec = small_spec("dropme");
+  store->create_table(spec);
+  store->drop_table(spec);
+  store->drop_table(spec);  // idempotent
+  EXPECT_THROW((void)store->count(spec), StoreError);
+}
+
+}  // namespace
+}  // namespace webhookdb::pg

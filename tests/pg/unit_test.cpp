@@ -1,0 +1,152 @@
+// Pure helpers of the pg adapter: no server needed.
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "pg/sql.hpp"
+#include "pg/values.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/pg/advisory_lock.hpp"
+#include "webhookdb/pg/config.hpp"
+
+namespace webhookdb::pg {
+namespace {
+
+using nlohmann::json;
+
+TEST(PgSql, QuotesIdentifiersAndDoublesQuotes) {
+  EXPECT_EQ(sql::ident("plain"), "\"plain\"");
+  EXPECT_EQ(sql::ident("Mixed Case"), "\"Mixed Case\"");
+  EXPECT_EQ(sql::ident("a\"b"), "\"a\"\"b\"");
+  EXPECT_EQ(sql::ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+  EXPECT_EQ(sql::qualified("s", "t"), "\"s\".\"t\"");
+}
+
+TEST(PgSql, RejectsIdentifiersPostgresWouldMangle) {
+  EXPECT_THROW((void)sql::ident(""), BrokenSpecification);
+  EXPECT_THROW((void)sql::ident(std::string("a\0b", 3)), BrokenSpecification);
+  EXPECT_THROW((void)sql::ident("bad\xff"), BrokenSpecification);
+  EXPECT_NO_THROW((void)sql::ident(std::string(63, 'x')));
+  try {
+    (void)sql::ident(std::string(64, 'x'), "table");
+    FAIL() << "a 64-byte name was accepted";
+  } catch (const BrokenSpecification& e) {
+    EXPECT_NE(std::string(e.what()).find("63 bytes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("table"), std::string::npos) << e.what();
+  }
+  // 63 bytes of multi-byte characters is the limit, not 63 characters.
+  std::string emoji;
+  for (int i = 0; i < 16; ++i) emoji += "\xF0\x9F\x98\x80";  // 64 bytes
+  EXPECT_THROW((void)sql::ident(emoji), BrokenSpecification);
+}
+
+TEST(PgSql, LiteralsAndPaths) {
+  EXPECT_EQ(sql::literal("it's"), "'it''s'");
+  EXPECT_EQ(sql::literal("back\\slash"), "'back\\slash'");
+  EXPECT_EQ(sql::path_literal({"a", "b'c"}), "ARRAY['a','b''c']::text[]");
+  EXPECT_THROW((void)sql::literal(std::string("\0", 1)), BrokenSpecification);
+}
+
+TEST(PgSql, Utf8Validation) {
+  EXPECT_TRUE(sql::valid_utf8("plain ascii"));
+  EXPECT_TRUE(sql::valid_utf8("caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x82\xAC"));
+  EXPECT_FALSE(sql::valid_utf8("\xff"));
+  EXPECT_FALSE(sql::valid_utf8("\xC3"));              // truncated
+  EXPECT_FALSE(sql::valid_utf8("\xC0\xAF"));          // overlong
+  EXPECT_FALSE(sql::valid_utf8("\xED\xA0\x80"));      // surrogate
+  EXPECT_FALSE(sql::valid_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
+}
+
+TEST(PgValues, EncodesPerColumnType) {
+  std::string out;
+  EXPECT_FALSE(values::encode(ColumnType::text, nullptr, out));
+  ASSERT_TRUE(values::encode(ColumnType::text, std::string("a\0b", 3), out));
+  EXPECT_EQ(out, "ab");  // NUL removed
+  ASSERT_TRUE(values::encode(ColumnType::bigint, 12, out));
+  EXPECT_EQ(out, "12");
+  ASSERT_TRUE(values::encode(ColumnType::integer, 3.0, out));
+  EXPECT_EQ(out, "3");
+  ASSERT_TRUE(values::encode(ColumnType::boolean, true, out));
+  EXPECT_EQ(out, "true");
+  ASSERT_TRUE(values::encode(ColumnType::text_array, json::array({"a", "b\"c", nullptr, "d\\e"}), out));
+  EXPECT_EQ(out, R"({"a","b\"c",NULL,"d\\e"})");
+  ASSERT_TRUE(values::encode(ColumnType::integer_array, json::array(), out));
+  EXPECT_EQ(out, "{}");
+  ASSERT_TRUE(values::encode(ColumnType::jsonb, json{{"x", std::string("a\0b", 3)}}, out));
+  EXPECT_EQ(out, R"({"x":"ab"})");
+  EXPECT_THROW(values::encode(ColumnType::text, "bad\xff", out), InvalidInput);
+  EXPECT_THROW(values::encode(ColumnType::jsonb, json{{"x", "bad\xff"}}, out), InvalidInput);
+  EXPECT_THROW(values::encode(ColumnType::text_array, "not an array", out), InvalidInput);
+}
+
+TEST(PgValues, TimestampsGoOutInUtcAndYearZeroBecomesValid) {
+  std::string out;
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "2022-01-01T05:00:00+05:00", out));
+  EXPECT_EQ(out, "2022-01-01 00:00:00.000000+00");
+  // PostgreSQL rejects '0000-12-31T18:10:00-05:50'; in UTC it is 0001-01-01.
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0000-12-31T18:10:00-05:50", out));
+  EXPECT_EQ(out, "0001-01-01 00:00:00.000000+00");
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0000-06-01T00:00:00Z", out));
+  EXPECT_EQ(out, "0001-06-01 00:00:00.000000+00 BC");
+}
+
+TEST(PgValues, EpochTextRoundTrip) {
+  auto t = values::timestamp_from_epoch_text("1640995200.123456");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(format_timestamp(*t), "2022-01-01T00:00:00.123456Z");
+  t = values::timestamp_from_epoch_text("-1.500000");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->time_since_epoch().count(), -1'500'000);
+  EXPECT_FALSE(values::timestamp_from_epoch_text("Infinity"));
+}
+
+TEST(PgValues, CanonicalKeys) {
+  EXPECT_EQ(values::canonical_key(ColumnType::bigint, "007"), "7");
+  EXPECT_EQ(values::canonical_key(ColumnType::uuid, "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}"),
+            values::canonical_key(ColumnType::uuid, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+  EXPECT_EQ(values::canonical_key(ColumnType::text, "Abc"), "Abc");
+}
+
+TEST(PgValues, CopyEscaping) {
+  std::string buf;
+  values::append_copy_escaped(buf, "a\tb\nc\\d\re");
+  EXPECT_EQ(buf, "a\\tb\\nc\\\\d\\re");
+}
+
+TEST(PgAdvisoryLock, WebhookdbKeyNormalisation) {
+  EXPECT_EQ(advisory_lock_key(0), 0);
+  EXPECT_EQ(advisory_lock_key(5), 5);
+  EXPECT_EQ(advisory_lock_key(-5), -5);
+  EXPECT_EQ(advisory_lock_key(kMaxInt), kMaxInt);
+  EXPECT_EQ(advisory_lock_key(kMinInt), kMinInt);
+  // Between max int and max uint: folded into the negatives.
+  EXPECT_EQ(advisory_lock_key(kMaxInt + 1), -1);
+  EXPECT_EQ(advisory_lock_key(kMaxInt + 10), -10);
+  EXPECT_EQ(advisory_lock_key(kMaxUint), -(kMaxUint - kMaxInt));
+  // Above max uint: modulo max uint first.
+  EXPECT_EQ(advisory_lock_key(kMaxUint + 5), 5);
+  EXPECT_EQ(advisory_lock_key(kMaxUint * 3 + 7), 7);
+  EXPECT_EQ(advisory_lock_key(kMaxUint + kMaxInt + 3), -3);
+  // Below min int: rejected with a clear error.
+  try {
+    (void)advisory_lock_key(kMinInt - 1);
+    FAIL() << "a key below min int was accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("-2147483649"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(advisory_lock_namespace(16384U), 16384);
+  EXPECT_EQ(advisory_lock_namespace(4'000'000'000U), -(4'000'000'000LL - kMaxInt));
+}
+
+TEST(PgConfig, RedactsPasswords) {
+  EXPECT_EQ(redact_database_url("postgresql://bob:hunter2@db.example:5432/app").find("hunter2"), std::string::npos);
+  EXPECT_EQ(redact_database_url("postgresql://bob@db/app?password=hunter2&sslmode=require").find("hunter2"),
+            std::string::npos);
+  const std::string kv = redact_database_url("host=db user=bob password='hunter 2' dbname=app");
+  EXPECT_EQ(kv.find("hunter 2"), std::string::npos) << kv;
+  EXPECT_NE(kv.find("host=db"), std::string::npos) << kv;
+}
+
+}  // namespace
+}  // namespace webhookdb::pg

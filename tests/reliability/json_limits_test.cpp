@@ -1,0 +1,176 @@
+// parse_json_limited / try_parse_json_limited: size and depth limits enforced
+// while parsing, errors that name the limit and the byte offset but never the
+// text, and documents far deeper than any stack survive (rejected, no crash).
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "webhookdb/errors.hpp"
+#include "webhookdb/json_limits.hpp"
+
+namespace webhookdb {
+namespace {
+
+using nlohmann::json;
+
+std::string nested_arrays(std::size_t depth, std::string_view inner = "1") {
+  return std::string(depth, '[') + std::string(inner) + std::string(depth, ']');
+}
+
+std::string nested_objects(std::size_t depth) {
+  std::string out;
+  for (std::size_t i = 0; i < depth; ++i) out += "{\"k\":";
+  out += "null";
+  out += std::string(depth, '}');
+  return out;
+}
+
+TEST(JsonLimits, DefaultsAre64MiBAndDepth512) {
+  const JsonLimits limits;
+  EXPECT_EQ(limits.max_bytes, 64U * 1024U * 1024U);
+  EXPECT_EQ(limits.max_depth, 512U);
+}
+
+TEST(JsonLimits, ParsesOrdinaryDocumentsLikeNlohmann) {
+  const std::string text = R"({"a":[1,2.5,"x",true,null,{"b":-3}],"c":{"d":"\u00e9\u0000"},"n":18446744073709551615})";
+  EXPECT_EQ(parse_json_limited(text), json::parse(text));
+  EXPECT_EQ(parse_json_limited("  42 "), json(42));
+  EXPECT_EQ(parse_json_limited("\"s\""), json("s"));
+  EXPECT_EQ(parse_json_limited("[]"), json::array());
+  auto r = try_parse_json_limited(text);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, json::parse(text));
+}
+
+TEST(JsonLimits, DepthExactlyAtTheLimitIsAcceptedOneMoreIsNot) {
+  const JsonLimits limits{.max_bytes = 1 << 20, .max_depth = 10};
+  EXPECT_EQ(json_depth(parse_json_limited(nested_arrays(10), limits)), 10U);
+  EXPECT_EQ(json_depth(parse_json_limited(nested_objects(10), limits)), 10U);
+  try {
+    (void)parse_json_limited(nested_arrays(11), limits, "page 3 of svi_abc");
+    FAIL() << "depth 11 accepted with a limit of 10";
+  } catch (const InvalidJson& e) {
+    EXPECT_EQ(e.failure(), JsonFailure::too_deep);
+    EXPECT_EQ(e.offset(), 10U) << "the 11th '[' is at byte 10";
+    EXPECT_EQ(e.where(), "page 3 of svi_abc, byte 10");
+    EXPECT_EQ(std::string(e.what()), "JSON nested deeper than 10 levels (at page 3 of svi_abc, byte 10)");
+  }
+  // Objects, with brackets inside strings that must not count.
+  const std::string tricky = R"({"[[[[":{"k\"[":{"x":[{"y":"]]]]"}]}}})";
+  EXPECT_NO_THROW((void)parse_json_limited(tricky, {.max_bytes = 1000, .max_depth = 5}));
+  auto r = try_parse_json_limited(tricky, {.max_bytes = 1000, .max_depth = 4});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->failure, JsonFailure::too_deep);
+  EXPECT_EQ(r.error->offset, tricky.find("{\"y\""));
+  EXPECT_TRUE(r.value.is_null());
+}
+
+TEST(JsonLimits, AMillionLevelsAreRejectedWithoutRecursion) {
+  // Deep enough that anything recursing per level (dump, copy, compare) would
+  // overflow the stack; parsing stops at level 513 instead.
+  const std::string deep = nested_arrays(1'000'000);
+  auto r = try_parse_json_limited(deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->failure, JsonFailure::too_deep);
+  EXPECT_EQ(r.error->offset, 512U);
+  const std::string deep_objects = nested_objects(300'000);
+  EXPECT_THROW((void)parse_json_limited(deep_objects), InvalidJson);
+  // An unterminated one too (the text is cut): still too deep, found first.
+  EXPECT_EQ(try_parse_json_limited(std::string(2'000'000, '[')).error->failure, JsonFailure::too_deep);
+}
+
+TEST(JsonLimits, OversizedTextIsRejectedBeforeParsing) {
+  const std::string big = "[\"" + std::string(2000, 'x') + "\"]";
+  try {
+    (void)parse_json_limited(big, {.max_bytes = 1000, .max_depth = 512}, "webhook body");
+    FAIL();
+  } catch (const InvalidJson& e) {
+    EXPECT_EQ(e.failure(), JsonFailure::too_large);
+    EXPECT_EQ(e.offset(), 1000U);
+    EXPECT_NE(std::string(e.what()).find("2004 bytes, more than the limit of 1000"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("webhook body"), std::string::npos);
+  }
+  // Even text that is not JSON at all: size is checked first.
+  EXPECT_EQ(try_parse_json_limited(std::string(1001, '!'), {.max_bytes = 1000}).error->failure,
+            JsonFailure::too_large);
+  EXPECT_TRUE(try_parse_json_limited(std::string(998, ' ') + "[]", {.max_bytes = 1000}).ok());
+}
+
+TEST(JsonLimits, MalformedTextNamesTheOffsetAndNeverEchoesTheText) {
+  const std::string secret = "sk_live_DO_NOT_ECHO_51H";
+  struct Case {
+    std::string text;
+    std::size_t offset;
+  };
+  const std::vector<Case> cases = {
+      {"{\"key\": " + secret + "}", 8},                // a bare word
+      {"{\"key\": \"" + secret, 9 + secret.size()},  // unterminated string: fails at the end
+      {"[1, 2] " + secret, 7},                         // trailing garbage
+      {"", 0},                                         // empty
+      {"   ", 3},                                      // blanks only
+      {"{\"a\":\"x\xff" + secret + "\"}", 8},          // invalid UTF-8
+      {"{\"a\":\"\x01\"}", 6},                         // a control character in a string
+      {"[1,]", 3},
+      {"{\"a\" 1}", 5},
+      {"nul", 3},
+  };
+  for (const auto& c : cases) {
+    auto r = try_parse_json_limited(c.text);
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_EQ(r.error->failure, JsonFailure::malformed) << c.text;
+    EXPECT_EQ(r.error->offset, c.offset) << c.text << ": " << r.error->message;
+    EXPECT_EQ(r.error->message.rfind("malformed JSON: ", 0), 0U) << r.error->message;
+    EXPECT_EQ(r.error->message.find(secret), std::string::npos) << r.error->message;
+    EXPECT_EQ(r.error->message.find("json.exception"), std::string::npos) << r.error->message;
+    try {
+      (void)parse_json_limited(c.text, {}, "body of svi_x");
+      ADD_FAILURE() << "accepted: " << c.text;
+    } catch (const InvalidInput& e) {  // InvalidJson is an InvalidInput
+      EXPECT_EQ(std::string(e.what()).find(secret), std::string::npos) << e.what();
+      EXPECT_EQ(e.where(), "body of svi_x, byte " + std::to_string(c.offset));
+    }
+  }
+  // The UTF-8 case says what is wrong.
+  EXPECT_NE(try_parse_json_limited("\"\xc3\x28\"").error->message.find("UTF-8"), std::string::npos);
+}
+
+TEST(JsonLimits, NulBytesAndEncodedNulsAreDataNotTerminators) {
+  // A raw NUL outside a string is malformed; \u0000 inside one parses to a NUL.
+  const std::string raw("[1,\0 2]", 7);
+  auto r = try_parse_json_limited(raw);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->offset, 3U);
+  EXPECT_EQ(parse_json_limited(R"(["a\u0000b"])")[0].get<std::string>(), std::string("a\0b", 3));
+}
+
+TEST(JsonLimits, JsonDepthAndCheckJsonDepthWorkOnBuiltDocumentsOfAnyDepth) {
+  EXPECT_EQ(json_depth(json(1)), 0U);
+  EXPECT_EQ(json_depth(json::array()), 1U);
+  EXPECT_EQ(json_depth(json::parse(R"({"a":[1,{"b":[]}],"c":{}})")), 4U);
+  // Build 100k levels iteratively (nlohmann destroys iteratively too).
+  json deep = json::array();
+  for (int i = 0; i < 100'000; ++i) {
+    json outer = json::array();
+    outer.push_back(std::move(deep));
+    deep = std::move(outer);
+  }
+  EXPECT_EQ(json_depth(deep), 100'001U);
+  try {
+    check_json_depth(deep, 512, "row data of key 7");
+    FAIL();
+  } catch (const InvalidJson& e) {
+    EXPECT_EQ(e.failure(), JsonFailure::too_deep);
+    EXPECT_EQ(e.where(), "row data of key 7");
+  }
+  EXPECT_NO_THROW(check_json_depth(json::parse(nested_arrays(512)), 512));
+}
+
+TEST(JsonLimits, FailureNames) {
+  EXPECT_EQ(to_string(JsonFailure::too_large), "too_large");
+  EXPECT_EQ(to_string(JsonFailure::too_deep), "too_deep");
+  EXPECT_EQ(to_string(JsonFailure::malformed), "malformed");
+}
+
+}  // namespace
+}  // namespace webhookdb

@@ -1,0 +1,379 @@
+// WebhookHandler without HTTP: statuses, dispatch, synchronous and
+// asynchronous processing, the bounded worker pool, drain, failures.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <latch>
+#include <thread>
+
+#include "webhook_test_env.hpp"
+#include "webhookdb/errors.hpp"
+#include "webhookdb/memory/memory_job_store.hpp"
+#include "webhookdb/memory/memory_replica_store.hpp"
+#include "webhookdb/webhooks/webhook_handler.hpp"
+
+namespace webhookdb::webhooks {
+namespace {
+
+using nlohmann::json;
+using namespace test;
+
+// Forwards to a MemoryJobStore; integration lookups can be made to fail.
+class FlakyJobStore final : public JobStore {
+ public:
+  std::atomic<bool> fail_lookups{false};
+  memory::MemoryJobStore inner;
+
+  ServiceIntegration create_integration(ServiceIntegration i) override { return inner.create_integration(std::move(i)); }
+  std::optional<ServiceIntegration> find_integration(std::int64_t id) override { return inner.find_integration(id); }
+  std::optional<ServiceIntegration> find_integration_by_opaque_id(const std::string& id) override {
+    if (fail_lookups) {
+      throw StoreError("connection to postgresql://app:hunter2@db/prod lost", true);
+    }
+    return inner.find_integration_by_opaque_id(id);
+  }
+  void update_integration(const ServiceIntegration& i) override { inner.update_integration(i); }
+  std::vector<ServiceIntegration> dependents_of(std::int64_t id) override { return inner.dependents_of(id); }
+  void delete_integration(std::int64_t id) override { inner.delete_integration(id); }
+  BackfillJob create_job(BackfillJob job) override { return inner.create_job(std::move(job)); }
+  BackfillJob create_recursive(const ServiceIntegration& i, bool inc, const nlohmann::json& c,
+                               std::optional<std::int64_t> parent) override {
+    return inner.create_recursive(i, inc, c, parent);
+  }
+  std::optional<BackfillJob> find_job(std::int64_t id) override { return inner.find_job(id); }
+  void update_job(const BackfillJob& job) override { inner.update_job(job); }
+  std::vector<BackfillJob> child_jobs(std::int64_t id) override { return inner.child_jobs(id); }
+  void delete_job(std::int64_t id) override { inner.delete_job(id); }
+  std::unique_ptr<IntegrationLock> try_lock_integration(std::int64_t id) override {
+    return inner.try_lock_integration(id);
+  }
+};
+
+class Handler : public ::testing::Test {
+ protected:
+  std::shared_ptr<memory::MemoryReplicaStore> store = std::make_shared<memory::MemoryReplicaStore>();
+  std::shared_ptr<FlakyJobStore> jobs = std::make_shared<FlakyJobStore>();
+  Env env{store, jobs};
+
+  WebhookResponse post(WebhookHandler& handler, const json& body, const std::string& secret = kWebhookSecret) {
+    return handler.handle(env.charges.opaque_id, env.signed_request(body.dump(), secret));
+  }
+  WebhookResponse post_raw(WebhookHandler& handler, const std::string& body) {
+    return handler.handle(env.charges.opaque_id, env.signed_request(body));
+  }
+  void expect_no_secret_logged() {
+    const std::string log = env.logger->text();
+    EXPECT_EQ(log.find(kWebhookSecret), std::string::npos) << log;
+    EXPECT_EQ(log.find("sk_test_backfill"), std::string::npos) << log;
+  }
+};
+
+TEST_F(Handler, NeedsAJobStoreAndARegistry) {
+  auto ctx = env.context();
+  ctx.jobs = nullptr;
+  EXPECT_THROW(WebhookHandler{ctx}, InvalidPrecondition);
+  ctx = env.context();
+  ctx.registry = nullptr;
+  EXPECT_THROW(WebhookHandler{ctx}, InvalidPrecondition);
+}
+
+TEST_F(Handler, AsyncAnswers202ThenWrites) {
+  WebhookHandler handler(env.context());
+  const auto r = post(handler, charge_event(charge("ch_1", 1, 100)));
+  EXPECT_EQ(r.status, 202);
+  handler.wait_idle();
+  auto row = env.find("ch_1");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->values[1], 100);
+  const auto s = handler.stats();
+  EXPECT_EQ(s.requests, 1U);
+  EXPECT_EQ(s.accepted, 1U);
+  EXPECT_EQ(s.processed_async, 1U);
+  EXPECT_EQ(s.pending, 0U);
+}
+
+TEST_F(Handler, SynchronousByOptionAnswersWithTheRow) {
+  WebhookHandlerOptions options;
+  options.process_synchronously = true;
+  WebhookHandler handler(env.context(), options);
+  const auto r = post(handler, charge_event(charge("ch_1", 1, 100)));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body), charge("ch_1", 1, 100));
+  EXPECT_TRUE(env.find("ch_1"));  // written before the answer
+  EXPECT_EQ(handler.stats().processed_async, 0U);
+}
+
+TEST_F(Handler, SynchronousByReplicatorPolicy) {
+  env.config->synchronous = true;
+  WebhookHandler handler(env.context());
+  const auto r = post(handler, json::array({charge("a", 1), charge("b", 1)}));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body), json::array({charge("a", 1), charge("b", 1)}));
+  EXPECT_EQ(env.count(), 2U);
+}
+
+TEST_F(Handler, OptionOverridesThePolicy) {
+  env.config->synchronous = true;
+  WebhookHandlerOptions options;
+  options.process_synchronously = false;
+  WebhookHandler handler(env.context(), options);
+  EXPECT_EQ(post(handler, charge("a", 1)).status, 202);
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 1U);
+}
+
+TEST_F(Handler, UnknownIntegrationIs404) {
+  WebhookHandler handler(env.context());
+  const auto r = handler.handle("svi_doesnotexist", env.signed_request(charge("a", 1).dump()));
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(handler.stats().rejected, 1U);
+}
+
+TEST_F(Handler, IntegrationWithoutWebhookSupportIs404) {
+  const auto pull_only = env.add_charges("pull", kWebhookSecret, "test_pull_only_v1");
+  WebhookHandler handler(env.context());
+  EXPECT_EQ(handler.handle(pull_only.opaque_id, env.signed_request(charge("a", 1).dump())).status, 404);
+}
+
+TEST_F(Handler, BadSignatureIs401AndWritesNothing) {
+  WebhookHandler handler(env.context());
+  const auto r = post(handler, charge("a", 1), "whsec_wrong");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.body.find(kWebhookSecret), std::string::npos);
+  WebhookRequest unsigned_request;
+  unsigned_request.body = charge("a", 1).dump();
+  EXPECT_EQ(handler.handle(env.charges.opaque_id, unsigned_request).status, 401);
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 0U);
+  expect_no_secret_logged();
+}
+
+TEST_F(Handler, SkipVerificationAnswers201) {
+  env.charges.skip_webhook_verification = true;
+  jobs->update_integration(env.charges);
+  WebhookHandler handler(env.context());
+  WebhookRequest unsigned_request;
+  unsigned_request.body = charge("a", 1).dump();
+  EXPECT_EQ(handler.handle(env.charges.opaque_id, unsigned_request).status, 201);
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 1U);
+}
+
+TEST_F(Handler, MalformedBodiesAre400) {
+  WebhookHandler handler(env.context());
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  for (const std::string& body : {
+           std::string(""),
+           std::string("{"),
+           std::string("{\"id\": \"a\", }"),
+           std::string("{\"id\": \"\xc3\x28\", \"version\": 1}"),  // invalid UTF-8
+           std::string("\"just a string\""),
+           std::string("42"),
+           std::string("null"),
+           std::string("{\"version\": 1}"),                  // no remote key
+           std::string("{\"id\": \"a\", \"version\": \"x\"}"),  // wrong type
+           std::string("[1, 2]"),                            // array of non-objects
+           deep,
+           "{\"id\":\"a\",\"version\":1,\"x\":" + deep + "}",
+       }) {
+    const auto r = post_raw(handler, body);
+    EXPECT_EQ(r.status, 400) << body.substr(0, 60) << " -> " << r.status << " " << r.body;
+  }
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 0U);
+  EXPECT_EQ(handler.stats().failed, 0U);
+}
+
+TEST_F(Handler, ModeratelyNestedJsonIsFine) {
+  WebhookHandler handler(env.context());
+  json nested = charge("a", 1);
+  json inner = json::object();
+  for (int i = 0; i < 50; ++i) inner = json{{"level", inner}, {"s", "[[[{{{"}};
+  nested["deep"] = inner;
+  EXPECT_EQ(post(handler, nested).status, 202);
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 1U);
+}
+
+TEST_F(Handler, SkippedResourceIsAccepted) {
+  WebhookHandler handler(env.context());
+  EXPECT_EQ(post(handler, json::array()).status, 202);
+  handler.wait_idle();
+  EXPECT_EQ(handler.stats().processed_async, 0U);
+}
+
+TEST_F(Handler, DispatchHandsTheRequestToAnotherIntegration) {
+  const auto other = env.add_charges("other_charges", "whsec_other_secret");
+  env.config->dispatch = [&](Replicator& self, const WebhookRequest& request) -> std::unique_ptr<Replicator> {
+    if (find_header(request.headers, "X-Route-To").value_or("") != "other") return nullptr;
+    return replicator_for(self, other);
+  };
+  WebhookHandler handler(env.context());
+  // Routed: verified with the other integration's secret, written to its table.
+  auto routed = env.signed_request(charge("r1", 1).dump(), "whsec_other_secret");
+  routed.headers.emplace_back("X-Route-To", "other");
+  EXPECT_EQ(handler.handle(env.charges.opaque_id, routed).status, 202);
+  // Signed for the first integration but routed: the other secret applies.
+  auto wrong = env.signed_request(charge("r2", 1).dump());
+  wrong.headers.emplace_back("X-Route-To", "other");
+  EXPECT_EQ(handler.handle(env.charges.opaque_id, wrong).status, 401);
+  // Not routed: itself.
+  EXPECT_EQ(post(handler, charge("s1", 1)).status, 202);
+  handler.wait_idle();
+  EXPECT_TRUE(env.find("r1", &other));
+  EXPECT_FALSE(env.find("r1"));
+  EXPECT_FALSE(env.find("r2", &other));
+  EXPECT_TRUE(env.find("s1"));
+  EXPECT_FALSE(env.find("s1", &other));
+}
+
+TEST_F(Handler, FullQueueAnswers503) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> entered{0};
+  store->set_before_upsert([&](const TableSpec&, std::span<const Row>) {
+    entered.fetch_add(1);
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return release; });
+  });
+  WebhookHandlerOptions options;
+  options.worker_threads = 1;
+  options.max_pending = 2;
+  WebhookHandler handler(env.context(), options);
+  EXPECT_EQ(post(handler, charge("a", 1)).status, 202);  // running (blocked)
+  EXPECT_EQ(post(handler, charge("b", 1)).status, 202);  // queued
+  const auto busy = post(handler, charge("c", 1));
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(find_header(busy.headers, "Retry-After"), "1");
+  EXPECT_EQ(handler.stats().unavailable, 1U);
+  EXPECT_EQ(handler.stats().pending, 2U);
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 2U);
+  EXPECT_FALSE(env.find("c"));
+  // Room again.
+  EXPECT_EQ(post(handler, charge("c", 1)).status, 202);
+  handler.wait_idle();
+  EXPECT_EQ(env.count(), 3U);
+}
+
+TEST_F(Handler, DrainFinishesQueuedWorkThenRefuses) {
+  store->set_before_upsert([](const TableSpec&, std::span<const Row>) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  WebhookHandlerOptions options;
+  options.worker_threads = 2;
+  WebhookHandler handler(env.context(), options);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(post(handler, charge("k" + std::to_string(i), 1)).status, 202);
+  handler.drain();
+  EXPECT_EQ(env.count(), 20U);  // nothing accepted was dropped
+  EXPECT_EQ(handler.stats().processed_async, 20U);
+  EXPECT_EQ(post(handler, charge("late", 1)).status, 503);
+  handler.drain();  // idempotent
+}
+
+TEST_F(Handler, StoreFailureIs500WithAGenericMessage) {
+  WebhookHandlerOptions options;
+  options.process_synchronously = true;
+  WebhookHandler handler(env.context(), options);
+  store->fail_next_upserts(1, std::make_exception_ptr(StoreError("db at postgresql://u:hunter2@h/db failed", true)));
+  const auto r = post(handler, charge("a", 1));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, "internal error");
+  EXPECT_EQ(handler.stats().failed, 1U);
+  expect_no_secret_logged();
+}
+
+TEST_F(Handler, IntegrationLookupFailureIs500) {
+  WebhookHandler handler(env.context());
+  jobs->fail_lookups = true;
+  const auto r = post(handler, charge("a", 1));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body.find("hunter2"), std::string::npos);
+}
+
+TEST_F(Handler, AsyncFailureIsReportedNotLost) {
+  std::mutex m;
+  std::vector<std::string> failures;
+  WebhookHandlerOptions options;
+  options.on_async_error = [&](const std::string& opaque_id, std::exception_ptr error) {
+    std::lock_guard lock(m);
+    failures.push_back(opaque_id + ": " + describe(error));
+  };
+  WebhookHandler handler(env.context(), options);
+  store->fail_next_upserts(1, std::make_exception_ptr(StoreError("disk full", false)));
+  EXPECT_EQ(post(handler, charge("a", 1)).status, 202);
+  handler.wait_idle();
+  EXPECT_EQ(handler.stats().failed_async, 1U);
+  ASSERT_EQ(failures.size(), 1U);
+  EXPECT_NE(failures[0].find(env.charges.opaque_id), std::string::npos);
+  EXPECT_NE(failures[0].find("disk full"), std::string::npos);
+  EXPECT_NE(env.logger->text().find("asynchronous write failed"), std::string::npos);
+}
+
+TEST_F(Handler, EnrichmentRunsOnTheWorker) {
+  env.config->enrichment = true;
+  const auto enriched = env.add_charges("enriched");
+  WebhookHandler handler(env.context());
+  auto request = env.signed_request(charge("e1", 1).dump());
+  EXPECT_EQ(handler.handle(enriched.opaque_id, request).status, 202);
+  handler.wait_idle();
+  auto row = env.find("e1", &enriched);
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->enrichment, json({{"enriched", "e1"}}));
+  EXPECT_EQ(env.config->enrichments.load(), 1);
+}
+
+TEST_F(Handler, DependentsNotifiedWithChangedThroughTheHandler) {
+  env.add_refunds(env.charges);
+  WebhookHandler async_handler(env.context());
+  EXPECT_EQ(post(async_handler, charge_event(charge("ch", 2))).status, 202);
+  async_handler.wait_idle();
+  EXPECT_EQ(post(async_handler, charge_event(charge("ch", 3))).status, 202);
+  async_handler.wait_idle();
+  EXPECT_EQ(post(async_handler, charge_event(charge("ch", 1))).status, 202);
+  async_handler.wait_idle();
+  WebhookHandlerOptions sync;
+  sync.process_synchronously = true;
+  WebhookHandler sync_handler(env.context(), sync);
+  EXPECT_EQ(post(sync_handler, charge_event(charge("ch", 0))).status, 200);
+  EXPECT_EQ(post(sync_handler, charge_event(charge("ch", 9))).status, 200);
+  const auto calls = env.recorder->calls();
+  ASSERT_EQ(calls.size(), 5U);
+  const std::vector<bool> expected{true, true, false, false, true};
+  for (std::size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].changed, expected[i]) << i;
+}
+
+TEST_F(Handler, ManyThreadsAtOnceEachRowOnce) {
+  WebhookHandlerOptions options;
+  options.worker_threads = 3;
+  WebhookHandler handler(env.context(), options);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  std::atomic<int> accepted{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      go.arrive_and_wait();
+      for (int i = 0; i < kPerThread; ++i) {
+        if (post(handler, charge("t" + std::to_string(t) + "_" + std::to_string(i), 1)).status == 202) ++accepted;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  handler.wait_idle();
+  EXPECT_EQ(accepted.load(), kThreads * kPerThread);
+  EXPECT_EQ(env.count(), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_EQ(store->rows_written(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+}  // namespace
+}  // namespace webhookdb::webhooks

@@ -1,0 +1,367 @@
+// Signature schemes: HMAC hex/base64, Shopify, Stripe-style signed headers,
+// the replay guard, and the constant-time comparison they all go through.
+
+#include <gtest/gtest.h>
+
+#include "webhook_test_support.hpp"
+#include "webhookdb/webhooks/hmac.hpp"
+#include "webhookdb/webhooks/replay_guard.hpp"
+#include "webhookdb/webhooks/verification.hpp"
+
+namespace webhookdb::webhooks {
+namespace {
+
+using test::FixedClock;
+
+constexpr const char* kSecret = "whsec_test";
+const std::string kBody = R"({"id":"ch_1"})";
+
+WebhookRequest request_with(const std::string& body, Headers headers) {
+  WebhookRequest r;
+  r.body = body;
+  r.headers = std::move(headers);
+  return r;
+}
+
+// Every failure message must be free of the secret and of the expected signature.
+void expect_safe_401(const Verification& v, const std::string& secret, const std::vector<std::string>& expected) {
+  EXPECT_FALSE(v.valid);
+  const WebhookResponse r = v;
+  EXPECT_EQ(r.status, 401);
+  EXPECT_FALSE(r.body.empty());
+  EXPECT_EQ(r.body.find(secret), std::string::npos) << r.body;
+  for (const auto& e : expected) EXPECT_EQ(r.body.find(e), std::string::npos) << r.body;
+}
+
+TEST(Hmac, MatchesRfc4231TestCase2) {
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(hmac_sha256("Jefe", "what do ya want for nothing?").size(), 32U);
+}
+
+TEST(Hmac, Base64MatchesAnIndependentComputation) {
+  // python3: base64.b64encode(hmac.new(b'shpss_secret', b'{"id":1}', sha256).digest())
+  EXPECT_EQ(hmac_sha256_base64("shpss_secret", R"({"id":1})"), "xocA3LkeJ/RvNrkxep1EUtFHuj7rIoIqZYaLU26LyPQ=");
+}
+
+TEST(Hmac, EmptyKeyAndMessageWork) {
+  // python3: hmac.new(b'', b'', sha256).hexdigest()
+  EXPECT_EQ(hmac_sha256_hex("", ""), "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
+TEST(Codecs, HexRoundTripsAndRejectsGarbage) {
+  const std::string bytes("\x00\x01\xfe\xff", 4);
+  EXPECT_EQ(to_hex(bytes), "0001feff");
+  EXPECT_EQ(from_hex("0001FEff"), bytes);
+  EXPECT_FALSE(from_hex("abc"));
+  EXPECT_FALSE(from_hex("zz"));
+  EXPECT_EQ(from_hex(""), std::string());
+}
+
+TEST(Codecs, Base64RoundTripsEveryLength) {
+  std::string bytes;
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(from_base64(to_base64(bytes)), bytes) << i;
+    bytes.push_back(static_cast<char>(i * 37));
+  }
+  EXPECT_EQ(to_base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(to_base64("fo"), "Zm8=");
+  EXPECT_EQ(from_base64("Zm8"), "fo");  // padding optional
+  EXPECT_FALSE(from_base64("Zm8*"));
+  EXPECT_FALSE(from_base64("Zm9=="));   // bad padding
+  EXPECT_FALSE(from_base64("Z"));
+  EXPECT_FALSE(from_base64("Zm9v YmFy"));
+  EXPECT_FALSE(from_base64("Zm9"));  // non-zero leftover bits (not canonical)
+}
+
+TEST(ConstantTime, ComparesLengthAndEveryByte) {
+  EXPECT_TRUE(constant_time_equals("", ""));
+  EXPECT_TRUE(constant_time_equals("abc", "abc"));
+  EXPECT_FALSE(constant_time_equals("abc", "abd"));
+  EXPECT_FALSE(constant_time_equals("abc", "xbc"));
+  EXPECT_FALSE(constant_time_equals("abc", "abcd"));
+  EXPECT_FALSE(constant_time_equals(std::string("a\0b", 3), std::string("a\0c", 3)));
+}
+
+// The verifiers compare through constant_time_equals (CRYPTO_memcmp), never
+// with ==: each verification that gets as far as comparing bumps its counter.
+TEST(ConstantTime, EveryVerifierUsesIt) {
+  FixedClock clock;
+  const auto before = detail::constant_time_comparisons();
+  auto r1 = request_with(kBody, {{"X-Sig", hmac_sha256_hex("k", kBody)}});
+  EXPECT_TRUE(verify_hmac_sha256_hex(r1, "k", "X-Sig").valid);
+  const auto after_hex = detail::constant_time_comparisons();
+  EXPECT_GE(after_hex, before + 1);
+
+  auto r2 = request_with(kBody, {{"X-Shopify-Hmac-Sha256", hmac_sha256_base64("k", kBody)}});
+  EXPECT_TRUE(verify_shopify_hmac(r2, "k").valid);
+  const auto after_shopify = detail::constant_time_comparisons();
+  EXPECT_GE(after_shopify, after_hex + 1);
+
+  // A mismatch is found by the same comparison, not by an early ==.
+  auto r3 = request_with(kBody, {{"X-Sig", hmac_sha256_hex("other", kBody)}});
+  EXPECT_FALSE(verify_hmac_sha256_hex(r3, "k", "X-Sig").valid);
+  const auto after_mismatch = detail::constant_time_comparisons();
+  EXPECT_GE(after_mismatch, after_shopify + 1);
+
+  // Stripe: every candidate signature is compared (no early exit on a match).
+  const std::string good = stripe_signature_header(kSecret, FixedClock::kStart, kBody);
+  const std::string bad_sig(64, 'a');
+  auto r4 = request_with(kBody, {{"Stripe-Signature", good + ",v1=" + bad_sig + ",v1=" + bad_sig}});
+  EXPECT_TRUE(verify_stripe_signature(r4, kSecret, clock).valid);
+  EXPECT_GE(detail::constant_time_comparisons(), after_mismatch + 3);
+}
+
+// ---- HMAC hex (GitHub style) ----
+
+TEST(HmacHex, ValidWithPrefix) {
+  const auto sig = "sha256=" + hmac_sha256_hex(kSecret, kBody);
+  const auto v = verify_hmac_sha256_hex(request_with(kBody, {{"X-Hub-Signature-256", sig}}), kSecret,
+                                        "X-Hub-Signature-256", "sha256=");
+  EXPECT_TRUE(v.valid) << v.reason;
+  EXPECT_EQ(WebhookResponse(v).status, 202);
+}
+
+TEST(HmacHex, UpperCaseHexAndCaseInsensitiveHeaderName) {
+  std::string sig = hmac_sha256_hex(kSecret, kBody);
+  for (auto& c : sig) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_TRUE(verify_hmac_sha256_hex(request_with(kBody, {{"x-signature", sig}}), kSecret, "X-Signature").valid);
+}
+
+TEST(HmacHex, WrongSecret) {
+  const auto expected = hmac_sha256_hex(kSecret, kBody);
+  const auto v = verify_hmac_sha256_hex(request_with(kBody, {{"X-Sig", hmac_sha256_hex("nope", kBody)}}), kSecret,
+                                        "X-Sig");
+  expect_safe_401(v, kSecret, {expected});
+  EXPECT_NE(v.reason.find("invalid webhook signature"), std::string::npos) << v.reason;
+}
+
+TEST(HmacHex, TamperedBody) {
+  const auto sig = hmac_sha256_hex(kSecret, kBody);
+  const auto v = verify_hmac_sha256_hex(request_with(R"({"id":"ch_2"})", {{"X-Sig", sig}}), kSecret, "X-Sig");
+  expect_safe_401(v, kSecret, {hmac_sha256_hex(kSecret, R"({"id":"ch_2"})")});
+}
+
+TEST(HmacHex, MissingHeader) {
+  const auto v = verify_hmac_sha256_hex(request_with(kBody, {}), kSecret, "X-Sig");
+  expect_safe_401(v, kSecret, {hmac_sha256_hex(kSecret, kBody)});
+  EXPECT_EQ(v.reason, "missing X-Sig header");
+}
+
+TEST(HmacHex, MalformedHeader) {
+  const std::string hex64(64, 'a');
+  for (const std::string& bad : std::vector<std::string>{"sha256=zz", "sha256=abc", "sha256=" + hex64.substr(2), "sha256=" + hex64 + "aa",
+                                "sha256=" + hex64.substr(1) + "g", "sha1=" + hex64, hex64}) {
+    const auto v = verify_hmac_sha256_hex(request_with(kBody, {{"X-Sig", bad}}), kSecret, "X-Sig", "sha256=");
+    expect_safe_401(v, kSecret, {hmac_sha256_hex(kSecret, kBody)});
+    EXPECT_NE(v.reason.find("malformed X-Sig header"), std::string::npos) << v.reason;
+  }
+}
+
+TEST(HmacHex, EmptySecretVerifiesNothing) {
+  const auto sig = hmac_sha256_hex("", kBody);
+  const auto v = verify_hmac_sha256_hex(request_with(kBody, {{"X-Sig", sig}}), "", "X-Sig");
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(WebhookResponse(v).status, 401);
+}
+
+// ---- HMAC base64 / Shopify ----
+
+TEST(Shopify, Valid) {
+  const auto v = verify_shopify_hmac(
+      request_with(kBody, {{"X-Shopify-Hmac-Sha256", hmac_sha256_base64(kSecret, kBody)}}), kSecret);
+  EXPECT_TRUE(v.valid) << v.reason;
+}
+
+TEST(Shopify, WrongSecret) {
+  const auto v = verify_shopify_hmac(
+      request_with(kBody, {{"X-Shopify-Hmac-Sha256", hmac_sha256_base64("other", kBody)}}), kSecret);
+  expect_safe_401(v, kSecret, {hmac_sha256_base64(kSecret, kBody)});
+}
+
+TEST(Shopify, TamperedBody) {
+  const auto v = verify_shopify_hmac(
+      request_with(kBody + " ", {{"X-Shopify-Hmac-Sha256", hmac_sha256_base64(kSecret, kBody)}}), kSecret);
+  expect_safe_401(v, kSecret, {hmac_sha256_base64(kSecret, kBody + " ")});
+}
+
+TEST(Shopify, MissingHeader) {
+  const auto v = verify_shopify_hmac(request_with(kBody, {{"X-Other", "x"}}), kSecret);
+  expect_safe_401(v, kSecret, {hmac_sha256_base64(kSecret, kBody)});
+  EXPECT_EQ(v.reason, "missing X-Shopify-Hmac-Sha256 header");
+}
+
+TEST(Shopify, MalformedHeader) {
+  for (const std::string& bad : std::vector<std::string>{"not base64!", "", "Zm9vYmFy", hmac_sha256_hex(kSecret, kBody)}) {
+    const auto v = verify_shopify_hmac(request_with(kBody, {{"X-Shopify-Hmac-Sha256", bad}}), kSecret);
+    expect_safe_401(v, kSecret, {hmac_sha256_base64(kSecret, kBody)});
+    EXPECT_NE(v.reason.find("malformed"), std::string::npos) << v.reason;
+  }
+}
+
+TEST(HmacBase64, ValidWithPrefixAndCustomHeader) {
+  const auto v = verify_hmac_sha256_base64(
+      request_with(kBody, {{"X-Sig", "sha256=" + hmac_sha256_base64(kSecret, kBody)}}), kSecret, "X-Sig", "sha256=");
+  EXPECT_TRUE(v.valid) << v.reason;
+}
+
+// ---- Stripe-style signed header ----
+
+class StripeSignature : public ::testing::Test {
+ protected:
+  FixedClock clock;
+  WebhookRequest signed_request(const std::string& body, std::int64_t t, const std::string& secret = kSecret) {
+    return request_with(body, {{"Stripe-Signature", stripe_signature_header(secret, t, body)}});
+  }
+  std::string expected_hex(const std::string& body, std::int64_t t) {
+    return hmac_sha256_hex(kSecret, std::to_string(t) + "." + body);
+  }
+};
+
+TEST_F(StripeSignature, HeaderFormat) {
+  EXPECT_EQ(stripe_signature_header(kSecret, 1'700'000'000, kBody),
+            // python3: hmac.new(b'whsec_test', b'1700000000.{"id":"ch_1"}', sha256).hexdigest()
+            "t=1700000000,v1=6cdc6450b7d3edaba8d3694fbbf99c8385c8dd793143ab043a40b1b9ad4ded66");
+}
+
+TEST_F(StripeSignature, Valid) {
+  const auto v = verify_stripe_signature(signed_request(kBody, FixedClock::kStart), kSecret, clock);
+  EXPECT_TRUE(v.valid) << v.reason;
+  EXPECT_EQ(WebhookResponse(v).status, 202);
+}
+
+TEST_F(StripeSignature, ValidAmongSeveralSignaturesAndOtherSchemes) {
+  const std::string t = std::to_string(FixedClock::kStart);
+  const std::string header = "t=" + t + ", v0=" + std::string(64, 'b') + ",v1=" + std::string(64, 'c') +
+                             " , v1=" + expected_hex(kBody, FixedClock::kStart);
+  const auto v = verify_stripe_signature(request_with(kBody, {{"stripe-signature", header}}), kSecret, clock);
+  EXPECT_TRUE(v.valid) << v.reason;
+}
+
+TEST_F(StripeSignature, TimestampIsCheckedAsSent) {
+  const std::string t = "0" + std::to_string(FixedClock::kStart);
+  const std::string header = "t=" + t + ",v1=" + hmac_sha256_hex(kSecret, t + "." + kBody);
+  const auto v = verify_stripe_signature(request_with(kBody, {{"Stripe-Signature", header}}), kSecret, clock);
+  EXPECT_TRUE(v.valid) << v.reason;
+}
+
+TEST_F(StripeSignature, WithinToleranceEitherWay) {
+  EXPECT_TRUE(verify_stripe_signature(signed_request(kBody, FixedClock::kStart - 299), kSecret, clock).valid);
+  EXPECT_TRUE(verify_stripe_signature(signed_request(kBody, FixedClock::kStart + 299), kSecret, clock).valid);
+}
+
+TEST_F(StripeSignature, WrongSecret) {
+  const auto v = verify_stripe_signature(signed_request(kBody, FixedClock::kStart, "whsec_other"), kSecret, clock);
+  expect_safe_401(v, kSecret, {expected_hex(kBody, FixedClock::kStart)});
+  EXPECT_NE(v.reason.find("invalid webhook signature"), std::string::npos);
+}
+
+TEST_F(StripeSignature, TamperedBody) {
+  auto r = signed_request(kBody, FixedClock::kStart);
+  r.body = R"({"id":"ch_1","amount":1})";
+  expect_safe_401(verify_stripe_signature(r, kSecret, clock), kSecret,
+                  {expected_hex(r.body, FixedClock::kStart)});
+}
+
+TEST_F(StripeSignature, TamperedTimestampDoesNotVerify) {
+  // Refreshing t on a captured request breaks the signature.
+  const auto sig = expected_hex(kBody, FixedClock::kStart - 3600);
+  const auto header = "t=" + std::to_string(FixedClock::kStart) + ",v1=" + sig;
+  const auto v = verify_stripe_signature(request_with(kBody, {{"Stripe-Signature", header}}), kSecret, clock);
+  expect_safe_401(v, kSecret, {expected_hex(kBody, FixedClock::kStart)});
+  EXPECT_NE(v.reason.find("invalid webhook signature"), std::string::npos);
+}
+
+TEST_F(StripeSignature, MissingHeader) {
+  const auto v = verify_stripe_signature(request_with(kBody, {}), kSecret, clock);
+  expect_safe_401(v, kSecret, {});
+  EXPECT_EQ(v.reason, "missing Stripe-Signature header");
+}
+
+TEST_F(StripeSignature, MalformedHeaders) {
+  const std::string t = std::to_string(FixedClock::kStart);
+  const std::string sig = expected_hex(kBody, FixedClock::kStart);
+  for (const std::string& bad : std::vector<std::string>{
+           std::string(""),                       // empty
+           "garbage",                             // no key=value
+           "v1=" + sig,                           // no timestamp
+           "t=" + t,                              // no signature
+           "t=abc,v1=" + sig,                     // timestamp not a number
+           "t=-5,v1=" + sig,                      // negative
+           "t=" + t + "1234567,v1=" + sig,        // absurdly long
+           "t=" + t + ",t=" + t + ",v1=" + sig,   // two timestamps
+           "t=" + t + ",v1=xyz",                  // signature not hex
+           "t=" + t + ",v1=" + sig.substr(2),     // wrong length
+       }) {
+    const auto v = verify_stripe_signature(request_with(kBody, {{"Stripe-Signature", bad}}), kSecret, clock);
+    expect_safe_401(v, kSecret, {sig});
+    EXPECT_NE(v.reason.find("malformed Stripe-Signature header"), std::string::npos) << bad << " -> " << v.reason;
+  }
+}
+
+TEST_F(StripeSignature, ExpiredTimestamp) {
+  const auto old = FixedClock::kStart - 301;
+  const auto v = verify_stripe_signature(signed_request(kBody, old), kSecret, clock);
+  expect_safe_401(v, kSecret, {expected_hex(kBody, old)});
+  EXPECT_NE(v.reason.find("outside the tolerance"), std::string::npos) << v.reason;
+}
+
+TEST_F(StripeSignature, FarFutureTimestamp) {
+  const auto future = FixedClock::kStart + 3600;
+  const auto v = verify_stripe_signature(signed_request(kBody, future), kSecret, clock);
+  expect_safe_401(v, kSecret, {expected_hex(kBody, future)});
+}
+
+TEST_F(StripeSignature, CustomToleranceHeaderAndScheme) {
+  SignedHeaderOptions options;
+  options.header = "X-Signed";
+  options.scheme = "v2";
+  options.tolerance = std::chrono::seconds(10);
+  auto r = request_with(kBody, {{"X-Signed", stripe_signature_header(kSecret, FixedClock::kStart - 5, kBody, "v2")}});
+  EXPECT_TRUE(verify_stripe_signature(r, kSecret, clock, options).valid);
+  clock.set_unix(FixedClock::kStart + 6);
+  EXPECT_FALSE(verify_stripe_signature(r, kSecret, clock, options).valid);
+}
+
+TEST_F(StripeSignature, ReplayGuardRejectsASecondDelivery) {
+  ReplayGuard guard;
+  SignedHeaderOptions options;
+  options.replay_guard = &guard;
+  const auto r = signed_request(kBody, FixedClock::kStart);
+  EXPECT_TRUE(verify_stripe_signature(r, kSecret, clock, options).valid);
+  const auto again = verify_stripe_signature(r, kSecret, clock, options);
+  expect_safe_401(again, kSecret, {expected_hex(kBody, FixedClock::kStart)});
+  EXPECT_NE(again.reason.find("replay"), std::string::npos);
+  // A new delivery (new timestamp, new signature) is fine.
+  EXPECT_TRUE(verify_stripe_signature(signed_request(kBody, FixedClock::kStart + 1), kSecret, clock, options).valid);
+  // A forged request never reaches the guard.
+  EXPECT_FALSE(verify_stripe_signature(signed_request(kBody, FixedClock::kStart, "x"), kSecret, clock, options).valid);
+  EXPECT_EQ(guard.size(), 2U);
+}
+
+TEST(ReplayGuardTest, ForgetsExpiredEntriesAndStaysBounded) {
+  ReplayGuard guard(3);
+  const Timestamp t0{std::chrono::seconds(1000)};
+  EXPECT_TRUE(guard.first_use("a", t0 + std::chrono::seconds(10), t0));
+  EXPECT_FALSE(guard.first_use("a", t0 + std::chrono::seconds(10), t0));
+  EXPECT_TRUE(guard.first_use("b", t0 + std::chrono::seconds(20), t0));
+  EXPECT_TRUE(guard.first_use("c", t0 + std::chrono::seconds(30), t0));
+  EXPECT_TRUE(guard.first_use("d", t0 + std::chrono::seconds(40), t0));  // evicts "a" (soonest to expire)
+  EXPECT_EQ(guard.size(), 3U);
+  EXPECT_TRUE(guard.first_use("a", t0 + std::chrono::seconds(10), t0));
+  // Past their expiry, entries are pruned.
+  EXPECT_TRUE(guard.first_use("e", t0 + std::chrono::seconds(100), t0 + std::chrono::seconds(50)));
+  EXPECT_EQ(guard.size(), 1U);
+}
+
+TEST(VerificationResult, ConvertsToAResponse) {
+  const WebhookResponse ok = Verification::ok();
+  EXPECT_EQ(ok.status, 202);
+  const WebhookResponse bad = Verification::fail("because");
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_EQ(bad.body, "because");
+  EXPECT_FALSE(static_cast<bool>(Verification::fail("x")));
+}
+
+}  // namespace
+}  // namespace webhookdb::webhooks
