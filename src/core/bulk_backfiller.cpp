@@ -15,7 +15,13 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
   // Keyed by the remote key's JSON text, so 1 and "1" stay distinct.
   std::string key = row->key.dump();
   if (auto it = pending_index_.find(key); it != pending_index_.end()) {
-    pending_[it->second] = std::move(*row);
+    // A page may repeat a key (an object updated mid-pagination). With the
+    // update rule on, the batch keeps whichever version the rule would keep
+    // in the table, so an older duplicate later in the batch never replaces
+    // the newer one; without it the last one wins, as in the table.
+    const TableSpec& spec = replicator_.table_spec();
+    Row& kept = pending_[it->second];
+    if (!conditional_upsert() || spec.update_rule.allows(spec, kept, *row)) kept = std::move(*row);
   } else {
     pending_index_.emplace(std::move(key), pending_.size());
     pending_.push_back(std::move(*row));

@@ -103,6 +103,26 @@ TEST_F(BulkBackfillerTest, ALaterDuplicateKeyReplacesTheEarlierOne) {
   EXPECT_EQ(row->values[0], "2024-01-02T00:00:00Z");
 }
 
+TEST_F(BulkBackfillerTest, WithTheUpdateRuleAnOlderDuplicateInTheBatchDoesNotReplaceTheNewer) {
+  ListBackfiller b(replicator, {{item("a", 5, {{"v", "newer"}}), item("b", 1)}, {item("a", 2, {{"v", "older"}})}}, 10,
+                   /*conditional=*/true);
+  run(b);
+  EXPECT_THAT(batch_sizes(), ElementsAre(2U));
+  const auto row = h.replica->find(replicator.table_spec(), "a");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->data["v"], "newer");
+  EXPECT_EQ(row->values[0], "2024-01-05T00:00:00Z");
+}
+
+TEST_F(BulkBackfillerTest, WithTheUpdateRuleANewerDuplicateInTheBatchReplacesTheOlder) {
+  ListBackfiller b(replicator, {{item("a", 2, {{"v", "older"}})}, {item("a", 5, {{"v", "newer"}})}}, 10,
+                   /*conditional=*/true);
+  run(b);
+  const auto row = h.replica->find(replicator.table_spec(), "a");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->data["v"], "newer");
+}
+
 TEST_F(BulkBackfillerTest, SkippedItemsAreNotWritten) {
   ListBackfiller b(replicator, {{item("a", 1), item("b", 1, {{"skip", true}}), item("c", 1)}}, 10, false);
   run(b);
