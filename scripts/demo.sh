@@ -19,7 +19,7 @@ bash scripts/setup.sh
 source scripts/pg.sh
 
 echo "building (first time: a few minutes)..."
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release --target webhookdb-demo -j "$(nproc)" | grep -E "error|FAILED" || true
 [[ -x build/release/examples/demo/webhookdb-demo ]] || { echo "demo: build failed" >&2; exit 1; }
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a throwaway
-# PostgreSQL, builds and runs the tests, then an ASan+UBSan build of every
-# test and a TSan build of the concurrency tests. Stops PostgreSQL on exit.
-#   scripts/test.sh            everything
-#   SKIP_SANITIZERS=1 scripts/test.sh   only the plain build
+# PostgreSQL, builds and runs the tests (the fault matrix and the benchmark
+# smoke run included), builds the outside consumer against the installed
+# package, then an ASan+UBSan build of every test, a TSan build of the
+# concurrency tests, and bounded libFuzzer runs. Stops PostgreSQL on exit.
+#   scripts/test.sh                      everything
+#   SKIP_SANITIZERS=1 scripts/test.sh    only the plain build
+#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 20 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,15 +23,16 @@ werror=OFF
 [[ ${CI:-} == true ]] && werror=ON
 common=(-G Ninja -DWEBHOOKDB_WERROR=$werror)
 
-section() { printf '\n==== %s ====\n' "$*"; }
+started=$SECONDS
+section() { printf '\n==== %s (at %dm%02ds) ====\n' "$*" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
 
 run_suite() {  # dir, ctest args...
   local dir=$1; shift
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600 "$@"
 }
 
-section "build (RelWithDebInfo)"
-cmake -S . -B build/release "${common[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+section "build (Release)"
+cmake -S . -B build/release "${common[@]}" -DCMAKE_BUILD_TYPE=Release
 cmake --build build/release -j "$jobs"
 section "tests"
 run_suite build/release
@@ -36,7 +40,7 @@ run_suite build/release
 section "install + outside consumer (find_package)"
 prefix=$(mktemp -d /tmp/webhookdb-prefix.XXXXXX)
 cmake --install build/release --prefix "$prefix" >/dev/null
-cmake -S examples/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S examples/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/consumer -j "$jobs"
 build/consumer/consumer
 rm -rf "$prefix"
@@ -45,7 +49,10 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   section "build (ASan+UBSan)"
-  cmake -S . -B build/asan "${common[@]}" -DCMAKE_BUILD_TYPE=Debug -DWEBHOOKDB_SANITIZE=address,undefined \
+  # -O0 with line tables only: the quickest sanitizer build that still gives
+  # file:line in reports.
+  cmake -S . -B build/asan "${common[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" \
+    -DWEBHOOKDB_SANITIZE=address,undefined \
     -DWEBHOOKDB_BUILD_EXAMPLES=OFF -DWEBHOOKDB_BUILD_BENCH=OFF
   cmake --build build/asan -j "$jobs"
   section "tests (ASan+UBSan)"
@@ -53,11 +60,15 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
 
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
   section "build (TSan, concurrency tests)"
-  cmake -S . -B build/tsan "${common[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEBHOOKDB_SANITIZE=thread \
-    -DWEBHOOKDB_BUILD_EXAMPLES=OFF -DWEBHOOKDB_BUILD_BENCH=OFF -DWEBHOOKDB_BUILD_TOOLS=OFF "-DWEBHOOKDB_TEST_DIRS=core;memory"
+  cmake -S . -B build/tsan "${common[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+    -DWEBHOOKDB_SANITIZE=thread -DWEBHOOKDB_BUILD_EXAMPLES=OFF -DWEBHOOKDB_BUILD_BENCH=OFF -DWEBHOOKDB_BUILD_TOOLS=OFF \
+    "-DWEBHOOKDB_TEST_DIRS=${TSAN_TEST_DIRS:-core;memory}"
   cmake --build build/tsan -j "$jobs"
   section "tests (TSan)"
   run_suite build/tsan -L concurrency
+
+  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-20} s a target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 fi
 
 section "done"
