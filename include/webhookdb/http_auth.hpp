@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/logger.hpp"
@@ -26,6 +27,16 @@ namespace webhookdb {
 [[nodiscard]] bool is_credential_header(std::string_view name);
 // A copy without the credential headers, for messages and logs.
 [[nodiscard]] Headers without_credentials(const Headers& headers);
+
+// The credentials `request` sends, in the forms a server could echo them back
+// in (some APIs answer "invalid api key sk_live_..."): the URL's userinfo
+// (and its Basic form), the values of the query parameters redact_url hides,
+// and the values of credential headers (with the token of a Bearer value and
+// the user and password of a Basic one), each also percent-decoded and
+// -encoded. Values shorter than 4 bytes are left out.
+[[nodiscard]] std::vector<std::string> request_secrets(const HttpRequest& request);
+// `text` with every occurrence of each secret replaced by REDACTED.
+[[nodiscard]] std::string redact_secrets(std::string text, std::vector<std::string> secrets);
 
 // Sets one header on every request unless the request already has it.
 class HeaderAuth : public HttpClientDecorator {

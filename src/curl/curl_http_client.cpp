@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/http_auth.hpp"
+
 namespace webhookdb::curl {
 namespace {
 
@@ -166,6 +168,23 @@ std::string curl_detail(CURLcode code, const char* errbuf, const std::string& ra
     }
   }
   return "curl error " + std::to_string(static_cast<int>(code)) + ": " + text;
+}
+
+// An HttpError whose excerpt and headers hold none of the credentials the
+// request sent: some APIs echo the key they rejected ("invalid api key ...").
+[[noreturn]] void throw_http_error(long status, const std::string& method, const std::string& shown_url,
+                                   const std::string& body, const Headers& headers,
+                                   const std::vector<std::string>& secrets) {
+  constexpr std::size_t kExcerpt = 1024;
+  std::size_t longest = 0;
+  for (const auto& secret : secrets) longest = std::max(longest, secret.size());
+  // Redact before cutting, so that a secret across the cut is not left half-shown.
+  std::string excerpt = redact_secrets(body.substr(0, kExcerpt + longest), secrets);
+  if (excerpt.size() > kExcerpt) excerpt.resize(kExcerpt);
+  Headers shown;
+  shown.reserve(headers.size());
+  for (const auto& [name, value] : headers) shown.emplace_back(name, redact_secrets(value, secrets));
+  throw HttpError(static_cast<int>(status), method, shown_url, std::move(excerpt), std::move(shown));
 }
 
 }  // namespace
@@ -333,13 +352,23 @@ HttpResponse CurlHttpClient::send(const HttpRequest& request, const Cancellation
   const char* effective = nullptr;
   curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &effective);
 
+  // Everything sent as a credential, to cut out of what an error shows.
+  const auto secrets = [&] {
+    HttpRequest sent = request;
+    for (const auto& [name, value] : opt.default_headers) {
+      if (!find_header(request.headers, name)) sent.headers.emplace_back(name, value);
+    }
+    return request_secrets(sent);
+  };
   if (done && code == CURLE_OK) {
+    if (request.raise_for_status && status >= 400) {
+      throw_http_error(status, method, shown_url, t.body, t.headers, secrets());
+    }
     HttpResponse response;
     response.status = static_cast<int>(status);
     response.headers = std::move(t.headers);
     response.body = std::move(t.body);
     response.url = effective != nullptr ? effective : request.url;
-    if (request.raise_for_status) raise_for_status(request, response);
     return response;
   }
   if (cancel.cancelled()) throw Cancelled(where + ": cancelled");
@@ -353,10 +382,7 @@ HttpResponse CurlHttpClient::send(const HttpRequest& request, const Cancellation
                             std::to_string(opt.connect_timeout.count()) + " ms; " + detail + ")",
                         method, shown_url);
     case CURLE_TOO_MANY_REDIRECTS:
-      if (status >= 300) {
-        std::string excerpt = t.body.substr(0, 1024);
-        throw HttpError(static_cast<int>(status), method, shown_url, std::move(excerpt), t.headers);
-      }
+      if (status >= 300) throw_http_error(status, method, shown_url, t.body, t.headers, secrets());
       break;
     case CURLE_WRITE_ERROR:
       if (t.too_large) {
