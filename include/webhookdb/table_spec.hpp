@@ -43,7 +43,8 @@ struct TableSpec {
 };
 
 // WebhookDB's index naming: <opaque_id>_<col>_<col>_idx; when that passes 63
-// bytes, the column part becomes a truncated md5 of itself.
+// bytes, the column part becomes a truncated md5 of itself. A prefix over 50
+// bytes is cut (on a UTF-8 boundary) and hashed with the columns.
 [[nodiscard]] std::string index_name(const std::string& opaque_id, const std::vector<std::string>& columns);
 
 }  // namespace webhookdb

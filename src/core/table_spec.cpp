@@ -37,10 +37,13 @@ std::string index_name(const std::string& opaque_id, const std::vector<std::stri
   if (name.size() <= kMaxIdentifier) return name;
   const std::size_t fixed = opaque_id.size() + 5;  // "_" + "_idx"
   const std::size_t room = fixed < kMaxIdentifier ? kMaxIdentifier - fixed : 0;
-  if (room < 8) {
-    throw BrokenSpecification("index prefix '" + opaque_id.substr(0, 80) + "' is too long to name an index");
-  }
-  return opaque_id + "_" + md5_hex(cols).substr(0, std::min<std::size_t>(room, 32)) + "_idx";
+  if (room >= 8) return opaque_id + "_" + md5_hex(cols).substr(0, std::min<std::size_t>(room, 32)) + "_idx";
+  // A prefix too long to leave room for a hash (never a real opaque id): keep
+  // its first bytes, cut on a UTF-8 boundary, and hash prefix and columns
+  // together so that distinct long prefixes still give distinct names.
+  std::size_t keep = kMaxIdentifier - 5 - 32;
+  while (keep > 0 && (static_cast<unsigned char>(opaque_id[keep]) & 0xC0U) == 0x80U) --keep;
+  return opaque_id.substr(0, keep) + "_" + md5_hex(opaque_id + "_" + cols) + "_idx";
 }
 
 std::optional<std::size_t> TableSpec::column_index(const std::string& name) const {
