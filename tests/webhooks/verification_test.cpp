@@ -205,6 +205,27 @@ TEST(HmacBase64, ValidWithPrefixAndCustomHeader) {
   EXPECT_TRUE(v.valid) << v.reason;
 }
 
+TEST(HmacBase64, RejectsWrongSecretTamperedBodyMissingAndMalformedHeaders) {
+  const std::string good = "sha256=" + hmac_sha256_base64(kSecret, kBody);
+  const auto check = [&](const WebhookRequest& r) {
+    return verify_hmac_sha256_base64(r, kSecret, "X-Sig", "sha256=");
+  };
+  // Signed with another secret.
+  expect_safe_401(check(request_with(kBody, {{"X-Sig", "sha256=" + hmac_sha256_base64("other", kBody)}})), kSecret,
+                  {good});
+  // Body changed after signing.
+  expect_safe_401(check(request_with(R"({"id":"ch_2"})", {{"X-Sig", good}})), kSecret, {good});
+  // No header at all, or under another name.
+  expect_safe_401(check(request_with(kBody, {})), kSecret, {good});
+  expect_safe_401(check(request_with(kBody, {{"X-Other", good}})), kSecret, {good});
+  // Malformed: no prefix, not base64, empty, the hex form.
+  for (const std::string& bad : std::vector<std::string>{hmac_sha256_base64(kSecret, kBody), "sha256=not base64!",
+                                                         "sha256=", "", "sha256=" + hmac_sha256_hex(kSecret, kBody)}) {
+    expect_safe_401(check(request_with(kBody, {{"X-Sig", bad}})), kSecret, {good});
+  }
+  EXPECT_TRUE(check(request_with(kBody, {{"x-sig", good}})).valid) << "header names are case-insensitive";
+}
+
 // ---- Stripe-style signed header ----
 
 class StripeSignature : public ::testing::Test {
