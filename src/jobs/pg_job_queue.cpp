@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
+#include <random>
 
 #include "jobs/listener.hpp"
 #include "webhookdb/errors.hpp"
@@ -102,6 +104,41 @@ std::string quote_ident(const std::string& name) {
 }
 
 std::string ms_param(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
+
+// 128 random bits in hex: unique per take, across processes and restarts.
+std::string new_lease_token() {
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
+  }();
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// A text[] literal of tokens (hex only, so nothing needs quoting).
+std::string token_array(const std::vector<Lease>& leases) {
+  std::string out = "{";
+  for (const auto& lease : leases) {
+    if (lease.token.empty()) continue;
+    if (out.size() > 1) out += ',';
+    for (char c : lease.token) {
+      const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      if (!hex) throw InvalidPrecondition("lease of job " + std::to_string(lease.job_id) + " has a malformed token");
+    }
+    out += lease.token;
+  }
+  return out + "}";
+}
+
+void require_token(const Lease& lease, const char* what) {
+  if (lease.token.empty()) {
+    throw InvalidPrecondition(std::string("PgJobQueue::") + what + " needs a lease from take() (job " +
+                              std::to_string(lease.job_id) + " has no token)");
+  }
+}
 
 }  // namespace
 
@@ -205,6 +242,15 @@ CREATE INDEX IF NOT EXISTS webhookdb_job_queue_owner_idx
 CREATE INDEX IF NOT EXISTS webhookdb_job_queue_failed_idx
   ON {schema}.webhookdb_job_queue (job_id) WHERE state = 'failed';
 )SQL"},
+      // Leases are matched by a per-take token, not by the owner's name (a
+      // worker restarted under the same name must not act on its
+      // predecessor's leases). Rows running under version 1 have no token:
+      // their workers cannot renew them any more, so they expire and are
+      // taken over.
+      {2, "job queue lease tokens",
+       R"SQL(
+ALTER TABLE {schema}.webhookdb_job_queue ADD COLUMN IF NOT EXISTS lease_token text;
+)SQL"},
   };
   return steps;
 }
@@ -265,13 +311,14 @@ std::optional<Lease> PgJobQueue::take(const std::string& owner) {
   const std::string& t = impl_->table;
   const std::string now = format_timestamp(impl_->options.clock->now());
   const std::string lease = ms_param(impl_->options.lease);
+  const std::string token = new_lease_token();
   std::optional<Lease> out;
   impl_->pool->transaction(
       [&](Session& s) {
         out.reset();
         if (impl_->options.max_attempts > 0) {
           auto reaped = s.exec(
-              "UPDATE " + t + " SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
+              "UPDATE " + t + " SET state = 'failed', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
               "  last_error = 'lease expired on attempt ' || attempts || ' of ' || $1::int || "
               "    ': its worker was lost every time (last: ' || coalesce(lease_owner, '?') || ')', "
               "  finished_at = clock_timestamp(), updated_at = clock_timestamp() "
@@ -291,11 +338,11 @@ std::optional<Lease> PgJobQueue::take(const std::string& owner) {
             "  ORDER BY run_at ASC NULLS FIRST, job_id"
             "  LIMIT 1 FOR UPDATE SKIP LOCKED) "
             "UPDATE " + t + " AS q SET state = 'running', attempts = q.attempts + 1, lease_owner = $1, "
-            "  lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond', "
+            "  lease_token = $4, lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond', "
             "  updated_at = clock_timestamp() "
             "FROM candidate WHERE q.job_id = candidate.job_id "
             "RETURNING q.job_id, q.attempts, q.retries_left, candidate.prev_state, candidate.prev_owner",
-            {owner, now, lease});
+            {owner, now, lease, token});
         if (r.empty()) return;
         Lease l;
         l.job_id = to_i64(r.at(0, "job_id"));
@@ -303,6 +350,8 @@ std::optional<Lease> PgJobQueue::take(const std::string& owner) {
         l.retries_left = to_opt_int(r.at(0, "retries_left"));
         l.recovered = r.at(0, "prev_state").value_or("") == "running";
         l.previous_owner = l.recovered ? r.at(0, "prev_owner").value_or("") : "";
+        l.owner = owner;
+        l.token = token;
         out = l;
       },
       1);
@@ -314,12 +363,14 @@ std::optional<Lease> PgJobQueue::take(const std::string& owner) {
   return out;
 }
 
-std::vector<std::int64_t> PgJobQueue::renew(const std::string& owner) {
+std::vector<std::int64_t> PgJobQueue::renew(const std::vector<Lease>& leases) {
+  const std::string tokens = token_array(leases);
+  if (tokens == "{}") return {};
   auto r = impl_->tx("UPDATE " + impl_->table +
                          " SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond', "
-                         "updated_at = clock_timestamp() WHERE state = 'running' AND lease_owner = $1 "
+                         "updated_at = clock_timestamp() WHERE state = 'running' AND lease_token = ANY($1::text[]) "
                          "RETURNING job_id",
-                     {owner, ms_param(impl_->options.lease)});
+                     {tokens, ms_param(impl_->options.lease)});
   std::vector<std::int64_t> ids;
   ids.reserve(r.rows.size());
   for (const auto& row : r.rows) ids.push_back(to_i64(row[0]));
@@ -327,33 +378,37 @@ std::vector<std::int64_t> PgJobQueue::renew(const std::string& owner) {
   return ids;
 }
 
-bool PgJobQueue::complete(std::int64_t job_id, const std::string& owner) {
+bool PgJobQueue::complete(const Lease& lease) {
+  require_token(lease, "complete");
   auto r = impl_->tx("UPDATE " + impl_->table +
-                         " SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, "
+                         " SET state = 'done', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
                          "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
-                     {std::to_string(job_id), owner});
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id",
+                     {std::to_string(lease.job_id), lease.token});
   return !r.empty();
 }
 
-bool PgJobQueue::release(std::int64_t job_id, const std::string& owner, std::optional<Timestamp> run_at) {
+bool PgJobQueue::release(const Lease& lease, std::optional<Timestamp> run_at) {
+  require_token(lease, "release");
   bool released = false;
   impl_->pool->transaction(
       [&](Session& s) {
         released = !s.exec("UPDATE " + impl_->table +
                                " SET state = 'queued', run_at = $3::timestamptz, lease_owner = NULL, "
-                               "lease_expires_at = NULL, updated_at = clock_timestamp() "
-                               "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
-                           {std::to_string(job_id), owner, run_at ? Param(format_timestamp(*run_at)) : Param()})
+                               "lease_token = NULL, lease_expires_at = NULL, updated_at = clock_timestamp() "
+                               "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id",
+                           {std::to_string(lease.job_id), lease.token,
+                            run_at ? Param(format_timestamp(*run_at)) : Param()})
                         .empty();
-        if (released) s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(job_id)});
+        if (released) s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(lease.job_id)});
       },
       1);
   return released;
 }
 
-RetryDecision PgJobQueue::retry_or_fail(std::int64_t job_id, const std::string& owner, int retries,
-                                        std::chrono::seconds backoff, const std::string& error) {
+RetryDecision PgJobQueue::retry_or_fail(const Lease& lease, int retries, std::chrono::seconds backoff,
+                                        const std::string& error) {
+  require_token(lease, "retry_or_fail");
   const Timestamp run_at = impl_->options.clock->now() + std::chrono::duration_cast<std::chrono::microseconds>(backoff);
   // Every right-hand side sees the row as it was, so `budget` is the same in each.
   const std::string budget = "coalesce(retries_left, $3::int)";
@@ -362,20 +417,22 @@ RetryDecision PgJobQueue::retry_or_fail(std::int64_t job_id, const std::string& 
                          "run_at = CASE WHEN " + budget + " > 0 THEN $4::timestamptz ELSE run_at END, " +
                          "retries_left = greatest(" + budget + " - 1, 0), " +
                          "finished_at = CASE WHEN " + budget + " > 0 THEN NULL ELSE clock_timestamp() END, " +
-                         "last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp() "
-                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING state",
-                     {std::to_string(job_id), owner, std::to_string(std::max(0, retries)), format_timestamp(run_at),
-                      clean_error(error, impl_->options.max_error_bytes)});
+                         "last_error = $5, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                         "updated_at = clock_timestamp() "
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING state",
+                     {std::to_string(lease.job_id), lease.token, std::to_string(std::max(0, retries)),
+                      format_timestamp(run_at), clean_error(error, impl_->options.max_error_bytes)});
   if (r.empty()) return RetryDecision::lease_lost;
   return r.at(0, "state").value_or("") == "queued" ? RetryDecision::retried : RetryDecision::failed;
 }
 
-bool PgJobQueue::fail(std::int64_t job_id, const std::string& owner, const std::string& error) {
+bool PgJobQueue::fail(const Lease& lease, const std::string& error) {
+  require_token(lease, "fail");
   auto r = impl_->tx("UPDATE " + impl_->table +
-                         " SET state = 'failed', last_error = $3, lease_owner = NULL, lease_expires_at = NULL, "
-                         "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_owner = $2 RETURNING job_id",
-                     {std::to_string(job_id), owner, clean_error(error, impl_->options.max_error_bytes)});
+                         " SET state = 'failed', last_error = $3, lease_owner = NULL, lease_token = NULL, "
+                         "lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                         "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id",
+                     {std::to_string(lease.job_id), lease.token, clean_error(error, impl_->options.max_error_bytes)});
   return !r.empty();
 }
 

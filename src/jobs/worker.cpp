@@ -73,8 +73,13 @@ struct Worker::Impl {
   mutable std::condition_variable cv;
   Phase phase = Phase::created;
   bool heartbeat_stop = false;
-  // Running jobs and how to cancel each; jobs whose lease another worker took.
-  std::map<std::int64_t, std::shared_ptr<CancellationSource>> held;
+  // Running jobs: their lease (renewed by the heartbeat) and how to cancel
+  // each; jobs whose lease another worker took.
+  struct Held {
+    Lease lease;
+    std::shared_ptr<CancellationSource> source;
+  };
+  std::map<std::int64_t, Held> held;
   std::set<std::int64_t> lost;
   WorkerStats stats;
   std::mutex stop_mutex;  // serializes stop()
@@ -165,7 +170,7 @@ struct Worker::Impl {
     auto source = std::make_shared<CancellationSource>(jobs_stop.token());
     {
       std::lock_guard lock(mutex);
-      held[lease.job_id] = source;
+      held[lease.job_id] = Held{lease, source};
       ++stats.taken;
       ++stats.running;
     }
@@ -210,10 +215,10 @@ struct Worker::Impl {
                                                  : std::optional<Timestamp>(queue->options().clock->now() +
                                                                             std::chrono::duration_cast<std::chrono::microseconds>(
                                                                                 queue->options().lease));
-        report.result = queue->release(lease.job_id, options.owner, later) ? RunResult::released : RunResult::lease_lost;
+        report.result = queue->release(lease, later) ? RunResult::released : RunResult::lease_lost;
         report.error = "given back: " + give_back;
       } else if (!error) {
-        report.result = queue->complete(lease.job_id, options.owner) ? RunResult::completed : RunResult::lease_lost;
+        report.result = queue->complete(lease) ? RunResult::completed : RunResult::lease_lost;
       } else {
         settle_error(lease, error, source->cancelled(), report);
       }
@@ -262,7 +267,7 @@ struct Worker::Impl {
     try {
       std::rethrow_exception(error);
     } catch (const RetryOrDie& e) {
-      const auto decision = queue->retry_or_fail(lease.job_id, options.owner, e.retries(), e.backoff(), message);
+      const auto decision = queue->retry_or_fail(lease, e.retries(), e.backoff(), message);
       report.result = decision == RetryDecision::retried  ? RunResult::retried
                       : decision == RetryDecision::failed ? RunResult::failed
                                                           : RunResult::lease_lost;
@@ -270,13 +275,13 @@ struct Worker::Impl {
     } catch (const std::exception& e) {
       if (cancelled || dynamic_cast<const Cancelled*>(&e) != nullptr) {
         // Stopped on purpose: its checkpoints stay, the next holder resumes.
-        report.result = queue->release(lease.job_id, options.owner) ? RunResult::released : RunResult::lease_lost;
+        report.result = queue->release(lease) ? RunResult::released : RunResult::lease_lost;
         report.error.clear();
         return;
       }
       const auto* err = dynamic_cast<const Error*>(&e);
       if (err != nullptr && err->retryable() && options.transient_retries > 0) {
-        const auto decision = queue->retry_or_fail(lease.job_id, options.owner, options.transient_retries,
+        const auto decision = queue->retry_or_fail(lease, options.transient_retries,
                                                    transient_delay(options.transient_backoff, lease.attempt), message);
         report.result = decision == RetryDecision::retried  ? RunResult::retried
                         : decision == RetryDecision::failed ? RunResult::failed
@@ -285,37 +290,40 @@ struct Worker::Impl {
       }
     } catch (...) {
     }
-    report.result = queue->fail(lease.job_id, options.owner, message) ? RunResult::failed : RunResult::lease_lost;
+    report.result = queue->fail(lease, message) ? RunResult::failed : RunResult::lease_lost;
   }
 
   void heartbeat_loop() {
     const auto interval = heartbeat_interval();
     int failures = 0;
     while (true) {
-      std::vector<std::int64_t> snapshot;
+      std::vector<Lease> snapshot;
       {
         std::unique_lock lock(mutex);
         if (cv.wait_for(lock, interval, [&] { return heartbeat_stop; })) return;
-        for (const auto& [id, source] : held) snapshot.push_back(id);
+        for (const auto& [id, h] : held) snapshot.push_back(h.lease);
       }
       if (snapshot.empty()) continue;
       std::vector<std::int64_t> still;
       try {
-        still = queue->renew(options.owner);
+        // Only the leases this worker runs: never those a dead process left
+        // under the same owner name.
+        still = queue->renew(snapshot);
         failures = 0;
       } catch (const std::exception& e) {
         if (failures++ % 10 == 0) log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
         continue;
       }
-      for (const auto id : snapshot) {
+      for (const auto& lease : snapshot) {
+        const std::int64_t id = lease.job_id;
         if (std::binary_search(still.begin(), still.end(), id)) continue;
         std::shared_ptr<CancellationSource> source;
         {
           std::lock_guard lock(mutex);
           auto it = held.find(id);
-          if (it == held.end()) continue;  // ended meanwhile
+          if (it == held.end() || it->second.lease.token != lease.token) continue;  // ended meanwhile
           lost.insert(id);
-          source = it->second;
+          source = it->second.source;
         }
         log(LogLevel::warn, "job " + std::to_string(id) + ": " + options.owner +
                                 " lost its lease (another worker took the job over); cancelling this run");

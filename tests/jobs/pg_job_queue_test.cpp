@@ -46,6 +46,15 @@ class JobsQueueTest : public test::PgTest {
                {std::to_string(job_id)});
   }
 
+  // A lease nobody took: what a stranger (or a forged call) holds.
+  static Lease forged(std::int64_t job_id, const std::string& owner) {
+    Lease l;
+    l.job_id = job_id;
+    l.owner = owner;
+    l.token = "0123456789abcdef0123456789abcdef";
+    return l;
+  }
+
   std::shared_ptr<ManualClock> clock_;
 };
 
@@ -53,7 +62,7 @@ TEST_F(JobsQueueTest, MigrationIsVersionedAndIdempotent) {
   auto q1 = make_queue();
   auto q2 = make_queue();  // a second process starting: nothing to do
   q2->migrate();
-  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), std::vector<int>{1});
+  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), (std::vector<int>{1, 2}));
   auto r = admin_exec("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_job_queue");
   EXPECT_EQ(r.rows.at(0).at(0).value_or(""), "0");
 }
@@ -73,7 +82,7 @@ TEST_F(JobsQueueTest, ConcurrentMigrationsFromManyQueuesAgree) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   auto q = make_queue();
-  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), std::vector<int>{1});
+  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), (std::vector<int>{1, 2}));
 }
 
 TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {
@@ -99,8 +108,12 @@ TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {
   ASSERT_TRUE(e->lease_expires_at);
   EXPECT_GT(*e->lease_expires_at, e->updated_at);
 
-  EXPECT_FALSE(q->complete(7, "w2")) << "only the holder completes";
-  EXPECT_TRUE(q->complete(7, "w1"));
+  EXPECT_EQ(lease->owner, "w1");
+  EXPECT_EQ(lease->token.size(), 32U);
+  EXPECT_FALSE(q->complete(forged(7, "w2"))) << "only the holder completes";
+  EXPECT_FALSE(q->complete(forged(7, "w1"))) << "the holder's name is not enough: its lease's token is needed";
+  EXPECT_TRUE(q->complete(*lease));
+  EXPECT_FALSE(q->complete(*lease)) << "once";
   e = q->entry(7);
   EXPECT_EQ(e->state, QueueState::done);
   EXPECT_TRUE(e->lease_owner.empty());
@@ -146,7 +159,8 @@ TEST_F(JobsQueueTest, ConcurrentTakersNeverShareAJob) {
 TEST_F(JobsQueueTest, ExpiredLeaseIsTakenOverAndTheOldHolderLosesIt) {
   auto q = make_queue(300ms);
   q->enqueue(5);
-  ASSERT_TRUE(q->take("dead"));
+  auto dead = q->take("dead");
+  ASSERT_TRUE(dead);
   EXPECT_FALSE(q->take("alive"));
   std::this_thread::sleep_for(450ms);  // database time: the lease really expires
   auto lease = q->take("alive");
@@ -156,23 +170,51 @@ TEST_F(JobsQueueTest, ExpiredLeaseIsTakenOverAndTheOldHolderLosesIt) {
   EXPECT_TRUE(lease->recovered);
   EXPECT_EQ(lease->previous_owner, "dead");
 
-  EXPECT_TRUE(q->renew("dead").empty()) << "the old holder learns it lost the job";
-  EXPECT_FALSE(q->complete(5, "dead"));
-  EXPECT_FALSE(q->release(5, "dead"));
-  EXPECT_EQ(q->retry_or_fail(5, "dead", 2, 63s, "x"), RetryDecision::lease_lost);
-  EXPECT_EQ(q->renew("alive"), std::vector<std::int64_t>{5});
-  EXPECT_TRUE(q->complete(5, "alive"));
+  EXPECT_TRUE(q->renew({*dead}).empty()) << "the old holder learns it lost the job";
+  EXPECT_FALSE(q->complete(*dead));
+  EXPECT_FALSE(q->release(*dead));
+  EXPECT_FALSE(q->fail(*dead, "x"));
+  EXPECT_EQ(q->retry_or_fail(*dead, 2, 63s, "x"), RetryDecision::lease_lost);
+  EXPECT_EQ(q->renew({*lease}), std::vector<std::int64_t>{5});
+  EXPECT_TRUE(q->complete(*lease));
 }
 
 TEST_F(JobsQueueTest, RenewalKeepsTheLease) {
   auto q = make_queue(1s);
   q->enqueue(9);
-  ASSERT_TRUE(q->take("w1"));
+  auto lease = q->take("w1");
+  ASSERT_TRUE(lease);
   for (int i = 0; i < 5; ++i) {
     std::this_thread::sleep_for(300ms);
-    EXPECT_EQ(q->renew("w1"), std::vector<std::int64_t>{9});
+    EXPECT_EQ(q->renew({*lease}), std::vector<std::int64_t>{9});
   }
   EXPECT_FALSE(q->take("w2")) << "1.5 s later, a renewed 1 s lease still holds";
+  EXPECT_TRUE(q->renew({}).empty());
+}
+
+// A worker restarted under its predecessor's name (a stable pod or host name)
+// renews only the leases it took itself: the dead one's expire and are taken over.
+TEST_F(JobsQueueTest, RenewExtendsOnlyTheGivenLeasesNotEveryLeaseOfTheOwnersName) {
+  auto q = make_queue(300ms);
+  q->enqueue(1);
+  q->enqueue(2);
+  auto orphan = q->take("w1");  // the process that died
+  ASSERT_TRUE(orphan);
+  auto mine = q->take("w1");  // its successor, same name
+  ASSERT_TRUE(mine);
+  ASSERT_NE(orphan->token, mine->token);
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(120ms);
+    EXPECT_EQ(q->renew({*mine}), std::vector<std::int64_t>{mine->job_id});
+  }
+  auto taken = q->take("w2");
+  ASSERT_TRUE(taken) << "the orphan's lease was not kept alive by the successor's heartbeat";
+  EXPECT_EQ(taken->job_id, orphan->job_id);
+  EXPECT_TRUE(taken->recovered);
+  EXPECT_EQ(taken->previous_owner, "w1");
+  EXPECT_TRUE(q->renew({*orphan}).empty());
+  EXPECT_EQ(q->entry(mine->job_id)->state, QueueState::running);
+  EXPECT_THROW((void)q->complete(Lease{}), InvalidPrecondition) << "a lease not from take()";
 }
 
 TEST_F(JobsQueueTest, RunAtFollowsTheInjectedClock) {
@@ -209,8 +251,9 @@ TEST_F(JobsQueueTest, RetryOrDieHonoursBackoffThenFailsForGood) {
   q->enqueue(21);
   const auto start = clock_->now();
 
-  ASSERT_TRUE(q->take("w"));
-  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (first)"), RetryDecision::retried);
+  auto l1 = q->take("w");
+  ASSERT_TRUE(l1);
+  EXPECT_EQ(q->retry_or_fail(*l1, 2, 63s, "HTTP 503 (first)"), RetryDecision::retried);
   auto e = q->entry(21);
   EXPECT_EQ(e->state, QueueState::queued);
   EXPECT_EQ(e->run_at, std::optional<Timestamp>(start + 63s));
@@ -226,12 +269,13 @@ TEST_F(JobsQueueTest, RetryOrDieHonoursBackoffThenFailsForGood) {
   ASSERT_TRUE(l2);
   EXPECT_EQ(l2->attempt, 2);
   EXPECT_EQ(l2->retries_left, std::optional<int>(1));
-  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (second)"), RetryDecision::retried);
+  EXPECT_EQ(q->retry_or_fail(*l2, 2, 63s, "HTTP 503 (second)"), RetryDecision::retried);
   EXPECT_EQ(q->entry(21)->retries_left, std::optional<int>(0));
   clock_->advance(63s);
 
-  ASSERT_TRUE(q->take("w"));
-  EXPECT_EQ(q->retry_or_fail(21, "w", 2, 63s, "HTTP 503 (third)"), RetryDecision::failed);
+  auto l3 = q->take("w");
+  ASSERT_TRUE(l3);
+  EXPECT_EQ(q->retry_or_fail(*l3, 2, 63s, "HTTP 503 (third)"), RetryDecision::failed);
   e = q->entry(21);
   EXPECT_EQ(e->state, QueueState::failed);
   EXPECT_EQ(e->attempts, 3);
@@ -255,15 +299,16 @@ TEST_F(JobsQueueTest, RetryOrDieHonoursBackoffThenFailsForGood) {
   auto l4 = q->take("w");
   ASSERT_TRUE(l4);
   EXPECT_EQ(l4->attempt, 1);
-  EXPECT_TRUE(q->complete(21, "w"));
+  EXPECT_TRUE(q->complete(*l4));
   EXPECT_TRUE(q->failed().empty());
 }
 
 TEST_F(JobsQueueTest, ZeroRetriesFailsAtOnce) {
   auto q = make_queue();
   q->enqueue(3);
-  ASSERT_TRUE(q->take("w"));
-  EXPECT_EQ(q->retry_or_fail(3, "w", 0, 10s, "boom"), RetryDecision::failed);
+  auto l = q->take("w");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(q->retry_or_fail(*l, 0, 10s, "boom"), RetryDecision::failed);
   EXPECT_EQ(q->entry(3)->state, QueueState::failed);
 }
 
@@ -273,11 +318,12 @@ TEST_F(JobsQueueTest, FailRecordsACleanBoundedError) {
   o.max_error_bytes = 50;
   PgJobQueue q(config(), o);
   q.enqueue(4);
-  ASSERT_TRUE(q.take("w"));
+  auto l = q.take("w");
+  ASSERT_TRUE(l);
   std::string error("bad\0thing", 9);
   error += std::string(100, 'x');
-  EXPECT_FALSE(q.fail(4, "other", error));
-  EXPECT_TRUE(q.fail(4, "w", error));
+  EXPECT_FALSE(q.fail(forged(4, "other"), error));
+  EXPECT_TRUE(q.fail(*l, error));
   auto e = q.entry(4);
   EXPECT_EQ(e->state, QueueState::failed);
   EXPECT_EQ(e->last_error.find('\0'), std::string::npos);
@@ -288,8 +334,9 @@ TEST_F(JobsQueueTest, FailRecordsACleanBoundedError) {
 TEST_F(JobsQueueTest, ReleaseGivesTheJobBack) {
   auto q = make_queue();
   q->enqueue(8, clock_->now());
-  ASSERT_TRUE(q->take("w1"));
-  EXPECT_TRUE(q->release(8, "w1"));
+  auto l1 = q->take("w1");
+  ASSERT_TRUE(l1);
+  EXPECT_TRUE(q->release(*l1));
   auto e = q->entry(8);
   EXPECT_EQ(e->state, QueueState::queued);
   EXPECT_TRUE(e->lease_owner.empty());
@@ -313,13 +360,14 @@ TEST_F(JobsQueueTest, EnqueueSemantics) {
   EXPECT_FALSE(q->entry(1)->run_at);
 
   // A running job is left to its runner.
-  ASSERT_TRUE(q->take("w"));
+  auto l = q->take("w");
+  ASSERT_TRUE(l);
   q->enqueue(1);
   EXPECT_EQ(q->entry(1)->state, QueueState::running);
   EXPECT_EQ(q->entry(1)->lease_owner, "w");
 
   // A done job runs again, with a fresh attempt count.
-  EXPECT_TRUE(q->complete(1, "w"));
+  EXPECT_TRUE(q->complete(*l));
   q->enqueue(1);
   auto e = q->entry(1);
   EXPECT_EQ(e->state, QueueState::queued);
@@ -351,8 +399,9 @@ TEST_F(JobsQueueTest, PurgeDone) {
   auto q = make_queue();
   q->enqueue(1);
   q->enqueue(2);
-  ASSERT_TRUE(q->take("w"));
-  ASSERT_TRUE(q->complete(1, "w"));
+  auto l = q->take("w");
+  ASSERT_TRUE(l);
+  ASSERT_TRUE(q->complete(*l));
   EXPECT_EQ(q->purge_done(Timestamp(std::chrono::microseconds(0))), 0U);
   EXPECT_EQ(q->purge_done(std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()) + 1h),
             1U);

@@ -550,8 +550,8 @@ TEST_F(JobsWorkerTest, ALostLeaseCancelsTheRunAndLeavesTheRowToItsNewHolder) {
   start_worker(queue_, 1);
   ASSERT_TRUE(wait_until([&] { return server_->stats().pages >= 3; }, 20s));
   admin_exec("UPDATE " + schema().quoted() +
-                 ".webhookdb_job_queue SET lease_owner = 'thief', lease_expires_at = clock_timestamp() + interval "
-                 "'1 hour' WHERE job_id = $1::bigint",
+                 ".webhookdb_job_queue SET lease_owner = 'thief', lease_token = 'feedfacefeedfacefeedfacefeedface', "
+                 "lease_expires_at = clock_timestamp() + interval '1 hour' WHERE job_id = $1::bigint",
              {std::to_string(job.id)});
   ASSERT_TRUE(reports_.wait_for(1, 5s));
   EXPECT_EQ(reports_.all()[0].result, RunResult::lease_lost);

@@ -53,7 +53,9 @@ using tools::Fault;
 constexpr std::chrono::milliseconds kHttpTimeout = 1000ms;
 constexpr std::chrono::milliseconds kStall = 2500ms;
 constexpr std::chrono::milliseconds kStatementTimeout = 1500ms;
-constexpr std::chrono::milliseconds kLockHeld = 2500ms;
+// The longest the table stays locked (released as soon as a waiting writer has
+// been cancelled by its statement_timeout).
+constexpr std::chrono::milliseconds kLockHeld = 10'000ms;
 constexpr double kLeaseSeconds = 2.0;
 constexpr std::chrono::minutes kBudget{4};
 
@@ -253,6 +255,7 @@ class FaultMatrix : public test::PgTest {
             return;
           }
         }
+        if (terminator_paused_.load()) continue;
         try {
           auto r = admin.exec(
               "SELECT pid, (state <> 'idle' AND query ~* '^\\s*(insert|copy|with)') AS writer"
@@ -281,18 +284,36 @@ class FaultMatrix : public test::PgTest {
     if (terminator_.joinable()) terminator_.join();
   }
 
-  // Holds an ACCESS EXCLUSIVE lock on the table past statement_timeout, so the
-  // writer's next statement is cancelled by it.
+  // Holds an ACCESS EXCLUSIVE lock on the table until a worker's statement
+  // has waited on it and been cancelled by statement_timeout (at most
+  // kLockHeld). The terminator pauses meanwhile: it prefers busy writers, and
+  // terminating the waiting one would pre-empt the timeout.
   void hold_lock_past_statement_timeout(const ServiceIntegration& si) {
     pg::Config c = config(1);
     c.application_name = "fault_matrix_locker";
     c.statement_timeout = 0ms;
     pg::ConnectionPool locker(c);
     const std::string table = replica_->qualified_name(registry_->make(si, context())->table_spec());
+    terminator_paused_ = true;
     locker.transaction([&](pg::Session& s) {
       s.exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
-      std::this_thread::sleep_for(kLockHeld);
+      // Polled from another connection: pg_stat_activity is a snapshot per transaction.
+      const auto waiting = [&] {
+        return admin_exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
+                          " AND wait_event_type = 'Lock'")
+                   .rows.at(0)
+                   .at(0) != std::optional<std::string>("0");
+      };
+      const auto deadline = std::chrono::steady_clock::now() + kLockHeld;
+      bool blocked = false;
+      while (std::chrono::steady_clock::now() < deadline) {
+        const bool now_waiting = waiting();
+        if (blocked && !now_waiting) break;  // its statement was cancelled
+        blocked = blocked || now_waiting;
+        std::this_thread::sleep_for(50ms);
+      }
     });
+    terminator_paused_ = false;
   }
 
   Verification verify(const ServiceIntegration& si) {
@@ -342,6 +363,7 @@ class FaultMatrix : public test::PgTest {
   std::mutex terminator_mutex_;
   std::condition_variable terminator_cv_;
   bool terminator_stop_ = false;
+  std::atomic<bool> terminator_paused_{false};
   std::atomic<int> writers_terminated_{0};
   std::atomic<int> others_terminated_{0};
 };
@@ -439,7 +461,7 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
       // The table of a running job, so that its writer hits the timeout.
       for (const auto& e : queue_->entries(jobs::QueueState::running)) {
         const auto& si = e.job_id == job_a.id ? charges : cursor;
-        std::cerr << "fault matrix: locking " << si.table_name << " for " << kLockHeld.count() << " ms\n";
+        std::cerr << "fault matrix: locking " << si.table_name << " until a writer times out\n";
         hold_lock_past_statement_timeout(si);
         locked = true;
         break;
@@ -454,6 +476,10 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
   EXPECT_TRUE(locked) << "no table was locked";
 
   for (auto& [name, w] : workers_) {
+    if (name == killed_owner) {  // SIGKILLed above (exit 137); its successor runs under another name
+      logs_[name] = w->log();
+      continue;
+    }
     w->signal(SIGTERM);
     EXPECT_EQ(w->wait_exit(20s), std::optional<int>(0)) << name << " did not drain and exit 0";
     logs_[name] = w->log();

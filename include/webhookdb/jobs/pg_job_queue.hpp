@@ -73,6 +73,12 @@ struct Lease {
   // The job was taken over from a worker whose lease had expired.
   bool recovered = false;
   std::string previous_owner;
+  // Who took it (for logs and operators) and a token unique to this take.
+  // Every later call on the lease matches the token, not the owner's name:
+  // a worker restarted under the same name (a stable pod or host name) must
+  // not renew, complete or release the leases its dead predecessor left.
+  std::string owner;
+  std::string token;
 };
 
 enum class RetryDecision {
@@ -121,25 +127,26 @@ class PgJobQueue final : public JobQueue {
   // Queues the job only when the queue has no row for it. True when queued.
   bool enqueue_if_absent(std::int64_t job_id);
 
-  // --- Worker side: `owner` names one worker (unique per process) ---
+  // --- Worker side: `owner` names one worker (shown to operators) ---
   // Takes the next due job (queued with run_at <= now, or running with an
-  // expired lease), lease until now + lease. nullopt when nothing is due.
+  // expired lease), lease until now + lease, under a fresh token. nullopt
+  // when nothing is due.
   [[nodiscard]] std::optional<Lease> take(const std::string& owner);
-  // Extends every lease `owner` holds; returns the job ids still held (a job
-  // missing from it was taken over, and its run should stop).
-  [[nodiscard]] std::vector<std::int64_t> renew(const std::string& owner);
+  // Extends exactly these leases (the ones this worker is running); returns
+  // the job ids still held, sorted (a job missing from it was taken over,
+  // and its run should stop).
+  [[nodiscard]] std::vector<std::int64_t> renew(const std::vector<Lease>& leases);
   // The run ended (any JobRunOutcome): done. False when the lease was lost.
-  bool complete(std::int64_t job_id, const std::string& owner);
+  bool complete(const Lease& lease);
   // Gives the job back (worker stopping): queued, due at `run_at` (at once by
   // default), lease cleared. False when the lease was lost.
-  bool release(std::int64_t job_id, const std::string& owner, std::optional<Timestamp> run_at = std::nullopt);
+  bool release(const Lease& lease, std::optional<Timestamp> run_at = std::nullopt);
   // RetryOrDie: while retries remain (the budget starts at `retries` on the
   // first retry of a job), queued again at clock.now() + backoff; then failed
   // for good. `error` must hold no secret.
-  RetryDecision retry_or_fail(std::int64_t job_id, const std::string& owner, int retries,
-                              std::chrono::seconds backoff, const std::string& error);
+  RetryDecision retry_or_fail(const Lease& lease, int retries, std::chrono::seconds backoff, const std::string& error);
   // Failed for good, with its error. False when the lease was lost.
-  bool fail(std::int64_t job_id, const std::string& owner, const std::string& error);
+  bool fail(const Lease& lease, const std::string& error);
 
   // --- Wake-ups ---
   // A counter bumped by every NOTIFY received (and every local enqueue).
