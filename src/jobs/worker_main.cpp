@@ -146,7 +146,9 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     config.url = settings.database_url;
     config.schema = settings.schema;
     config.pool_size = settings.concurrency + 4;
-    config.application_name = "webhookdb-worker";
+    if (settings.owner.empty()) settings.owner = default_worker_owner();
+    // Operators (and tests) tell the workers' backends apart in pg_stat_activity.
+    config.application_name = "webhookdb-worker " + settings.owner;
     if (!settings.replica_schema.empty()) config.replica_schema = settings.replica_schema;
     auto pool = std::make_shared<pg::ConnectionPool>(config);
 

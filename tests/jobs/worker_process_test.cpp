@@ -324,14 +324,28 @@ TEST_F(JobsProcessTest, AKilledWorkersJobIsFinishedByAnotherAfterItsLeaseWithout
   auto job = jobs_->create_recursive(si, false, nlohmann::json::object());
   spawn("doomed", 1, 2);
   queue_->enqueue(job.id);
-  ASSERT_TRUE(wait_until([&] { return server_->stats().pages >= 6; }, 30s));
+  // Killed once a few pages are checkpointed (the page loop prefetches, so
+  // pages served run ahead of pages written by a load-dependent amount).
+  ASSERT_TRUE(wait_until([&] { return pages_checkpointed(job.id) >= 4; }, 30s));
 
   auto& doomed = *workers_.at("doomed");
   doomed.signal(SIGKILL);
   ASSERT_EQ(doomed.wait_exit(5s), std::optional<int>(128 + SIGKILL));
   const auto killed_at = std::chrono::steady_clock::now();
   logs_["doomed"] = doomed.log();
-  std::this_thread::sleep_for(100ms);  // let the server finish reading what it was sent
+  // What the dead process had sent can still land after its death: a COMMIT
+  // (a later checkpoint) its backend had not yet run, a request the server
+  // had not yet read. Both are settled once its backends have exited and the
+  // server has closed its connections; only then is the count taken.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return admin_exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-worker doomed'")
+                       .rows.at(0)
+                       .at(0) == std::optional<std::string>("0") &&
+               server_->stats().open_connections == 0;
+      },
+      10s))
+      << "the dead worker's connections did not close";
   const auto requests_at_kill = server_->stats().data_requests;
   const std::size_t checkpointed = pages_checkpointed(job.id);
   EXPECT_GE(checkpointed, 4U);
