@@ -408,6 +408,21 @@ TEST_F(JobsProcessTest, SigtermDrainsCleanlyAndTheNextWorkerResumes) {
   terminate("second");
 }
 
+TEST_F(JobsProcessTest, SigintDrainsAndExitsZeroLikeSigterm) {
+  start_server(200ms);  // 20 pages: the job is still running when SIGINT comes
+  auto si = integration(demo::kChargeService);
+  auto job = jobs_->create_recursive(si, false, nlohmann::json::object());
+  auto& w = spawn("interrupted", 1, 5);
+  queue_->enqueue(job.id);
+  ASSERT_TRUE(wait_until([&] { return pages_checkpointed(job.id) >= 2; }, 30s));
+  w.signal(SIGINT);
+  EXPECT_EQ(w.wait_exit(15s), std::optional<int>(0));
+  logs_["interrupted"] = w.log();
+  EXPECT_NE(logs_["interrupted"].find("received SIGINT"), std::string::npos);
+  EXPECT_TRUE(queue_->entries(QueueState::running).empty()) << "no job left leased";
+  EXPECT_EQ(queue_->entry(job.id)->state, QueueState::queued) << "given back to the queue";
+}
+
 TEST_F(JobsProcessTest, CommandLine) {
   auto run = [&](const std::vector<std::string>& args) {
     WorkerProcess p(args, log_dir_ + "/cli.log");
