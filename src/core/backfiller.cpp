@@ -117,7 +117,9 @@ void check_page(const BackfillPage& page, const std::string& integration) {
 
 void check_token(const std::string& token, const std::string& next) {
   if (!next.empty() && next == token) {
-    throw InvariantViolation("pagination token repeated ('" + token.substr(0, 64) + "'): following it would loop forever");
+    // A token may be a next-page URL carrying an access token: redact first.
+    throw InvariantViolation("pagination token repeated ('" + redact_url(token).substr(0, 64) +
+                             "'): following it would loop forever");
   }
 }
 }  // namespace

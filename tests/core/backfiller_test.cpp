@@ -215,6 +215,22 @@ TEST_F(BackfillerTest, ARepeatedTokenIsAnErrorInsteadOfAnEndlessLoop) {
   EXPECT_EQ(b.fetch_count(), 2U);
 }
 
+TEST_F(BackfillerTest, ARepeatedNextUrlIsReportedWithItsAccessTokenRedacted) {
+  const std::string next = "https://graph.example.com/v1/items?after=abc&access_token=tok_SECRET_123";
+  ScriptedBackfiller b([&](const std::string&, const std::optional<Timestamp>&, const CancellationToken&) {
+    return BackfillPage{nlohmann::json::array({1}), next, 0};
+  });
+  prepare(b);
+  try {
+    b.backfill(std::nullopt);
+    FAIL() << "expected InvariantViolation";
+  } catch (const InvariantViolation& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("tok_SECRET_123"), std::string::npos) << what;
+    EXPECT_NE(what.find("graph.example.com"), std::string::npos) << what;
+  }
+}
+
 TEST_F(BackfillerTest, StartsAtTheRuntimesStartToken) {
   ScriptedBackfiller b(ScriptedBackfiller::pages({{1}, {2}, {3}}));
   auto rt = test::runtime_with(sleeper);
