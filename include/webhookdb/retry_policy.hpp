@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb {
@@ -33,6 +34,8 @@ struct PoliteRetryOptions {
   std::chrono::milliseconds max_total_wait{120'000};
   // Seeds the jitter; 0 picks a random seed.
   std::uint64_t seed = 0;
+  // "Now" for Retry-After given as an HTTP date; null is the system clock.
+  std::shared_ptr<const Clock> clock;
 };
 
 // Exponential backoff with full jitter and a cap; Retry-After (delta-seconds

@@ -82,7 +82,9 @@ class PoliteRetryPolicy final : public RetryPolicy {
     if (http != nullptr && (http->status() == 429 || http->status() == 503)) {
       // The server said when: wait exactly that, even past the cap (the
       // budget below still bounds it).
-      const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+      const Timestamp now = options_.clock ? options_.clock->now()
+                                           : std::chrono::time_point_cast<std::chrono::microseconds>(
+                                                 std::chrono::system_clock::now());
       wait = retry_after(error, now);
     }
     if (!wait) wait = jitter(attempt);

@@ -155,6 +155,17 @@ TEST(PoliteRetryPolicy, HonoursRetryAfterAsAnHttpDate) {
   EXPECT_LE(*wait, milliseconds(30'000));
 }
 
+TEST(PoliteRetryPolicy, ReadsNowFromTheInjectedClock) {
+  class FixedClock final : public Clock {
+   public:
+    [[nodiscard]] Timestamp now() const override { return at(784'111'777); }
+  };
+  // Sun, 06 Nov 1994 08:49:37 GMT is 784111777: 45 s after the clock's now.
+  const auto policy = polite_retry_policy({.seed = 3, .clock = std::make_shared<FixedClock>()});
+  const auto wait = policy->wait_before_retry(status_error(429, {{"Retry-After", "Sun, 06 Nov 1994 08:50:22 GMT"}}), 1);
+  EXPECT_EQ(wait, milliseconds(45'000));
+}
+
 TEST(PoliteRetryPolicy, GivesUpWhenTheTotalWaitWouldPassTheBudget) {
   const auto policy = polite_retry_policy({.max_attempts = 10, .max_total_wait = milliseconds(10'000), .seed = 3});
   // One page's retry loop: attempts 1, 2, 3 in order on this thread.
