@@ -42,7 +42,14 @@ enum class JsonFailure : std::uint8_t {
 // What went wrong, and where.
 struct JsonParseError {
   JsonFailure failure = JsonFailure::malformed;
-  // Byte offset into the text: where the limit was passed or parsing failed.
+  // Zero-based byte offset into the text:
+  // - too_large: max_bytes (the first byte past the limit);
+  // - too_deep: the '[' or '{' that opens the first level past max_depth;
+  // - malformed: the byte at which the text stopped being JSON, i.e. the
+  //   first byte that cannot continue it ('s' in `{"k": sk_1}`, the 0xFF in a
+  //   string, the ']' in `[1,]`), or the text's length when it ends too early
+  //   (empty, blank, an unterminated string). A well-formed token in the wrong
+  //   place (`{"a" "b"}`) is reported at its last byte, where it was recognised.
   std::size_t offset = 0;
   // "JSON nested deeper than 512 levels", "JSON text is 70000000 bytes, more
   // than the limit of 67108864", "malformed JSON: syntax error ..."; without

@@ -109,7 +109,7 @@ TEST(JsonLimits, MalformedTextNamesTheOffsetAndNeverEchoesTheText) {
       {"[1, 2] " + secret, 7},                         // trailing garbage
       {"", 0},                                         // empty
       {"   ", 3},                                      // blanks only
-      {"{\"a\":\"x\xff" + secret + "\"}", 8},          // invalid UTF-8
+      {"{\"a\":\"x\xff" + secret + "\"}", 7},          // invalid UTF-8: the 0xFF byte itself
       {"{\"a\":\"\x01\"}", 6},                         // a control character in a string
       {"[1,]", 3},
       {"{\"a\" 1}", 5},
