@@ -17,7 +17,9 @@ namespace webhookdb::converters {
 [[nodiscard]] Converter to_integer();
 // "a, b,c" -> ["a","b","c"] (empty entries dropped).
 [[nodiscard]] Converter comma_separated();
-// The `group`th capture of `pattern` in the string value; null when no match.
+// The `group`th capture of `pattern` (ECMAScript) in the string value; null
+// when no match. Matched without backtracking or recursion, so values of any
+// length are safe; back-references are not supported (std::regex_error).
 [[nodiscard]] Converter regex_capture(const std::string& pattern, int group = 1);
 // A date (YYYY-MM-DD) from a date or timestamp string.
 [[nodiscard]] Converter date();

@@ -53,11 +53,14 @@ class BrokenSpecification : public Error {
 class InvalidInput : public Error {
  public:
   InvalidInput(const std::string& message, std::string where)
-      : Error(where.empty() ? message : message + " (at " + where + ")"), where_(std::move(where)) {}
-  explicit InvalidInput(const std::string& message) : Error(message) {}
+      : Error(where.empty() ? message : message + " (at " + where + ")"), message_(message), where_(std::move(where)) {}
+  explicit InvalidInput(const std::string& message) : Error(message), message_(message) {}
+  // what() without the " (at <where>)" part, for callers that add context.
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
   [[nodiscard]] const std::string& where() const noexcept { return where_; }
 
  private:
+  std::string message_;
   std::string where_;
 };
 

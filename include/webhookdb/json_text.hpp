@@ -1,6 +1,7 @@
 #pragma once
 // JSON text as it goes into jsonb.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,15 @@ namespace webhookdb {
 
 // Removes encoded NULs from serialized JSON text, keeping \\u0000.
 [[nodiscard]] std::string strip_encoded_nuls(std::string_view json_text);
+
+// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or
+// code points past U+10FFFF), as jsonb and nlohmann's dump() require.
+[[nodiscard]] bool is_valid_utf8(std::string_view text) noexcept;
+
+// The path ("info.title", "tags.2"; "" for `doc` itself) of the first string
+// or object key in `doc` that is not valid UTF-8; nullopt when there is none.
+// Walks without recursion, so it is safe on a document of any depth.
+[[nodiscard]] std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc);
 
 // A copy of `doc` with NUL characters removed from every string and key.
 [[nodiscard]] nlohmann::json strip_nuls(const nlohmann::json& doc);

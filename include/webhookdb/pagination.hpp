@@ -43,6 +43,7 @@
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/http_client.hpp"
+#include "webhookdb/json_limits.hpp"
 
 namespace webhookdb::pagination {
 
@@ -88,9 +89,12 @@ struct Link {
 
 // --- Bodies ---
 
-// The JSON of a 2xx response; HttpConnectionError (retryable) naming the
-// request when the body is empty or not JSON.
-[[nodiscard]] nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response);
+// The JSON of a 2xx response; HttpConnectionError (retryable: a truncated
+// transfer) naming the request when the body is empty or not JSON, and
+// InvalidJson (an InvalidInput, not retried: the same page would fail again)
+// when it is larger or nested deeper than `limits`.
+[[nodiscard]] nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response,
+                                             const JsonLimits& limits = {});
 // The value at `path`, or nullptr when a step is missing.
 [[nodiscard]] const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path);
 
@@ -126,6 +130,10 @@ class Paginator {
   BackfillPage fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
                      const CancellationToken& cancel = CancellationToken{});
 
+  // Limits on each page body (default: 64 MiB, 512 levels). Set before fetching.
+  void set_json_limits(const JsonLimits& limits) { json_limits_ = limits; }
+  [[nodiscard]] const JsonLimits& json_limits() const noexcept { return json_limits_; }
+
  protected:
   [[nodiscard]] virtual HttpRequest request_for(const HttpRequest& first, const std::string& token) const = 0;
   [[nodiscard]] virtual const JsonPath& items_path() const = 0;
@@ -136,6 +144,7 @@ class Paginator {
 
  private:
   RepeatGuard guard_;
+  JsonLimits json_limits_;
 };
 
 // Stripe: ?limit=N&starting_after=<id of the last item>, and

@@ -21,6 +21,7 @@
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/job_queue.hpp"
 #include "webhookdb/job_store.hpp"
+#include "webhookdb/json_limits.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/retry_policy.hpp"
@@ -47,6 +48,9 @@ struct ReplicatorContext {
   std::shared_ptr<ProgressSink> progress;
   // Needed to notify dependents of webhook upserts.
   std::shared_ptr<const Registry> registry;
+  // Size and nesting limits for webhook bodies (text and parsed). Deeper
+  // documents are refused up front: copying or serializing them recurses.
+  JsonLimits json_limits;
 };
 
 struct CredentialsVerification {
@@ -94,7 +98,9 @@ class Replicator {
   // The same, moving the resource into Row::data instead of copying it.
   [[nodiscard]] std::optional<Row> row_for(nlohmann::json&& resource, const nlohmann::json* event,
                                            const WebhookRequest* request) const;
-  // Writes rows through the replica store and notifies dependents.
+  // Writes rows through the replica store and notifies dependents. A row
+  // holding a string that is not valid UTF-8 is an InvalidInput naming its
+  // remote key and column, and nothing of the batch is written.
   UpsertResult write_rows(std::span<const Row> rows, const UpsertOptions& options);
 
   void create_table();

@@ -1,11 +1,13 @@
 #pragma once
 // An incoming webhook request and the response the replicator gives.
 
+#include <cstddef>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/json_limits.hpp"
 
 namespace webhookdb {
 
@@ -18,9 +20,15 @@ struct WebhookRequest {
   // The parsed body; null when not parsed yet (Replicator parses `body`).
   nlohmann::json json;
 
-  [[nodiscard]] static WebhookRequest from_json(nlohmann::json body) {
+  // A request whose body is `body` serialized. Throws InvalidJson (an
+  // InvalidInput) when `body` is nested deeper than `max_depth`, before
+  // serializing recurses through it; invalid UTF-8 is replaced in the text
+  // (U+FFFD) and left in `json`, where the write rejects it naming the row.
+  [[nodiscard]] static WebhookRequest from_json(nlohmann::json body,
+                                                std::size_t max_depth = JsonLimits{}.max_depth) {
+    check_json_depth(body, max_depth, "webhook body");
     WebhookRequest r;
-    r.body = body.dump();
+    r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     r.json = std::move(body);
     return r;
   }

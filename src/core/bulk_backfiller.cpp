@@ -13,7 +13,8 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
   auto row = replicator_.row_for(std::move(item), nullptr, nullptr);
   if (!row) return;
   // Keyed by the remote key's JSON text, so 1 and "1" stay distinct.
-  std::string key = row->key.dump();
+  // (Invalid UTF-8 is replaced here, not thrown: write_rows rejects it by name.)
+  std::string key = row->key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (auto it = pending_index_.find(key); it != pending_index_.end()) {
     // A page may repeat a key (an object updated mid-pagination). With the
     // update rule on, the batch keeps whichever version the rule would keep

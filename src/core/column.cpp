@@ -185,8 +185,10 @@ json Column::value_from(const ConvertContext& ctx) const {
     if (converter.fn) {
       try {
         value = converter.fn(*raw, ctx);
-      } catch (const InvalidInput&) {
-        throw;
+      } catch (const InvalidInput& e) {
+        // Converters know the value, not where it came from.
+        const std::string here = "column '" + name + "' (key " + where + ")";
+        throw InvalidInput(e.message(), e.where().empty() ? here : e.where() + ", " + here);
       } catch (const std::exception& e) {
         throw InvalidInput(std::string("converter failed: ") + e.what(), "column '" + name + "' (key " + where + ")");
       }

@@ -117,8 +117,24 @@ Converter comma_separated() {
           }};
 }
 
+namespace {
+
+// libstdc++'s default (backtracking) matcher recurses once per character a
+// repetition consumes, so a long value overflows the stack. Its breadth-first
+// matcher walks the input iteratively (patterns with back-references are then
+// refused when the converter is made).
+constexpr std::regex::flag_type regex_flags() {
+#ifdef __GLIBCXX__
+  return std::regex::ECMAScript | std::regex_constants::__polynomial;
+#else
+  return std::regex::ECMAScript;
+#endif
+}
+
+}  // namespace
+
 Converter regex_capture(const std::string& pattern, int group) {
-  auto re = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
+  auto re = std::make_shared<const std::regex>(pattern, regex_flags());
   return {[re, group](const json& v, const ConvertContext&) -> json {
             if (!v.is_string()) return nullptr;
             std::smatch m;

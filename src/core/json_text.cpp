@@ -1,5 +1,7 @@
 #include "webhookdb/json_text.hpp"
 
+#include <vector>
+
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb {
@@ -24,6 +26,98 @@ std::string strip_encoded_nuls(std::string_view text) {
     ++i;
   }
   return out;
+}
+
+bool is_valid_utf8(std::string_view text) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* const end = p + text.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t n = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end - p) <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
+    for (std::size_t i = 2; i <= n; ++i) {
+      if (p[i] < 0x80 || p[i] > 0xBF) return false;
+    }
+    p += n + 1;
+  }
+  return true;
+}
+
+std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc) {
+  using nlohmann::json;
+  // Each node remembers its parent and its name there, so the path is only
+  // built for the node that fails.
+  struct Node {
+    const json* value;
+    std::size_t parent;  // index in `nodes`; npos for the root
+    std::string name;    // key or index in the parent
+  };
+  constexpr std::size_t root = static_cast<std::size_t>(-1);
+  const auto path_of = [](const std::vector<Node>& nodes, std::size_t at, const std::string* key) {
+    std::vector<const std::string*> parts;
+    if (key != nullptr) parts.push_back(key);
+    for (std::size_t i = at; i != root; i = nodes[i].parent) {
+      if (nodes[i].parent != root) parts.push_back(&nodes[i].name);
+    }
+    std::string out;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+      if (!out.empty()) out += '.';
+      if (is_valid_utf8(**it)) {
+        out += **it;
+      } else {
+        // A key that is itself invalid: shown with U+FFFD, without the quotes.
+        const std::string quoted = json(**it).dump(-1, ' ', false, json::error_handler_t::replace);
+        out += quoted.substr(1, quoted.size() - 2);
+      }
+    }
+    return out;
+  };
+  if (!doc.is_structured()) {
+    if (doc.is_string() && !is_valid_utf8(doc.get_ref<const std::string&>())) return std::string();
+    return std::nullopt;
+  }
+  std::vector<Node> nodes{{&doc, root, {}}};
+  std::vector<std::size_t> todo{0};
+  while (!todo.empty()) {
+    const std::size_t at = todo.back();
+    todo.pop_back();
+    const json& value = *nodes[at].value;
+    std::size_t index = 0;
+    for (auto it = value.begin(); it != value.end(); ++it, ++index) {
+      const json& child = *it;
+      if (value.is_object() && !is_valid_utf8(it.key())) return path_of(nodes, at, &it.key());
+      if (child.is_string()) {
+        if (!is_valid_utf8(child.get_ref<const std::string&>())) {
+          const std::string name = value.is_object() ? it.key() : std::to_string(index);
+          return path_of(nodes, at, &name);
+        }
+      } else if (child.is_structured()) {
+        nodes.push_back({&child, at, value.is_object() ? it.key() : std::to_string(index)});
+        todo.push_back(nodes.size() - 1);
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 nlohmann::json strip_nuls(const nlohmann::json& doc) {

@@ -456,22 +456,24 @@ std::optional<std::string> find_link(const Headers& headers, std::string_view ba
 
 // --- Bodies ---
 
-nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response) {
+nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response, const JsonLimits& limits) {
   const std::string content_type = response.header("Content-Type").value_or("none");
   if (trim(response.body).empty()) {
     throw HttpConnectionError(describe_request(request) + ": empty response body (HTTP " +
                                   std::to_string(response.status) + ", content-type " + content_type + ")",
                               request.method, redact_url(request.url));
   }
-  auto body = nlohmann::json::parse(response.body, nullptr, false);
-  if (body.is_discarded()) {
-    throw HttpConnectionError(describe_request(request) + ": response body is not valid JSON (" +
-                                  std::to_string(response.body.size()) + " bytes, HTTP " +
-                                  std::to_string(response.status) + ", content-type " + content_type +
-                                  "): truncated or not an API response",
-                              request.method, redact_url(request.url));
+  auto parsed = try_parse_json_limited(response.body, limits);
+  if (!parsed.error) return std::move(parsed.value);
+  if (parsed.error->failure != JsonFailure::malformed) {
+    throw InvalidJson(std::move(*parsed.error), describe_request(request) + " response body");
   }
-  return body;
+  throw HttpConnectionError(describe_request(request) + ": response body is not valid JSON (" +
+                                std::to_string(response.body.size()) + " bytes, HTTP " +
+                                std::to_string(response.status) + ", content-type " + content_type +
+                                ", failed at byte " + std::to_string(parsed.error->offset) +
+                                "): truncated or not an API response",
+                            request.method, redact_url(request.url));
 }
 
 const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path) {
@@ -532,7 +534,7 @@ BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const 
     throw HttpError(response.status, request.method, redact_url(request.url), response.body.substr(0, 1024),
                     response.headers);
   }
-  nlohmann::json body = parse_json_body(request, response);
+  nlohmann::json body = parse_json_body(request, response, json_limits_);
   const nlohmann::json* items = json_at(body, items_path());
   if (items != nullptr && !items->is_array()) items = nullptr;
   std::string next = next_token(first, request, response, body, items, token);

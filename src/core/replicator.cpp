@@ -5,6 +5,8 @@
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/job_runner.hpp"
+#include "webhookdb/json_limits.hpp"
+#include "webhookdb/json_text.hpp"
 #include "webhookdb/parallel_executor.hpp"
 #include "webhookdb/registry.hpp"
 
@@ -12,6 +14,28 @@ namespace webhookdb {
 namespace {
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// The remote key for messages: never throws (invalid UTF-8 shows as U+FFFD), shortened.
+std::string key_text(const nlohmann::json& key) {
+  return key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 100);
+}
+
+// jsonb and text columns take only UTF-8: find the bad string before the
+// store does, so the error names the row and the place, and nothing of the
+// batch is written.
+void check_utf8(const TableSpec& spec, const Row& row) {
+  const auto fail = [&](const std::string& place) {
+    throw InvalidInput("invalid UTF-8 in " + place, "remote key " + key_text(row.key));
+  };
+  if (find_invalid_utf8(row.key)) fail("the remote key '" + spec.remote_key.name + "'");
+  for (std::size_t i = 0; i < row.values.size() && i < spec.columns.size(); ++i) {
+    if (auto path = find_invalid_utf8(row.values[i])) {
+      fail("column '" + spec.columns[i].name + "'" + (path->empty() ? "" : " at " + *path));
+    }
+  }
+  if (auto path = find_invalid_utf8(row.data)) fail("data" + (path->empty() ? "" : " at " + *path));
+  if (auto path = find_invalid_utf8(row.enrichment)) fail("enrichment" + (path->empty() ? "" : " at " + *path));
+}
 
 }  // namespace
 
@@ -97,10 +121,12 @@ std::vector<std::unique_ptr<Backfiller>> Replicator::backfillers(const nlohmann:
 // --- payload -> row ---
 
 std::pair<nlohmann::json, nlohmann::json> Replicator::resource_and_event(const WebhookRequest& request) const {
-  if (!request.json.is_null()) return {request.json, nullptr};
-  auto parsed = nlohmann::json::parse(request.body, nullptr, false);
-  if (parsed.is_discarded()) throw InvalidInput("webhook body is not valid JSON", descriptor_.name);
-  return {std::move(parsed), nullptr};
+  const std::string where = "webhook body for " + descriptor_.name;
+  if (!request.json.is_null()) {
+    check_json_depth(request.json, context_.json_limits.max_depth, where);
+    return {request.json, nullptr};
+  }
+  return {parse_json_limited(request.body, context_.json_limits, where), nullptr};
 }
 
 nlohmann::json Replicator::fetch_enrichment(const nlohmann::json& /*resource*/, const nlohmann::json* /*event*/,
@@ -136,7 +162,8 @@ std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource
     try {
       row.values.push_back(col.value_from(col_ctx));
     } catch (const InvalidInput& e) {
-      throw InvalidInput(e.what(), "remote key " + row.key.dump().substr(0, 100));
+      const std::string key = "remote key " + key_text(row.key);
+      throw InvalidInput(e.message(), e.where().empty() ? key : e.where() + ", " + key);
     }
   }
   if (spec.enrichment) row.enrichment = enrichment != nullptr ? *enrichment : nlohmann::json(nullptr);
@@ -176,7 +203,9 @@ std::optional<Row> Replicator::row_for(nlohmann::json&& resource, const nlohmann
 }
 
 UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {
-  UpsertResult result = replica().upsert(table_spec(), rows, options);
+  const TableSpec& spec = table_spec();
+  for (const Row& row : rows) check_utf8(spec, row);
+  UpsertResult result = replica().upsert(spec, rows, options);
   notify_dependents(rows, result);
   return result;
 }
@@ -219,7 +248,7 @@ std::vector<Row> Replicator::upsert_webhook(const WebhookRequest& request, bool 
 }
 
 std::vector<Row> Replicator::upsert_webhook_body(const nlohmann::json& body, bool upsert) {
-  return upsert_webhook(WebhookRequest::from_json(body), upsert);
+  return upsert_webhook(WebhookRequest::from_json(body, context_.json_limits.max_depth), upsert);
 }
 
 void Replicator::create_table() { replica().create_table(table_spec()); }

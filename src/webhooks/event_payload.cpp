@@ -2,17 +2,23 @@
 
 #include "webhookdb/column.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/json_limits.hpp"
 
 namespace webhookdb::webhooks {
 
-nlohmann::json parse_webhook_body(const WebhookRequest& request, std::string_view where) {
-  if (!request.json.is_null()) return request.json;
-  auto parsed = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    // nlohmann rejects invalid UTF-8 inside strings, so this covers both.
-    throw InvalidInput("webhook body is not valid JSON (malformed, or not UTF-8)", std::string(where));
+nlohmann::json parse_webhook_body(const WebhookRequest& request, std::string_view where, const JsonLimits& limits) {
+  const std::string place = where.empty() ? std::string("webhook body") : std::string(where);
+  if (!request.json.is_null()) {
+    check_json_depth(request.json, limits.max_depth, place);
+    return request.json;
   }
-  return parsed;
+  // Invalid UTF-8 inside strings is malformed JSON too. where() stays
+  // exactly `where`; the offset goes into the message.
+  auto parsed = try_parse_json_limited(request.body, limits);
+  if (!parsed.error) return std::move(parsed.value);
+  JsonParseError error = std::move(*parsed.error);
+  error.message = "webhook body: " + error.message + " at byte " + std::to_string(error.offset);
+  throw InvalidJson(std::move(error), place, /*has_offset=*/false);
 }
 
 std::pair<nlohmann::json, nlohmann::json> unwrap_event(const nlohmann::json& body,

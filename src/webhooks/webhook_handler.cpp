@@ -1,5 +1,6 @@
 #include "webhookdb/webhooks/webhook_handler.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -11,40 +12,12 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/json_limits.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/webhooks/webhook_policy.hpp"
 
 namespace webhookdb::webhooks {
 namespace {
-
-// Nesting deeper than `limit` in JSON text (brackets outside strings). Checked
-// before parsing so a hostile body cannot exhaust the stack later (dump()
-// recurses).
-bool nested_deeper_than(std::string_view text, std::size_t limit) noexcept {
-  bool in_string = false;
-  bool escaped = false;
-  std::size_t depth = 0;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
 
 WebhookResponse internal_error() { return WebhookResponse::error(500, "internal error"); }
 
@@ -164,16 +137,25 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
     return verification;
   }
 
+  // Parsed here, with the depth limit enforced while parsing, so a hostile
+  // body never becomes a document deep enough to exhaust the stack later
+  // (copies and dump() recurse). The receiver already bounds the size.
+  JsonLimits limits = context.json_limits;
+  limits.max_depth = std::min(limits.max_depth, options.max_json_depth);
   if (request.json.is_null()) {
-    if (nested_deeper_than(request.body, options.max_json_depth)) {
-      return WebhookResponse::error(400, "webhook body is nested deeper than " +
-                                             std::to_string(options.max_json_depth) + " levels");
+    auto parsed = try_parse_json_limited(request.body, limits);
+    if (parsed.error) {
+      const JsonParseError& error = *parsed.error;
+      const std::string reason = error.failure == JsonFailure::malformed
+                                     ? "webhook body is not valid JSON (malformed, or not UTF-8)"
+                                     : "webhook body: " + error.message;
+      return WebhookResponse::error(error.failure == JsonFailure::too_large ? 413 : 400,
+                                    reason + " at byte " + std::to_string(error.offset));
     }
-    auto parsed = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_discarded()) {
-      return WebhookResponse::error(400, "webhook body is not valid JSON (malformed, or not UTF-8)");
-    }
-    request.json = std::move(parsed);
+    request.json = std::move(parsed.value);
+  } else if (json_depth(request.json) > limits.max_depth) {
+    return WebhookResponse::error(400, "webhook body: JSON nested deeper than " +
+                                           std::to_string(limits.max_depth) + " levels");
   }
   if (!request.json.is_object() && !request.json.is_array()) {
     return WebhookResponse::error(

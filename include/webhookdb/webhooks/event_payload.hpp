@@ -14,13 +14,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/json_limits.hpp"
 #include "webhookdb/webhook.hpp"
 
 namespace webhookdb::webhooks {
 
 // request.json when already parsed, else the parsed body. Throws InvalidInput
-// naming `where` for malformed JSON or invalid UTF-8 (never echoing the body).
-[[nodiscard]] nlohmann::json parse_webhook_body(const WebhookRequest& request, std::string_view where = {});
+// (InvalidJson) naming `where` and the byte offset for malformed JSON, invalid
+// UTF-8, or a body past `limits` (never echoing the body). Pass the
+// replicator's context().json_limits to honour a host's configuration.
+[[nodiscard]] nlohmann::json parse_webhook_body(const WebhookRequest& request, std::string_view where = {},
+                                                const JsonLimits& limits = {});
 
 // When `body` is an object whose `object_path` leads to an object, returns
 // (that object, body); otherwise (body, null): a bare resource or an array of

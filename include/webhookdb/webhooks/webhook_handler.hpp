@@ -33,7 +33,9 @@ struct WebhookHandlerOptions {
   std::size_t worker_threads = 2;
   // Accepted-but-unwritten webhooks (queued or being written); past it, 503.
   std::size_t max_pending = 1024;
-  // Deeper JSON is a 400 (deep nesting would exhaust the stack when written).
+  // Deeper JSON is a 400, refused while parsing (deep nesting would exhaust
+  // the stack when copied or written). The lower of this and the context's
+  // json_limits.max_depth applies; a body past json_limits.max_bytes is a 413.
   std::size_t max_json_depth = 128;
   // Called on a worker thread when an asynchronous write fails (after it is
   // logged). Must not throw.
