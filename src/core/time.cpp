@@ -120,8 +120,8 @@ bool parse_clock(Cursor& c, long long& h, long long& mi, long long& sec, long lo
         --n;
       }
       micros = frac;
-      long long ignored = 0;
-      c.digits(0, 30, ignored);  // extra precision
+      // Extra precision, skipped: read as a number, 30 digits overflow.
+      for (int extra = 0; extra < 30 && std::isdigit(static_cast<unsigned char>(c.peek())) != 0; ++extra) ++c.i;
     }
   }
   return true;

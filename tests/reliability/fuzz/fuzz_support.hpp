@@ -34,7 +34,8 @@ inline std::pair<std::string_view, std::string_view> split_line(std::string_view
 // Printable form for messages (bytes outside ASCII as \xNN).
 inline std::string printable(std::string_view text, std::size_t max = 200) {
   std::string out;
-  for (unsigned char c : text.substr(0, max)) {
+  for (const char ch : text.substr(0, max)) {
+    const auto c = static_cast<unsigned char>(ch);
     if (c >= 0x20 && c < 0x7f) {
       out += static_cast<char>(c);
     } else {
