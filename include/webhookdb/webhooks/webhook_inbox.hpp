@@ -1,0 +1,27 @@
+#pragma once
+// Where accepted webhooks wait to be written. With an inbox, the handler
+// answers 202 only once the request is stored there, and a processor writes it
+// later (at least once: a repeated upsert is harmless under the update rule).
+// A durable inbox (jobs::PgWebhookInbox) means a crash or a store failure
+// after the 202 loses nothing.
+//
+// Header-only (std + nlohmann + core's WebhookRequest), so an implementation
+// in another component does not link webhookdb::webhooks.
+
+#include <string>
+
+#include "webhookdb/webhook.hpp"
+
+namespace webhookdb::webhooks {
+
+class WebhookInbox {
+ public:
+  virtual ~WebhookInbox() = default;
+  // Stores `request` (method, path, headers, raw body) for the integration
+  // `opaque_id` (the integration that will write it, after any dispatch).
+  // Returns once stored; throws (a StoreError, say) when it was not, and then
+  // the sender must not be told it was accepted. Thread-safe.
+  virtual void push(const std::string& opaque_id, const WebhookRequest& request) = 0;
+};
+
+}  // namespace webhookdb::webhooks
