@@ -1,0 +1,232 @@
+#include "webhookdb/jobs/webhook_inbox_processor.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "webhookdb/errors.hpp"
+#include "webhookdb/http_auth.hpp"
+#include "webhookdb/jobs/worker.hpp"
+#include "webhookdb/json_limits.hpp"
+#include "webhookdb/registry.hpp"
+
+namespace webhookdb::jobs {
+
+std::string_view to_string(InboxResult result) noexcept {
+  switch (result) {
+    case InboxResult::written: return "written";
+    case InboxResult::retrying: return "retrying";
+    case InboxResult::failed: return "failed";
+    case InboxResult::lease_lost: return "lease_lost";
+    case InboxResult::released: return "released";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Why one attempt did not write its row.
+struct AttemptError {
+  std::string message;
+  // No retry can fix it (the payload, an unknown integration).
+  bool permanent = false;
+};
+
+}  // namespace
+
+struct WebhookInboxProcessor::Impl {
+  std::shared_ptr<PgWebhookInbox> inbox;
+  ReplicatorContext context;
+  WebhookInboxProcessorOptions options;
+  std::shared_ptr<Logger> logger;
+
+  std::atomic<std::uint64_t> written{0};
+  std::atomic<std::uint64_t> retrying{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> lease_lost{0};
+
+  void log(LogLevel level, const std::string& text) const { logger->log(level, text); }
+
+  // The integration's secrets and the request's credential headers (the
+  // signature) removed: a replicator or a store may echo either in an error.
+  static std::string scrubbed(std::string text, const std::optional<ServiceIntegration>& si,
+                              const WebhookRequest& request) {
+    std::vector<std::string> secrets;
+    if (si) {
+      for (const std::string* secret : {&si->backfill_secret, &si->backfill_key, &si->webhook_secret}) {
+        if (secret->size() >= 3) secrets.push_back(*secret);
+      }
+    }
+    for (const auto& [name, value] : request.headers) {
+      if (is_credential_header(name) && value.size() >= 4) secrets.push_back(value);
+    }
+    return secrets.empty() ? text : redact_secrets(std::move(text), std::move(secrets));
+  }
+
+  // Writes one row's webhook; the error when it did not.
+  std::optional<AttemptError> write(const InboxDelivery& delivery, std::optional<ServiceIntegration>& si,
+                                    std::size_t& rows) {
+    try {
+      si = context.jobs->find_integration_by_opaque_id(delivery.opaque_id);
+      if (!si) return AttemptError{"unknown integration " + delivery.opaque_id, true};
+      const Descriptor* descriptor = context.registry->find(si->service_name);
+      // Another processor may serve that replicator: retried, then failed.
+      if (descriptor == nullptr) return AttemptError{"no replicator registered as '" + si->service_name + "'", false};
+      if (!descriptor->supports_webhooks) {
+        return AttemptError{"replicator '" + descriptor->name + "' does not support webhooks", true};
+      }
+      WebhookRequest request = delivery.request;
+      auto parsed = try_parse_json_limited(request.body, context.json_limits);
+      if (parsed.error) {
+        return AttemptError{"webhook body: " + parsed.error->message + " at byte " + std::to_string(parsed.error->offset),
+                            true};
+      }
+      request.json = std::move(parsed.value);
+      std::unique_ptr<Replicator> replicator = context.registry->make(*si, context);
+      rows = replicator->upsert_webhook(request).size();
+      return std::nullopt;
+    } catch (const InvalidInput& e) {
+      return AttemptError{std::string("invalid webhook payload: ") + e.what(), true};
+    } catch (const nlohmann::json::exception&) {
+      return AttemptError{"invalid webhook payload: unexpected JSON shape", true};
+    } catch (const std::exception& e) {
+      return AttemptError{e.what(), false};
+    } catch (...) {
+      return AttemptError{"unknown exception", false};
+    }
+  }
+
+  InboxReport process(const InboxDelivery& delivery) {
+    InboxReport report;
+    report.id = delivery.id;
+    report.opaque_id = delivery.opaque_id;
+    report.attempt = delivery.attempt;
+    std::optional<ServiceIntegration> si;
+    const auto error = write(delivery, si, report.rows);
+    const std::string where = "webhook inbox row " + std::to_string(delivery.id) + " for " + delivery.opaque_id;
+    if (!error) {
+      if (inbox->done(delivery)) {
+        report.result = InboxResult::written;
+        written.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        // Taken over after our lease expired: the other processor writes it too.
+        report.result = InboxResult::lease_lost;
+        lease_lost.fetch_add(1, std::memory_order_relaxed);
+        log(LogLevel::warn, where + ": written, but its lease had expired (another processor took it)");
+      }
+      return report;
+    }
+    report.error = scrubbed(error->message, si, delivery.request);
+    switch (inbox->fail(delivery, report.error, error->permanent)) {
+      case InboxFailure::retrying:
+        report.result = InboxResult::retrying;
+        retrying.fetch_add(1, std::memory_order_relaxed);
+        log(LogLevel::warn, where + " (attempt " + std::to_string(delivery.attempt) + ") failed, will retry: " +
+                                report.error);
+        break;
+      case InboxFailure::failed:
+        report.result = InboxResult::failed;
+        failed.fetch_add(1, std::memory_order_relaxed);
+        log(LogLevel::error, where + " failed for good (attempt " + std::to_string(delivery.attempt) +
+                                 "): " + report.error);
+        break;
+      case InboxFailure::lease_lost:
+        report.result = InboxResult::lease_lost;
+        lease_lost.fetch_add(1, std::memory_order_relaxed);
+        log(LogLevel::warn, where + " failed after its lease expired: " + report.error);
+        break;
+    }
+    return report;
+  }
+
+  void notify(const InboxReport& report) const {
+    if (!options.on_processed) return;
+    try {
+      options.on_processed(report);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a callback must not stop the processor
+    }
+  }
+};
+
+WebhookInboxProcessor::WebhookInboxProcessor(std::shared_ptr<PgWebhookInbox> inbox, ReplicatorContext context,
+                                             WebhookInboxProcessorOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!inbox) throw InvalidPrecondition("WebhookInboxProcessor needs an inbox");
+  if (!context.jobs) {
+    throw InvalidPrecondition("WebhookInboxProcessor needs a job store (context.jobs) to find integrations");
+  }
+  if (!context.registry) throw InvalidPrecondition("WebhookInboxProcessor needs a registry (context.registry)");
+  if (options.batch == 0) options.batch = 1;
+  if (options.owner.empty()) options.owner = default_worker_owner();
+  impl_->logger = options.logger ? options.logger : (context.logger ? context.logger : std::make_shared<NullLogger>());
+  if (!context.logger) context.logger = impl_->logger;
+  impl_->inbox = std::move(inbox);
+  impl_->context = std::move(context);
+  impl_->options = std::move(options);
+}
+
+WebhookInboxProcessor::~WebhookInboxProcessor() = default;
+
+std::size_t WebhookInboxProcessor::process_available(const CancellationToken& cancel) {
+  Impl& impl = *impl_;
+  std::size_t handled = 0;
+  while (!cancel.cancelled()) {
+    const auto batch = impl.inbox->take(impl.options.owner, impl.options.batch);
+    if (batch.empty()) break;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (cancel.cancelled()) {
+        for (std::size_t j = i; j < batch.size(); ++j) {
+          if (impl.inbox->release(batch[j])) {
+            InboxReport report;
+            report.id = batch[j].id;
+            report.opaque_id = batch[j].opaque_id;
+            report.attempt = batch[j].attempt;
+            report.result = InboxResult::released;
+            impl.notify(report);
+          }
+        }
+        return handled;
+      }
+      impl.notify(impl.process(batch[i]));
+      ++handled;
+    }
+  }
+  return handled;
+}
+
+void WebhookInboxProcessor::run(const CancellationToken& cancel) {
+  Impl& impl = *impl_;
+  using std::chrono::milliseconds;
+  while (!cancel.cancelled()) {
+    // Read before looking, so a push during the look is not slept through.
+    const std::uint64_t seen = impl.inbox->wake_generation();
+    milliseconds wait = impl.options.poll_interval;
+    try {
+      process_available(cancel);
+      if (cancel.cancelled()) break;
+      if (auto due = impl.inbox->time_until_due()) wait = std::min(std::max(*due, milliseconds(10)), wait);
+    } catch (const std::exception& e) {
+      impl.log(LogLevel::error, std::string("webhook inbox processor ") + impl.options.owner +
+                                    ": inbox failed (will look again): " + e.what());
+    }
+    impl.inbox->wait_for_work(seen, wait, cancel);
+  }
+}
+
+const std::string& WebhookInboxProcessor::owner() const noexcept { return impl_->options.owner; }
+
+InboxProcessorStats WebhookInboxProcessor::stats() const {
+  InboxProcessorStats s;
+  s.written = impl_->written.load();
+  s.retrying = impl_->retrying.load();
+  s.failed = impl_->failed.load();
+  s.lease_lost = impl_->lease_lost.load();
+  return s;
+}
+
+}  // namespace webhookdb::jobs
