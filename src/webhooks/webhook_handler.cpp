@@ -51,6 +51,7 @@ struct WebhookHandler::Impl {
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> processed_async{0};
   std::atomic<std::uint64_t> failed_async{0};
+  std::atomic<std::uint64_t> inboxed{0};
 
   Impl(ReplicatorContext ctx, WebhookHandlerOptions opts)
       : context(std::move(ctx)),
@@ -171,7 +172,16 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
 
   // Rows are built now, so a payload that cannot become a row is a 400 the
   // sender sees, not a failure in a log. Enrichment may call out over HTTP:
-  // then the whole upsert is left to the worker.
+  // then the whole upsert is left to the worker (or the inbox's processor).
+  if (options.inbox) {
+    if (!replicator->table_spec().enrichment && replicator->upsert_webhook(request, /*upsert=*/false).empty()) {
+      return verification;  // the replicator skips this resource
+    }
+    // Throws when not stored: handle() answers 500 and the sender retries.
+    options.inbox->push(target_id, request);
+    inboxed.fetch_add(1, std::memory_order_relaxed);
+    return verification;
+  }
   std::function<void()> work;
   if (replicator->table_spec().enrichment) {
     work = [replicator, request = std::move(request)] { replicator->upsert_webhook(request); };
@@ -251,6 +261,7 @@ WebhookStats WebhookHandler::stats() const {
   s.failed = impl.failed.load();
   s.processed_async = impl.processed_async.load();
   s.failed_async = impl.failed_async.load();
+  s.inboxed = impl.inboxed.load();
   {
     std::lock_guard lock(impl.mutex);
     s.pending = impl.pending;

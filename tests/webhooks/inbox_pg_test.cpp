@@ -21,6 +21,9 @@
 #include "webhookdb/jobs/webhook_inbox_processor.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/webhooks/memory_webhook_inbox.hpp"
+#include "webhookdb/webhooks/webhook_handler.hpp"
+#include "webhookdb/webhooks/webhook_receiver.hpp"
 
 namespace webhookdb::webhooks {
 namespace {
@@ -464,6 +467,95 @@ TEST_F(InboxPg, AStoppedProcessorGivesBackTheRowsItHasNotStarted) {
   auto other = make_processor(inbox, "other");
   EXPECT_EQ(other->process_available(), 2U);
   EXPECT_EQ(env->count(), 3U);
+}
+
+// --- WebhookHandler / WebhookReceiver with an inbox ---
+
+TEST_F(InboxPg, TheReceiverWithAnInboxAnswers202AndTheRowAppearsOnlyAfterTheProcessorRuns) {
+  auto inbox = make_inbox();
+  WebhookReceiverOptions options;
+  options.io_threads = 2;
+  options.handler.inbox = inbox;
+  WebhookReceiver receiver(env->context(), options);
+  receiver.start();
+  const std::string target = "/v1/webhooks/" + env->charges.opaque_id;
+  auto post = [&](const std::string& path, const std::string& text,
+                  const std::vector<std::pair<std::string, std::string>>& headers) {
+    TestConnection connection(receiver.port());
+    return connection.post(path, text, headers, false);
+  };
+
+  const std::string body = charge_event(charge("ch_http", 4, 4)).dump();
+  auto r = post(target, body, env->signature(body));
+  EXPECT_EQ(r.status, 202) << r.body;
+  // Stored, not written: the 202 came from the inbox's COMMIT.
+  EXPECT_EQ(inbox->pending_count(), 1U);
+  EXPECT_EQ(env->count(), 0U);
+  EXPECT_EQ(receiver.handler().stats().inboxed, 1U);
+  EXPECT_EQ(receiver.handler().stats().pending, 0U);
+
+  // Refused requests never reach the inbox.
+  r = post(target, body, env->signature(body, "whsec_wrong_secret"));
+  EXPECT_EQ(r.status, 401);
+  const std::string malformed = "{\"id\": ";
+  r = post(target, malformed, env->signature(malformed));
+  EXPECT_EQ(r.status, 400);
+  const std::string keyless = charge_event(json{{"object", "charge"}}).dump();
+  r = post(target, keyless, env->signature(keyless));
+  EXPECT_EQ(r.status, 400) << "a payload that cannot become a row is refused up front";
+  r = post("/v1/webhooks/svi_unknown", body, env->signature(body));
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(inbox->pending_count(), 1U);
+  receiver.stop();
+
+  auto processor = make_processor(inbox, "p");
+  EXPECT_EQ(processor->process_available(), 1U);
+  auto row = env->find("ch_http");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->data, charge("ch_http", 4, 4));
+  EXPECT_EQ(inbox->pending_count(), 0U);
+}
+
+// An inbox whose store is down.
+class BrokenInbox final : public WebhookInbox {
+ public:
+  void push(const std::string& /*opaque_id*/, const WebhookRequest& /*request*/) override {
+    throw StoreError("inbox unavailable", true);
+  }
+};
+
+TEST_F(InboxPg, TheHandlerAnswers500WhenTheInboxCannotStoreAndUsesThePoolWithoutOne) {
+  {
+    WebhookHandlerOptions options;
+    options.inbox = std::make_shared<BrokenInbox>();
+    WebhookHandler handler(env->context(), options);
+    const auto r = handler.handle(env->charges.opaque_id, signed_event("ch_down", 1));
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(r.body.find("inbox unavailable"), std::string::npos) << "a generic message";
+    EXPECT_EQ(handler.stats().inboxed, 0U);
+  }
+  {
+    auto memory = std::make_shared<MemoryWebhookInbox>();
+    WebhookHandlerOptions options;
+    options.inbox = memory;
+    WebhookHandler handler(env->context(), options);
+    const WebhookRequest request = signed_event("ch_mem", 1);
+    EXPECT_EQ(handler.handle(env->charges.opaque_id, request).status, 202);
+    auto messages = memory->take();
+    ASSERT_EQ(messages.size(), 1U);
+    EXPECT_EQ(messages[0].opaque_id, env->charges.opaque_id);
+    EXPECT_EQ(messages[0].request.body, request.body);
+    EXPECT_EQ(memory->size(), 0U);
+  }
+  {
+    WebhookHandler handler(env->context());  // no inbox: the in-memory pool writes it
+    EXPECT_EQ(handler.handle(env->charges.opaque_id, signed_event("ch_pool", 1)).status, 202);
+    handler.wait_idle();
+    EXPECT_EQ(handler.stats().processed_async, 1U);
+  }
+  EXPECT_FALSE(env->find("ch_down"));
+  EXPECT_FALSE(env->find("ch_mem"));
+  EXPECT_TRUE(env->find("ch_pool"));
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #pragma once
 // The transport-independent part of webhook ingestion: look up the
 // integration, make its replicator, dispatch, verify, validate, then upsert
-// now (synchronous) or on a bounded worker pool (asynchronous). The Beast
+// now (synchronous) or later (asynchronous): stored in a WebhookInbox when one
+// is set (durable with jobs::PgWebhookInbox: a crash after the 202 loses
+// nothing), else on a bounded in-memory worker pool. The Beast
 // WebhookReceiver calls it; a host with its own HTTP server can too.
 //
 // Statuses: 2xx accepted (the verification's status, 202 by default; 200 with
@@ -9,7 +11,7 @@
 // object or array / too deeply nested / a resource that cannot become a row,
 // 401 failed verification, 404 unknown integration (or one no registered
 // replicator takes webhooks for), 503 worker queue full or draining, 500 only
-// when a store fails, with a generic message. Secrets, headers and bodies are
+// when a store (or the inbox) fails, with a generic message. Secrets, headers and bodies are
 // never logged.
 
 #include <chrono>
@@ -23,6 +25,7 @@
 
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/webhook.hpp"
+#include "webhookdb/webhooks/webhook_inbox.hpp"
 
 namespace webhookdb::webhooks {
 
@@ -37,6 +40,13 @@ struct WebhookHandlerOptions {
   // the stack when copied or written). The lower of this and the context's
   // json_limits.max_depth applies; a body past json_limits.max_bytes is a 413.
   std::size_t max_json_depth = 128;
+  // Set: asynchronous webhooks are pushed here once verified and validated
+  // (their rows built and dropped, so a payload that cannot become a row is
+  // still a 400) and answered only when stored; a push that fails is a 500.
+  // A processor writes them later (jobs::WebhookInboxProcessor). The worker
+  // pool, max_pending and drain() then play no part. Unset: the pool writes
+  // them, and a crash or store failure after the 202 loses them.
+  std::shared_ptr<WebhookInbox> inbox;
   // Called on a worker thread when an asynchronous write fails (after it is
   // logged). Must not throw.
   std::function<void(const std::string& opaque_id, std::exception_ptr error)> on_async_error;
@@ -50,6 +60,7 @@ struct WebhookStats {
   std::uint64_t failed = 0;             // answered 500
   std::uint64_t processed_async = 0;    // asynchronous writes done
   std::uint64_t failed_async = 0;       // asynchronous writes that threw
+  std::uint64_t inboxed = 0;            // asynchronous webhooks stored in the inbox
   std::uint64_t pending = 0;            // asynchronous writes queued or running now
 };
 
