@@ -48,6 +48,8 @@ rm -rf "$prefix"
 if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  # One third-party leak (libpq's failed-connect path) is suppressed; see the file.
+  export LSAN_OPTIONS=suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0
   section "build (ASan+UBSan)"
   # -O0 with line tables only: the quickest sanitizer build that still gives
   # file:line in reports.
