@@ -71,5 +71,8 @@ class HttpClientDecorator : public HttpClient {
 
 // Throws HttpError for a status >= 400 with the standard excerpt/redaction.
 void raise_for_status(const HttpRequest& request, const HttpResponse& response);
+// Throws the HttpError for `response` whatever its status: URL redacted, and
+// every credential `request` sent cut out of the body excerpt and headers.
+[[noreturn]] void throw_http_error(const HttpRequest& request, const HttpResponse& response);
 
 }  // namespace webhookdb

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "webhookdb/http_auth.hpp"
+
 namespace webhookdb {
 namespace {
 bool iequals(std::string_view a, std::string_view b) {
@@ -42,8 +44,23 @@ HttpResponse HttpClientDecorator::send(const HttpRequest& request, const Cancell
 
 void raise_for_status(const HttpRequest& request, const HttpResponse& response) {
   if (response.status < 400) return;
-  std::string excerpt = response.body.substr(0, 1024);
-  throw HttpError(response.status, request.method, redact_url(request.url), std::move(excerpt), response.headers);
+  throw_http_error(request, response);
+}
+
+void throw_http_error(const HttpRequest& request, const HttpResponse& response) {
+  // Some APIs echo the credential they rejected ("invalid api key sk_live_..."):
+  // cut every credential the request sent out of the excerpt and the headers.
+  const auto secrets = request_secrets(request);
+  constexpr std::size_t kExcerpt = 1024;
+  std::size_t longest = 0;
+  for (const auto& secret : secrets) longest = std::max(longest, secret.size());
+  // Redact before cutting, so that a secret across the cut is not left half-shown.
+  std::string excerpt = redact_secrets(response.body.substr(0, kExcerpt + longest), secrets);
+  if (excerpt.size() > kExcerpt) excerpt.resize(kExcerpt);
+  Headers shown;
+  shown.reserve(response.headers.size());
+  for (const auto& [name, value] : response.headers) shown.emplace_back(name, redact_secrets(value, secrets));
+  throw HttpError(response.status, request.method, redact_url(request.url), std::move(excerpt), std::move(shown));
 }
 
 }  // namespace webhookdb

@@ -529,11 +529,7 @@ BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const 
   guard_.begin(token);
   const HttpRequest request = request_for(first, token);
   const HttpResponse response = http.send(request, cancel);
-  if (response.status >= 400) raise_for_status(request, response);
-  if (response.status < 200 || response.status >= 300) {
-    throw HttpError(response.status, request.method, redact_url(request.url), response.body.substr(0, 1024),
-                    response.headers);
-  }
+  if (response.status < 200 || response.status >= 300) throw_http_error(request, response);
   nlohmann::json body = parse_json_body(request, response, json_limits_);
   const nlohmann::json* items = json_at(body, items_path());
   if (items != nullptr && !items->is_array()) items = nullptr;

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/http_auth.hpp"
 #include "webhookdb/http_client.hpp"
+#include "webhookdb/pagination.hpp"
+#include "webhookdb/testing/mock_http_client.hpp"
 
 namespace webhookdb {
 namespace {
@@ -64,6 +67,89 @@ TEST(HttpErrors, RaiseForStatusThrowsForErrorsOnly) {
     EXPECT_EQ(e.url(), "https://api.test/x?key=REDACTED");
     EXPECT_EQ(e.body_excerpt(), "not here");
     EXPECT_EQ(e.header("x-request-id"), "r1");
+  }
+}
+
+// Every credential a request can carry, and a server reply that echoes them all back.
+constexpr const char* kSecrets[] = {"userinfo-pw-31", "sk_live_query_42", "tok_bearer_53", "hdr_key_64"};
+
+HttpRequest credentialed_request() {
+  HttpRequest request;
+  request.url = "https://me:userinfo-pw-31@api.test/v1/x?api_key=sk_live_query_42&limit=5";
+  request.headers = {{"Authorization", "Bearer tok_bearer_53"}, {"X-Api-Key", "hdr_key_64"}};
+  return request;
+}
+
+std::string echo_of(const HttpRequest& request) {
+  std::string echo = "you sent " + request.url + " with";
+  for (const auto& [name, value] : request.headers) echo += " " + name + ": " + value + ";";
+  return echo;
+}
+
+void expect_no_secret(const HttpError& e) {
+  for (const char* secret : kSecrets) {
+    EXPECT_THAT(e.what(), Not(HasSubstr(secret)));
+    EXPECT_THAT(e.body_excerpt(), Not(HasSubstr(secret)));
+    for (const auto& [name, value] : e.headers()) EXPECT_THAT(value, Not(HasSubstr(secret))) << name;
+  }
+}
+
+TEST(HttpErrors, RaiseForStatusCutsEchoedCredentialsFromMessageExcerptAndHeaders) {
+  const HttpRequest request = credentialed_request();
+  HttpResponse echoed{401, {{"X-Echo", echo_of(request)}, {"X-Request-Id", "r1"}}, "denied: " + echo_of(request), {}};
+  try {
+    raise_for_status(request, echoed);
+    FAIL() << "expected HttpError";
+  } catch (const HttpError& e) {
+    expect_no_secret(e);
+    EXPECT_THAT(e.what(), HasSubstr("denied: you sent"));
+    EXPECT_THAT(e.body_excerpt(), HasSubstr("REDACTED"));
+    EXPECT_EQ(e.header("x-request-id"), "r1");
+  }
+  // A secret across the 1 KiB cut is not left half-shown.
+  HttpResponse cut{500, {}, std::string(1020, '.') + "sk_live_query_42", {}};
+  try {
+    raise_for_status(request, cut);
+    FAIL() << "expected HttpError";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.body_excerpt().size(), 1024U);
+    EXPECT_THAT(e.body_excerpt(), Not(HasSubstr("sk_l")));
+  }
+}
+
+TEST(HttpErrors, MockClientBehindBearerAuthNeverRepeatsTheTokenItWasSent) {
+  auto mock = std::make_shared<testing::MockHttpClient>();
+  mock->call([](const HttpRequest& request, const CancellationToken&) {
+    return HttpResponse{403, {{"X-Echo", echo_of(request)}}, "forbidden: " + echo_of(request), {}};
+  });
+  BearerAuth http(mock, "tok_bearer_53");
+  HttpRequest request;
+  request.url = "https://api.test/v1/x?api_key=sk_live_query_42";
+  request.headers = {{"X-Api-Key", "hdr_key_64"}};
+  try {
+    (void)http.send(request, CancellationToken{});
+    FAIL() << "expected HttpError";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 403);
+    expect_no_secret(e);
+    EXPECT_THAT(e.body_excerpt(), HasSubstr("Authorization: REDACTED;"));
+  }
+}
+
+TEST(HttpErrors, PaginatorsUnfollowedRedirectCutsEchoedCredentials) {
+  testing::MockHttpClient mock;
+  const HttpRequest first = credentialed_request();
+  mock.call([](const HttpRequest& request, const CancellationToken&) {
+    return HttpResponse{302, {{"Location", "https://elsewhere.test/?" + echo_of(request)}}, echo_of(request), {}};
+  });
+  pagination::Cursor pages;
+  try {
+    (void)pages.fetch(mock, first, "");
+    FAIL() << "expected HttpError";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 302);
+    expect_no_secret(e);
+    EXPECT_TRUE(e.header("Location"));
   }
 }
 
