@@ -293,10 +293,10 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   if (context_.jobs) context_.jobs->update_job(job);
 
   const bool checkpoints = job.id != 0 && context_.replica != nullptr;
-  std::map<std::string, Checkpoint> saved;
-  if (checkpoints) saved = context_.replica->load_checkpoints(job.id);
-
   try {
+    // Inside the try: a store that fails here is a backfill error like any other.
+    std::map<std::string, Checkpoint> saved;
+    if (checkpoints) saved = context_.replica->load_checkpoints(job.id);
     auto list = backfillers(job.criteria);
     std::vector<CancellableTask> tasks;
     tasks.reserve(list.size());

@@ -239,6 +239,55 @@ TEST_F(BackfillContract, HandledErrorFinishesTheJobWithoutAdvancingOrChildren) {
   EXPECT_THAT(h.fake->backfill_errors()[0], HasSubstr("401"));
 }
 
+// A replica store whose checkpoints cannot be read (the database went away).
+class CheckpointsUnreadable final : public ReplicaStore {
+ public:
+  explicit CheckpointsUnreadable(std::shared_ptr<ReplicaStore> next) : next_(std::move(next)) {}
+  void create_table(const TableSpec& spec) override { next_->create_table(spec); }
+  void ensure_all_columns(const TableSpec& spec) override { next_->ensure_all_columns(spec); }
+  void drop_table(const TableSpec& spec) override { next_->drop_table(spec); }
+  UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) override {
+    return next_->upsert(spec, rows, options);
+  }
+  std::optional<Row> find(const TableSpec& spec, const nlohmann::json& key) override { return next_->find(spec, key); }
+  std::size_t count(const TableSpec& spec) override { return next_->count(spec); }
+  void for_each(const TableSpec& spec, const std::function<void(const Row&)>& visit) override {
+    next_->for_each(spec, visit);
+  }
+  std::map<std::string, Checkpoint> load_checkpoints(std::int64_t job_id) override {
+    throw StoreError("checkpoints of job " + std::to_string(job_id) + " unreadable: connection lost", true);
+  }
+  void save_checkpoint(const Checkpoint& checkpoint) override { next_->save_checkpoint(checkpoint); }
+  void clear_checkpoints(std::int64_t job_id) override { next_->clear_checkpoints(job_id); }
+
+ private:
+  std::shared_ptr<ReplicaStore> next_;
+};
+
+TEST_F(BackfillContract, CheckpointLoadErrorGoesThroughOnBackfillError) {
+  auto si = h.integration();
+  auto ctx = h.context();
+  ctx.replica = std::make_shared<CheckpointsUnreadable>(h.replica);
+  auto r = h.registry->make(si, ctx);
+  r->create_table();
+  auto job = h.job(si);
+  ASSERT_NE(job.id, 0) << "checkpoints are loaded only for a stored job";
+
+  h.fake->on_backfill_error = [](const std::exception& e) { return dynamic_cast<const StoreError*>(&e) != nullptr; };
+  ASSERT_NO_THROW(r->backfill(job));
+  EXPECT_TRUE(job.finished_at);
+  ASSERT_EQ(h.fake->backfill_errors().size(), 1U);
+  EXPECT_THAT(h.fake->backfill_errors()[0], HasSubstr("unreadable"));
+  EXPECT_EQ(h.http->request_count(), 0U);
+
+  // Unhandled, it is still seen by on_backfill_error first, then rethrown.
+  auto again = h.job(si);
+  h.fake->on_backfill_error = [](const std::exception&) { return false; };
+  EXPECT_THROW(r->backfill(again), StoreError);
+  EXPECT_EQ(h.fake->backfill_errors().size(), 2U);
+  EXPECT_FALSE(again.finished_at);
+}
+
 TEST_F(BackfillContract, UnhandledErrorIsRethrownUnchanged) {
   auto si = h.integration();
   auto original = std::make_exception_ptr(test::CustomError("the original", 42));
