@@ -24,15 +24,19 @@
 // - throws InvariantViolation naming the token when a next token repeats one
 //   seen in the same walk, or a page repeats the previous page's items: the
 //   backfill would otherwise loop forever.
-// One paginator object per walk at a time (one per backfiller); it is
-// thread-safe but concurrent walks would confuse its repeat detection.
+// A paginator is thread-safe and may be shared by concurrent walks (the
+// partitions of a parallel backfill): its repeat detection keeps one state
+// per `first` request, so `first` must be the same for every page of a walk
+// and differ between walks that run at the same time.
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -100,22 +104,38 @@ struct Link {
 
 // Catches a pagination token that repeats within one walk, and a page whose
 // items repeat the previous page's (an API that ignores the page parameter).
+// Thread-safe. Walks named by different `walk` strings are tracked apart, so
+// concurrent walks do not reset each other; the overloads without `walk`
+// track a single walk.
 class RepeatGuard {
  public:
   // Before fetching `token`: the empty token, or one that is not the last
   // next token seen, starts a new walk (first page, resume, new job).
-  void begin(const std::string& token);
+  void begin(const std::string& walk, const std::string& token);
   // After a page: throws InvariantViolation naming the token (redacted and
   // shortened) when `next` was seen before in this walk, or when the page
   // has the same items as the previous one.
-  void end(const std::string& token, const std::string& next, const nlohmann::json& items);
+  void end(const std::string& walk, const std::string& token, const std::string& next, const nlohmann::json& items);
+
+  void begin(const std::string& token) { begin(std::string(), token); }
+  void end(const std::string& token, const std::string& next, const nlohmann::json& items) {
+    end(std::string(), token, next, items);
+  }
+
+  // Walks tracked at once; beyond it the least recently used one is
+  // forgotten (walks abandoned by an error or a cancel never end).
+  static constexpr std::size_t kMaxWalks = 256;
 
  private:
+  struct Walk {
+    std::string last_next;
+    std::unordered_set<std::string> seen;
+    std::string previous_fingerprint;
+    std::uint64_t used = 0;
+  };
   std::mutex mutex_;
-  std::string last_next_;
-  bool walking_ = false;
-  std::unordered_set<std::string> seen_;
-  std::string previous_fingerprint_;
+  std::unordered_map<std::string, Walk> walks_;
+  std::uint64_t uses_ = 0;
 };
 
 // The base of every style.

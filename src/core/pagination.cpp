@@ -489,44 +489,79 @@ const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path) 
 
 // --- RepeatGuard ---
 
-void RepeatGuard::begin(const std::string& token) {
+void RepeatGuard::begin(const std::string& walk, const std::string& token) {
   std::lock_guard lock(mutex_);
-  if (token.empty() || !walking_ || token != last_next_) {
-    seen_.clear();
-    previous_fingerprint_.clear();
-    if (!token.empty()) seen_.insert(token);
-    last_next_ = token;
-    walking_ = true;
+  auto it = walks_.find(walk);
+  if (it == walks_.end() || token.empty() || token != it->second.last_next) {
+    if (it == walks_.end()) {
+      if (walks_.size() >= kMaxWalks) {
+        walks_.erase(std::min_element(walks_.begin(), walks_.end(), [](const auto& a, const auto& b) {
+          return a.second.used < b.second.used;
+        }));
+      }
+      it = walks_.try_emplace(walk).first;
+    }
+    Walk& fresh = it->second;
+    fresh.seen.clear();
+    fresh.previous_fingerprint.clear();
+    if (!token.empty()) fresh.seen.insert(token);
+    fresh.last_next = token;
   }
+  it->second.used = ++uses_;
 }
 
-void RepeatGuard::end(const std::string& token, const std::string& next, const nlohmann::json& items) {
+void RepeatGuard::end(const std::string& walk, const std::string& token, const std::string& next,
+                      const nlohmann::json& items) {
   std::lock_guard lock(mutex_);
+  auto it = walks_.find(walk);
+  if (it == walks_.end()) {  // forgotten for newer walks: it starts again here
+    it = walks_.try_emplace(walk).first;
+    if (!token.empty()) it->second.seen.insert(token);
+  }
+  Walk& w = it->second;
+  w.used = ++uses_;
   // Consecutive identical non-empty pages: the API ignores the page parameter.
   std::string fingerprint;
   if (items.is_array() && !items.empty()) {
     fingerprint = std::to_string(items.size()) + "|" + items.front().dump() + "|" + items.back().dump();
   }
-  if (!fingerprint.empty() && fingerprint == previous_fingerprint_) {
-    walking_ = false;
+  if (!fingerprint.empty() && fingerprint == w.previous_fingerprint) {
+    walks_.erase(it);
     throw InvariantViolation("pagination page for token '" + shown_token(token) +
                              "' has the same items as the previous page: the API ignores the pagination "
                              "parameter and following it would loop forever");
   }
-  previous_fingerprint_ = std::move(fingerprint);
-  if (!next.empty() && !seen_.insert(next).second) {
-    walking_ = false;
+  if (next.empty()) {  // the walk is over
+    walks_.erase(it);
+    return;
+  }
+  if (!w.seen.insert(next).second) {
+    walks_.erase(it);
     throw InvariantViolation("pagination token repeated ('" + shown_token(next) + "' after '" + shown_token(token) +
                              "'): following it would loop forever");
   }
-  last_next_ = next;
+  w.previous_fingerprint = std::move(fingerprint);
+  w.last_next = next;
 }
+
+namespace {
+// What tells a walk from the others running at the same time: its first request.
+std::string walk_of(const HttpRequest& first) {
+  std::string walk = first.method;
+  walk += ' ';
+  walk += first.url;
+  walk += '\n';
+  walk += first.body;
+  return walk;
+}
+}  // namespace
 
 // --- Paginator ---
 
 BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
                               const CancellationToken& cancel) {
-  guard_.begin(token);
+  const std::string walk = walk_of(first);
+  guard_.begin(walk, token);
   const HttpRequest request = request_for(first, token);
   const HttpResponse response = http.send(request, cancel);
   if (response.status < 200 || response.status >= 300) throw_http_error(request, response);
@@ -534,7 +569,7 @@ BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const 
   const nlohmann::json* items = json_at(body, items_path());
   if (items != nullptr && !items->is_array()) items = nullptr;
   std::string next = next_token(first, request, response, body, items, token);
-  guard_.end(token, next, items != nullptr ? *items : nlohmann::json());
+  guard_.end(walk, token, next, items != nullptr ? *items : nlohmann::json());
 
   BackfillPage page;
   page.next = std::move(next);
