@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <latch>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -23,8 +25,60 @@ namespace {
 using nlohmann::json;
 using namespace test;
 
+// The real store, counting upsert statements, the rows they changed, and the
+// statements per key.
+class CountingStore final : public ReplicaStore {
+ public:
+  explicit CountingStore(std::shared_ptr<ReplicaStore> next) : next_(std::move(next)) {}
+
+  void create_table(const TableSpec& spec) override { next_->create_table(spec); }
+  void ensure_all_columns(const TableSpec& spec) override { next_->ensure_all_columns(spec); }
+  void drop_table(const TableSpec& spec) override { next_->drop_table(spec); }
+  UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) override {
+    auto result = next_->upsert(spec, rows, options);
+    std::lock_guard lock(mutex_);
+    ++upserts_;
+    changed_ += result.changed_count();
+    for (const auto& row : rows) ++per_key_[row.key.dump()];
+    return result;
+  }
+  std::optional<Row> find(const TableSpec& spec, const json& key) override { return next_->find(spec, key); }
+  std::size_t count(const TableSpec& spec) override { return next_->count(spec); }
+  void for_each(const TableSpec& spec, const std::function<void(const Row&)>& visit) override {
+    next_->for_each(spec, visit);
+  }
+  std::map<std::string, Checkpoint> load_checkpoints(std::int64_t job_id) override {
+    return next_->load_checkpoints(job_id);
+  }
+  void save_checkpoint(const Checkpoint& checkpoint) override { next_->save_checkpoint(checkpoint); }
+  void clear_checkpoints(std::int64_t job_id) override { next_->clear_checkpoints(job_id); }
+
+  [[nodiscard]] std::size_t upserts() const {
+    std::lock_guard lock(mutex_);
+    return upserts_;
+  }
+  [[nodiscard]] std::size_t rows_changed() const {
+    std::lock_guard lock(mutex_);
+    return changed_;
+  }
+  [[nodiscard]] std::size_t max_upserts_of_one_key() const {
+    std::lock_guard lock(mutex_);
+    std::size_t most = 0;
+    for (const auto& [key, n] : per_key_) most = std::max(most, n);
+    return most;
+  }
+
+ private:
+  std::shared_ptr<ReplicaStore> next_;
+  mutable std::mutex mutex_;
+  std::size_t upserts_ = 0;
+  std::size_t changed_ = 0;
+  std::map<std::string, std::size_t> per_key_;
+};
+
 class ReceiverPg : public webhookdb::test::PgTest {
  protected:
+  std::shared_ptr<CountingStore> store;
   std::unique_ptr<Env> env;
   std::unique_ptr<WebhookReceiver> receiver;
 
@@ -32,7 +86,8 @@ class ReceiverPg : public webhookdb::test::PgTest {
     PgTest::SetUp();
     if (HasFatalFailure()) return;
     auto pool = std::make_shared<pg::ConnectionPool>(config(8));
-    env = std::make_unique<Env>(std::make_shared<pg::PgReplicaStore>(pool), std::make_shared<pg::PgJobStore>(pool));
+    store = std::make_shared<CountingStore>(std::make_shared<pg::PgReplicaStore>(pool));
+    env = std::make_unique<Env>(store, std::make_shared<pg::PgJobStore>(pool));
   }
   void TearDown() override {
     if (receiver) receiver->stop();
@@ -82,6 +137,16 @@ class ReceiverPg : public webhookdb::test::PgTest {
 };
 
 TEST_F(ReceiverPg, HundredConcurrentRequestsUpsertedExactlyOnce) {
+  // Every row PostgreSQL inserts or updates in the table, logged by a trigger:
+  // an idempotent second write of a key would leave the row count unchanged
+  // but show here as an UPDATE.
+  const std::string schema = "\"" + schema_name() + "\"";
+  admin_exec("CREATE TABLE " + schema + ".write_log (id text NOT NULL, op text NOT NULL)");
+  admin_exec("CREATE FUNCTION " + schema + ".log_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO " +
+             schema + ".write_log VALUES (NEW.id, TG_OP); RETURN NEW; END $$");
+  admin_exec("CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON " + table() + " FOR EACH ROW EXECUTE FUNCTION " +
+             schema + ".log_write()");
+
   WebhookReceiverOptions options;
   options.io_threads = 4;
   options.handler.worker_threads = 4;
@@ -94,6 +159,17 @@ TEST_F(ReceiverPg, HundredConcurrentRequestsUpsertedExactlyOnce) {
   EXPECT_EQ(stats.processed_async, 100U);
   EXPECT_EQ(stats.failed_async, 0U);
   EXPECT_EQ(counts(), std::make_pair(100L, 100L));
+  // One upsert statement per delivery, each reporting its row as changed: even
+  // a second write the update rule turns into a no-op is counted.
+  EXPECT_EQ(store->upserts(), 100U);
+  EXPECT_EQ(store->rows_changed(), 100U);
+  EXPECT_EQ(store->max_upserts_of_one_key(), 1U);
+  // In PostgreSQL: 100 inserts of 100 distinct keys, no update.
+  const auto log = admin_exec("SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op <> 'INSERT'), "
+                              "count(DISTINCT id) FROM " + schema + ".write_log");
+  EXPECT_EQ(*log.rows[0][0], "100");
+  EXPECT_EQ(*log.rows[0][1], "0");
+  EXPECT_EQ(*log.rows[0][2], "100");
   for (int i = 0; i < 100; ++i) {
     auto row = env->find("pg_" + std::to_string(i));
     ASSERT_TRUE(row) << i;
