@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/jobs/webhook_inbox_processor.hpp"
 
 namespace webhookdb::jobs {
 namespace {
@@ -86,6 +87,8 @@ struct Worker::Impl {
 
   std::vector<std::thread> runners;
   std::thread heartbeat;
+  std::unique_ptr<WebhookInboxProcessor> inbox_processor;
+  std::thread inbox_thread;
 
   void log(LogLevel level, const std::string& message) const { logger->log(level, message); }
 
@@ -371,6 +374,15 @@ void Worker::start() {
     impl_->phase = Impl::Phase::started;
   }
   Impl* impl = impl_.get();
+  if (impl_->options.webhook_inbox) {
+    WebhookInboxProcessorOptions inbox_options;
+    inbox_options.owner = impl_->options.owner;
+    inbox_options.poll_interval = impl_->options.poll_interval;
+    inbox_options.logger = impl_->logger;
+    impl_->inbox_processor =
+        std::make_unique<WebhookInboxProcessor>(impl_->options.webhook_inbox, impl_->context, inbox_options);
+    impl_->inbox_thread = std::thread([impl] { impl->inbox_processor->run(impl->takes_stop.token()); });
+  }
   impl_->heartbeat = std::thread([impl] { impl->heartbeat_loop(); });
   for (int i = 0; i < impl_->options.concurrency; ++i) {
     impl_->runners.emplace_back([impl, i] { impl->runner_loop(i); });
@@ -409,6 +421,7 @@ void Worker::stop(std::chrono::milliseconds grace) {
     if (t.joinable()) t.join();
   }
   impl_->runners.clear();
+  if (impl_->inbox_thread.joinable()) impl_->inbox_thread.join();
   {
     std::lock_guard lock(impl_->mutex);
     impl_->heartbeat_stop = true;

@@ -17,7 +17,9 @@
 #include "support/pg_test_env.hpp"
 #include "webhook_test_env.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/jobs/pg_job_queue.hpp"
 #include "webhookdb/jobs/pg_webhook_inbox.hpp"
+#include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/jobs/webhook_inbox_processor.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
@@ -57,8 +59,11 @@ class CountingStore final : public ReplicaStore {
       throw StoreError("could not connect (password=" + echoed_secret + ")", true);
     }
     auto result = next_->upsert(spec, rows, options);
-    std::lock_guard lock(mutex_);
-    for (const auto& row : rows) ++writes_[row.key.dump()];
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& row : rows) ++writes_[row.key.dump()];
+    }
+    written_.notify_all();
     return result;
   }
   std::optional<Row> find(const TableSpec& spec, const json& key) override { return next_->find(spec, key); }
@@ -72,6 +77,11 @@ class CountingStore final : public ReplicaStore {
   void save_checkpoint(const Checkpoint& checkpoint) override { next_->save_checkpoint(checkpoint); }
   void clear_checkpoints(std::int64_t job_id) override { next_->clear_checkpoints(job_id); }
 
+  // True once `keys` distinct keys were written, false after `timeout`.
+  bool wait_for_keys(std::size_t keys, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return written_.wait_for(lock, timeout, [&] { return writes_.size() >= keys; });
+  }
   [[nodiscard]] std::map<std::string, int> writes() const {
     std::lock_guard lock(mutex_);
     return writes_;
@@ -80,6 +90,7 @@ class CountingStore final : public ReplicaStore {
  private:
   std::shared_ptr<ReplicaStore> next_;
   mutable std::mutex mutex_;
+  std::condition_variable written_;
   std::map<std::string, int> writes_;
 };
 
@@ -556,6 +567,26 @@ TEST_F(InboxPg, TheHandlerAnswers500WhenTheInboxCannotStoreAndUsesThePoolWithout
   EXPECT_FALSE(env->find("ch_down"));
   EXPECT_FALSE(env->find("ch_mem"));
   EXPECT_TRUE(env->find("ch_pool"));
+}
+
+TEST_F(InboxPg, AWorkerWithAnInboxWritesItsWebhooksAndStopsWithIt) {
+  auto inbox = make_inbox();
+  auto queue = std::make_shared<jobs::PgJobQueue>(pool);
+  jobs::WorkerOptions options;
+  options.concurrency = 1;
+  options.owner = "worker_with_inbox";
+  options.webhook_inbox = inbox;
+  jobs::Worker worker(env->registry, env->context(), queue, options);
+  worker.start();
+  for (int i = 0; i < 5; ++i) inbox->push(env->charges.opaque_id, signed_event("ch_w" + std::to_string(i), 1));
+  EXPECT_TRUE(store->wait_for_keys(5, 30s));
+  worker.stop();
+  EXPECT_EQ(env->count(), 5U);
+  EXPECT_EQ(inbox->pending_count(), 0U);
+  // Stopped: a later push waits in the inbox for the next processor.
+  inbox->push(env->charges.opaque_id, signed_event("ch_later", 1));
+  EXPECT_EQ(inbox->pending_count(), 1U);
+  EXPECT_FALSE(env->find("ch_later"));
 }
 
 }  // namespace

@@ -30,6 +30,7 @@
 
 #include "webhookdb/job_runner.hpp"
 #include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/jobs/pg_webhook_inbox.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
@@ -68,6 +69,10 @@ struct WorkerOptions {
   std::shared_ptr<Logger> logger;
   // Called after each run from the thread that ran it. Must not throw.
   std::function<void(const JobReport&)> on_job_done;
+  // Set: one more thread writes the webhooks waiting in this inbox (a
+  // WebhookInboxProcessor under this worker's owner name), stopped by stop()
+  // with the runners (rows not started go back to the inbox).
+  std::shared_ptr<PgWebhookInbox> webhook_inbox;
 };
 
 struct WorkerStats {
