@@ -300,9 +300,16 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     auto list = backfillers(job.criteria);
     std::vector<CancellableTask> tasks;
     tasks.reserve(list.size());
+    std::set<std::string> keys;
     for (std::size_t i = 0; i < list.size(); ++i) {
       Backfiller& b = *list[i];
       if (b.checkpoint_key().empty()) b.set_checkpoint_key(std::to_string(i));
+      // Two backfillers under one key would resume from each other's tokens.
+      if (!keys.insert(b.checkpoint_key()).second) {
+        throw InvariantViolation("backfillers(criteria) of " + integration_.opaque_id +
+                                 " gave two backfillers the checkpoint key '" + b.checkpoint_key().substr(0, 64) +
+                                 "'; each needs its own (set_checkpoint_key)");
+      }
       BackfillRuntime runtime;
       runtime.sleeper = context_.sleeper;
       runtime.logger = context_.logger;

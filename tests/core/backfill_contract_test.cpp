@@ -320,6 +320,32 @@ TEST_F(BackfillContract, UnhandledErrorIsRethrownUnchanged) {
   EXPECT_FALSE(job.finished_at);
 }
 
+TEST_F(BackfillContract, TwoBackfillersWithOneCheckpointKeyAreRefusedBeforeAnyFetch) {
+  auto si = h.integration();
+  int fetches = 0;
+  h.fake->make_backfillers = [&](Replicator&, const nlohmann::json&) {
+    std::vector<std::unique_ptr<Backfiller>> out;
+    for (int i = 0; i < 2; ++i) {
+      out.push_back(std::make_unique<ScriptedBackfiller>(
+          [&](const std::string&, const std::optional<Timestamp>&, const CancellationToken&) {
+            ++fetches;
+            return BackfillPage{nlohmann::json::array(), "", 0};
+          }));
+      out.back()->set_checkpoint_key("created:2024-01");
+    }
+    return out;
+  };
+  auto r = h.replicator(si);
+  auto job = h.job(si);
+  try {
+    r->backfill(job);
+    FAIL() << "expected InvariantViolation";
+  } catch (const InvariantViolation& e) {
+    EXPECT_THAT(e.what(), HasSubstr("created:2024-01"));
+  }
+  EXPECT_EQ(fetches, 0);
+}
+
 TEST_F(BackfillContract, ScriptedBackfillersSeeTheJobsRuntime) {
   auto si = h.integration();
   auto pages = ScriptedBackfiller::pages({{fake_item("a", "2024-01-01T00:00:00Z")}, {}});
