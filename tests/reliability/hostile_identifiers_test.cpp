@@ -7,9 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "support/pg_test_env.hpp"
 #include "webhookdb/errors.hpp"
@@ -99,8 +102,14 @@ class HostileIdentifiers : public test::PgTest {
     // Without PostgreSQL's per-backend temp namespaces: the first temp table
     // of a session (the staging COPY path) creates one, and it stays. Nobody
     // else can create them (the pg_ prefix is reserved).
+    // Nor the fixture schemas (<prefix>_<pid>_<n>_<random>, and names built
+    // on them) of other test processes, which ctest runs alongside this one.
+    const std::regex other_test(R"(^[a-z]+_([0-9]+)_[0-9]+_[0-9]+)");
+    const std::string own_pid = std::to_string(::getpid());
     for (const auto& row : admin_exec("SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_(toast_)?temp_[0-9]+$'")
                                .rows) {
+      std::smatch m;
+      if (std::regex_search(*row[0], m, other_test) && m[1] != own_pid) continue;
       out.insert(*row[0]);
     }
     return out;

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "reliability/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
@@ -77,6 +79,9 @@ TEST_F(TlsTest, ASelfSignedCertificateIsRefusedUnlessItIsTheConfiguredCa) {
   const std::string message = refused(curl::CurlOptions{}, url);
   EXPECT_NE(message.find("127.0.0.1"), std::string::npos) << message;
   EXPECT_EQ(message.find("sk_tls_SECRET"), std::string::npos) << message;
+  // The server sees the refused handshake on its own thread, perhaps just
+  // after the client has given up: wait for it (bounded).
+  for (int i = 0; i < 500 && server.failed_handshakes() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_GE(server.failed_handshakes(), 1);
   EXPECT_TRUE(server.requests().empty()) << "no request may be sent over an unverified connection";
 
