@@ -219,8 +219,15 @@ void InProcessJobQueue::shutdown() {
   }
   impl_->cancel.cancel();
   impl_->pool.join();
-  std::lock_guard lock(impl_->mutex);
-  impl_->joined = true;
+  Handler released;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->joined = true;
+    // The handler usually holds a context that holds this queue: dropping it
+    // here breaks that cycle, so a shut-down queue and its runner are freed.
+    released = std::move(impl_->handler);
+    impl_->handler = nullptr;
+  }
 }
 
 std::optional<QueuedJobRecord> InProcessJobQueue::record(std::int64_t job_id) const {

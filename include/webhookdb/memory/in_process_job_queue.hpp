@@ -82,7 +82,8 @@ class InProcessJobQueue final : public JobQueue {
   // The same with a limit; false when it passed first.
   [[nodiscard]] bool wait_idle_for(std::chrono::milliseconds timeout);
   // Cancels running handlers through their token, drops queued and delayed
-  // jobs (recorded as cancelled) and joins the threads. Idempotent. Must not
+  // jobs (recorded as cancelled), joins the threads and drops the handler
+  // (which often holds this queue through its context). Idempotent. Must not
   // be called from a handler.
   void shutdown();
 
