@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobs/listener.hpp"
+#include "jobs/pg_text.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb::jobs {
@@ -63,40 +64,9 @@ std::vector<InboxEntry> entries_from(const QueryResult& r) {
   return out;
 }
 
-// NOTIFY channels are identifiers: keep [a-z0-9_] of the schema, 63 bytes at most.
-std::string channel_for(const std::string& schema) {
-  std::string channel = "webhookdb_webhook_inbox";
-  if (schema != "public") {
-    channel += "__";
-    for (char c : schema) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-      channel += ok ? c : ((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : '_');
-    }
-  }
-  if (channel.size() > 63) channel.resize(63);
-  return channel;
-}
-
-// Cut at a UTF-8 boundary and without NULs (libpq would cut at the NUL anyway).
-std::string clean_error(std::string text, std::size_t max_bytes) {
-  text.erase(std::remove(text.begin(), text.end(), '\0'), text.end());
-  if (text.size() > max_bytes) {
-    std::size_t cut = max_bytes;
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) --cut;
-    text.resize(cut);
-    text += "...";
-  }
-  return text;
-}
-
-std::string quote_ident(const std::string& name) {
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
+std::string channel_for(const std::string& schema) { return detail::notify_channel("webhookdb_webhook_inbox", schema); }
+using detail::clean_error;
+using detail::quote_ident;
 
 // 128 random bits in hex: unique per take, across processes and restarts.
 std::string new_lease_token() {
