@@ -257,12 +257,25 @@ class FaultMatrix : public test::PgTest {
         }
         if (terminator_paused_.load()) continue;
         try {
-          auto r = admin.exec(
-              "SELECT pid, (state <> 'idle' AND query ~* '^\\s*(insert|copy|with)') AS writer"
-              " FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
-              " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-              " ORDER BY writer DESC, random() LIMIT 1");
-          if (r.rows.empty()) continue;
+          const auto pick = [&] {
+            return admin.exec(
+                "SELECT pid, (state <> 'idle' AND query ~* '^\\s*(insert|copy|with)') AS writer"
+                " FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                " ORDER BY writer DESC, random() LIMIT 1");
+          };
+          auto r = pick();
+          // A write is a short window between page fetches (shorter still,
+          // relatively, under a sanitizer), so a single look often misses
+          // it: watch closely for a while before settling for any backend
+          // (until a few writers have been hit; then one look per round).
+          const auto hunt_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+          while (writers_terminated_.load() < 3 && !r.rows.empty() && r.rows[0][1] != std::optional<std::string>("t") &&
+                 std::chrono::steady_clock::now() < hunt_until && !terminator_paused_.load()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            r = pick();
+          }
+          if (r.rows.empty() || terminator_paused_.load()) continue;
           const std::string pid = *r.rows[0][0];
           const bool writer = r.rows[0][1] == std::optional<std::string>("t");
           auto done = admin.exec("SELECT pg_terminate_backend($1::int)", {pid});
