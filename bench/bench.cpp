@@ -10,6 +10,7 @@
 //   4. abort latency of a parallel backfill.
 //
 //   webhookdb-bench --database-url URL --server-exe PATH [--smoke] [--json FILE]
+//                   [--only write,e2e,rss,abort] [--write-rows N] [--e2e-objects N]
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@ struct Settings {
   std::size_t e2e_n = 200'000;
   std::vector<std::size_t> rss_n{100'000, 1'000'000};
   int abort_runs = 5;
+  std::string only;  // comma-separated sections to run (write,e2e,rss,abort); empty: all
   // --rss-child mode
   bool rss_child = false;
   std::string server_url;
@@ -211,16 +213,32 @@ struct Bench {
     return rows;
   }
 
+  std::vector<Row> bench_rows(std::size_t n) {
+    tools::Dataset data(n, 11);
+    ReplicatorContext ctx = context();
+    auto r = registry->make(integration("bench_write", "http://127.0.0.1:1"), ctx);
+    std::vector<Row> rows;
+    rows.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) rows.push_back(*r->row_for(data.object(i), nullptr, nullptr));
+    return rows;
+  }
+
+  // The COPY baseline alone, for runs that skip the write-path section.
+  double raw_copy_baseline() {
+    baseline = raw_copy(bench_rows(s.write_n));
+    std::printf("\nraw COPY baseline: %.0f rows/s\n", baseline);
+    results["baseline_copy_rows_per_s"] = baseline;
+    return baseline;
+  }
+
   void write_paths() {
     std::printf("\n1. Write path: %zu rows of ~1.2 KB (per-row: %zu), table with 3 indexes\n", s.write_n, s.single_n);
     std::printf("  %-58s %10s %9s\n", "path", "rows/s", "vs COPY");
-    tools::Dataset data(s.write_n, 11);
     ReplicatorContext ctx = context();
     auto si = integration("bench_write", "http://127.0.0.1:1");
     auto r = registry->make(si, ctx);
-    std::vector<Row> rows;
-    rows.reserve(s.write_n);
-    for (std::size_t i = 0; i < s.write_n; ++i) rows.push_back(*r->row_for(data.object(i), nullptr, nullptr));
+    std::vector<Row> rows = bench_rows(s.write_n);
+    s.single_n = std::min(s.single_n, s.write_n);
     const std::size_t updated_col = r->table_spec().column_index("updated").value();
 
     baseline = raw_copy(rows);
@@ -469,10 +487,16 @@ struct Bench {
   void run() {
     const auto t0 = SteadyClock::now();
     std::printf("webhookdb-bench%s: %u cores\n", s.smoke ? " (smoke)" : "", std::thread::hardware_concurrency());
-    write_paths();
-    end_to_end_section();
-    memory_section();
-    abort_section();
+    const auto wanted = [&](const std::string& section) {
+      return s.only.empty() || ("," + s.only + ",").find("," + section + ",") != std::string::npos;
+    };
+    if (wanted("write")) write_paths();
+    if (wanted("e2e")) {
+      if (baseline == 0) baseline = raw_copy_baseline();
+      end_to_end_section();
+    }
+    if (wanted("rss")) memory_section();
+    if (wanted("abort")) abort_section();
     results["smoke"] = s.smoke;
     results["seconds"] = seconds_since(t0);
     std::ofstream(s.json_path) << results.dump(2) << "\n";
@@ -533,6 +557,9 @@ int main(int argc, char** argv) {
     else if (arg == "--rss-child") s.rss_child = true;
     else if (arg == "--server-url") s.server_url = value();
     else if (arg == "--objects") s.child_objects = std::stoul(value());
+    else if (arg == "--only") s.only = value();
+    else if (arg == "--write-rows") s.write_n = std::stoul(value());
+    else if (arg == "--e2e-objects") s.e2e_n = std::stoul(value());
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;

@@ -242,6 +242,65 @@ EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<co
   return batch;
 }
 
+// The batch's keys as a PostgreSQL array literal, in batch order.
+std::string key_array(const EncodedBatch& batch) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    const CellRef& key = batch.row(i)[0];
+    for (const char ch : std::string_view(key.data, key.size)) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// COPYs the rows at `positions` of the batch into `table` (`columns` already
+// quoted), prefixed with their position when `with_position` (the staging
+// table's c0), in ~1 MiB chunks.
+void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns,
+               const EncodedBatch& batch, const std::vector<std::size_t>& positions, bool with_position) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  // tablewriter is deprecated in libpqxx 6.4 for its own escaping; only
+  // write_raw_line is used, with text escaped here.
+  pqxx::tablewriter writer(tx, table, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+  std::string chunk;
+  chunk.reserve(kCopyChunkBytes + 4096);
+  for (const std::size_t i : positions) {
+    if (!chunk.empty()) chunk += '\n';
+    const CellRef* cells = batch.row(i);
+    for (std::size_t c = 0; c < batch.width; ++c) {
+      if (c > 0 || with_position) {
+        if (c == 0) chunk += std::to_string(i);
+        chunk += '\t';
+      }
+      if (cells[c].null) {
+        chunk += "\\N";
+      } else {
+        values::append_copy_escaped(chunk, std::string_view(cells[c].data, cells[c].size));
+      }
+    }
+    if (chunk.size() >= kCopyChunkBytes) {
+      writer.write_raw_line(chunk);
+      chunk.clear();
+    }
+  }
+  if (!chunk.empty()) writer.write_raw_line(chunk);
+  writer.complete();
+}
+
+// Thrown inside an upsert's transaction when a key found missing was inserted
+// by another writer before the direct COPY: the batch runs again, all staged.
+struct ConcurrentInsert : StoreError {
+  ConcurrentInsert() : StoreError("a concurrent writer inserted a key of this batch", true) {}
+};
+
 std::string select_list(const TableSpec& spec, const TableSql& t) {
   std::vector<std::string> items;
   items.push_back(values::select_expr(t.key_type, t.qkey));
@@ -525,7 +584,11 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   auto& impl = state_->impl();
   const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
   // Positions (in batch) of the rows inserted or updated.
-  const std::vector<std::size_t> written = impl.in_transaction(what, impl.config.retries, [&](pqxx::work& tx) {
+  bool direct_new_rows = method == WriteMethod::staging_copy;
+  const std::string existing_sql =
+      "SELECT u.i FROM unnest($1::" + std::string(sql_type(t.key_type)) + "[]) WITH ORDINALITY AS u(k, i) JOIN " +
+      t.qualified + " t ON t." + t.qkey + " = u.k";
+  const auto write = [&](pqxx::work& tx) {
     std::vector<std::size_t> out;
     if (batch.size() > 0) {
       if (method == WriteMethod::single_row) {
@@ -582,50 +645,50 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
         }
       } else {
-        // Staging COPY: a temporary table of this transaction, then one INSERT ... SELECT.
-        std::vector<std::string> defs{"c0 integer"};
-        std::vector<std::string> names{"c0"};
-        for (std::size_t c = 0; c < width; ++c) {
-          names.push_back("c" + std::to_string(c + 1));
-          defs.push_back(names.back() + " " + t.insert_types[c]);
-        }
-        std::vector<std::string> value_names(names.begin() + 1, names.end());
-        tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
-        {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-          // tablewriter is deprecated in libpqxx 6.4 for its own escaping; only
-          // write_raw_line is used, with text escaped above, in ~1 MiB chunks.
-          pqxx::tablewriter writer(tx, "pg_temp.webhookdb_upsert_stage", names.begin(), names.end());
-#pragma GCC diagnostic pop
-          std::string chunk;
-          chunk.reserve(kCopyChunkBytes + 4096);
-          for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!chunk.empty()) chunk += '\n';
-            chunk += std::to_string(i);
-            const CellRef* cells = batch.row(i);
-            for (std::size_t c = 0; c < width; ++c) {
-              chunk += '\t';
-              if (cells[c].null) {
-                chunk += "\\N";
-              } else {
-                values::append_copy_escaped(chunk, std::string_view(cells[c].data, cells[c].size));
-              }
-            }
-            if (chunk.size() >= kCopyChunkBytes) {
-              writer.write_raw_line(chunk);
-              chunk.clear();
-            }
+        // COPY. Rows whose key is not in the table yet go straight into it
+        // (COPY's multi-row heap inserts, no speculative insertion: close to
+        // raw COPY speed on a first backfill); the others through a temporary
+        // staging table and one INSERT ... SELECT ... ON CONFLICT, which
+        // applies the update rule. A concurrent writer inserting one of the
+        // "new" keys first makes the direct COPY fail with a unique violation;
+        // the batch is then run again with every row staged.
+        std::vector<std::size_t> staged;
+        if (direct_new_rows) {
+          std::vector<std::size_t> fresh;
+          std::vector<bool> exists(batch.size(), false);
+          for (const auto& r : tx.exec_params(existing_sql, key_array(batch))) {
+            exists.at(r[0].as<std::size_t>() - 1) = true;
           }
-          if (!chunk.empty()) writer.write_raw_line(chunk);
-          writer.complete();
+          for (std::size_t i = 0; i < batch.size(); ++i) (exists[i] ? staged : fresh).push_back(i);
+          if (!fresh.empty()) {
+            try {
+              copy_rows(tx, t.qualified, t.insert_cols, batch, fresh, false);
+            } catch (const pqxx::unique_violation&) {
+              throw ConcurrentInsert();
+            }
+            out.insert(out.end(), fresh.begin(), fresh.end());
+          }
+        } else {
+          staged.resize(batch.size());
+          for (std::size_t i = 0; i < batch.size(); ++i) staged[i] = i;
         }
-        const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
-                                   ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
-                                   conflict + " RETURNING " + t.qkey +
-                                   ") SELECT s.c0 FROM webhookdb_written w JOIN pg_temp.webhookdb_upsert_stage s"
-                                   " ON s.c1 = w." + t.qkey;
-        for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
+        if (!staged.empty()) {
+          std::vector<std::string> defs{"c0 integer"};
+          std::vector<std::string> names{"c0"};
+          for (std::size_t c = 0; c < width; ++c) {
+            names.push_back("c" + std::to_string(c + 1));
+            defs.push_back(names.back() + " " + t.insert_types[c]);
+          }
+          std::vector<std::string> value_names(names.begin() + 1, names.end());
+          tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
+          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, batch, staged, true);
+          const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
+                                     ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
+                                     conflict + " RETURNING " + t.qkey +
+                                     ") SELECT s.c0 FROM webhookdb_written w JOIN pg_temp.webhookdb_upsert_stage s"
+                                     " ON s.c1 = w." + t.qkey;
+          for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
+        }
       }
     }
     if (checkpoint) {
@@ -633,7 +696,14 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
                      options.checkpoint->finished);
     }
     return out;
-  });
+  };
+  std::vector<std::size_t> written;
+  try {
+    written = impl.in_transaction(what, impl.config.retries, write);
+  } catch (const ConcurrentInsert&) {
+    direct_new_rows = false;
+    written = impl.in_transaction(what, impl.config.retries, write);
+  }
   for (std::size_t position : written) {
     if (position < batch.size()) result.changed[batch.source[position]] = true;
   }

@@ -717,6 +717,46 @@ TEST_F(PgReplicaTest, AvoidWritesWhileAnotherSessionLocksTheTable) {
   EXPECT_FALSE(store->avoid_writes(spec));
 }
 
+// The COPY path copies keys it found missing straight into the table. Here
+// another transaction inserts one of them after that check: the direct COPY
+// waits on it, fails with a unique violation when it commits, and the batch
+// runs again through the staging table, where the update rule still holds.
+TEST_F(PgReplicaTest, CopyPathSurvivesAKeyInsertedConcurrentlyAfterItsCheck) {
+  const TableSpec spec = small_spec("copyrace");
+  store->create_table(spec);
+  Config c = config(1);
+  c.application_name = "copyrace_other";
+  ConnectionPool other(c);
+  Config mine = config(1);
+  mine.application_name = "copyrace_writer";
+  PgReplicaStore writer(mine);
+  std::atomic<bool> blocked{false};
+  UpsertResult res;
+  std::thread upserter;
+  other.transaction([&](Session& s) {
+    // Newer than what the batch brings for k1: the batch must not overwrite it.
+    s.exec("INSERT INTO " + q("copyrace") + " (id, at, name, data) VALUES ('k1', '2024-06-01T00:00:00Z', 'other', "
+           "'{}')");
+    upserter = std::thread([&] {
+      res = writer.upsert(spec,
+                          std::vector<Row>{small_row("k1", "2024-01-01T00:00:00Z", "batch"),
+                                           small_row("k2", "2024-01-01T00:00:00Z", "batch")},
+                          with_method(WriteMethod::staging_copy));
+    });
+    // Commits once the batch's COPY waits on k1's uncommitted index entry.
+    blocked = eventually([&] {
+      return scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'copyrace_writer'"
+                    " AND wait_event_type = 'Lock'") == "1";
+    });
+  });
+  upserter.join();
+  ASSERT_TRUE(blocked) << "the batch never waited on the concurrent insert";
+  EXPECT_EQ(res.changed, (std::vector<bool>{false, true}));
+  EXPECT_EQ(store->find(spec, "k1")->values[1], "other");
+  EXPECT_EQ(store->find(spec, "k2")->values[1], "batch");
+  EXPECT_EQ(store->count(spec), 2U);
+}
+
 TEST_F(PgReplicaTest, DroppedTableIsGone) {
   const TableSpec spec = small_spec("dropme");
   store->create_table(spec);
