@@ -10,6 +10,7 @@
 #   FUZZ_SECONDS=20 scripts/fuzz.sh      20 s each (CI)
 #   scripts/fuzz.sh time json_nul        only these targets
 #   FUZZ_JOBS=2 ...                      parallel builds (default 2)
+#   FUZZ_PARALLEL=1 ...                  targets fuzzed at once (default: one per core)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -36,27 +37,46 @@ cmake --build "$build" -j "$jobs" --target "${build_targets[@]}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-failed=()
-for t in "${targets[@]}"; do
-  seeds=tests/reliability/fuzz/corpus/$t
-  work=$build/corpus/$t
-  artifacts=$build/artifacts/$t
+# One libFuzzer process per core at a time (each is single-threaded).
+run_one() {  # target: writes ok/FAILED and a summary to $build/$t.result
+  local t=$1 seeds=tests/reliability/fuzz/corpus/$1 work=$build/corpus/$1 artifacts=$build/artifacts/$1
+  local log=$build/$1.log
   mkdir -p "$work" "$artifacts"
-  [[ -d $seeds ]] || { echo "fuzz: no seed corpus $seeds" >&2; exit 2; }
-  log=$build/$t.log
-  printf 'fuzz %-18s %3ss ... ' "$t" "$seconds"
   # The first corpus directory receives new inputs; the committed seeds stay untouched.
   if "$build/tests/reliability/fuzz/fuzz_$t" "$work" "$seeds" \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
       -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1; then
+    local runs cov
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
-    echo "ok ($runs runs, coverage $cov)"
+    echo "ok ($runs runs, coverage $cov)" >"$build/$t.result"
   else
-    echo "FAILED"
+    echo "FAILED" >"$build/$t.result"
+  fi
+}
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+for t in "${targets[@]}"; do
+  [[ -d tests/reliability/fuzz/corpus/$t ]] || { echo "fuzz: no seed corpus tests/reliability/fuzz/corpus/$t" >&2; exit 2; }
+  rm -f "$build/$t.result"
+done
+running=0
+for t in "${targets[@]}"; do
+  if ((running >= parallel)); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+failed=()
+for t in "${targets[@]}"; do
+  result=$(cat "$build/$t.result" 2>/dev/null || echo "FAILED (no result)")
+  printf 'fuzz %-18s %3ss ... %s\n' "$t" "$seconds" "$result"
+  if [[ $result != ok* ]]; then
     failed+=("$t")
-    grep -E 'ERROR|invariant broken|SUMMARY|Test unit written|uncaught exception|==[0-9]+==' "$log" | head -20 >&2 || true
-    echo "  full log: $log" >&2
+    grep -E 'ERROR|invariant broken|SUMMARY|Test unit written|uncaught exception|==[0-9]+==' "$build/$t.log" | head -20 >&2 || true
+    echo "  full log: $build/$t.log" >&2
   fi
 done
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -22,7 +22,7 @@ enum class WriteMethod {
   automatic,  // the store picks (staging COPY for large batches)
   single_row,
   multi_row,
-  staging_copy,
+  staging_copy,  // COPY: new keys straight into the table, existing ones staged
 };
 
 struct UpsertOptions {
