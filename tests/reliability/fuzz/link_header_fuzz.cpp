@@ -49,7 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(pagination::query_param(with, "limit") == std::optional<std::string>("10"), "limit lost: " + printable(with));
   const std::string appended = pagination::with_query(base, {{"k", input}, {input, "v"}});
   FUZZ_CHECK(pagination::query_param(appended, "k") == input, "with_query value did not round trip");
-  if (!input.empty()) {
+  // with_query appends and query_param reads the first: a name already in the
+  // URL ("limit", or the "k" just added) keeps its earlier value.
+  if (!input.empty() && input != "k" && !pagination::query_param(base, input)) {
     FUZZ_CHECK(pagination::query_param(appended, input) == std::optional<std::string>("v"),
                "with_query name did not round trip: " + printable(appended));
   }
