@@ -22,7 +22,7 @@ enum class WriteMethod {
   automatic,  // the store picks (staging COPY for large batches)
   single_row,
   multi_row,
-  staging_copy,  // COPY: new keys straight into the table, existing ones staged
+  staging_copy,  // COPY: all-new batches straight into the table, others staged
 };
 
 struct UpsertOptions {

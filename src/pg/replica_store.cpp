@@ -259,11 +259,11 @@ std::string key_array(const EncodedBatch& batch) {
   return out;
 }
 
-// COPYs the rows at `positions` of the batch into `table` (`columns` already
-// quoted), prefixed with their position when `with_position` (the staging
-// table's c0), in ~1 MiB chunks.
+// COPYs the batch into `table` (`columns` already quoted), each row prefixed
+// with its position when `with_position` (the staging table's c0), in ~1 MiB
+// chunks.
 void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns,
-               const EncodedBatch& batch, const std::vector<std::size_t>& positions, bool with_position) {
+               const EncodedBatch& batch, bool with_position) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   // tablewriter is deprecated in libpqxx 6.4 for its own escaping; only
@@ -272,7 +272,7 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::
 #pragma GCC diagnostic pop
   std::string chunk;
   chunk.reserve(kCopyChunkBytes + 4096);
-  for (const std::size_t i : positions) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!chunk.empty()) chunk += '\n';
     const CellRef* cells = batch.row(i);
     for (std::size_t c = 0; c < batch.width; ++c) {
@@ -586,8 +586,8 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   // Positions (in batch) of the rows inserted or updated.
   bool direct_new_rows = method == WriteMethod::staging_copy;
   const std::string existing_sql =
-      "SELECT u.i FROM unnest($1::" + std::string(sql_type(t.key_type)) + "[]) WITH ORDINALITY AS u(k, i) JOIN " +
-      t.qualified + " t ON t." + t.qkey + " = u.k";
+      "SELECT 1 FROM " + t.qualified + " WHERE " + t.qkey + " = ANY($1::" + std::string(sql_type(t.key_type)) +
+      "[]) LIMIT 1";
   const auto write = [&](pqxx::work& tx) {
     std::vector<std::size_t> out;
     if (batch.size() > 0) {
@@ -645,34 +645,26 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
         }
       } else {
-        // COPY. Rows whose key is not in the table yet go straight into it
-        // (COPY's multi-row heap inserts, no speculative insertion: close to
-        // raw COPY speed on a first backfill); the others through a temporary
-        // staging table and one INSERT ... SELECT ... ON CONFLICT, which
-        // applies the update rule. A concurrent writer inserting one of the
-        // "new" keys first makes the direct COPY fail with a unique violation;
-        // the batch is then run again with every row staged.
-        std::vector<std::size_t> staged;
-        if (direct_new_rows) {
-          std::vector<std::size_t> fresh;
-          std::vector<bool> exists(batch.size(), false);
-          for (const auto& r : tx.exec_params(existing_sql, key_array(batch))) {
-            exists.at(r[0].as<std::size_t>() - 1) = true;
+        // COPY. A batch none of whose keys is in the table yet (a first
+        // backfill) goes straight into it: COPY's multi-row heap inserts, no
+        // speculative insertion, close to raw COPY speed. Any other batch goes
+        // through a temporary staging table and one INSERT ... SELECT ... ON
+        // CONFLICT, which applies the update rule. All or nothing, so every
+        // writer still takes its keys in one global order (splitting a batch
+        // would let two writers lock keys in opposite orders and deadlock).
+        // A concurrent writer inserting one of the keys first makes the
+        // direct COPY fail with a unique violation; the batch then runs again,
+        // staged.
+        const bool direct = direct_new_rows && tx.exec_params(existing_sql, key_array(batch)).empty();
+        if (direct) {
+          try {
+            copy_rows(tx, t.qualified, t.insert_cols, batch, false);
+          } catch (const pqxx::unique_violation&) {
+            throw ConcurrentInsert();
           }
-          for (std::size_t i = 0; i < batch.size(); ++i) (exists[i] ? staged : fresh).push_back(i);
-          if (!fresh.empty()) {
-            try {
-              copy_rows(tx, t.qualified, t.insert_cols, batch, fresh, false);
-            } catch (const pqxx::unique_violation&) {
-              throw ConcurrentInsert();
-            }
-            out.insert(out.end(), fresh.begin(), fresh.end());
-          }
+          out.resize(batch.size());
+          for (std::size_t i = 0; i < batch.size(); ++i) out[i] = i;
         } else {
-          staged.resize(batch.size());
-          for (std::size_t i = 0; i < batch.size(); ++i) staged[i] = i;
-        }
-        if (!staged.empty()) {
           std::vector<std::string> defs{"c0 integer"};
           std::vector<std::string> names{"c0"};
           for (std::size_t c = 0; c < width; ++c) {
@@ -681,7 +673,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           }
           std::vector<std::string> value_names(names.begin() + 1, names.end());
           tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
-          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, batch, staged, true);
+          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, batch, true);
           const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
                                      ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
                                      conflict + " RETURNING " + t.qkey +

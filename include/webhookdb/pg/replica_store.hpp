@@ -57,8 +57,9 @@ class PgReplicaStore final : public ReplicaStore {
   // One transaction: all rows and the checkpoint, or nothing. Duplicate keys:
   // the last one is written, the earlier ones report changed=false.
   // WriteMethod::automatic: COPY from Config::copy_threshold rows on, else
-  // multi-row INSERTs. COPY sends rows with keys the table lacks straight into
-  // it and the rest through a staging table and INSERT ... ON CONFLICT. A lost connection before COMMIT runs the batch
+  // multi-row INSERTs. COPY sends a batch whose keys are all new straight
+  // into the table, any other through a staging table and INSERT ... ON
+  // CONFLICT. A lost connection before COMMIT runs the batch
   // again on a fresh connection (Config::retries).
   UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows,
                       const UpsertOptions& options = {}) override;
