@@ -234,9 +234,10 @@ TEST_F(InboxPg, HundredConcurrentPushesAreEachWrittenExactlyOnce) {
   CancellationSource stop;
   std::vector<std::unique_ptr<WebhookInboxProcessor>> processors;
   std::vector<std::thread> running;
-  for (int p = 0; p < 3; ++p) {
-    processors.push_back(make_processor(make_inbox(), "proc_" + std::to_string(p)));
-    running.emplace_back([&, p] { processors[static_cast<std::size_t>(p)]->run(stop.token()); });
+  // All made before any runs: a thread must not index a vector that is still growing.
+  for (int p = 0; p < 3; ++p) processors.push_back(make_processor(make_inbox(), "proc_" + std::to_string(p)));
+  for (auto& processor : processors) {
+    running.emplace_back([&stop, proc = processor.get()] { proc->run(stop.token()); });
   }
   constexpr int kCount = 100;
   std::latch go(kCount);
