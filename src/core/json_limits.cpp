@@ -146,6 +146,14 @@ JsonParseResult try_parse_json_limited(std::string_view text, const JsonLimits& 
                                       std::to_string(limits.max_bytes)};
     return result;
   }
+  // nlohmann's lexer takes a NUL byte for the end of input, so "1\0garbage"
+  // would parse as 1. A raw NUL is never valid JSON (not whitespace, and
+  // control characters in strings must be escaped): refuse it where it is.
+  if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+    result.error = JsonParseError{JsonFailure::malformed, nul,
+                                  "malformed JSON: a NUL byte at offset " + std::to_string(nul)};
+    return result;
+  }
   json doc;
   LimitedSax sax(doc, limits.max_depth);
   const bool ok = json::sax_parse(text.data(), text.data() + text.size(), &sax);

@@ -487,6 +487,8 @@ TEST_F(JobsWorkerTest, NeverTwoRunsOfOneIntegrationAtOnce) {
         return true;
       },
       30s));
+  // A job is marked done in the queue just before its run is reported.
+  ASSERT_TRUE(reports_.wait_for(ids.size(), 10s));
   std::map<JobRunOutcome, int> outcomes;
   for (const auto& r : reports_.all()) ++outcomes[r.outcome.value_or(JobRunOutcome::missing)];
   EXPECT_EQ(tracker.max_per_integration, 1) << "two runs of one integration overlapped";

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_limits.hpp"
@@ -141,6 +143,18 @@ TEST(JsonLimits, NulBytesAndEncodedNulsAreDataNotTerminators) {
   auto r = try_parse_json_limited(raw);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error->offset, 3U);
+  // Not an end of input either: a complete document followed by a NUL and
+  // more text is refused (nlohmann's lexer alone would stop at the NUL and
+  // accept the document before it; the json_nul fuzz target found it).
+  for (const auto& [text, offset] : std::vector<std::pair<std::string, std::size_t>>{
+           {std::string("0\0[\"x\"", 5), 1}, {std::string("{\"a\":1}\0{\"b\":2}", 15), 7},
+           {std::string("\"a\0b\"", 5), 2}, {std::string("[1]\0", 4), 3}}) {
+    auto bad = try_parse_json_limited(text);
+    ASSERT_FALSE(bad.ok()) << ::testing::PrintToString(text);
+    EXPECT_EQ(bad.error->failure, JsonFailure::malformed);
+    EXPECT_EQ(bad.error->offset, offset) << ::testing::PrintToString(text);
+    EXPECT_NE(bad.error->message.find("NUL byte"), std::string::npos) << bad.error->message;
+  }
   EXPECT_EQ(parse_json_limited(R"(["a\u0000b"])")[0].get<std::string>(), std::string("a\0b", 3));
 }
 
