@@ -33,7 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(plain.is_discarded() || webhookdb::json_depth(plain) > limits.max_depth, "too_deep for a shallow document");
       break;
     case webhookdb::JsonFailure::malformed:
-      FUZZ_CHECK(plain.is_discarded(), "malformed for text nlohmann accepts");
+      // nlohmann stops at a NUL byte and may accept what precedes it; we refuse
+      // the NUL, at its offset.
+      if (const auto nul = text.find('\0'); nul != std::string_view::npos) {
+        FUZZ_CHECK(error.offset == nul, "a NUL byte refused at the wrong offset");
+      } else {
+        FUZZ_CHECK(plain.is_discarded(), "malformed for text nlohmann accepts");
+      }
       break;
   }
   return 0;
