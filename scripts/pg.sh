@@ -2,6 +2,9 @@
 # Source this file: pg_start starts a throwaway PostgreSQL 15 (temp dir, free
 # loopback port, Unix socket, fsync off) and exports WEBHOOKDB_TEST_DATABASE_URL;
 # pg_stop stops it and removes the directory. Callers trap pg_stop on EXIT.
+# PG_DURABLE=1 starts it with fsync, synchronous_commit and full_page_writes on
+# (the benchmark): options given on the command line win over ALTER SYSTEM, so
+# they have to be chosen here.
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -29,10 +32,14 @@ pg_start() {
   chmod 755 "$PG_DIR"
   if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$PG_DIR"; fi
   PG_PORT=$(_pg_free_port)
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [[ ${PG_DURABLE:-0} == 1 ]]; then
+    durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+  fi
   _pg_as_owner "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   _pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR $durability -c max_connections=300" \
     >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   _pg_as_owner "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$dbname"
   export PG_DIR PG_PORT

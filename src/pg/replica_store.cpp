@@ -48,7 +48,9 @@ constexpr std::size_t kMaxParams = 65535;
 // Rows per multi-row INSERT: past a few hundred, planning the VALUES list costs
 // more than the round trips it saves.
 constexpr std::size_t kRowsPerInsert = 500;
-constexpr std::size_t kCopyChunkBytes = 1U << 20;
+// COPY data is sent in chunks of about this size: small enough that the
+// server parses one while the client encodes the next.
+constexpr std::size_t kCopyChunkBytes = 128U << 10;
 constexpr std::size_t kPageRows = 1000;
 
 // Every name of one table, quoted and checked, before any SQL runs.
@@ -152,23 +154,19 @@ std::string conflict_clause(const TableSpec& spec, const TableSql& t, bool apply
   return out;
 }
 
-// The rows of one batch, encoded once, before any SQL runs.
-struct EncodedBatch {
-  std::size_t width = 0;            // cells per row
+// The rows of one batch: duplicate keys resolved and sorted, keys encoded.
+// The other cells are encoded when the batch is written: all at once for the
+// INSERT paths, row by row into the COPY stream for the COPY path (so the
+// server works on the first rows while the client encodes the next ones).
+struct KeyedBatch {
   std::vector<std::size_t> source;  // input index of each unique row
-  std::string arena;
-  std::vector<CellRef> cells;  // pointers into arena, set once the arena is complete
+  std::vector<std::string> keys;    // its encoded key
 
   [[nodiscard]] std::size_t size() const noexcept { return source.size(); }
-  [[nodiscard]] const CellRef* row(std::size_t i) const noexcept { return cells.data() + i * width; }
 };
 
-EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows) {
-  EncodedBatch batch;
-  batch.width = t.insert_cols.size();
-  std::string scratch;
-
-  // Keys first: the last row of each key wins.
+KeyedBatch key_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows) {
+  // The last row of each key wins.
   std::vector<std::string> keys(rows.size());
   std::unordered_map<std::string, std::size_t> last;
   last.reserve(rows.size());
@@ -194,76 +192,110 @@ EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<co
   // concurrent batches with overlapping keys lock rows in the same order and
   // cannot deadlock each other.
   std::sort(winners.begin(), winners.end());
+  KeyedBatch batch;
   batch.source.reserve(winners.size());
-  for (const auto& w : winners) batch.source.push_back(w.second);
+  batch.keys.reserve(winners.size());
+  for (const auto& w : winners) {
+    batch.source.push_back(w.second);
+    batch.keys.push_back(std::move(keys[w.second]));
+  }
+  return batch;
+}
 
+// Encodes the cells of `row` after its key (columns, [enrichment], data),
+// calling put(nonnull, text) for each; errors name the remote key and column.
+template <class Put>
+void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put) {
+  for (std::size_t c = 0; c < spec.columns.size(); ++c) {
+    bool nonnull = false;
+    try {
+      nonnull = values::encode(spec.columns[c].type, row.values[c], scratch);
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[c].name) + "'",
+                         "remote key " + key_repr(row.key));
+    }
+    put(nonnull, scratch);
+  }
+  if (spec.enrichment) {
+    bool nonnull = false;
+    try {
+      nonnull = values::encode(ColumnType::jsonb, row.enrichment, scratch);
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(std::string(e.what()) + " in enrichment", "remote key " + key_repr(row.key));
+    }
+    put(nonnull, scratch);
+  }
+  try {
+    scratch = to_jsonb_text(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
+  } catch (const InvalidInput&) {
+    throw InvalidInput("invalid UTF-8 in data", "remote key " + key_repr(row.key));
+  }
+  put(true, scratch);
+}
+
+// Every cell of a batch, encoded before any SQL runs (the INSERT paths).
+struct EncodedBatch {
+  std::size_t width = 0;  // cells per row
+  std::string arena;
+  std::vector<CellRef> cells;  // pointers into arena, set once the arena is complete
+
+  [[nodiscard]] const CellRef* row(std::size_t i) const noexcept { return cells.data() + i * width; }
+};
+
+EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows,
+                          const KeyedBatch& keyed) {
+  EncodedBatch batch;
+  batch.width = t.insert_cols.size();
   struct Span {
     std::size_t off;
     std::size_t len;
     bool null;
   };
   std::vector<Span> spans;
-  spans.reserve(batch.size() * batch.width);
-  auto put = [&](bool nonnull, const std::string& text) {
+  spans.reserve(keyed.size() * batch.width);
+  const auto put = [&](bool nonnull, const std::string& text) {
     spans.push_back({batch.arena.size(), nonnull ? text.size() : 0, !nonnull});
     if (nonnull) batch.arena += text;
   };
-  for (std::size_t i : batch.source) {
-    const Row& row = rows[i];
-    put(true, keys[i]);
-    for (std::size_t c = 0; c < spec.columns.size(); ++c) {
-      bool nonnull = false;
-      try {
-        nonnull = values::encode(spec.columns[c].type, row.values[c], scratch);
-      } catch (const InvalidInput& e) {
-        throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[c].name) + "'",
-                           "remote key " + key_repr(row.key));
-      }
-      put(nonnull, scratch);
-    }
-    if (spec.enrichment) {
-      bool nonnull = false;
-      try {
-        nonnull = values::encode(ColumnType::jsonb, row.enrichment, scratch);
-      } catch (const InvalidInput& e) {
-        throw InvalidInput(std::string(e.what()) + " in enrichment", "remote key " + key_repr(row.key));
-      }
-      put(nonnull, scratch);
-    }
-    try {
-      scratch = to_jsonb_text(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
-    } catch (const InvalidInput&) {
-      throw InvalidInput("invalid UTF-8 in data", "remote key " + key_repr(row.key));
-    }
-    put(true, scratch);
+  std::string scratch;
+  for (std::size_t p = 0; p < keyed.size(); ++p) {
+    put(true, keyed.keys[p]);
+    encode_cells(spec, rows[keyed.source[p]], scratch, put);
   }
   batch.cells.reserve(spans.size());
   for (const auto& s : spans) batch.cells.push_back({batch.arena.data() + s.off, s.len, s.null});
   return batch;
 }
 
+// Appends `text` as one element of a PostgreSQL array literal.
+void append_array_element(std::string& out, std::string_view text) {
+  out += '"';
+  for (const char ch : text) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  out += '"';
+}
+
 // The batch's keys as a PostgreSQL array literal, in batch order.
-std::string key_array(const EncodedBatch& batch) {
+std::string key_array(const KeyedBatch& batch) {
   std::string out = "{";
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (i > 0) out += ',';
-    out += '"';
-    const CellRef& key = batch.row(i)[0];
-    for (const char ch : std::string_view(key.data, key.size)) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
-    }
-    out += '"';
+    append_array_element(out, batch.keys[i]);
   }
   out += '}';
   return out;
 }
 
-// COPYs the batch into `table` (`columns` already quoted), each row prefixed
-// with its position when `with_position` (the staging table's c0), in ~1 MiB
-// chunks.
+// COPYs the rows at `positions` of the batch into `table` (`columns` already
+// quoted), each prefixed with its position when `with_position` (the staging
+// table's c0). Rows are encoded as they are streamed, in chunks small enough
+// that the server parses one while the next is encoded. An encoding error
+// leaves the COPY incomplete; the caller's transaction rolls it back.
 void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns,
-               const EncodedBatch& batch, bool with_position) {
+               const TableSpec& spec, std::span<const Row> rows, const KeyedBatch& batch,
+               const std::vector<std::size_t>& positions, bool with_position) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   // tablewriter is deprecated in libpqxx 6.4 for its own escaping; only
@@ -272,20 +304,23 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::
 #pragma GCC diagnostic pop
   std::string chunk;
   chunk.reserve(kCopyChunkBytes + 4096);
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (!chunk.empty()) chunk += '\n';
-    const CellRef* cells = batch.row(i);
-    for (std::size_t c = 0; c < batch.width; ++c) {
-      if (c > 0 || with_position) {
-        if (c == 0) chunk += std::to_string(i);
-        chunk += '\t';
-      }
-      if (cells[c].null) {
-        chunk += "\\N";
-      } else {
-        values::append_copy_escaped(chunk, std::string_view(cells[c].data, cells[c].size));
-      }
+  std::string scratch;
+  const auto put = [&](bool nonnull, const std::string& text) {
+    chunk += '\t';
+    if (nonnull) {
+      values::append_copy_escaped(chunk, text);
+    } else {
+      chunk += "\\N";
     }
+  };
+  for (const std::size_t p : positions) {
+    if (!chunk.empty()) chunk += '\n';
+    if (with_position) {
+      chunk += std::to_string(p);
+      chunk += '\t';
+    }
+    values::append_copy_escaped(chunk, batch.keys[p]);
+    encode_cells(spec, rows[batch.source[p]], scratch, put);
     if (chunk.size() >= kCopyChunkBytes) {
       writer.write_raw_line(chunk);
       chunk.clear();
@@ -293,6 +328,53 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::
   }
   if (!chunk.empty()) writer.write_raw_line(chunk);
   writer.complete();
+}
+
+// The rows of a COPY-path batch to write, found by one query before writing.
+struct WritePlan {
+  std::vector<std::size_t> positions;  // ascending
+  bool any_existing = false;           // one of them is already in the table
+};
+
+// The column of a "newer" update rule when the rows the rule would leave
+// alone can be found before sending them (a scalar column); else nullopt.
+std::optional<std::size_t> prefilter_column(const TableSpec& spec, bool apply_rule) {
+  if (!apply_rule || spec.update_rule.kind != UpdateRule::Kind::newer) return std::nullopt;
+  const auto pos = spec.column_index(spec.update_rule.column);
+  if (!pos) return std::nullopt;
+  switch (spec.columns[*pos].type) {
+    case ColumnType::jsonb:
+    case ColumnType::text_array:
+    case ColumnType::integer_array:
+    case ColumnType::bigint_array:
+      return std::nullopt;
+    default:
+      return pos;
+  }
+}
+
+// The batch's values of column `col` as a PostgreSQL array literal, in batch order.
+std::string column_array(const TableSpec& spec, std::span<const Row> rows, const KeyedBatch& batch, std::size_t col) {
+  std::string out = "{";
+  std::string scratch;
+  for (std::size_t p = 0; p < batch.size(); ++p) {
+    if (p > 0) out += ',';
+    const Row& row = rows[batch.source[p]];
+    bool nonnull = false;
+    try {
+      nonnull = values::encode(spec.columns[col].type, row.values[col], scratch);
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[col].name) + "'",
+                         "remote key " + key_repr(row.key));
+    }
+    if (nonnull) {
+      append_array_element(out, scratch);
+    } else {
+      out += "NULL";
+    }
+  }
+  out += '}';
+  return out;
 }
 
 // Thrown inside an upsert's transaction when a key found missing was inserted
@@ -563,7 +645,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   spec.validate();
   const TableSql t = describe(spec, schema_of(spec));
   const std::string conflict = conflict_clause(spec, t, options.apply_update_rule);
-  const EncodedBatch batch = encode_batch(spec, t, rows);
+  const KeyedBatch batch = key_batch(spec, t, rows);
 
   std::optional<std::array<std::string, 2>> checkpoint;
   std::string checkpoint_sql;
@@ -579,15 +661,40 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
     method = batch.size() >= state_->pool->config().copy_threshold ? WriteMethod::staging_copy : WriteMethod::multi_row;
   }
   const std::string columns = joined(t.insert_cols);
-  const std::size_t width = batch.width;
+  const std::size_t width = t.insert_cols.size();
+  // The INSERT paths bind every cell: encode them all before any SQL runs.
+  // The COPY path encodes each row as it streams it.
+  EncodedBatch encoded;
+  if (method != WriteMethod::staging_copy) encoded = encode_batch(spec, t, rows, batch);
+
+  // The COPY path first asks which rows to send: with a "newer" rule, the
+  // rows the rule would leave alone are never sent (an incremental backfill
+  // mostly sees rows it already has); then whether any row to send is in the
+  // table (if none, they are COPYed straight into it).
+  std::string keys_literal;
+  std::string rule_literal;
+  std::string plan_sql;
+  const auto rule_col = prefilter_column(spec, options.apply_update_rule);
+  const std::string key_type(sql_type(t.key_type));
+  if (method == WriteMethod::staging_copy && batch.size() > 0) {
+    keys_literal = key_array(batch);
+    if (rule_col) {
+      rule_literal = column_array(spec, rows, batch, *rule_col);
+      const std::string& qcol = t.qcols[*rule_col];
+      plan_sql = "SELECT webhookdb_b.i - 1, webhookdb_t." + t.qkey + " IS NOT NULL FROM unnest($1::" + key_type +
+                 "[], $2::" + std::string(sql_type(spec.columns[*rule_col].type)) +
+                 "[]) WITH ORDINALITY AS webhookdb_b(k, v, i) LEFT JOIN " + t.qualified + " webhookdb_t ON webhookdb_t." +
+                 t.qkey + " = webhookdb_b.k WHERE webhookdb_t." + t.qkey + " IS NULL OR webhookdb_t." + qcol +
+                 " < webhookdb_b.v OR webhookdb_t." + qcol + " IS NULL";
+    } else {
+      plan_sql = "SELECT 1 FROM " + t.qualified + " WHERE " + t.qkey + " = ANY($1::" + key_type + "[]) LIMIT 1";
+    }
+  }
 
   auto& impl = state_->impl();
   const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
-  // Positions (in batch) of the rows inserted or updated.
   bool direct_new_rows = method == WriteMethod::staging_copy;
-  const std::string existing_sql =
-      "SELECT 1 FROM " + t.qualified + " WHERE " + t.qkey + " = ANY($1::" + std::string(sql_type(t.key_type)) +
-      "[]) LIMIT 1";
+  // Returns the positions (in batch) of the rows inserted or updated.
   const auto write = [&](pqxx::work& tx) {
     std::vector<std::size_t> out;
     if (batch.size() > 0) {
@@ -602,7 +709,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
         const std::string name = statement_name(statement);
         tx.conn().prepare(name, statement);
         for (std::size_t i = 0; i < batch.size(); ++i) {
-          const CellRef* cells = batch.row(i);
+          const CellRef* cells = encoded.row(i);
           const auto r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(cells, cells + width));
           if (!r.empty()) out.push_back(i);
         }
@@ -630,8 +737,8 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
             statement += ")";
           }
           statement += tail;
-          const CellRef* first = batch.row(start);
-          const CellRef* last = batch.row(end);
+          const CellRef* first = encoded.row(start);
+          const CellRef* last = encoded.row(end);
           // Full chunks repeat the same text: prepare them once per connection
           // (only them, so a connection does not collect one per batch size).
           pqxx::result r;
@@ -645,25 +752,38 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
         }
       } else {
-        // COPY. A batch none of whose keys is in the table yet (a first
-        // backfill) goes straight into it: COPY's multi-row heap inserts, no
-        // speculative insertion, close to raw COPY speed. Any other batch goes
+        // COPY. When none of the rows to send is in the table yet (a first
+        // backfill), they go straight into it: COPY's multi-row heap inserts,
+        // no speculative insertion, close to raw COPY speed. Otherwise they go
         // through a temporary staging table and one INSERT ... SELECT ... ON
-        // CONFLICT, which applies the update rule. All or nothing, so every
-        // writer still takes its keys in one global order (splitting a batch
-        // would let two writers lock keys in opposite orders and deadlock).
-        // A concurrent writer inserting one of the keys first makes the
-        // direct COPY fail with a unique violation; the batch then runs again,
-        // staged.
-        const bool direct = direct_new_rows && tx.exec_params(existing_sql, key_array(batch)).empty();
-        if (direct) {
+        // CONFLICT, which applies the update rule (again: the plan is a
+        // snapshot, a concurrent writer may have moved on). Never split
+        // between the two, so every writer still takes its keys in one global
+        // order (splitting would let two writers lock keys in opposite orders
+        // and deadlock). A concurrent writer inserting one of the keys first
+        // makes the direct COPY fail on the unique key; the batch then runs
+        // again, staged.
+        WritePlan plan;
+        if (rule_col) {
+          for (const auto& r : tx.exec_params(plan_sql, keys_literal, rule_literal)) {
+            plan.positions.push_back(r[0].as<std::size_t>());
+            if (r[1].as<bool>()) plan.any_existing = true;
+          }
+          std::sort(plan.positions.begin(), plan.positions.end());
+        } else {
+          plan.positions.resize(batch.size());
+          for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
+          plan.any_existing = !direct_new_rows || !tx.exec_params(plan_sql, keys_literal).empty();
+        }
+        if (plan.positions.empty()) {
+          // Every row is already stored as new or newer.
+        } else if (direct_new_rows && !plan.any_existing) {
           try {
-            copy_rows(tx, t.qualified, t.insert_cols, batch, false);
+            copy_rows(tx, t.qualified, t.insert_cols, spec, rows, batch, plan.positions, false);
           } catch (const pqxx::unique_violation&) {
             throw ConcurrentInsert();
           }
-          out.resize(batch.size());
-          for (std::size_t i = 0; i < batch.size(); ++i) out[i] = i;
+          out = plan.positions;
         } else {
           std::vector<std::string> defs{"c0 integer"};
           std::vector<std::string> names{"c0"};
@@ -673,7 +793,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           }
           std::vector<std::string> value_names(names.begin() + 1, names.end());
           tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
-          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, batch, true);
+          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, spec, rows, batch, plan.positions, true);
           const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
                                      ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
                                      conflict + " RETURNING " + t.qkey +

@@ -170,6 +170,43 @@ TEST_P(PgUpsertMethodTest, NewerOverwritesOlderNeverDoes) {
             std::vector<bool>{true});
 }
 
+TEST_P(PgUpsertMethodTest, MixedBatchWritesExactlyTheRowsTheRuleAllows) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const auto opts = with_method(GetParam());
+  Row stored_null = full_row("stored-null", "2024-01-01T00:00:00Z", "v1");
+  stored_null.values[AT] = nullptr;
+  store->upsert(spec,
+                std::vector<Row>{full_row("older", "2024-01-02T00:00:00Z", "v1"),
+                                 full_row("same", "2024-01-02T00:00:00Z", "v1"),
+                                 full_row("newer", "2024-01-02T00:00:00Z", "v1"),
+                                 full_row("incoming-null", "2024-01-02T00:00:00Z", "v1"), stored_null},
+                opts);
+  const std::string versions = "SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM " + q("items");
+  const std::string before = scalar(versions);
+  Row incoming_null = full_row("incoming-null", "2024-01-01T00:00:00Z", "v2");
+  incoming_null.values[AT] = nullptr;
+  const std::vector<Row> batch = {full_row("older", "2024-01-01T00:00:00Z", "v2"),
+                                  full_row("new", "2024-01-01T00:00:00Z", "v2"),
+                                  full_row("same", "2024-01-02T00:00:00Z", "v2"),
+                                  full_row("newer", "2024-01-03T00:00:00Z", "v2"),
+                                  incoming_null,
+                                  full_row("stored-null", "2000-01-01T00:00:00Z", "v2")};
+  EXPECT_EQ(store->upsert(spec, batch, opts).changed, (std::vector<bool>{false, true, false, true, false, true}));
+  for (const auto* id : {"older", "same", "incoming-null"}) EXPECT_EQ(store->find(spec, id)->values[NAME], "v1") << id;
+  for (const auto* id : {"new", "newer", "stored-null"}) EXPECT_EQ(store->find(spec, id)->values[NAME], "v2") << id;
+  // The rows left alone have no new version.
+  const std::string after = scalar(versions);
+  for (const auto* id : {"older:", "same:", "incoming-null:"}) {
+    const auto version = [&](const std::string& list) {
+      const auto at = list.find(id);
+      return list.substr(at, list.find(',', at) - at);
+    };
+    EXPECT_EQ(version(after), version(before)) << id;
+  }
+  EXPECT_EQ(store->count(spec), 6U);
+}
+
 TEST_P(PgUpsertMethodTest, SkipNilAndKeepExisting) {
   const TableSpec spec = full_spec();
   store->create_table(spec);
@@ -755,6 +792,55 @@ TEST_F(PgReplicaTest, CopyPathSurvivesAKeyInsertedConcurrentlyAfterItsCheck) {
   EXPECT_EQ(store->find(spec, "k1")->values[1], "other");
   EXPECT_EQ(store->find(spec, "k2")->values[1], "batch");
   EXPECT_EQ(store->count(spec), 2U);
+}
+
+// Batches larger than one COPY chunk: rows are encoded while the COPY streams,
+// a bad row after several chunks were sent still writes nothing, and the rows
+// the update rule would leave alone are not sent at all.
+TEST_F(PgReplicaTest, CopyPathStreamsBigBatchesAndSendsOnlyRowsToWrite) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const std::string filler(1000, 'f');
+  std::vector<Row> batch;
+  for (int i = 0; i < 1500; ++i) {
+    batch.push_back(full_row("k" + std::to_string(10000 + i), "2024-01-01T00:00:00Z", "v1"));
+    batch.back().data["filler"] = filler;
+  }
+  UpsertOptions opts = with_method(WriteMethod::staging_copy);
+  opts.checkpoint = Checkpoint{9, "b", "t1", false};
+  batch.back().data["bad"] = std::string("\xff");
+  try {
+    store->upsert(spec, batch, opts);
+    ADD_FAILURE() << "invalid UTF-8 accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(e.where().find("k11499"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(store->count(spec), 0U);
+  EXPECT_TRUE(store->load_checkpoints(9).empty());
+
+  batch.back().data.erase("bad");
+  EXPECT_EQ(store->upsert(spec, batch, opts).changed_count(), 1500U);
+  EXPECT_EQ(store->find(spec, "k10777")->data["filler"], filler);
+
+  // Half the rows newer: exactly those are written.
+  for (std::size_t i = 0; i < batch.size(); i += 2) {
+    batch[i].values[AT] = "2024-01-02T00:00:00Z";
+    batch[i].values[NAME] = "v2";
+  }
+  opts.checkpoint = Checkpoint{9, "b", "t2", false};
+  const auto result = store->upsert(spec, batch, opts);
+  for (std::size_t i = 0; i < batch.size(); ++i) ASSERT_EQ(result.changed[i], i % 2 == 0) << i;
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'v2'"), "750");
+  EXPECT_EQ(store->load_checkpoints(9).at("b").next_token, "t2");
+
+  // The same batch again: nothing to write, and nothing is sent: a stale row
+  // whose data would fail to encode is not even looked at. The checkpoint still
+  // moves.
+  batch[3].data["bad"] = std::string("\xff");
+  opts.checkpoint = Checkpoint{9, "b", "t3", false};
+  EXPECT_EQ(store->upsert(spec, batch, opts).changed_count(), 0U);
+  EXPECT_EQ(store->load_checkpoints(9).at("b").next_token, "t3");
+  EXPECT_EQ(store->count(spec), 1500U);
 }
 
 TEST_F(PgReplicaTest, DroppedTableIsGone) {
