@@ -82,6 +82,10 @@ class Backfiller {
   virtual void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint);
   // True while handle_item has buffered rows that are not written yet.
   [[nodiscard]] virtual bool has_pending_inserts() const { return false; }
+  // Waits for writes still running in the background (a write-behind
+  // backfiller's last batch). After a successful run it rethrows their error;
+  // when the run already failed (`rethrow` false) it only waits.
+  virtual void finish_writes(bool /*rethrow*/) {}
 
   [[nodiscard]] virtual std::shared_ptr<const RetryPolicy> retry_policy() const;
   [[nodiscard]] virtual int max_backfill_retry_attempts() const;

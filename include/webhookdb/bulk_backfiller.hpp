@@ -2,6 +2,7 @@
 // Buffers rows keyed by remote key and writes them in batches.
 
 #include <cstddef>
+#include <future>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +18,9 @@ class Replicator;
 class BulkBackfiller : public Backfiller {
  public:
   explicit BulkBackfiller(Replicator& replicator);
+  ~BulkBackfiller() override;
+  BulkBackfiller(const BulkBackfiller&) = delete;
+  BulkBackfiller& operator=(const BulkBackfiller&) = delete;
 
   // Rows that a dry run would have written, in write order.
   [[nodiscard]] const std::vector<Row>& dry_run_rows() const noexcept { return dry_run_rows_; }
@@ -29,12 +33,18 @@ class BulkBackfiller : public Backfiller {
   void take_item(nlohmann::json&& item) override;
   void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) override;
   [[nodiscard]] bool has_pending_inserts() const override { return !pending_.empty(); }
+  void finish_writes(bool rethrow) override;
 
   [[nodiscard]] virtual std::size_t upsert_page_size() const { return 500; }
   // When false (WebhookDB's default) every conflict updates.
   [[nodiscard]] virtual bool conditional_upsert() const { return false; }
   [[nodiscard]] virtual bool dry_run() const { return false; }
   [[nodiscard]] virtual WriteMethod write_method() const { return WriteMethod::automatic; }
+  // True: a full batch is written on another thread while the next one is
+  // built from the following items (one batch in flight at most, so memory
+  // stays bounded and checkpoints are saved in page order). An error of that
+  // write surfaces at the next flush or at the end of the run.
+  [[nodiscard]] virtual bool write_behind() const { return false; }
   // Hook to reshape an item (in place) before it becomes a row.
   virtual void prepare_body(nlohmann::json& /*item*/) {}
 
@@ -45,6 +55,8 @@ class BulkBackfiller : public Backfiller {
   std::vector<Row> pending_;
   std::unordered_map<std::string, std::size_t> pending_index_;
   std::vector<Row> dry_run_rows_;
+  std::future<void> in_flight_;  // the batch (or page-boundary checkpoint) being written behind
+  bool in_flight_checkpoint_only_ = false;
 };
 
 }  // namespace webhookdb

@@ -44,6 +44,9 @@ class ServiceBackfiller : public BulkBackfiller {
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;
   [[noreturn]] void give_up(std::exception_ptr error) override;
   [[nodiscard]] bool pipelined() const override;
+  // Pipelined batched backfills also write behind: the next batch is built
+  // while the current one is written.
+  [[nodiscard]] bool write_behind() const override;
   // Enough pages to keep fetching while a batch is written.
   [[nodiscard]] std::size_t pipeline_depth() const override { return 16; }
 

@@ -248,14 +248,22 @@ void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
   }
   finished_ = false;
   active_cancel_ = runtime_.cancel;
-  if (pipelined()) {
-    run_pipelined(last_backfilled);
-  } else {
-    run_serial(last_backfilled);
+  try {
+    if (pipelined()) {
+      run_pipelined(last_backfilled);
+    } else {
+      run_serial(last_backfilled);
+    }
+    runtime_.cancel.throw_if_cancelled();
+    finished_ = true;
+    flush_pending_inserts(checkpoint_here());
+    finish_writes(true);
+  } catch (...) {
+    // Nothing may still be writing once backfill() returns or throws: the
+    // caller may retry the job, which reloads the checkpoints.
+    finish_writes(false);
+    throw;
   }
-  runtime_.cancel.throw_if_cancelled();
-  finished_ = true;
-  flush_pending_inserts(checkpoint_here());
   report(true);
 }
 

@@ -6,6 +6,21 @@ namespace webhookdb {
 
 BulkBackfiller::BulkBackfiller(Replicator& replicator) : replicator_(replicator) {}
 
+BulkBackfiller::~BulkBackfiller() { finish_writes(false); }
+
+void BulkBackfiller::finish_writes(bool rethrow) {
+  if (!in_flight_.valid()) return;
+  if (rethrow) {
+    in_flight_.get();
+  } else {
+    in_flight_.wait();
+    try {
+      in_flight_.get();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): the run's own error wins
+    }
+  }
+}
+
 void BulkBackfiller::handle_item(const nlohmann::json& item) { take_item(nlohmann::json(item)); }
 
 void BulkBackfiller::take_item(nlohmann::json&& item) {
@@ -32,22 +47,49 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
 
 void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) {
   if (pending_.empty()) {
-    if (checkpoint && !dry_run()) replicator_.context().replica->save_checkpoint(*checkpoint);
+    if (!checkpoint || dry_run()) return;
+    if (write_behind() && !checkpoint->finished) {
+      // A page boundary with nothing buffered: saved once the batch being
+      // written is, without making the page loop wait for it.
+      if (in_flight_checkpoint_only_) finish_writes(true);  // one such save queued at most
+      in_flight_ = std::async(std::launch::async,
+                              [this, previous = std::move(in_flight_), cp = *checkpoint]() mutable {
+                                if (previous.valid()) previous.get();
+                                replicator_.context().replica->save_checkpoint(cp);
+                              });
+      in_flight_checkpoint_only_ = true;
+      return;
+    }
+    finish_writes(true);
+    replicator_.context().replica->save_checkpoint(*checkpoint);
     return;
   }
+  // The batch before this one is written first: checkpoints stay in order.
+  finish_writes(true);
   if (dry_run()) {
     dry_run_rows_.insert(dry_run_rows_.end(), std::make_move_iterator(pending_.begin()),
                          std::make_move_iterator(pending_.end()));
-  } else {
-    UpsertOptions options;
-    options.apply_update_rule = conditional_upsert();
-    options.method = write_method();
-    options.checkpoint = checkpoint;
-    const UpsertResult result = replicator_.write_rows(pending_, options);
-    count_written(pending_.size(), result.changed_count());
+    pending_.clear();
+    pending_index_.clear();
+    return;
   }
-  pending_.clear();
+  UpsertOptions options;
+  options.apply_update_rule = conditional_upsert();
+  options.method = write_method();
+  options.checkpoint = checkpoint;
+  std::vector<Row> rows = std::move(pending_);
+  pending_ = {};
   pending_index_.clear();
+  const auto write = [this, options](const std::vector<Row>& batch) {
+    const UpsertResult result = replicator_.write_rows(batch, options);
+    count_written(batch.size(), result.changed_count());
+  };
+  if (write_behind()) {
+    in_flight_ = std::async(std::launch::async, [write, batch = std::move(rows)] { write(batch); });
+    in_flight_checkpoint_only_ = false;
+  } else {
+    write(rows);
+  }
 }
 
 }  // namespace webhookdb

@@ -81,6 +81,8 @@ void ServiceBackfiller::handle_item(const nlohmann::json& item) {
 
 bool ServiceBackfiller::pipelined() const { return replicator().pipelined_backfill(); }
 
+bool ServiceBackfiller::write_behind() const { return mode_ == BackfillWriteMode::batched && pipelined(); }
+
 std::size_t ServiceBackfiller::upsert_page_size() const { return std::max<std::size_t>(1, replicator().backfill_batch_size()); }
 
 }  // namespace webhookdb

@@ -14,17 +14,19 @@
 namespace webhookdb::jobs {
 namespace {
 
+using detail::clean_error;
+using detail::micros;
+using detail::new_lease_token;
+using detail::quote_ident;
+using detail::to_i64;
+using detail::to_int;
+using detail::to_opt_ts;
+
 using pg::Param;
 using pg::QueryResult;
 using pg::Session;
 
 constexpr const char* kComponent = "job_queue";
-
-// Every timestamp column is read as microseconds since the epoch, so no
-// text format (session TimeZone, DateStyle) is involved.
-std::string micros(const std::string& column) {
-  return "(extract(epoch from " + column + ") * 1000000)::bigint";
-}
 
 const std::string& entry_columns() {
   static const std::string cols = "job_id, state, " + micros("run_at") + " AS run_at, attempts, retries_left, " +
@@ -34,15 +36,9 @@ const std::string& entry_columns() {
   return cols;
 }
 
-std::int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
-int to_int(const std::optional<std::string>& v) { return v ? std::stoi(*v) : 0; }
 std::optional<int> to_opt_int(const std::optional<std::string>& v) {
   if (!v) return std::nullopt;
   return std::stoi(*v);
-}
-std::optional<Timestamp> to_opt_ts(const std::optional<std::string>& v) {
-  if (!v) return std::nullopt;
-  return Timestamp(std::chrono::microseconds(std::stoll(*v)));
 }
 
 QueueState parse_state(const std::string& s) {
@@ -70,23 +66,8 @@ QueueEntry entry_from(const QueryResult& r, std::size_t i) {
 }
 
 std::string channel_for(const std::string& schema) { return detail::notify_channel("webhookdb_job_queue", schema); }
-using detail::clean_error;
-using detail::quote_ident;
 
 std::string ms_param(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
-
-// 128 random bits in hex: unique per take, across processes and restarts.
-std::string new_lease_token() {
-  thread_local std::mt19937_64 rng = [] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }();
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
 
 // A text[] literal of tokens (hex only, so nothing needs quoting).
 std::string token_array(const std::vector<Lease>& leases) {

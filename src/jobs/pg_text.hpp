@@ -2,8 +2,15 @@
 // Text helpers shared by the PostgreSQL-backed queues (jobs and webhook inbox).
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+
+#include "webhookdb/time.hpp"
 
 namespace webhookdb::jobs::detail {
 
@@ -41,6 +48,31 @@ inline std::string quote_ident(const std::string& name) {
     out += c;
   }
   return out + "\"";
+}
+
+// Timestamps are read as microseconds since the epoch: no text format involved.
+inline std::string micros(const std::string& column) {
+  return "(extract(epoch from " + column + ") * 1000000)::bigint";
+}
+
+inline std::int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
+inline int to_int(const std::optional<std::string>& v) { return v ? std::stoi(*v) : 0; }
+inline std::optional<Timestamp> to_opt_ts(const std::optional<std::string>& v) {
+  if (!v) return std::nullopt;
+  return Timestamp(std::chrono::microseconds(std::stoll(*v)));
+}
+
+// 128 random bits in hex: unique per take, across processes and restarts.
+inline std::string new_lease_token() {
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
+  }();
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
 }
 
 }  // namespace webhookdb::jobs::detail

@@ -16,18 +16,21 @@
 namespace webhookdb::jobs {
 namespace {
 
+using detail::clean_error;
+using detail::micros;
+using detail::new_lease_token;
+using detail::quote_ident;
+using detail::to_i64;
+using detail::to_int;
+using detail::to_opt_ts;
+
 using pg::Param;
 using pg::QueryResult;
 using pg::Session;
 
-constexpr const char* kComponent = "webhook_inbox";
+constexpr const char* kInboxComponent = "webhook_inbox";
 
-// Timestamps are read as microseconds since the epoch: no text format involved.
-std::string micros(const std::string& column) {
-  return "(extract(epoch from " + column + ") * 1000000)::bigint";
-}
-
-const std::string& entry_columns() {
+const std::string& inbox_columns() {
   static const std::string cols = "id, opaque_id, body, attempts, " + micros("received_at") + " AS received_at, " +
                                   micros("available_at") + " AS available_at, " + micros("leased_until") +
                                   " AS leased_until, lease_owner, last_error, " + micros("failed_at") +
@@ -35,14 +38,8 @@ const std::string& entry_columns() {
   return cols;
 }
 
-std::int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
-int to_int(const std::optional<std::string>& v) { return v ? std::stoi(*v) : 0; }
-std::optional<Timestamp> to_opt_ts(const std::optional<std::string>& v) {
-  if (!v) return std::nullopt;
-  return Timestamp(std::chrono::microseconds(std::stoll(*v)));
-}
 
-InboxEntry entry_from(const QueryResult& r, std::size_t i) {
+InboxEntry inbox_entry_from(const QueryResult& r, std::size_t i) {
   InboxEntry e;
   e.id = to_i64(r.at(i, "id"));
   e.opaque_id = r.at(i, "opaque_id").value_or("");
@@ -57,29 +54,14 @@ InboxEntry entry_from(const QueryResult& r, std::size_t i) {
   return e;
 }
 
-std::vector<InboxEntry> entries_from(const QueryResult& r) {
+std::vector<InboxEntry> inbox_entries_from(const QueryResult& r) {
   std::vector<InboxEntry> out;
   out.reserve(r.rows.size());
-  for (std::size_t i = 0; i < r.rows.size(); ++i) out.push_back(entry_from(r, i));
+  for (std::size_t i = 0; i < r.rows.size(); ++i) out.push_back(inbox_entry_from(r, i));
   return out;
 }
 
-std::string channel_for(const std::string& schema) { return detail::notify_channel("webhookdb_webhook_inbox", schema); }
-using detail::clean_error;
-using detail::quote_ident;
-
-// 128 random bits in hex: unique per take, across processes and restarts.
-std::string new_lease_token() {
-  thread_local std::mt19937_64 rng = [] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }();
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
+std::string inbox_channel_for(const std::string& schema) { return detail::notify_channel("webhookdb_webhook_inbox", schema); }
 
 void require_token(const InboxDelivery& delivery, const char* what) {
   if (delivery.token.empty()) {
@@ -183,7 +165,7 @@ PgWebhookInbox::PgWebhookInbox(std::shared_ptr<pg::ConnectionPool> pool, PgWebho
   impl_->pool = std::move(pool);
   impl_->options = std::move(options);
   const auto& schema = impl_->pool->config().schema;
-  impl_->channel = channel_for(schema);
+  impl_->channel = inbox_channel_for(schema);
   impl_->table = quote_ident(schema) + ".webhookdb_webhook_inbox";
   if (impl_->options.migrate) migrate();
 }
@@ -226,7 +208,7 @@ CREATE INDEX IF NOT EXISTS webhookdb_webhook_inbox_failed_idx
   return steps;
 }
 
-void PgWebhookInbox::migrate() { pg::migrate(*impl_->pool, kComponent, migrations()); }
+void PgWebhookInbox::migrate() { pg::migrate(*impl_->pool, kInboxComponent, migrations()); }
 
 const PgWebhookInboxOptions& PgWebhookInbox::options() const noexcept { return impl_->options; }
 pg::ConnectionPool& PgWebhookInbox::pool() const noexcept { return *impl_->pool; }
@@ -401,18 +383,18 @@ std::optional<std::chrono::milliseconds> PgWebhookInbox::time_until_due() {
 // --- operators ---
 
 std::optional<InboxEntry> PgWebhookInbox::entry(std::int64_t id) {
-  auto r = impl_->pool->exec("SELECT " + entry_columns() + " FROM " + impl_->table + " WHERE id = $1::bigint",
+  auto r = impl_->pool->exec("SELECT " + inbox_columns() + " FROM " + impl_->table + " WHERE id = $1::bigint",
                              {std::to_string(id)});
   if (r.empty()) return std::nullopt;
-  return entry_from(r, 0);
+  return inbox_entry_from(r, 0);
 }
 
 std::vector<InboxEntry> PgWebhookInbox::entries() {
-  return entries_from(impl_->pool->exec("SELECT " + entry_columns() + " FROM " + impl_->table + " ORDER BY id"));
+  return inbox_entries_from(impl_->pool->exec("SELECT " + inbox_columns() + " FROM " + impl_->table + " ORDER BY id"));
 }
 
 std::vector<InboxEntry> PgWebhookInbox::failed() {
-  return entries_from(impl_->pool->exec("SELECT " + entry_columns() + " FROM " + impl_->table +
+  return inbox_entries_from(impl_->pool->exec("SELECT " + inbox_columns() + " FROM " + impl_->table +
                                         " WHERE failed_at IS NOT NULL ORDER BY id"));
 }
 
