@@ -11,6 +11,12 @@ function(webhookdb_warnings target)
     # GCC 12 reports std::string concatenation at -O2 as overlapping memcpy
     # (GCC bug 105329), a false positive inside libstdc++.
     $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>)
+  get_target_property(unity ${target} UNITY_BUILD)
+  if(unity)
+    # In a unity build every source is #included, so GCC takes a class with a
+    # member of an anonymous-namespace type (our pimpls) for one in a header.
+    target_compile_options(${target} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-Wno-subobject-linkage>)
+  endif()
   if(WEBHOOKDB_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
