@@ -511,6 +511,20 @@ struct Bench {
   void run() {
     const auto t0 = SteadyClock::now();
     std::printf("webhookdb-bench%s: %u cores\n", s.smoke ? " (smoke)" : "", std::thread::hardware_concurrency());
+    // Ratios depend on what a commit costs: say how durable the server is.
+    try {
+      pqxx::connection c(s.database_url);
+      pqxx::nontransaction nt(c);
+      const auto r = nt.exec(
+          "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'),"
+          " current_setting('full_page_writes')");
+      std::printf("PostgreSQL %s: fsync=%s synchronous_commit=%s full_page_writes=%s\n", r[0][0].c_str(),
+                  r[0][1].c_str(), r[0][2].c_str(), r[0][3].c_str());
+      results["postgres"] = {{"version", r[0][0].c_str()}, {"fsync", r[0][1].c_str()},
+                             {"synchronous_commit", r[0][2].c_str()}, {"full_page_writes", r[0][3].c_str()}};
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench: cannot read the server's settings (%s)\n", e.what());
+    }
     const auto wanted = [&](const std::string& section) {
       return s.only.empty() || ("," + s.only + ",").find("," + section + ",") != std::string::npos;
     };
