@@ -4,6 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "support.hpp"
 #include "webhookdb/testing/test_harness.hpp"
 
@@ -154,6 +158,72 @@ TEST_F(ServiceBackfillerTest, BatchedModeWritesWithTheUpdateRule) {
   EXPECT_EQ(calls[1].rows, 2U);
   EXPECT_TRUE(calls[1].options.apply_update_rule);
   EXPECT_EQ(h.replica->find(r->table_spec(), "a")->data["v"], "newer");
+}
+
+// Six pages of five items, batches of ten: three batches, each flushed by the
+// last item of an even page.
+void script_six_pages(MockHttpClient& http) {
+  for (int page = 0; page < 6; ++page) {
+    std::vector<nlohmann::json> items;
+    for (int i = 0; i < 5; ++i) items.push_back(fake_item("k" + std::to_string(page * 5 + i), "2024-01-01T00:00:00Z"));
+    const std::string next = page < 5 ? "p" + std::to_string(page + 1) : "";
+    http.on(page == 0 ? "token=" : "token=p" + std::to_string(page)).respond_json(fake_page(items, next));
+  }
+}
+
+TEST_F(ServiceBackfillerTest, APipelinedBackfillBuildsTheNextBatchWhileOneIsWritten) {
+  auto si = h.integration();
+  h.fake->batch_size = 10;
+  h.fake->pipelined = true;
+  script_six_pages(*h.http);
+  std::atomic<int> upserts{0};
+  std::atomic<bool> overlapped{false};
+  auto progress = h.progress;
+  h.replica->set_before_upsert([&](const TableSpec&, std::span<const Row>) {
+    if (upserts++ != 0) return;
+    // The first batch's write waits until page 3 (the next batch's items) was
+    // handled: only possible when the write does not block the page loop.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const auto last = progress->last();
+      if (last && last->pages >= 3) {
+        overlapped = true;
+        return;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  auto r = h.replicator(si);
+  auto job = h.job(si);
+  r->backfill(job);
+  EXPECT_TRUE(overlapped) << "the page loop waited for the first batch's write";
+  EXPECT_EQ(h.rows(*r).size(), 30U);
+  // Batches and checkpoints in page order, the last one finished.
+  const auto calls = h.replica->calls();
+  std::vector<std::string> tokens;
+  for (const auto& call : calls) {
+    if (call.options.checkpoint) tokens.push_back(call.options.checkpoint->finished ? "finished" : call.options.checkpoint->next_token);
+  }
+  EXPECT_THAT(tokens, ElementsAre("p1", "p3", "p5"));
+}
+
+TEST_F(ServiceBackfillerTest, AWriteBehindErrorFailsTheBackfillAndLaterBatchesAreNotWritten) {
+  auto si = h.integration();
+  h.fake->batch_size = 10;
+  h.fake->pipelined = true;
+  script_six_pages(*h.http);
+  std::atomic<int> upserts{0};
+  h.replica->set_before_upsert([&](const TableSpec&, std::span<const Row>) {
+    if (++upserts == 2) throw InvalidInput("rejected by the test", "batch 2");
+  });
+  auto r = h.replicator(si);
+  auto job = h.job(si);
+  EXPECT_THROW(r->backfill(job), InvalidInput);
+  EXPECT_EQ(h.rows(*r).size(), 10U);
+  EXPECT_EQ(upserts.load(), 2) << "a batch was written after the failed one";
+  const auto saved = h.replica->load_checkpoints(job.id);
+  ASSERT_EQ(saved.size(), 1U);
+  EXPECT_EQ(saved.begin()->second.next_token, "p2");  // page 2 ended with batch 1 written
 }
 
 }  // namespace
