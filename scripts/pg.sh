@@ -4,7 +4,8 @@
 # pg_stop stops it and removes the directory. Callers trap pg_stop on EXIT.
 # PG_DURABLE=1 starts it with fsync, synchronous_commit and full_page_writes on
 # (the benchmark): options given on the command line win over ALTER SYSTEM, so
-# they have to be chosen here.
+# they have to be chosen here. Its max_wal_size is large enough that no timed
+# phase of the benchmark sets off a checkpoint of its own (each starts after one).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -34,7 +35,7 @@ pg_start() {
   PG_PORT=$(_pg_free_port)
   local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   if [[ ${PG_DURABLE:-0} == 1 ]]; then
-    durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_wal_size=8GB"
   fi
   _pg_as_owner "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }

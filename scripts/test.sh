@@ -8,7 +8,7 @@
 #   scripts/test.sh                      everything
 #   SKIP_SANITIZERS=1 scripts/test.sh    the whole suite in one plain Release build
 #   TSAN_TEST_LABELS=concurrency ...     TSan only for the tests with these labels
-#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 20 s a target)
+#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 45 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -81,8 +81,8 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   section "tests (TSan)"
   run_suite build/tsan
 
-  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-20} s a target)"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
+  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-45} s a target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-45} bash scripts/fuzz.sh
 fi
 
 section "done"
