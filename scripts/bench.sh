@@ -13,7 +13,6 @@ cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release --target webhookdb-bench webhookdb-api-server -j "$(nproc)"
 trap pg_stop EXIT
 PG_DURABLE=1 pg_start webhookdb_bench
-psql "$WEBHOOKDB_TEST_DATABASE_URL" -Atc "SELECT 'postgres: fsync=' || current_setting('fsync') || ', synchronous_commit=' || current_setting('synchronous_commit')"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(date -u +%Y-%m-%d)"
 build/release/bench/webhookdb-bench --server-exe build/release/tools/api_server/webhookdb-api-server \
   --json bench-results.json "$@"

@@ -16,13 +16,8 @@
 namespace webhookdb::jobs {
 namespace {
 
-using detail::clean_error;
-using detail::micros;
-using detail::new_lease_token;
-using detail::quote_ident;
-using detail::to_i64;
-using detail::to_int;
-using detail::to_opt_ts;
+// The helpers shared with the other queue (pg_text.hpp).
+using namespace detail;  // NOLINT(google-build-using-namespace)
 
 using pg::Param;
 using pg::QueryResult;

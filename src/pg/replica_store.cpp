@@ -202,18 +202,23 @@ KeyedBatch key_batch(const TableSpec& spec, const TableSql& t, std::span<const R
   return batch;
 }
 
+// Encodes column `c` of `row` into `out`; false for NULL. Errors name the
+// remote key and the column.
+bool encode_column(const TableSpec& spec, const Row& row, std::size_t c, std::string& out) {
+  try {
+    return values::encode(spec.columns[c].type, row.values[c], out);
+  } catch (const InvalidInput& e) {
+    throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[c].name) + "'",
+                       "remote key " + key_repr(row.key));
+  }
+}
+
 // Encodes the cells of `row` after its key (columns, [enrichment], data),
 // calling put(nonnull, text) for each; errors name the remote key and column.
 template <class Put>
 void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put) {
   for (std::size_t c = 0; c < spec.columns.size(); ++c) {
-    bool nonnull = false;
-    try {
-      nonnull = values::encode(spec.columns[c].type, row.values[c], scratch);
-    } catch (const InvalidInput& e) {
-      throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[c].name) + "'",
-                         "remote key " + key_repr(row.key));
-    }
+    const bool nonnull = encode_column(spec, row, c, scratch);
     put(nonnull, scratch);
   }
   if (spec.enrichment) {
@@ -359,15 +364,7 @@ std::string column_array(const TableSpec& spec, std::span<const Row> rows, const
   std::string scratch;
   for (std::size_t p = 0; p < batch.size(); ++p) {
     if (p > 0) out += ',';
-    const Row& row = rows[batch.source[p]];
-    bool nonnull = false;
-    try {
-      nonnull = values::encode(spec.columns[col].type, row.values[col], scratch);
-    } catch (const InvalidInput& e) {
-      throw InvalidInput(std::string(e.what()) + " in column '" + sql::printable(spec.columns[col].name) + "'",
-                         "remote key " + key_repr(row.key));
-    }
-    if (nonnull) {
+    if (encode_column(spec, rows[batch.source[p]], col, scratch)) {
       append_array_element(out, scratch);
     } else {
       out += "NULL";
