@@ -11,6 +11,8 @@
 //
 //   webhookdb-bench --database-url URL --server-exe PATH [--smoke] [--json FILE]
 //                   [--only write,e2e,rss,abort] [--write-rows N] [--e2e-objects N]
+//                   [--e2e-filter TEXT]  (only the end-to-end configurations whose name contains TEXT)
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -54,6 +57,7 @@ struct Settings {
   std::vector<std::size_t> rss_n{100'000, 1'000'000};
   int abort_runs = 5;
   std::string only;  // comma-separated sections to run (write,e2e,rss,abort); empty: all
+  std::string e2e_filter;  // end-to-end configurations whose name contains this (for profiling one)
   // --rss-child mode
   bool rss_child = false;
   std::string server_url;
@@ -62,6 +66,54 @@ struct Settings {
 
 double seconds_since(SteadyClock::time_point t0) {
   return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+// CPU seconds spent so far by PostgreSQL (every live process named postgres,
+// plus what the postmaster has collected from exited backends) and by this
+// process (which hosts the API server). The benchmark's server is local, so
+// the difference over a phase says where its time went.
+struct CpuSample {
+  double postgres = 0;
+  double self = 0;
+};
+
+CpuSample cpu_sample() {
+  CpuSample out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    const auto open = line.find('(');
+    const auto close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || line.substr(open + 1, close - open - 1) != "postgres")
+      continue;
+    // Fields after the command: state is field 3; utime, stime, cutime, cstime are 14-17.
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double ticks = 0;
+    for (int n = 3; n <= 17 && rest >> field; ++n) {
+      if (n >= 14) ticks += std::stod(field);
+    }
+    out.postgres += ticks / tick;
+  }
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  const auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  out.self = secs(self.ru_utime) + secs(self.ru_stime);
+  return out;
+}
+
+// "pg 21 + client 9 us/row" over a phase that wrote `rows`.
+std::string cpu_per_row(const CpuSample& before, const CpuSample& after, std::size_t rows) {
+  char buf[64];
+  const double n = static_cast<double>(rows) / 1e6;
+  std::snprintf(buf, sizeof buf, "cpu: pg %.0f + bench %.0f us/row", (after.postgres - before.postgres) / n,
+                (after.self - before.self) / n);
+  return buf;
 }
 
 // Settings the bench replicator reads (it is built by a factory).
@@ -128,6 +180,8 @@ struct Bench {
   std::shared_ptr<Registry> registry = std::make_shared<Registry>();
   json results = json::object();
   double baseline = 0;  // raw COPY rows/s
+  std::string baseline_cpu;  // the last raw COPY run's CPU per row
+  std::string last_cpu;      // the last end-to-end run's
 
   explicit Bench(Settings settings) : s(std::move(settings)) {
     pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = 8});
@@ -198,6 +252,7 @@ struct Bench {
           "bench_raw_copy (created); CREATE INDEX ON bench_raw_copy (updated)");
     }
     settle();
+    const auto cpu0 = cpu_sample();
     const auto t0 = SteadyClock::now();
     pqxx::work tx(c);
     pqxx::stream_to stream(tx, "bench_raw_copy",
@@ -212,7 +267,9 @@ struct Bench {
     }
     stream.complete();
     tx.commit();
-    return static_cast<double>(rows.size()) / seconds_since(t0);
+    const double rate = static_cast<double>(rows.size()) / seconds_since(t0);
+    baseline_cpu = cpu_per_row(cpu0, cpu_sample(), rows.size());
+    return rate;
   }
 
   double library_write(const TableSpec& spec, const std::vector<Row>& rows, WriteMethod method, std::size_t batch) {
@@ -249,7 +306,7 @@ struct Bench {
   // The COPY baseline alone, for runs that skip the write-path section.
   double raw_copy_baseline() {
     baseline = raw_copy(bench_rows(s.write_n));
-    std::printf("\nraw COPY baseline: %.0f rows/s\n", baseline);
+    std::printf("\nraw COPY baseline: %.0f rows/s (last run's %s)\n", baseline, baseline_cpu.c_str());
     results["baseline_copy_rows_per_s"] = baseline;
     return baseline;
   }
@@ -265,7 +322,7 @@ struct Bench {
     const std::size_t updated_col = r->table_spec().column_index("updated").value();
 
     baseline = raw_copy(rows);
-    print_row("raw COPY into a plain table (baseline, median of 3)", baseline, 1.0);
+    print_row("raw COPY into a plain table (baseline, median of 3)", baseline, 1.0, "last run's " + baseline_cpu);
     results["baseline_copy_rows_per_s"] = baseline;
 
     struct Method {
@@ -336,9 +393,11 @@ struct Bench {
     auto r = fresh(si, ctx);
     auto job = jobs->create_recursive(si, false, json::object());
     settle();
+    const auto cpu0 = cpu_sample();
     const auto t0 = SteadyClock::now();
     r->backfill(job);
     const double rate = static_cast<double>(objects) / seconds_since(t0);
+    last_cpu = cpu_per_row(cpu0, cpu_sample(), objects);
     const auto count = replica->count(r->table_spec());
     if (count != objects) throw InvariantViolation("end to end wrote " + std::to_string(count) + " rows");
     replica->drop_table(r->table_spec());
@@ -354,26 +413,31 @@ struct Bench {
     tools::ApiServer server(options);
     server.start();
     json& out = results["end_to_end"];
+    struct Config {
+      const char* name;
+      bool pipelined;
+      int partitions;
+    };
     for (int latency : {0, 20}) {
-      server.set_latency(std::chrono::milliseconds(latency));
-      const double fetch_only = fetch_and_parse(server.base_url(), s.e2e_n);
-      print_row("fetch + parse alone, " + std::to_string(latency) + " ms/page", fetch_only, fetch_only / baseline);
-      out["fetch_parse_" + std::to_string(latency) + "ms"] = fetch_only;
-      struct Config {
-        const char* name;
-        bool pipelined;
-        int partitions;
-      };
       std::vector<Config> configs{{"serial, not pipelined", false, 0},
                                   {"serial, pipelined", true, 0},
                                   {"2 partitions, pipelined", true, 2},
                                   {"4 partitions, pipelined", true, 4}};
       if (latency > 0) configs.push_back({"16 partitions, pipelined", true, 16});
+      const auto name_of = [latency](const Config& c) {
+        return std::string(c.name) + ", " + std::to_string(latency) + " ms/page";
+      };
+      std::erase_if(configs, [&](const Config& c) { return name_of(c).find(s.e2e_filter) == std::string::npos; });
+      if (configs.empty()) continue;
+      server.set_latency(std::chrono::milliseconds(latency));
+      const double fetch_only = fetch_and_parse(server.base_url(), s.e2e_n);
+      print_row("fetch + parse alone, " + std::to_string(latency) + " ms/page", fetch_only, fetch_only / baseline);
+      out["fetch_parse_" + std::to_string(latency) + "ms"] = fetch_only;
       for (const auto& c : configs) {
+        const std::string name = name_of(c);
         const double rate = end_to_end(server.base_url(), s.e2e_n, c.pipelined, c.partitions);
-        const std::string name = std::string(c.name) + ", " + std::to_string(latency) + " ms/page";
-        char extra[64];
-        std::snprintf(extra, sizeof extra, "%.2fx", rate / fetch_only);
+        char extra[128];
+        std::snprintf(extra, sizeof extra, "%.2fx  %s", rate / fetch_only, last_cpu.c_str());
         print_row(name, rate, rate / baseline, extra);
         out[name] = {{"rows_per_s", rate}, {"ratio_to_copy", rate / baseline}, {"ratio_to_fetch_parse", rate / fetch_only}};
       }
@@ -611,6 +675,7 @@ int main(int argc, char** argv) {
     else if (arg == "--only") s.only = value();
     else if (arg == "--write-rows") s.write_n = std::stoul(value());
     else if (arg == "--e2e-objects") s.e2e_n = std::stoul(value());
+    else if (arg == "--e2e-filter") s.e2e_filter = value();
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;

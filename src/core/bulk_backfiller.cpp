@@ -27,9 +27,10 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
   prepare_body(item);
   auto row = replicator_.row_for(std::move(item), nullptr, nullptr);
   if (!row) return;
-  // Keyed by the remote key's JSON text, so 1 and "1" stay distinct.
-  // (Invalid UTF-8 is replaced here, not thrown: write_rows rejects it by name.)
-  std::string key = row->key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // Keyed so that 1 and "1" stay distinct: a string as '"' and its bytes
+  // (invalid UTF-8 included: write_rows rejects it by name), else JSON text.
+  std::string key = row->key.is_string() ? '"' + row->key.get_ref<const std::string&>()
+                                         : row->key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (auto it = pending_index_.find(key); it != pending_index_.end()) {
     // A page may repeat a key (an object updated mid-pagination). With the
     // update rule on, the batch keeps whichever version the rule would keep
@@ -85,7 +86,11 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
     count_written(batch.size(), result.changed_count());
   };
   if (write_behind()) {
-    in_flight_ = std::async(std::launch::async, [write, batch = std::move(rows)] { write(batch); });
+    in_flight_ = std::async(std::launch::async, [write, batch = std::move(rows)]() mutable {
+      // Freed on this thread, not by whoever releases the future.
+      const std::vector<Row> written = std::move(batch);
+      write(written);
+    });
     in_flight_checkpoint_only_ = false;
   } else {
     write(rows);

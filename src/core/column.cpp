@@ -70,7 +70,8 @@ json as_integer(const Column& col, const json& v, bool big) {
   return n;
 }
 
-json check_scalar(const Column& col, ColumnType type, const json& v) {
+// Takes the value by value: most types return it as it is, moved.
+json check_scalar(const Column& col, ColumnType type, json v) {
   switch (type) {
     case ColumnType::text:
       if (v.is_string()) return v;
@@ -160,26 +161,45 @@ const json* dig(const json& doc, const std::vector<std::string>& path) {
   return cur;
 }
 
+namespace {
+
+// dig() for a path of one key, without building the path.
+const json* dig_key(const json& doc, const std::string& key) {
+  if (!doc.is_object()) return dig(doc, std::vector<std::string>{key});
+  auto it = doc.find(key);
+  return it == doc.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
 json Column::value_from(const ConvertContext& ctx) const {
-  const std::vector<std::string> default_key{name};
-  const auto& key = data_key.empty() ? default_key : data_key;
+  // The path and the text naming it are built only for an error: this runs
+  // for every column of every row.
+  enum class Source { enrichment, event, resource };
+  Source source = Source::resource;
   const json* raw = nullptr;
-  std::string where;
   if (from_enrichment) {
-    raw = ctx.enrichment != nullptr ? dig(*ctx.enrichment, key) : nullptr;
-    where = "enrichment." + join_path(key);
+    source = Source::enrichment;
+    if (ctx.enrichment != nullptr) raw = data_key.empty() ? dig_key(*ctx.enrichment, name) : dig(*ctx.enrichment, data_key);
   } else if (!event_key.empty() && ctx.event != nullptr && !ctx.event->is_null()) {
+    source = Source::event;
     raw = dig(*ctx.event, event_key);
-    where = "event." + join_path(event_key);
   } else {
-    raw = dig(ctx.resource, key);
-    where = join_path(key);
+    raw = data_key.empty() ? dig_key(ctx.resource, name) : dig(ctx.resource, data_key);
   }
+  const auto where = [&] {
+    switch (source) {
+      case Source::enrichment: return "enrichment." + join_path(effective_data_key());
+      case Source::event: return "event." + join_path(event_key);
+      case Source::resource: break;
+    }
+    return join_path(effective_data_key());
+  };
 
   json value;
   if (raw == nullptr) {
     if (!optional && !defaulter) {
-      throw InvalidInput("missing key '" + where + "'", "column '" + name + "'");
+      throw InvalidInput("missing key '" + where() + "'", "column '" + name + "'");
     }
   } else if (!raw->is_null()) {
     if (converter.fn) {
@@ -187,10 +207,10 @@ json Column::value_from(const ConvertContext& ctx) const {
         value = converter.fn(*raw, ctx);
       } catch (const InvalidInput& e) {
         // Converters know the value, not where it came from.
-        const std::string here = "column '" + name + "' (key " + where + ")";
+        const std::string here = "column '" + name + "' (key " + where() + ")";
         throw InvalidInput(e.message(), e.where().empty() ? here : e.where() + ", " + here);
       } catch (const std::exception& e) {
-        throw InvalidInput(std::string("converter failed: ") + e.what(), "column '" + name + "' (key " + where + ")");
+        throw InvalidInput(std::string("converter failed: ") + e.what(), "column '" + name + "' (key " + where() + ")");
       }
     } else {
       value = *raw;
@@ -208,11 +228,11 @@ json Column::value_from(const ConvertContext& ctx) const {
                                  : type == ColumnType::integer_array ? ColumnType::integer
                                                                      : ColumnType::bigint;
       json out = json::array();
-      for (const auto& item : value) out.push_back(item.is_null() ? item : check_scalar(*this, element, item));
+      for (auto& item : value) out.push_back(item.is_null() ? std::move(item) : check_scalar(*this, element, std::move(item)));
       return out;
     }
     default:
-      return check_scalar(*this, type, value);
+      return check_scalar(*this, type, std::move(value));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "webhookdb/json_text.hpp"
 
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "webhookdb/errors.hpp"
@@ -32,6 +34,14 @@ bool is_valid_utf8(std::string_view text) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const auto* const end = p + text.size();
   while (p < end) {
+    // Eight ASCII bytes at a time: payloads are mostly ASCII.
+    while (end - p >= 8) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, p, sizeof word);
+      if ((word & 0x8080808080808080ULL) != 0) break;
+      p += 8;
+    }
+    if (p == end) break;
     const unsigned char c = *p;
     if (c < 0x80) {
       ++p;
@@ -65,30 +75,31 @@ bool is_valid_utf8(std::string_view text) noexcept {
 
 std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc) {
   using nlohmann::json;
-  // Each node remembers its parent and its name there, so the path is only
-  // built for the node that fails.
+  // Each node remembers its parent and its place there (a key, pointing into
+  // `doc`, or an index), so no string is built unless a node fails.
   struct Node {
     const json* value;
     std::size_t parent;  // index in `nodes`; npos for the root
-    std::string name;    // key or index in the parent
+    const std::string* key;  // null in an array
+    std::size_t index;
   };
   constexpr std::size_t root = static_cast<std::size_t>(-1);
-  const auto path_of = [](const std::vector<Node>& nodes, std::size_t at, const std::string* key) {
-    std::vector<const std::string*> parts;
-    if (key != nullptr) parts.push_back(key);
+  const auto name_of = [](const std::string* key, std::size_t index) {
+    if (key == nullptr) return std::to_string(index);
+    if (is_valid_utf8(*key)) return *key;
+    // A key that is itself invalid: shown with U+FFFD, without the quotes.
+    const std::string quoted = json(*key).dump(-1, ' ', false, json::error_handler_t::replace);
+    return quoted.substr(1, quoted.size() - 2);
+  };
+  const auto path_of = [&](const std::vector<Node>& nodes, std::size_t at, const std::string* key, std::size_t index) {
+    std::vector<std::string> parts{name_of(key, index)};
     for (std::size_t i = at; i != root; i = nodes[i].parent) {
-      if (nodes[i].parent != root) parts.push_back(&nodes[i].name);
+      if (nodes[i].parent != root) parts.push_back(name_of(nodes[i].key, nodes[i].index));
     }
     std::string out;
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
       if (!out.empty()) out += '.';
-      if (is_valid_utf8(**it)) {
-        out += **it;
-      } else {
-        // A key that is itself invalid: shown with U+FFFD, without the quotes.
-        const std::string quoted = json(**it).dump(-1, ' ', false, json::error_handler_t::replace);
-        out += quoted.substr(1, quoted.size() - 2);
-      }
+      out += *it;
     }
     return out;
   };
@@ -96,23 +107,22 @@ std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc) {
     if (doc.is_string() && !is_valid_utf8(doc.get_ref<const std::string&>())) return std::string();
     return std::nullopt;
   }
-  std::vector<Node> nodes{{&doc, root, {}}};
+  std::vector<Node> nodes{{&doc, root, nullptr, 0}};
   std::vector<std::size_t> todo{0};
   while (!todo.empty()) {
     const std::size_t at = todo.back();
     todo.pop_back();
     const json& value = *nodes[at].value;
+    const bool object = value.is_object();
     std::size_t index = 0;
     for (auto it = value.begin(); it != value.end(); ++it, ++index) {
       const json& child = *it;
-      if (value.is_object() && !is_valid_utf8(it.key())) return path_of(nodes, at, &it.key());
+      const std::string* key = object ? &it.key() : nullptr;
+      if (object && !is_valid_utf8(*key)) return path_of(nodes, at, key, index);
       if (child.is_string()) {
-        if (!is_valid_utf8(child.get_ref<const std::string&>())) {
-          const std::string name = value.is_object() ? it.key() : std::to_string(index);
-          return path_of(nodes, at, &name);
-        }
+        if (!is_valid_utf8(child.get_ref<const std::string&>())) return path_of(nodes, at, key, index);
       } else if (child.is_structured()) {
-        nodes.push_back({&child, at, value.is_object() ? it.key() : std::to_string(index)});
+        nodes.push_back({&child, at, key, index});
         todo.push_back(nodes.size() - 1);
       }
     }

@@ -3,7 +3,9 @@
 // never retried, and a budget for the total wait of one page's retries.
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -47,7 +49,7 @@ thread_local LastAnswer t_last;
 class PoliteRetryPolicy final : public RetryPolicy {
  public:
   explicit PoliteRetryPolicy(PoliteRetryOptions options)
-      : options_(options), rng_(options.seed != 0 ? options.seed : std::random_device{}()) {
+      : options_(options) {
     options_.max_attempts = std::max(1, options_.max_attempts);
     options_.base = std::max(milliseconds(1), options_.base);
     options_.cap = std::max(options_.base, options_.cap);
@@ -104,7 +106,11 @@ class PoliteRetryPolicy final : public RetryPolicy {
   [[nodiscard]] milliseconds jitter(int attempt) const {
     std::uniform_int_distribution<milliseconds::rep> pick(0, ceiling(attempt).count());
     std::lock_guard lock(rng_mutex_);
-    return milliseconds(pick(rng_));
+    // Made on first use: replicators build a policy per page, and seeding a
+    // 2.5 KB generator from std::random_device costs more than the page's
+    // other bookkeeping.
+    if (!rng_) rng_ = std::make_unique<std::mt19937_64>(options_.seed != 0 ? options_.seed : std::random_device{}());
+    return milliseconds(pick(*rng_));
   }
 
   [[nodiscard]] milliseconds spent_before(int attempt) const {
@@ -119,7 +125,7 @@ class PoliteRetryPolicy final : public RetryPolicy {
 
   PoliteRetryOptions options_;
   mutable std::mutex rng_mutex_;
-  mutable std::mt19937_64 rng_;
+  mutable std::unique_ptr<std::mt19937_64> rng_;
 };
 
 }  // namespace

@@ -214,9 +214,10 @@ bool encode_column(const TableSpec& spec, const Row& row, std::size_t c, std::st
 }
 
 // Encodes the cells of `row` after its key (columns, [enrichment], data),
-// calling put(nonnull, text) for each; errors name the remote key and column.
-template <class Put>
-void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put) {
+// calling put(nonnull, text) for each and put_data(row.data) for the last;
+// errors name the remote key and column.
+template <class Put, class PutData>
+void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put, PutData&& put_data) {
   for (std::size_t c = 0; c < spec.columns.size(); ++c) {
     const bool nonnull = encode_column(spec, row, c, scratch);
     put(nonnull, scratch);
@@ -231,11 +232,19 @@ void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, P
     put(nonnull, scratch);
   }
   try {
-    scratch = to_jsonb_text(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
+    put_data(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
   } catch (const InvalidInput&) {
     throw InvalidInput("invalid UTF-8 in data", "remote key " + key_repr(row.key));
   }
-  put(true, scratch);
+}
+
+// encode_cells for text to be used as it is (the INSERT paths).
+template <class Put>
+void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put) {
+  encode_cells(spec, row, scratch, put, [&](const nlohmann::json& data) {
+    scratch = to_jsonb_text(data);
+    put(true, scratch);
+  });
 }
 
 // Every cell of a batch, encoded before any SQL runs (the INSERT paths).
@@ -325,7 +334,10 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::
       chunk += '\t';
     }
     values::append_copy_escaped(chunk, batch.keys[p]);
-    encode_cells(spec, rows[batch.source[p]], scratch, put);
+    encode_cells(spec, rows[batch.source[p]], scratch, put, [&](const nlohmann::json& data) {
+      chunk += '\t';
+      values::append_jsonb_copy(chunk, data);
+    });
     if (chunk.size() >= kCopyChunkBytes) {
       writer.write_raw_line(chunk);
       chunk.clear();

@@ -97,6 +97,23 @@ std::string timestamp_text(Timestamp t) {
   using namespace std::chrono;
   const auto day_point = floor<days>(t);
   const year_month_day ymd{day_point};
+  int y = static_cast<int>(ymd.year());
+  if (y > 0) {
+    // From format_timestamp's text, without snprintf (two of these per row on
+    // the COPY path): "2022-01-01T00:00:00.5Z" becomes
+    // "2022-01-01 00:00:00.500000+00".
+    std::string out = format_timestamp(t);
+    out.pop_back();  // Z
+    const auto tee = out.find('T');
+    out[tee] = ' ';
+    const auto dot = out.find('.', tee);
+    const std::size_t digits = dot == std::string::npos ? 0 : out.size() - dot - 1;
+    if (dot == std::string::npos) out += '.';
+    out.append(6 - digits, '0');
+    out += "+00";
+    return out;
+  }
+  y = 1 - y;  // year 0 is 1 BC
   auto micros = (t - day_point).count();
   const auto h = micros / 3'600'000'000;
   micros %= 3'600'000'000;
@@ -104,14 +121,10 @@ std::string timestamp_text(Timestamp t) {
   micros %= 60'000'000;
   const auto s = micros / 1'000'000;
   micros %= 1'000'000;
-  int y = static_cast<int>(ymd.year());
-  const bool bc = y <= 0;
-  if (bc) y = 1 - y;  // year 0 is 1 BC
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld:%02lld.%06lld+00%s", y,
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld:%02lld.%06lld+00 BC", y,
                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), static_cast<long long>(h),
-                static_cast<long long>(m), static_cast<long long>(s), static_cast<long long>(micros),
-                bc ? " BC" : "");
+                static_cast<long long>(m), static_cast<long long>(s), static_cast<long long>(micros));
   return buf;
 }
 
@@ -280,22 +293,144 @@ json decode(ColumnType type, const std::optional<std::string_view>& text) {
 }
 
 void append_copy_escaped(std::string& buf, std::string_view text) {
-  std::size_t start = 0;
-  while (true) {
-    const auto pos = text.find_first_of("\\\t\n\r", start);
-    if (pos == std::string_view::npos) {
-      buf.append(text.substr(start));
+  // A plain loop: find_first_of with a set costs a memchr per byte.
+  const char* run = text.data();
+  const char* const end = run + text.size();
+  for (const char* p = run; p < end; ++p) {
+    const char c = *p;
+    if (c != '\\' && c != '\t' && c != '\n' && c != '\r') continue;
+    buf.append(run, p);
+    buf += '\\';
+    buf += c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+    run = p + 1;
+  }
+  buf.append(run, end);
+}
+
+namespace {
+
+// Thrown inside the writer below; never leaves this file.
+struct NotWritable {};
+
+// A JSON string, escaped for JSON and then for COPY (each JSON escape's
+// backslash doubled; no raw control character remains). NULs are dropped, as
+// to_jsonb_text drops them. Stops at invalid UTF-8.
+void put_json_string_copy(std::string& buf, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  buf += '"';
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* const end = p + s.size();
+  const auto* run = p;
+  const auto flush = [&](const unsigned char* to) { buf.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(to - run)); };
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++p;
+      continue;
+    }
+    flush(p);
+    if (c >= 0x80) {
+      const std::size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+      if (static_cast<std::size_t>(end - p) < n ||
+          !is_valid_utf8(std::string_view(reinterpret_cast<const char*>(p), n))) {
+        throw NotWritable{};
+      }
+      run = p;
+      p += n;
+      continue;
+    }
+    switch (c) {
+      case '\0': break;
+      case '"': buf += "\\\\\""; break;
+      case '\\': buf += "\\\\\\\\"; break;
+      case '\b': buf += "\\\\b"; break;
+      case '\f': buf += "\\\\f"; break;
+      case '\n': buf += "\\\\n"; break;
+      case '\r': buf += "\\\\r"; break;
+      case '\t': buf += "\\\\t"; break;
+      default:
+        buf += "\\\\u00";
+        buf += kHex[c >> 4U];
+        buf += kHex[c & 0xFU];
+        break;
+    }
+    run = ++p;
+  }
+  flush(end);
+  buf += '"';
+}
+
+// Past this depth the writer hands over to nlohmann's serializer.
+constexpr int kMaxWriterDepth = 200;
+
+void put_json_copy(std::string& buf, const json& v, int depth) {
+  switch (v.type()) {
+    case json::value_t::null:
+      buf += "null";
+      return;
+    case json::value_t::boolean:
+      buf += v.get<bool>() ? "true" : "false";
+      return;
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      put_number(v, buf);
+      return;
+    case json::value_t::number_float:
+      buf += v.dump();  // nlohmann's spelling (1.0 stays 1.0; NaN becomes null)
+      return;
+    case json::value_t::string:
+      put_json_string_copy(buf, v.get_ref<const std::string&>());
+      return;
+    case json::value_t::array: {
+      if (depth >= kMaxWriterDepth) throw NotWritable{};
+      buf += '[';
+      bool first = true;
+      for (const auto& item : v) {
+        if (!first) buf += ',';
+        first = false;
+        put_json_copy(buf, item, depth + 1);
+      }
+      buf += ']';
       return;
     }
-    buf.append(text.substr(start, pos - start));
-    buf += '\\';
-    switch (text[pos]) {
-      case '\t': buf += 't'; break;
-      case '\n': buf += 'n'; break;
-      case '\r': buf += 'r'; break;
-      default: buf += '\\'; break;
+    case json::value_t::object: {
+      if (depth >= kMaxWriterDepth) throw NotWritable{};
+      buf += '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!first) buf += ',';
+        first = false;
+        put_json_string_copy(buf, it.key());
+        buf += ':';
+        put_json_copy(buf, it.value(), depth + 1);
+      }
+      buf += '}';
+      return;
     }
-    start = pos + 1;
+    case json::value_t::binary:
+    case json::value_t::discarded:
+      break;
+  }
+  throw NotWritable{};
+}
+
+}  // namespace
+
+void append_jsonb_copy(std::string& buf, const nlohmann::json& doc) {
+  const std::size_t mark = buf.size();
+  try {
+    put_json_copy(buf, doc, 0);
+  } catch (const NotWritable&) {
+    // Invalid UTF-8 (to_jsonb_text says so), binary values or great depth:
+    // the general path decides.
+    buf.resize(mark);
+    std::string text;
+    try {
+      text = to_jsonb_text(doc);
+    } catch (const InvalidInput&) {
+      throw InvalidInput("invalid UTF-8 in JSON");
+    }
+    append_copy_escaped(buf, text);
   }
 }
 

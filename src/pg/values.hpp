@@ -41,4 +41,9 @@ bool encode(ColumnType type, const nlohmann::json& value, std::string& out);
 // Appends `text` escaped for COPY's text format (backslash, tab, newline, CR).
 void append_copy_escaped(std::string& buf, std::string_view text);
 
+// Appends `doc` as jsonb input text (see to_jsonb_text: encoded NULs removed),
+// already escaped for COPY's text format, without an intermediate string.
+// Throws InvalidInput("invalid UTF-8 in JSON") as encode() does.
+void append_jsonb_copy(std::string& buf, const nlohmann::json& doc);
+
 }  // namespace webhookdb::pg::values

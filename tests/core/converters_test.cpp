@@ -45,6 +45,25 @@ TEST(TimeParsing, Iso8601Fractions) {
   EXPECT_EQ(*t, test::ts("2021-12-31T23:00:00Z") + 250ms);
 }
 
+TEST(TimeFormatting, PadsEveryFieldAndTrimsTheFraction) {
+  using std::chrono::microseconds;
+  const Timestamp epoch{};
+  EXPECT_EQ(format_timestamp(epoch), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(format_timestamp(epoch + microseconds(1)), "1970-01-01T00:00:00.000001Z");
+  EXPECT_EQ(format_timestamp(epoch + microseconds(120'000)), "1970-01-01T00:00:00.12Z");
+  EXPECT_EQ(format_timestamp(epoch - microseconds(1)), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(format_timestamp(test::ts("0042-03-04T05:06:07Z")), "0042-03-04T05:06:07Z");
+  EXPECT_EQ(format_timestamp(test::ts("9999-12-31T23:59:59.5Z")), "9999-12-31T23:59:59.5Z");
+  // Every output parses back to the same instant.
+  std::uint64_t state = 7;
+  for (int i = 0; i < 2000; ++i) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    const Timestamp t = epoch + microseconds(static_cast<std::int64_t>(state >> 14U) % 253'402'300'799'000'000LL);
+    const std::string text = format_timestamp(t);
+    ASSERT_EQ(parse_timestamp(text), t) << text;
+  }
+}
+
 TEST(TimeParsing, Rfc2822) {
   EXPECT_EQ(iso("Thu, 30 Jul 2016 21:12:33 +0000"), "2016-07-30T21:12:33Z");
   EXPECT_EQ(iso("Thu, 30 Jul 2016 14:12:33 -0700"), "2016-07-30T21:12:33Z");

@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include "pg/sql.hpp"
 #include "pg/values.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/json_text.hpp"
 #include "webhookdb/pg/advisory_lock.hpp"
 #include "webhookdb/pg/config.hpp"
 
@@ -89,6 +92,12 @@ TEST(PgValues, TimestampsGoOutInUtcAndYearZeroBecomesValid) {
   EXPECT_EQ(out, "0001-01-01 00:00:00.000000+00");
   ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0000-06-01T00:00:00Z", out));
   EXPECT_EQ(out, "0001-06-01 00:00:00.000000+00 BC");
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "2022-01-01T00:00:00.5Z", out));
+  EXPECT_EQ(out, "2022-01-01 00:00:00.500000+00");
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0001-01-01T00:00:00.000001Z", out));
+  EXPECT_EQ(out, "0001-01-01 00:00:00.000001+00");
+  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "12345-06-07T08:09:10.123456Z", out));
+  EXPECT_EQ(out, "12345-06-07 08:09:10.123456+00");
 }
 
 TEST(PgValues, EpochTextRoundTrip) {
@@ -112,6 +121,83 @@ TEST(PgValues, CopyEscaping) {
   std::string buf;
   values::append_copy_escaped(buf, "a\tb\nc\\d\re");
   EXPECT_EQ(buf, "a\\tb\\nc\\\\d\\re");
+}
+
+// Reverses COPY text escaping (what the server does before jsonb_in).
+std::string copy_unescaped(std::string_view field) {
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] != '\\') {
+      out += field[i];
+      continue;
+    }
+    EXPECT_LT(i + 1, field.size()) << "a lone backslash ends the field";
+    if (i + 1 >= field.size()) break;
+    const char c = field[++i];
+    out += c == 't' ? '\t' : c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+  }
+  return out;
+}
+
+// The direct writer against the general path: the same JSON after COPY's
+// unescaping, no raw tab, newline or CR in the field, and the same errors.
+void expect_writer_matches(const json& doc) {
+  std::string fast = "prefix";
+  values::append_jsonb_copy(fast, doc);
+  ASSERT_EQ(fast.substr(0, 6), "prefix");
+  const std::string field = fast.substr(6);
+  EXPECT_EQ(field.find_first_of("\t\n\r"), std::string::npos) << field;
+  std::string general;
+  values::append_copy_escaped(general, to_jsonb_text(doc));
+  EXPECT_EQ(json::parse(copy_unescaped(field)), json::parse(copy_unescaped(general))) << field;
+}
+
+TEST(PgValues, JsonbCopyWriterMatchesTheGeneralPath) {
+  const std::string nul_inside("a\0b", 3);
+  expect_writer_matches(json::parse(R"({"a":"x\"y\\z","b":[1,-2,3.5,1.0,1e300,true,false,null],"c":{"d":{}},"e":[]})"));
+  expect_writer_matches(json{{"tabs", "a\tb\nc\rd\be\ff\x01g\x1fh\x7f"}, {"nul", nul_inside}, {nul_inside, 1}});
+  expect_writer_matches(json{{"literal", "\\u0000 stays"}, {"slashes", "\\\\\\"}, {"quote", "\""}});
+  expect_writer_matches(json{{"unicode", "h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"}, {"\xC3\xA9", "key"}});
+  expect_writer_matches(json{{"big", std::numeric_limits<std::uint64_t>::max()},
+                             {"small", std::numeric_limits<std::int64_t>::min()}});
+  expect_writer_matches(json("scalar"));
+  expect_writer_matches(json(nullptr));
+  expect_writer_matches(json::binary({1, 2, 3}));
+  json deep = json::array();
+  for (int i = 0; i < 300; ++i) deep = json::array({deep, i});
+  expect_writer_matches(deep);
+  // Random documents of every kind of character.
+  std::uint64_t state = 99;
+  const auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33U;
+  };
+  for (int n = 0; n < 300; ++n) {
+    json doc = json::object();
+    for (int k = 0; k < 6; ++k) {
+      std::string text;
+      const auto len = next() % 24;
+      for (std::uint64_t i = 0; i < len; ++i) {
+        const auto pick = next() % 10;
+        if (pick < 5) text += static_cast<char>(next() % 0x80);  // ASCII, controls and NUL included
+        else if (pick < 7) text += "\xC3\xA9";
+        else if (pick < 8) text += "\\u0000";
+        else if (pick < 9) text += "\xF0\x9F\x98\x80";
+        else text += '"';
+      }
+      doc["k" + std::to_string(k) + text] = k % 2 == 0 ? json(text) : json::array({text, static_cast<double>(next()) / 7.0});
+    }
+    expect_writer_matches(doc);
+  }
+}
+
+TEST(PgValues, JsonbCopyWriterRefusesInvalidUtf8) {
+  for (const std::string bad : {"\xC3", "\xC3(", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\x80", "\xFF"}) {
+    std::string buf;
+    EXPECT_THROW(values::append_jsonb_copy(buf, json{{"a", "ok " + bad}}), InvalidInput) << bad.size();
+    EXPECT_THROW(values::append_jsonb_copy(buf, json{{"ok " + bad, 1}}), InvalidInput);
+    EXPECT_THROW(values::append_jsonb_copy(buf, json::array({1, json::array({"x" + bad})})), InvalidInput);
+  }
 }
 
 TEST(PgAdvisoryLock, WebhookdbKeyNormalisation) {
