@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "pg/pool_impl.hpp"
 #include "pg/sql.hpp"
@@ -477,6 +478,25 @@ struct PgReplicaStore::State {
   std::mutex migrate_mutex;
   bool migrated = false;
 
+  // Tables whose last COPY-path batch from this store held only new keys (a
+  // first backfill). The next batch into them is COPYed straight in without
+  // asking the table first; the unique key catches a wrong guess.
+  std::mutex fresh_mutex;
+  std::unordered_set<std::string> fresh_tables;
+
+  bool fresh(const std::string& table) {
+    std::lock_guard lock(fresh_mutex);
+    return fresh_tables.contains(table);
+  }
+  void set_fresh(const std::string& table, bool fresh) {
+    std::lock_guard lock(fresh_mutex);
+    if (fresh) {
+      fresh_tables.insert(table);
+    } else {
+      fresh_tables.erase(table);
+    }
+  }
+
   ConnectionPool::Impl& impl() const { return pool->impl(); }
   std::string checkpoint_table() const {
     return sql::ident(pool->config().schema, "schema") + "." + kCheckpointTable;
@@ -685,10 +705,14 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   std::string plan_sql;
   const auto rule_col = prefilter_column(spec, options.apply_update_rule);
   const std::string key_type(sql_type(t.key_type));
-  if (method == WriteMethod::staging_copy && batch.size() > 0) {
+  // The plan's arguments are built the first time a plan is asked for.
+  const auto plan_arguments = [&] {
+    if (!keys_literal.empty()) return;
     keys_literal = key_array(batch);
+    if (rule_col) rule_literal = column_array(spec, rows, batch, *rule_col);
+  };
+  if (method == WriteMethod::staging_copy && batch.size() > 0) {
     if (rule_col) {
-      rule_literal = column_array(spec, rows, batch, *rule_col);
       const std::string& qcol = t.qcols[*rule_col];
       plan_sql = "SELECT webhookdb_b.i - 1, webhookdb_t." + t.qkey + " IS NOT NULL FROM unnest($1::" + key_type +
                  "[], $2::" + std::string(sql_type(spec.columns[*rule_col].type)) +
@@ -703,6 +727,9 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   auto& impl = state_->impl();
   const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
   bool direct_new_rows = method == WriteMethod::staging_copy;
+  // A guess that every row is new (see State::fresh_tables): no plan query.
+  bool assume_new = direct_new_rows && batch.size() > 0 && state_->fresh(t.qualified);
+  bool wrote_all_new = false;
   // Returns the positions (in batch) of the rows inserted or updated.
   const auto write = [&](pqxx::work& tx) {
     std::vector<std::size_t> out;
@@ -773,7 +800,12 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
         // makes the direct COPY fail on the unique key; the batch then runs
         // again, staged.
         WritePlan plan;
-        if (rule_col) {
+        wrote_all_new = false;
+        if (assume_new) {
+          plan.positions.resize(batch.size());
+          for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
+        } else if (rule_col) {
+          plan_arguments();
           for (const auto& r : tx.exec_params(plan_sql, keys_literal, rule_literal)) {
             plan.positions.push_back(r[0].as<std::size_t>());
             if (r[1].as<bool>()) plan.any_existing = true;
@@ -782,6 +814,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
         } else {
           plan.positions.resize(batch.size());
           for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
+          if (direct_new_rows) plan_arguments();
           plan.any_existing = !direct_new_rows || !tx.exec_params(plan_sql, keys_literal).empty();
         }
         if (plan.positions.empty()) {
@@ -792,6 +825,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           } catch (const pqxx::unique_violation&) {
             throw ConcurrentInsert();
           }
+          wrote_all_new = plan.positions.size() == batch.size();
           out = plan.positions;
         } else {
           std::vector<std::string> defs{"c0 integer"};
@@ -822,9 +856,13 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   try {
     written = impl.in_transaction(what, impl.config.retries, write);
   } catch (const ConcurrentInsert&) {
+    // A key was there after all (a wrong guess, or a concurrent writer got
+    // there first): the batch runs again, planned and staged.
+    assume_new = false;
     direct_new_rows = false;
     written = impl.in_transaction(what, impl.config.retries, write);
   }
+  if (method == WriteMethod::staging_copy && batch.size() > 0) state_->set_fresh(t.qualified, wrote_all_new);
   for (std::size_t position : written) {
     if (position < batch.size()) result.changed[batch.source[position]] = true;
   }

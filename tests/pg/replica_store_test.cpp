@@ -843,6 +843,50 @@ TEST_F(PgReplicaTest, CopyPathStreamsBigBatchesAndSendsOnlyRowsToWrite) {
   EXPECT_EQ(store->count(spec), 1500U);
 }
 
+// After a batch of only new keys the next one is COPYed in without asking
+// the table; whenever that guess is wrong the batch must come out exactly as
+// if the table had been asked.
+TEST_F(PgReplicaTest, AGuessThatEveryRowIsNewNeverChangesWhatIsWritten) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const auto rows = [](int first, int n, const std::string& at, const std::string& name) {
+    std::vector<Row> out;
+    for (int i = first; i < first + n; ++i) out.push_back(full_row("g" + std::to_string(i), at, name));
+    return out;
+  };
+  UpsertOptions opts = with_method(WriteMethod::staging_copy);
+  EXPECT_EQ(store->upsert(spec, rows(0, 100, "2024-01-02T00:00:00Z", "a"), opts).changed_count(), 100U);
+  EXPECT_EQ(store->upsert(spec, rows(100, 100, "2024-01-02T00:00:00Z", "b"), opts).changed_count(), 100U);
+
+  // Older copies of 0-49, newer copies of 100-124, new 200-224.
+  std::vector<Row> mixed = rows(0, 50, "2024-01-01T00:00:00Z", "older");
+  for (auto& r : rows(100, 25, "2024-01-03T00:00:00Z", "newer")) mixed.push_back(std::move(r));
+  for (auto& r : rows(200, 25, "2024-01-03T00:00:00Z", "new")) mixed.push_back(std::move(r));
+  opts.checkpoint = Checkpoint{4, "b", "after-mixed", false};
+  const auto result = store->upsert(spec, mixed, opts);
+  for (std::size_t i = 0; i < mixed.size(); ++i) ASSERT_EQ(result.changed[i], i >= 50) << i;
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'older'"), "0");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'newer'"), "25");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'new'"), "25");
+  EXPECT_EQ(store->load_checkpoints(4).at("b").next_token, "after-mixed");
+
+  // New keys again, then (guessing again) a batch that fails part-way:
+  // nothing of it is written and its checkpoint is not saved.
+  EXPECT_EQ(store->upsert(spec, rows(300, 100, "2024-01-02T00:00:00Z", "c"), opts).changed_count(), 100U);
+  std::vector<Row> bad = rows(400, 100, "2024-01-02T00:00:00Z", "d");
+  bad[70].data["x"] = std::string("\xff");
+  opts.checkpoint = Checkpoint{4, "b", "after-bad", false};
+  EXPECT_THROW(store->upsert(spec, bad, opts), InvalidInput);
+  EXPECT_EQ(store->count(spec), 325U);
+  EXPECT_EQ(store->load_checkpoints(4).at("b").next_token, "after-mixed");
+
+  // Without the update rule, existing keys after new ones are overwritten.
+  std::vector<Row> all_old = rows(300, 10, "2023-01-01T00:00:00Z", "overwritten");
+  EXPECT_EQ(store->upsert(spec, all_old, with_method(WriteMethod::staging_copy, false)).changed_count(), 10U);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'overwritten'"), "10");
+  EXPECT_EQ(store->count(spec), 325U);
+}
+
 TEST_F(PgReplicaTest, DroppedTableIsGone) {
   const TableSpec spec = small_spec("dropme");
   store->create_table(spec);
