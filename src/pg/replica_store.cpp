@@ -478,22 +478,30 @@ struct PgReplicaStore::State {
   std::mutex migrate_mutex;
   bool migrated = false;
 
-  // Tables whose last COPY-path batch from this store held only new keys (a
-  // first backfill). The next batch into them is COPYed straight in without
-  // asking the table first; the unique key catches a wrong guess.
-  std::mutex fresh_mutex;
-  std::unordered_set<std::string> fresh_tables;
+  // What the last COPY-path batch into a table found, as a guess about the
+  // next one (backfills write runs of similar batches):
+  // - all_new: only new keys (a first backfill). The next batch is COPYed
+  //   straight in without asking the table; the unique key catches a wrong
+  //   guess, and the batch then runs again planned.
+  // - all_written: every row had to be written and some were there (every row
+  //   newer). The next batch goes through the staging table without asking;
+  //   the INSERT applies the rule either way.
+  // No entry: ask (the plan query), which pays off when rows are unchanged.
+  enum class Guess : std::uint8_t { ask, all_new, all_written };
+  std::mutex guess_mutex;
+  std::unordered_map<std::string, Guess> guesses;
 
-  bool fresh(const std::string& table) {
-    std::lock_guard lock(fresh_mutex);
-    return fresh_tables.contains(table);
+  Guess guess(const std::string& table) {
+    std::lock_guard lock(guess_mutex);
+    auto it = guesses.find(table);
+    return it == guesses.end() ? Guess::ask : it->second;
   }
-  void set_fresh(const std::string& table, bool fresh) {
-    std::lock_guard lock(fresh_mutex);
-    if (fresh) {
-      fresh_tables.insert(table);
+  void set_guess(const std::string& table, Guess guess) {
+    std::lock_guard lock(guess_mutex);
+    if (guess == Guess::ask) {
+      guesses.erase(table);
     } else {
-      fresh_tables.erase(table);
+      guesses[table] = guess;
     }
   }
 
@@ -727,12 +735,14 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   auto& impl = state_->impl();
   const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
   bool direct_new_rows = method == WriteMethod::staging_copy;
-  // A guess that every row is new (see State::fresh_tables): no plan query.
-  bool assume_new = direct_new_rows && batch.size() > 0 && state_->fresh(t.qualified);
-  bool wrote_all_new = false;
+  using Guess = State::Guess;
+  Guess guess = direct_new_rows && batch.size() > 0 ? state_->guess(t.qualified) : Guess::ask;
+  Guess next_guess = Guess::ask;
+  const bool async_commit = options.checkpoint && state_->pool->config().async_checkpointed_commits;
   // Returns the positions (in batch) of the rows inserted or updated.
   const auto write = [&](pqxx::work& tx) {
     std::vector<std::size_t> out;
+    if (async_commit) tx.exec("SET LOCAL synchronous_commit = off");
     if (batch.size() > 0) {
       if (method == WriteMethod::single_row) {
         std::string statement = "INSERT INTO " + t.qualified + " (" + columns + ") VALUES (";
@@ -800,10 +810,11 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
         // makes the direct COPY fail on the unique key; the batch then runs
         // again, staged.
         WritePlan plan;
-        wrote_all_new = false;
-        if (assume_new) {
+        next_guess = Guess::ask;
+        if (guess != Guess::ask) {
           plan.positions.resize(batch.size());
           for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
+          plan.any_existing = guess == Guess::all_written;
         } else if (rule_col) {
           plan_arguments();
           for (const auto& r : tx.exec_params(plan_sql, keys_literal, rule_literal)) {
@@ -825,7 +836,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           } catch (const pqxx::unique_violation&) {
             throw ConcurrentInsert();
           }
-          wrote_all_new = plan.positions.size() == batch.size();
+          if (plan.positions.size() == batch.size()) next_guess = Guess::all_new;
           out = plan.positions;
         } else {
           std::vector<std::string> defs{"c0 integer"};
@@ -843,6 +854,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
                                      ") SELECT s.c0 FROM webhookdb_written w JOIN pg_temp.webhookdb_upsert_stage s"
                                      " ON s.c1 = w." + t.qkey;
           for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
+          if (rule_col && out.size() == batch.size()) next_guess = Guess::all_written;
         }
       }
     }
@@ -858,11 +870,11 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   } catch (const ConcurrentInsert&) {
     // A key was there after all (a wrong guess, or a concurrent writer got
     // there first): the batch runs again, planned and staged.
-    assume_new = false;
+    guess = Guess::ask;
     direct_new_rows = false;
     written = impl.in_transaction(what, impl.config.retries, write);
   }
-  if (method == WriteMethod::staging_copy && batch.size() > 0) state_->set_fresh(t.qualified, wrote_all_new);
+  if (method == WriteMethod::staging_copy && batch.size() > 0) state_->set_guess(t.qualified, next_guess);
   for (std::size_t position : written) {
     if (position < batch.size()) result.changed[batch.source[position]] = true;
   }

@@ -885,6 +885,60 @@ TEST_F(PgReplicaTest, AGuessThatEveryRowIsNewNeverChangesWhatIsWritten) {
   EXPECT_EQ(store->upsert(spec, all_old, with_method(WriteMethod::staging_copy, false)).changed_count(), 10U);
   EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'overwritten'"), "10");
   EXPECT_EQ(store->count(spec), 325U);
+
+  // Every row newer (the guess becomes "write them all, staged"), then a batch
+  // for which that guess is wrong: older rows, one newer, one new.
+  opts.checkpoint.reset();
+  EXPECT_EQ(store->upsert(spec, rows(0, 100, "2024-02-01T00:00:00Z", "e"), opts).changed_count(), 100U);
+  EXPECT_EQ(store->upsert(spec, rows(0, 100, "2024-02-02T00:00:00Z", "f"), opts).changed_count(), 100U);
+  std::vector<Row> stale = rows(0, 100, "2024-02-01T12:00:00Z", "stale");
+  stale[10].values[AT] = "2024-02-03T00:00:00Z";
+  stale.push_back(full_row("g999", "2024-02-03T00:00:00Z", "stale"));
+  const auto after = store->upsert(spec, stale, opts);
+  for (std::size_t i = 0; i < stale.size(); ++i) ASSERT_EQ(after.changed[i], i == 10 || i == 100) << i;
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'f'"), "99");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name = 'stale'"), "2");
+  // Nothing newer at all: nothing written.
+  EXPECT_EQ(store->upsert(spec, rows(0, 100, "2024-01-01T00:00:00Z", "older"), opts).changed_count(), 0U);
+  EXPECT_EQ(store->count(spec), 326U);
+}
+
+// Backfill batches (they carry a checkpoint) do not wait for their WAL to be
+// flushed: a crash loses them together with their checkpoint. Other writes
+// wait, and a store can be told to always wait.
+TEST_F(PgReplicaTest, OnlyCheckpointedBatchesCommitWithoutWaitingForTheDisk) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  admin_exec("CREATE TABLE " + schema().quoted() + ".commit_modes (mode text)");
+  admin_exec("CREATE FUNCTION " + schema().quoted() + ".record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN INSERT INTO " + schema().quoted() + ".commit_modes VALUES (current_setting('synchronous_commit'));"
+             " RETURN NULL; END $$");
+  admin_exec("CREATE TRIGGER record_commit_mode AFTER INSERT OR UPDATE ON " + q("items") +
+             " FOR EACH STATEMENT EXECUTE FUNCTION " + schema().quoted() + ".record_commit_mode()");
+  const auto modes = [&] {
+    auto r = admin_exec("SELECT string_agg(DISTINCT mode, ',') FROM " + schema().quoted() + ".commit_modes");
+    admin_exec("DELETE FROM " + schema().quoted() + ".commit_modes");
+    return r.rows.at(0).at(0).value_or("");
+  };
+  // The test server runs with synchronous_commit off: these connections ask for on.
+  Config on = config(1);
+  on.url += std::string(on.url.find('?') == std::string::npos ? "?" : "&") + "options=-c%20synchronous_commit%3Don";
+  store = std::make_unique<PgReplicaStore>(on);
+  UpsertOptions backfill = with_method(WriteMethod::staging_copy);
+  backfill.checkpoint = Checkpoint{5, "b", "t", false};
+  store->upsert(spec, std::vector<Row>{full_row("c1", "2024-01-01T00:00:00Z", "x")}, backfill);
+  EXPECT_EQ(modes(), "off");
+  store->upsert(spec, std::vector<Row>{full_row("c2", "2024-01-01T00:00:00Z", "x")}, with_method(WriteMethod::staging_copy));
+  EXPECT_EQ(modes(), "on");
+  store->upsert(spec, std::vector<Row>{full_row("c3", "2024-01-01T00:00:00Z", "x")}, with_method(WriteMethod::single_row));
+  EXPECT_EQ(modes(), "on");
+
+  Config waits = on;
+  waits.async_checkpointed_commits = false;
+  PgReplicaStore careful(waits);
+  careful.upsert(spec, std::vector<Row>{full_row("c4", "2024-01-01T00:00:00Z", "x")}, backfill);
+  EXPECT_EQ(modes(), "on");
+  EXPECT_EQ(store->count(spec), 4U);
 }
 
 TEST_F(PgReplicaTest, DroppedTableIsGone) {

@@ -35,6 +35,13 @@ struct Config {
   // WriteMethod::automatic uses staging COPY from this many rows on, else a
   // multi-row INSERT.
   std::size_t copy_threshold = 1000;
+  // A batch that saves a backfill checkpoint commits with synchronous_commit
+  // off: it does not wait for its WAL to reach disk. A server crash can lose
+  // the last such batches (a fraction of a second of them), but each loses its
+  // checkpoint with it, so the job resumes before them and nothing is skipped;
+  // any later ordinary commit makes them durable. Writes without a checkpoint
+  // (webhooks) always wait.
+  bool async_checkpointed_commits = true;
   // ensure_all_columns fills a new column with one UPDATE per this many pks.
   std::int64_t fill_chunk_rows = 1'000'000;
 };
