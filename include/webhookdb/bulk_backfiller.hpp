@@ -55,8 +55,12 @@ class BulkBackfiller : public Backfiller {
   std::vector<Row> pending_;
   std::unordered_map<std::string, std::size_t> pending_index_;
   std::vector<Row> dry_run_rows_;
-  std::future<void> in_flight_;  // the batch (or page-boundary checkpoint) being written behind
+  // The batch (or page-boundary checkpoint) being written behind; it hands
+  // the written rows back, to be freed while the next batch is written.
+  std::future<std::vector<Row>> in_flight_;
   bool in_flight_checkpoint_only_ = false;
+
+  std::vector<Row> await_in_flight();
 };
 
 }  // namespace webhookdb

@@ -8,10 +8,15 @@ BulkBackfiller::BulkBackfiller(Replicator& replicator) : replicator_(replicator)
 
 BulkBackfiller::~BulkBackfiller() { finish_writes(false); }
 
+std::vector<Row> BulkBackfiller::await_in_flight() {
+  if (!in_flight_.valid()) return {};
+  return in_flight_.get();
+}
+
 void BulkBackfiller::finish_writes(bool rethrow) {
   if (!in_flight_.valid()) return;
   if (rethrow) {
-    in_flight_.get();
+    (void)in_flight_.get();
   } else {
     in_flight_.wait();
     try {
@@ -55,8 +60,9 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
       if (in_flight_checkpoint_only_) finish_writes(true);  // one such save queued at most
       in_flight_ = std::async(std::launch::async,
                               [this, previous = std::move(in_flight_), cp = *checkpoint]() mutable {
-                                if (previous.valid()) previous.get();
+                                if (previous.valid()) (void)previous.get();
                                 replicator_.context().replica->save_checkpoint(cp);
+                                return std::vector<Row>{};
                               });
       in_flight_checkpoint_only_ = true;
       return;
@@ -66,7 +72,9 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
     return;
   }
   // The batch before this one is written first: checkpoints stay in order.
-  finish_writes(true);
+  // Its rows (and this batch's key index) are freed once the next write is
+  // under way: freeing thousands of JSON documents takes milliseconds.
+  std::vector<Row> written_before = await_in_flight();
   if (dry_run()) {
     dry_run_rows_.insert(dry_run_rows_.end(), std::make_move_iterator(pending_.begin()),
                          std::make_move_iterator(pending_.end()));
@@ -80,16 +88,16 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
   options.checkpoint = checkpoint;
   std::vector<Row> rows = std::move(pending_);
   pending_ = {};
-  pending_index_.clear();
+  const auto index = std::move(pending_index_);
+  pending_index_ = {};
   const auto write = [this, options](const std::vector<Row>& batch) {
     const UpsertResult result = replicator_.write_rows(batch, options);
     count_written(batch.size(), result.changed_count());
   };
   if (write_behind()) {
     in_flight_ = std::async(std::launch::async, [write, batch = std::move(rows)]() mutable {
-      // Freed on this thread, not by whoever releases the future.
-      const std::vector<Row> written = std::move(batch);
-      write(written);
+      write(batch);
+      return std::move(batch);
     });
     in_flight_checkpoint_only_ = false;
   } else {
