@@ -102,6 +102,12 @@ class Replicator {
   // holding a string that is not valid UTF-8 is an InvalidInput naming its
   // remote key and column, and nothing of the batch is written.
   UpsertResult write_rows(std::span<const Row> rows, const UpsertOptions& options);
+  // write_rows' first step alone: throws its InvalidInput for the first row
+  // holding a string that is not valid UTF-8.
+  void check_rows(std::span<const Row> rows) const;
+  // write_rows for rows that already passed check_rows (a batched backfiller
+  // checks a batch on its page loop while the one before is being written).
+  UpsertResult write_checked_rows(std::span<const Row> rows, const UpsertOptions& options);
 
   void create_table();
   void ensure_all_columns();

@@ -71,6 +71,8 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
     replicator_.context().replica->save_checkpoint(*checkpoint);
     return;
   }
+  // Checked here, while the batch before this one may still be written.
+  replicator_.check_rows(pending_);
   // The batch before this one is written first: checkpoints stay in order.
   // Its rows (and this batch's key index) are freed once the next write is
   // under way: freeing thousands of JSON documents takes milliseconds.
@@ -91,7 +93,7 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
   const auto index = std::move(pending_index_);
   pending_index_ = {};
   const auto write = [this, options](const std::vector<Row>& batch) {
-    const UpsertResult result = replicator_.write_rows(batch, options);
+    const UpsertResult result = replicator_.write_checked_rows(batch, options);
     count_written(batch.size(), result.changed_count());
   };
   if (write_behind()) {

@@ -203,9 +203,17 @@ std::optional<Row> Replicator::row_for(nlohmann::json&& resource, const nlohmann
 }
 
 UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {
+  check_rows(rows);
+  return write_checked_rows(rows, options);
+}
+
+void Replicator::check_rows(std::span<const Row> rows) const {
   const TableSpec& spec = table_spec();
   for (const Row& row : rows) check_utf8(spec, row);
-  UpsertResult result = replica().upsert(spec, rows, options);
+}
+
+UpsertResult Replicator::write_checked_rows(std::span<const Row> rows, const UpsertOptions& options) {
+  UpsertResult result = replica().upsert(table_spec(), rows, options);
   notify_dependents(rows, result);
   return result;
 }
