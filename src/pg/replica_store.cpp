@@ -695,7 +695,12 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
 
   WriteMethod method = options.method;
   if (method == WriteMethod::automatic) {
-    method = batch.size() >= state_->pool->config().copy_threshold ? WriteMethod::staging_copy : WriteMethod::multi_row;
+    // Smaller batches go through COPY too while the table's recent COPY
+    // batches let it skip the plan (the tail of a backfill's partition).
+    const std::size_t threshold = state_->pool->config().copy_threshold;
+    const bool copy = batch.size() >= threshold ||
+                      (batch.size() * 10 >= threshold && state_->guess(t.qualified) != State::Guess::ask);
+    method = copy ? WriteMethod::staging_copy : WriteMethod::multi_row;
   }
   const std::string columns = joined(t.insert_cols);
   const std::size_t width = t.insert_cols.size();
@@ -952,6 +957,10 @@ void PgReplicaStore::save_checkpoint(const Checkpoint& checkpoint) {
   const std::string statement = state_->checkpoint_upsert();
   auto& impl = state_->impl();
   impl.in_transaction("saving a checkpoint", impl.config.retries, [&](pqxx::work& tx) {
+    // Safe without waiting for the disk (see Config::async_checkpointed_commits):
+    // the rows it vouches for were committed earlier, so their WAL is flushed
+    // no later than its own.
+    if (impl.config.async_checkpointed_commits) tx.exec("SET LOCAL synchronous_commit = off");
     tx.exec_params(statement, checkpoint.job_id, key, token, checkpoint.finished);
   });
 }

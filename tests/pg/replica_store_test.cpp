@@ -933,12 +933,22 @@ TEST_F(PgReplicaTest, OnlyCheckpointedBatchesCommitWithoutWaitingForTheDisk) {
   store->upsert(spec, std::vector<Row>{full_row("c3", "2024-01-01T00:00:00Z", "x")}, with_method(WriteMethod::single_row));
   EXPECT_EQ(modes(), "on");
 
+  // A checkpoint saved on its own (at a page boundary after a batch) too.
+  admin_exec("CREATE TRIGGER record_commit_mode AFTER INSERT OR UPDATE ON " + schema().quoted() +
+             ".webhookdb_backfill_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION " + schema().quoted() +
+             ".record_commit_mode()");
+  store->save_checkpoint(Checkpoint{5, "b", "t2", false});
+  EXPECT_EQ(modes(), "off");
+
   Config waits = on;
   waits.async_checkpointed_commits = false;
   PgReplicaStore careful(waits);
   careful.upsert(spec, std::vector<Row>{full_row("c4", "2024-01-01T00:00:00Z", "x")}, backfill);
   EXPECT_EQ(modes(), "on");
+  careful.save_checkpoint(Checkpoint{5, "b", "t3", false});
+  EXPECT_EQ(modes(), "on");
   EXPECT_EQ(store->count(spec), 4U);
+  EXPECT_EQ(store->load_checkpoints(5).at("b").next_token, "t3");
 }
 
 TEST_F(PgReplicaTest, DroppedTableIsGone) {
