@@ -89,7 +89,8 @@ CpuSample cpu_sample() {
     if (!std::getline(in, line)) continue;
     const auto open = line.find('(');
     const auto close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || line.substr(open + 1, close - open - 1) != "postgres")
+    if (open == std::string::npos || close == std::string::npos ||
+        line.substr(open + 1, close - open - 1) != "postgres")
       continue;
     // Fields after the command: state is field 3; utime, stime, cutime, cstime are 14-17.
     std::istringstream rest(line.substr(close + 2));
@@ -102,7 +103,9 @@ CpuSample cpu_sample() {
   }
   rusage self{};
   getrusage(RUSAGE_SELF, &self);
-  const auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  const auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   out.self = secs(self.ru_utime) + secs(self.ru_stime);
   return out;
 }
@@ -274,8 +277,8 @@ struct Bench {
 
   // `checkpointed`: each batch saves a checkpoint in its transaction, as a
   // backfill's batches do (and so commits without waiting for the disk).
-  double library_write(const TableSpec& spec, const std::vector<Row>& rows, WriteMethod method, std::size_t batch,
-                       bool checkpointed) {
+  double library_write(const TableSpec& spec, const std::vector<Row>& rows, WriteMethod method,
+                       std::size_t batch, bool checkpointed) {
     settle();
     const auto t0 = SteadyClock::now();
     UpsertOptions options;
@@ -326,7 +329,8 @@ struct Bench {
     const std::size_t updated_col = r->table_spec().column_index("updated").value();
 
     baseline = raw_copy(rows);
-    print_row("raw COPY into a plain table (baseline, median of 3)", baseline, 1.0, "last run's " + baseline_cpu);
+    print_row("raw COPY into a plain table (baseline, median of 3)", baseline, 1.0,
+              "last run's " + baseline_cpu);
     results["baseline_copy_rows_per_s"] = baseline;
 
     struct Method {
@@ -337,9 +341,11 @@ struct Bench {
       bool checkpointed;
     };
     const std::vector<Method> methods{
-        {"COPY path, as a backfill (2000/batch + checkpoint)", WriteMethod::staging_copy, 2000, s.write_n, true},
+        {"COPY path, as a backfill (2000/batch + checkpoint)", WriteMethod::staging_copy, 2000, s.write_n,
+         true},
         {"COPY path, plain upsert() calls (2000/batch)", WriteMethod::staging_copy, 2000, s.write_n, false},
-        {"multi-row INSERT ON CONFLICT (500/stmt + checkpoint)", WriteMethod::multi_row, 500, s.write_n, true},
+        {"multi-row INSERT ON CONFLICT (500/stmt + checkpoint)", WriteMethod::multi_row, 500, s.write_n,
+         true},
         {"per-row upsert (WebhookDB default)", WriteMethod::single_row, 1, s.single_n, false}};
     json& out = results["write_path"];
     for (const auto& m : methods) {
@@ -437,11 +443,13 @@ struct Bench {
       const auto name_of = [latency](const Config& c) {
         return std::string(c.name) + ", " + std::to_string(latency) + " ms/page";
       };
-      std::erase_if(configs, [&](const Config& c) { return name_of(c).find(s.e2e_filter) == std::string::npos; });
+      std::erase_if(configs,
+                    [&](const Config& c) { return name_of(c).find(s.e2e_filter) == std::string::npos; });
       if (configs.empty()) continue;
       server.set_latency(std::chrono::milliseconds(latency));
       const double fetch_only = fetch_and_parse(server.base_url(), s.e2e_n);
-      print_row("fetch + parse alone, " + std::to_string(latency) + " ms/page", fetch_only, fetch_only / baseline);
+      print_row("fetch + parse alone, " + std::to_string(latency) + " ms/page", fetch_only,
+                fetch_only / baseline);
       out["fetch_parse_" + std::to_string(latency) + "ms"] = fetch_only;
       for (const auto& c : configs) {
         const std::string name = name_of(c);
@@ -560,8 +568,8 @@ struct Bench {
     std::sort(latencies.begin(), latencies.end());
     const double median = latencies[latencies.size() / 2];
     const double worst = latencies.back();
-    std::printf("  %-68s %10.2f ms (worst of %d: %.2f ms)\n", "median, first error -> backfill() returns", median,
-                s.abort_runs, worst);
+    std::printf("  %-68s %10.2f ms (worst of %d: %.2f ms)\n", "median, first error -> backfill() returns",
+                median, s.abort_runs, worst);
     results["abort_latency_ms"] = {{"median", median}, {"max", worst}, {"runs", s.abort_runs}};
   }
 

@@ -180,7 +180,8 @@ json Column::value_from(const ConvertContext& ctx) const {
   const json* raw = nullptr;
   if (from_enrichment) {
     source = Source::enrichment;
-    if (ctx.enrichment != nullptr) raw = data_key.empty() ? dig_key(*ctx.enrichment, name) : dig(*ctx.enrichment, data_key);
+    if (ctx.enrichment != nullptr)
+      raw = data_key.empty() ? dig_key(*ctx.enrichment, name) : dig(*ctx.enrichment, data_key);
   } else if (!event_key.empty() && ctx.event != nullptr && !ctx.event->is_null()) {
     source = Source::event;
     raw = dig(*ctx.event, event_key);
@@ -189,9 +190,12 @@ json Column::value_from(const ConvertContext& ctx) const {
   }
   const auto where = [&] {
     switch (source) {
-      case Source::enrichment: return "enrichment." + join_path(effective_data_key());
-      case Source::event: return "event." + join_path(event_key);
-      case Source::resource: break;
+      case Source::enrichment:
+        return "enrichment." + join_path(effective_data_key());
+      case Source::event:
+        return "event." + join_path(event_key);
+      case Source::resource:
+        break;
     }
     return join_path(effective_data_key());
   };
@@ -210,7 +214,8 @@ json Column::value_from(const ConvertContext& ctx) const {
         const std::string here = "column '" + name + "' (key " + where() + ")";
         throw InvalidInput(e.message(), e.where().empty() ? here : e.where() + ", " + here);
       } catch (const std::exception& e) {
-        throw InvalidInput(std::string("converter failed: ") + e.what(), "column '" + name + "' (key " + where() + ")");
+        throw InvalidInput(std::string("converter failed: ") + e.what(),
+                           "column '" + name + "' (key " + where() + ")");
       }
     } else {
       value = *raw;
@@ -228,7 +233,8 @@ json Column::value_from(const ConvertContext& ctx) const {
                                  : type == ColumnType::integer_array ? ColumnType::integer
                                                                      : ColumnType::bigint;
       json out = json::array();
-      for (auto& item : value) out.push_back(item.is_null() ? std::move(item) : check_scalar(*this, element, std::move(item)));
+      for (auto& item : value)
+        out.push_back(item.is_null() ? std::move(item) : check_scalar(*this, element, std::move(item)));
       return out;
     }
     default:

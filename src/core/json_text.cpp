@@ -91,7 +91,8 @@ std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc) {
     const std::string quoted = json(*key).dump(-1, ' ', false, json::error_handler_t::replace);
     return quoted.substr(1, quoted.size() - 2);
   };
-  const auto path_of = [&](const std::vector<Node>& nodes, std::size_t at, const std::string* key, std::size_t index) {
+  const auto path_of = [&](const std::vector<Node>& nodes, std::size_t at, const std::string* key,
+                           std::size_t index) {
     std::vector<std::string> parts{name_of(key, index)};
     for (std::size_t i = at; i != root; i = nodes[i].parent) {
       if (nodes[i].parent != root) parts.push_back(name_of(nodes[i].key, nodes[i].index));

@@ -48,8 +48,7 @@ thread_local LastAnswer t_last;
 
 class PoliteRetryPolicy final : public RetryPolicy {
  public:
-  explicit PoliteRetryPolicy(PoliteRetryOptions options)
-      : options_(options) {
+  explicit PoliteRetryPolicy(PoliteRetryOptions options) : options_(options) {
     options_.max_attempts = std::max(1, options_.max_attempts);
     options_.base = std::max(milliseconds(1), options_.base);
     options_.cap = std::max(options_.base, options_.cap);
@@ -109,7 +108,8 @@ class PoliteRetryPolicy final : public RetryPolicy {
     // Made on first use: replicators build a policy per page, and seeding a
     // 2.5 KB generator from std::random_device costs more than the page's
     // other bookkeeping.
-    if (!rng_) rng_ = std::make_unique<std::mt19937_64>(options_.seed != 0 ? options_.seed : std::random_device{}());
+    if (!rng_)
+      rng_ = std::make_unique<std::mt19937_64>(options_.seed != 0 ? options_.seed : std::random_device{}());
     return milliseconds(pick(*rng_));
   }
 

@@ -218,7 +218,8 @@ bool encode_column(const TableSpec& spec, const Row& row, std::size_t c, std::st
 // calling put(nonnull, text) for each and put_data(row.data) for the last;
 // errors name the remote key and column.
 template <class Put, class PutData>
-void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put, PutData&& put_data) {
+void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, Put&& put,
+                  PutData&& put_data) {
   for (std::size_t c = 0; c < spec.columns.size(); ++c) {
     const bool nonnull = encode_column(spec, row, c, scratch);
     put(nonnull, scratch);

@@ -7,7 +7,9 @@
 
 namespace webhookdb::pg::sql {
 
-bool valid_utf8(std::string_view text) noexcept { return is_valid_utf8(text); }
+bool valid_utf8(std::string_view text) noexcept {
+  return is_valid_utf8(text);
+}
 
 std::string printable(std::string_view text, std::size_t max) {
   std::string out;

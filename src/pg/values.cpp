@@ -123,8 +123,9 @@ std::string timestamp_text(Timestamp t) {
   micros %= 1'000'000;
   char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld:%02lld.%06lld+00 BC", y,
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), static_cast<long long>(h),
-                static_cast<long long>(m), static_cast<long long>(s), static_cast<long long>(micros));
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<long long>(h), static_cast<long long>(m), static_cast<long long>(s),
+                static_cast<long long>(micros));
   return buf;
 }
 
@@ -321,7 +322,9 @@ void put_json_string_copy(std::string& buf, std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* const end = p + s.size();
   const auto* run = p;
-  const auto flush = [&](const unsigned char* to) { buf.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(to - run)); };
+  const auto flush = [&](const unsigned char* to) {
+    buf.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(to - run));
+  };
   while (p < end) {
     const unsigned char c = *p;
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
@@ -340,14 +343,29 @@ void put_json_string_copy(std::string& buf, std::string_view s) {
       continue;
     }
     switch (c) {
-      case '\0': break;
-      case '"': buf += "\\\\\""; break;
-      case '\\': buf += "\\\\\\\\"; break;
-      case '\b': buf += "\\\\b"; break;
-      case '\f': buf += "\\\\f"; break;
-      case '\n': buf += "\\\\n"; break;
-      case '\r': buf += "\\\\r"; break;
-      case '\t': buf += "\\\\t"; break;
+      case '\0':
+        break;
+      case '"':
+        buf += "\\\\\"";
+        break;
+      case '\\':
+        buf += "\\\\\\\\";
+        break;
+      case '\b':
+        buf += "\\\\b";
+        break;
+      case '\f':
+        buf += "\\\\f";
+        break;
+      case '\n':
+        buf += "\\\\n";
+        break;
+      case '\r':
+        buf += "\\\\r";
+        break;
+      case '\t':
+        buf += "\\\\t";
+        break;
       default:
         buf += "\\\\u00";
         buf += kHex[c >> 4U];

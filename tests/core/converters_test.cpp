@@ -58,7 +58,8 @@ TEST(TimeFormatting, PadsEveryFieldAndTrimsTheFraction) {
   std::uint64_t state = 7;
   for (int i = 0; i < 2000; ++i) {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    const Timestamp t = epoch + microseconds(static_cast<std::int64_t>(state >> 14U) % 253'402'300'799'000'000LL);
+    const Timestamp t =
+        epoch + microseconds(static_cast<std::int64_t>(state >> 14U) % 253'402'300'799'000'000LL);
     const std::string text = format_timestamp(t);
     ASSERT_EQ(parse_timestamp(text), t) << text;
   }

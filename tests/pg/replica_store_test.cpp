@@ -910,8 +910,11 @@ TEST_F(PgReplicaTest, OnlyCheckpointedBatchesCommitWithoutWaitingForTheDisk) {
   const TableSpec spec = full_spec();
   store->create_table(spec);
   admin_exec("CREATE TABLE " + schema().quoted() + ".commit_modes (mode text)");
-  admin_exec("CREATE FUNCTION " + schema().quoted() + ".record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
-             " BEGIN INSERT INTO " + schema().quoted() + ".commit_modes VALUES (current_setting('synchronous_commit'));"
+  admin_exec("CREATE FUNCTION " + schema().quoted() +
+             ".record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN INSERT INTO " +
+             schema().quoted() +
+             ".commit_modes VALUES (current_setting('synchronous_commit'));"
              " RETURN NULL; END $$");
   admin_exec("CREATE TRIGGER record_commit_mode AFTER INSERT OR UPDATE ON " + q("items") +
              " FOR EACH STATEMENT EXECUTE FUNCTION " + schema().quoted() + ".record_commit_mode()");
@@ -922,15 +925,18 @@ TEST_F(PgReplicaTest, OnlyCheckpointedBatchesCommitWithoutWaitingForTheDisk) {
   };
   // The test server runs with synchronous_commit off: these connections ask for on.
   Config on = config(1);
-  on.url += std::string(on.url.find('?') == std::string::npos ? "?" : "&") + "options=-c%20synchronous_commit%3Don";
+  on.url +=
+      std::string(on.url.find('?') == std::string::npos ? "?" : "&") + "options=-c%20synchronous_commit%3Don";
   store = std::make_unique<PgReplicaStore>(on);
   UpsertOptions backfill = with_method(WriteMethod::staging_copy);
   backfill.checkpoint = Checkpoint{5, "b", "t", false};
   store->upsert(spec, std::vector<Row>{full_row("c1", "2024-01-01T00:00:00Z", "x")}, backfill);
   EXPECT_EQ(modes(), "off");
-  store->upsert(spec, std::vector<Row>{full_row("c2", "2024-01-01T00:00:00Z", "x")}, with_method(WriteMethod::staging_copy));
+  store->upsert(spec, std::vector<Row>{full_row("c2", "2024-01-01T00:00:00Z", "x")},
+                with_method(WriteMethod::staging_copy));
   EXPECT_EQ(modes(), "on");
-  store->upsert(spec, std::vector<Row>{full_row("c3", "2024-01-01T00:00:00Z", "x")}, with_method(WriteMethod::single_row));
+  store->upsert(spec, std::vector<Row>{full_row("c3", "2024-01-01T00:00:00Z", "x")},
+                with_method(WriteMethod::single_row));
   EXPECT_EQ(modes(), "on");
 
   // A checkpoint saved on its own (at a page boundary after a batch) too.

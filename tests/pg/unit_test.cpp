@@ -154,8 +154,10 @@ void expect_writer_matches(const json& doc) {
 
 TEST(PgValues, JsonbCopyWriterMatchesTheGeneralPath) {
   const std::string nul_inside("a\0b", 3);
-  expect_writer_matches(json::parse(R"({"a":"x\"y\\z","b":[1,-2,3.5,1.0,1e300,true,false,null],"c":{"d":{}},"e":[]})"));
-  expect_writer_matches(json{{"tabs", "a\tb\nc\rd\be\ff\x01g\x1fh\x7f"}, {"nul", nul_inside}, {nul_inside, 1}});
+  expect_writer_matches(
+      json::parse(R"({"a":"x\"y\\z","b":[1,-2,3.5,1.0,1e300,true,false,null],"c":{"d":{}},"e":[]})"));
+  expect_writer_matches(
+      json{{"tabs", "a\tb\nc\rd\be\ff\x01g\x1fh\x7f"}, {"nul", nul_inside}, {nul_inside, 1}});
   expect_writer_matches(json{{"literal", "\\u0000 stays"}, {"slashes", "\\\\\\"}, {"quote", "\""}});
   expect_writer_matches(json{{"unicode", "h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"}, {"\xC3\xA9", "key"}});
   expect_writer_matches(json{{"big", std::numeric_limits<std::uint64_t>::max()},
@@ -179,20 +181,27 @@ TEST(PgValues, JsonbCopyWriterMatchesTheGeneralPath) {
       const auto len = next() % 24;
       for (std::uint64_t i = 0; i < len; ++i) {
         const auto pick = next() % 10;
-        if (pick < 5) text += static_cast<char>(next() % 0x80);  // ASCII, controls and NUL included
-        else if (pick < 7) text += "\xC3\xA9";
-        else if (pick < 8) text += "\\u0000";
-        else if (pick < 9) text += "\xF0\x9F\x98\x80";
-        else text += '"';
+        if (pick < 5)
+          text += static_cast<char>(next() % 0x80);  // ASCII, controls and NUL included
+        else if (pick < 7)
+          text += "\xC3\xA9";
+        else if (pick < 8)
+          text += "\\u0000";
+        else if (pick < 9)
+          text += "\xF0\x9F\x98\x80";
+        else
+          text += '"';
       }
-      doc["k" + std::to_string(k) + text] = k % 2 == 0 ? json(text) : json::array({text, static_cast<double>(next()) / 7.0});
+      doc["k" + std::to_string(k) + text] =
+          k % 2 == 0 ? json(text) : json::array({text, static_cast<double>(next()) / 7.0});
     }
     expect_writer_matches(doc);
   }
 }
 
 TEST(PgValues, JsonbCopyWriterRefusesInvalidUtf8) {
-  for (const std::string bad : {"\xC3", "\xC3(", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\x80", "\xFF"}) {
+  for (const std::string bad :
+       {"\xC3", "\xC3(", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\x80", "\xFF"}) {
     std::string buf;
     EXPECT_THROW(values::append_jsonb_copy(buf, json{{"a", "ok " + bad}}), InvalidInput) << bad.size();
     EXPECT_THROW(values::append_jsonb_copy(buf, json{{"ok " + bad, 1}}), InvalidInput);
