@@ -612,11 +612,13 @@ struct Bench {
       pqxx::nontransaction nt(c);
       const auto r = nt.exec(
           "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'),"
-          " current_setting('full_page_writes')");
-      std::printf("PostgreSQL %s: fsync=%s synchronous_commit=%s full_page_writes=%s\n", r[0][0].c_str(),
-                  r[0][1].c_str(), r[0][2].c_str(), r[0][3].c_str());
-      results["postgres"] = {{"version", r[0][0].c_str()}, {"fsync", r[0][1].c_str()},
-                             {"synchronous_commit", r[0][2].c_str()}, {"full_page_writes", r[0][3].c_str()}};
+          " current_setting('full_page_writes'), current_setting('min_wal_size'), current_setting('max_wal_size')");
+      std::printf("PostgreSQL %s: fsync=%s synchronous_commit=%s full_page_writes=%s min_wal_size=%s max_wal_size=%s\n",
+                  r[0][0].c_str(), r[0][1].c_str(), r[0][2].c_str(), r[0][3].c_str(), r[0][4].c_str(),
+                  r[0][5].c_str());
+      results["postgres"] = {{"version", r[0][0].c_str()},          {"fsync", r[0][1].c_str()},
+                             {"synchronous_commit", r[0][2].c_str()}, {"full_page_writes", r[0][3].c_str()},
+                             {"min_wal_size", r[0][4].c_str()},     {"max_wal_size", r[0][5].c_str()}};
     } catch (const std::exception& e) {
       std::fprintf(stderr, "bench: cannot read the server's settings (%s)\n", e.what());
     }
