@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "pg/pool_impl.hpp"
 #include "pg/sql.hpp"
