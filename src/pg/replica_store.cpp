@@ -693,13 +693,15 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
     checkpoint_sql = state_->checkpoint_upsert();
   }
 
+  using Guess = State::Guess;
+  Guess guess = batch.size() > 0 ? state_->guess(t.qualified) : Guess::ask;
   WriteMethod method = options.method;
   if (method == WriteMethod::automatic) {
     // Smaller batches go through COPY too while the table's recent COPY
     // batches let it skip the plan (the tail of a backfill's partition).
     const std::size_t threshold = state_->pool->config().copy_threshold;
     const bool copy = batch.size() >= threshold ||
-                      (batch.size() * 10 >= threshold && state_->guess(t.qualified) != State::Guess::ask);
+                      (batch.size() * 10 >= threshold && guess != Guess::ask);
     method = copy ? WriteMethod::staging_copy : WriteMethod::multi_row;
   }
   const std::string columns = joined(t.insert_cols);
@@ -740,8 +742,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   auto& impl = state_->impl();
   const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
   bool direct_new_rows = method == WriteMethod::staging_copy;
-  using Guess = State::Guess;
-  Guess guess = direct_new_rows && batch.size() > 0 ? state_->guess(t.qualified) : Guess::ask;
+  if (!direct_new_rows) guess = Guess::ask;
   Guess next_guess = Guess::ask;
   const bool async_commit = options.checkpoint && state_->pool->config().async_checkpointed_commits;
   // Returns the positions (in batch) of the rows inserted or updated.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "pg/sql.hpp"
 #include "pg/values.hpp"
@@ -84,20 +85,20 @@ TEST(PgValues, EncodesPerColumnType) {
 }
 
 TEST(PgValues, TimestampsGoOutInUtcAndYearZeroBecomesValid) {
-  std::string out;
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "2022-01-01T05:00:00+05:00", out));
-  EXPECT_EQ(out, "2022-01-01 00:00:00.000000+00");
-  // PostgreSQL rejects '0000-12-31T18:10:00-05:50'; in UTC it is 0001-01-01.
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0000-12-31T18:10:00-05:50", out));
-  EXPECT_EQ(out, "0001-01-01 00:00:00.000000+00");
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0000-06-01T00:00:00Z", out));
-  EXPECT_EQ(out, "0001-06-01 00:00:00.000000+00 BC");
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "2022-01-01T00:00:00.5Z", out));
-  EXPECT_EQ(out, "2022-01-01 00:00:00.500000+00");
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "0001-01-01T00:00:00.000001Z", out));
-  EXPECT_EQ(out, "0001-01-01 00:00:00.000001+00");
-  ASSERT_TRUE(values::encode(ColumnType::timestamptz, "12345-06-07T08:09:10.123456Z", out));
-  EXPECT_EQ(out, "12345-06-07 08:09:10.123456+00");
+  const std::pair<const char*, const char*> cases[] = {
+      {"2022-01-01T05:00:00+05:00", "2022-01-01 00:00:00.000000+00"},
+      // PostgreSQL rejects '0000-12-31T18:10:00-05:50'; in UTC it is 0001-01-01.
+      {"0000-12-31T18:10:00-05:50", "0001-01-01 00:00:00.000000+00"},
+      {"0000-06-01T00:00:00Z", "0001-06-01 00:00:00.000000+00 BC"},
+      {"2022-01-01T00:00:00.5Z", "2022-01-01 00:00:00.500000+00"},
+      {"0001-01-01T00:00:00.000001Z", "0001-01-01 00:00:00.000001+00"},
+      {"12345-06-07T08:09:10.123456Z", "12345-06-07 08:09:10.123456+00"},
+  };
+  for (const auto& [in, expected] : cases) {
+    std::string out;
+    ASSERT_TRUE(values::encode(ColumnType::timestamptz, in, out)) << in;
+    EXPECT_EQ(out, expected) << in;
+  }
 }
 
 TEST(PgValues, EpochTextRoundTrip) {
