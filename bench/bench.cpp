@@ -12,6 +12,7 @@
 //   webhookdb-bench --database-url URL --server-exe PATH [--smoke] [--json FILE]
 //                   [--only write,e2e,rss,abort] [--write-rows N] [--e2e-objects N]
 //                   [--e2e-filter TEXT]  (only the end-to-end configurations whose name contains TEXT)
+//                   [--pool-size N] [--max-concurrent-copies N]  (pg::Config of the library's store)
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,8 @@ struct Settings {
   std::vector<std::size_t> rss_n{100'000, 1'000'000};
   int abort_runs = 5;
   std::string only;  // comma-separated sections to run (write,e2e,rss,abort); empty: all
+  int pool_size = 8;
+  int max_concurrent_copies = pg::Config{}.max_concurrent_copies;
   std::string e2e_filter;  // end-to-end configurations whose name contains this (for profiling one)
   // --rss-child mode
   bool rss_child = false;
@@ -187,7 +190,8 @@ struct Bench {
   std::string last_cpu;      // the last end-to-end run's
 
   explicit Bench(Settings settings) : s(std::move(settings)) {
-    pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = 8});
+    pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = s.pool_size,
+                                                                .max_concurrent_copies = s.max_concurrent_copies});
     replica = std::make_shared<pg::PgReplicaStore>(pool);
     jobs = std::make_shared<pg::PgJobStore>(pool);
     registry->add(BenchReplicator::descriptor());
@@ -696,6 +700,8 @@ int main(int argc, char** argv) {
     else if (arg == "--write-rows") s.write_n = std::stoul(value());
     else if (arg == "--e2e-objects") s.e2e_n = std::stoul(value());
     else if (arg == "--e2e-filter") s.e2e_filter = value();
+    else if (arg == "--pool-size") s.pool_size = std::stoi(value());
+    else if (arg == "--max-concurrent-copies") s.max_concurrent_copies = std::stoi(value());
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "pg/pool_impl.hpp"
 #include "pg/sql.hpp"
@@ -505,6 +508,54 @@ struct PgReplicaStore::State {
     }
   }
 
+  // COPY-path batches being written, per table (Config::max_concurrent_copies).
+  std::mutex turn_mutex;
+  std::condition_variable turn_free;
+  std::unordered_map<std::string, int> copying;
+
+  class Turn {
+   public:
+    Turn() = default;
+    Turn(State* state, std::string table) : state_(state), table_(std::move(table)) {}
+    Turn(Turn&& other) noexcept : state_(std::exchange(other.state_, nullptr)), table_(std::move(other.table_)) {}
+    Turn& operator=(Turn&&) = delete;
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+    ~Turn() {
+      if (state_ == nullptr) return;
+      {
+        std::lock_guard lock(state_->turn_mutex);
+        if (--state_->copying[table_] == 0) state_->copying.erase(table_);
+      }
+      state_->turn_free.notify_all();
+    }
+
+   private:
+    State* state_ = nullptr;
+    std::string table_;
+  };
+
+  // Waits until fewer than max_concurrent_copies batches are being COPYed
+  // into `table` (StoreError, retryable, after acquire_timeout).
+  [[nodiscard]] Turn take_turn(const std::string& table) {
+    const Config& cfg = pool->config();
+    if (cfg.max_concurrent_copies <= 0) return {};
+    const auto deadline = std::chrono::steady_clock::now() + cfg.acquire_timeout;
+    std::unique_lock lock(turn_mutex);
+    const bool free = turn_free.wait_until(lock, deadline, [&] {
+      auto it = copying.find(table);
+      return it == copying.end() || it->second < cfg.max_concurrent_copies;
+    });
+    if (!free) {
+      throw StoreError("timed out after " + std::to_string(cfg.acquire_timeout.count()) + " ms waiting for a turn to " +
+                           "write into " + table + " (max_concurrent_copies " +
+                           std::to_string(cfg.max_concurrent_copies) + ")",
+                       true);
+    }
+    ++copying[table];
+    return {this, table};
+  }
+
   ConnectionPool::Impl& impl() const { return pool->impl(); }
   std::string checkpoint_table() const {
     return sql::ident(pool->config().schema, "schema") + "." + kCheckpointTable;
@@ -871,6 +922,9 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
     return out;
   };
   std::vector<std::size_t> written;
+  // Taken before a connection, so a batch waiting for its turn holds none.
+  const State::Turn turn = method == WriteMethod::staging_copy && batch.size() > 0 ? state_->take_turn(t.qualified)
+                                                                                  : State::Turn();
   try {
     written = impl.in_transaction(what, impl.config.retries, write);
   } catch (const ConcurrentInsert&) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <random>
 #include <set>
 #include <string>
@@ -955,6 +956,98 @@ TEST_F(PgReplicaTest, OnlyCheckpointedBatchesCommitWithoutWaitingForTheDisk) {
   EXPECT_EQ(modes(), "on");
   EXPECT_EQ(store->count(spec), 4U);
   EXPECT_EQ(store->load_checkpoints(5).at("b").next_token, "t3");
+}
+
+TEST_F(PgReplicaTest, CopyBatchesIntoOneTableTakeTurns) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  // Each COPY into the table waits in a trigger, then records how many COPYs
+  // into it are running (its own included); other statements pass through.
+  const std::string overlap = schema().quoted() + ".copy_overlap";
+  std::string table_literal = "'";
+  for (const char c : q("items")) table_literal += c == '\'' ? std::string("''") : std::string(1, c);
+  table_literal += "'";
+  admin_exec("CREATE TABLE " + overlap + " (writers bigint)");
+  admin_exec("CREATE FUNCTION " + schema().quoted() +
+             ".record_copy_overlap() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN IF current_query() NOT LIKE 'COPY %' THEN RETURN NULL; END IF;"
+             " PERFORM pg_sleep(0.4); INSERT INTO " +
+             overlap +
+             " SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY %'"
+             " AND position(" +
+             table_literal + " in query) > 0; PERFORM pg_sleep(0.1); RETURN NULL; END $$");
+  admin_exec("CREATE TRIGGER record_copy_overlap AFTER INSERT ON " + q("items") +
+             " FOR EACH STATEMENT EXECUTE FUNCTION " + schema().quoted() + ".record_copy_overlap()");
+  int next_key = 0;
+  // Four threads COPY a batch each at once; returns the most COPYs seen running.
+  const auto most_at_once = [&](PgReplicaStore& writer) {
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int i = 0; i < 4; ++i) {
+      const std::string key = "t" + std::to_string(next_key++);
+      threads.emplace_back([&writer, &spec, &failures, key] {
+        try {
+          writer.upsert(spec, std::vector<Row>{full_row(key, "2024-01-01T00:00:00Z", "x")},
+                        with_method(WriteMethod::staging_copy));
+        } catch (const std::exception&) {
+          ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    const std::string most = scalar("SELECT max(writers) FROM " + overlap);
+    admin_exec("DELETE FROM " + overlap);
+    return std::stoi(most);
+  };
+  const auto store_with = [&](int max_concurrent_copies) {
+    Config cfg = config(4);
+    cfg.max_concurrent_copies = max_concurrent_copies;
+    return std::make_unique<PgReplicaStore>(cfg);
+  };
+  EXPECT_EQ(most_at_once(*store_with(1)), 1);
+  EXPECT_EQ(most_at_once(*store_with(2)), 2);
+  EXPECT_GE(most_at_once(*store_with(0)), 3);  // no limit
+  EXPECT_EQ(store->count(spec), 12U);
+
+  // Single-row writes (webhooks) never wait for a turn.
+  auto one_at_a_time = store_with(1);
+  std::thread copying([&] {
+    one_at_a_time->upsert(spec, std::vector<Row>{full_row("slow", "2024-01-01T00:00:00Z", "x")},
+                          with_method(WriteMethod::staging_copy));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  one_at_a_time->upsert(spec, std::vector<Row>{full_row("hook", "2024-01-01T00:00:00Z", "x")},
+                        with_method(WriteMethod::single_row));
+  const auto single_row_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  copying.join();
+  EXPECT_LT(single_row_ms, 300) << "a single-row write waited for the COPY's turn";
+
+  // A batch that cannot get a turn in acquire_timeout fails retryably, naming
+  // the table, and writes nothing.
+  Config impatient_cfg = config(4);
+  impatient_cfg.max_concurrent_copies = 1;
+  impatient_cfg.acquire_timeout = std::chrono::milliseconds(100);
+  PgReplicaStore impatient(impatient_cfg);
+  std::thread holder([&] {
+    impatient.upsert(spec, std::vector<Row>{full_row("first", "2024-01-01T00:00:00Z", "x")},
+                     with_method(WriteMethod::staging_copy));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  try {
+    impatient.upsert(spec, std::vector<Row>{full_row("second", "2024-01-01T00:00:00Z", "x")},
+                     with_method(WriteMethod::staging_copy));
+    ADD_FAILURE() << "the second batch did not wait for its turn";
+  } catch (const StoreError& e) {
+    EXPECT_TRUE(e.retryable());
+    EXPECT_NE(std::string(e.what()).find("waiting for a turn to write into " + q("items")), std::string::npos)
+        << e.what();
+  }
+  holder.join();
+  EXPECT_FALSE(store->find(spec, "second").has_value());
+  EXPECT_TRUE(store->find(spec, "first").has_value());
 }
 
 TEST_F(PgReplicaTest, DroppedTableIsGone) {
