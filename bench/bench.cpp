@@ -190,8 +190,8 @@ struct Bench {
   std::string last_cpu;      // the last end-to-end run's
 
   explicit Bench(Settings settings) : s(std::move(settings)) {
-    pool = std::make_shared<pg::ConnectionPool>(pg::Config{.url = s.database_url, .pool_size = s.pool_size,
-                                                                .max_concurrent_copies = s.max_concurrent_copies});
+    pool = std::make_shared<pg::ConnectionPool>(pg::Config{
+        .url = s.database_url, .pool_size = s.pool_size, .max_concurrent_copies = s.max_concurrent_copies});
     replica = std::make_shared<pg::PgReplicaStore>(pool);
     jobs = std::make_shared<pg::PgJobStore>(pool);
     registry->add(BenchReplicator::descriptor());
@@ -700,8 +700,10 @@ int main(int argc, char** argv) {
     else if (arg == "--write-rows") s.write_n = std::stoul(value());
     else if (arg == "--e2e-objects") s.e2e_n = std::stoul(value());
     else if (arg == "--e2e-filter") s.e2e_filter = value();
-    else if (arg == "--pool-size") s.pool_size = std::stoi(value());
-    else if (arg == "--max-concurrent-copies") s.max_concurrent_copies = std::stoi(value());
+    else if (arg == "--pool-size")
+      s.pool_size = std::stoi(value());
+    else if (arg == "--max-concurrent-copies")
+      s.max_concurrent_copies = std::stoi(value());
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;

@@ -517,7 +517,8 @@ struct PgReplicaStore::State {
    public:
     Turn() = default;
     Turn(State* state, std::string table) : state_(state), table_(std::move(table)) {}
-    Turn(Turn&& other) noexcept : state_(std::exchange(other.state_, nullptr)), table_(std::move(other.table_)) {}
+    Turn(Turn&& other) noexcept
+        : state_(std::exchange(other.state_, nullptr)), table_(std::move(other.table_)) {}
     Turn& operator=(Turn&&) = delete;
     Turn(const Turn&) = delete;
     Turn& operator=(const Turn&) = delete;
@@ -547,8 +548,8 @@ struct PgReplicaStore::State {
       return it == copying.end() || it->second < cfg.max_concurrent_copies;
     });
     if (!free) {
-      throw StoreError("timed out after " + std::to_string(cfg.acquire_timeout.count()) + " ms waiting for a turn to " +
-                           "write into " + table + " (max_concurrent_copies " +
+      throw StoreError("timed out after " + std::to_string(cfg.acquire_timeout.count()) +
+                           " ms waiting for a turn to " + "write into " + table + " (max_concurrent_copies " +
                            std::to_string(cfg.max_concurrent_copies) + ")",
                        true);
     }
@@ -923,8 +924,9 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   };
   std::vector<std::size_t> written;
   // Taken before a connection, so a batch waiting for its turn holds none.
-  const State::Turn turn = method == WriteMethod::staging_copy && batch.size() > 0 ? state_->take_turn(t.qualified)
-                                                                                  : State::Turn();
+  const State::Turn turn = method == WriteMethod::staging_copy && batch.size() > 0
+                               ? state_->take_turn(t.qualified)
+                               : State::Turn();
   try {
     written = impl.in_transaction(what, impl.config.retries, write);
   } catch (const ConcurrentInsert&) {
