@@ -171,7 +171,7 @@ class BenchReplicator : public examples::StripeChargeReplicator {
     const long long page = token.empty() ? first : std::stoll(token);
     auto response = context().http->get(
         integration().api_url + "/pages?per_page=100&page=" + std::to_string(page), {}, cancel);
-    auto body = json::parse(response.body);
+    auto body = parse_json_limited(response.body, context().json_limits, "bench page");
     BackfillPage out{std::move(body["data"]), "", response.body.size()};
     if (page + 1 < end && !out.items.empty()) out.next = std::to_string(page + 1);
     return out;
@@ -397,7 +397,8 @@ struct Bench {
     const std::size_t pages = (objects + 99) / 100;
     for (std::size_t page = 1; page <= pages; ++page) {
       auto response = ctx.http->get(base_url + "/pages?per_page=100&page=" + std::to_string(page));
-      auto body = json::parse(response.body);
+      // As the bench replicator (and the library's Paginator) parses a page.
+      auto body = parse_json_limited(response.body, ctx.json_limits, "fetch-and-parse page");
       for (const auto& item : body["data"]) {
         if (r->row_for(item, nullptr, nullptr)) ++items;
       }

@@ -1,7 +1,14 @@
 #include "webhookdb/json_limits.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <system_error>
 #include <utility>
 #include <vector>
+
+#include "webhookdb/json_text.hpp"
 
 namespace webhookdb {
 namespace {
@@ -105,6 +112,260 @@ class LimitedSax {
   std::optional<JsonParseError> error_;
 };
 
+// Parses the documents APIs send (pages of objects) about twice as fast as
+// nlohmann's parser: no per-character token buffer, each string built once,
+// members inserted with a hint (keys often come sorted). It accepts a subset
+// of what nlohmann accepts and builds the same document, types included; on
+// anything else (a syntax error, a number it cannot convert exactly as
+// nlohmann would, a byte order mark, nesting past max_depth or kMaxDepth) it
+// gives up, and nlohmann's parser runs from the start, so every error and
+// every edge case is nlohmann's. Recursive, hence its own depth bound.
+class FastParser {
+ public:
+  FastParser(std::string_view text, std::size_t max_depth)
+      : p_(text.data()), end_(text.data() + text.size()), max_depth_(std::min(max_depth, kMaxDepth)) {}
+
+  [[nodiscard]] bool parse(json& out) {
+    skip_space();
+    if (!value(out, 0)) return false;
+    skip_space();
+    return p_ == end_;
+  }
+
+ private:
+  static constexpr std::size_t kMaxDepth = 128;
+
+  void skip_space() noexcept {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  [[nodiscard]] bool at(char c) const noexcept { return p_ < end_ && *p_ == c; }
+
+  bool value(json& out, std::size_t depth) {
+    if (p_ == end_) return false;
+    switch (*p_) {
+      case '{':
+        return object(out, depth + 1);
+      case '[':
+        return array(out, depth + 1);
+      case '"': {
+        std::string text;
+        if (!string(text)) return false;
+        out = std::move(text);
+        return true;
+      }
+      case 't':
+        return literal("true", out, json(true));
+      case 'f':
+        return literal("false", out, json(false));
+      case 'n':
+        return literal("null", out, json(nullptr));
+      default:
+        return number(out);
+    }
+  }
+
+  bool literal(std::string_view word, json& out, json value) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word)
+      return false;
+    p_ += word.size();
+    out = std::move(value);
+    return true;
+  }
+
+  bool object(json& out, std::size_t depth) {
+    if (depth > max_depth_) return false;
+    ++p_;
+    out = json::object();
+    auto& members = *out.get_ptr<json::object_t*>();
+    skip_space();
+    if (at('}')) {
+      ++p_;
+      return true;
+    }
+    while (true) {
+      if (!at('"')) return false;
+      std::string key;
+      if (!string(key)) return false;
+      skip_space();
+      if (!at(':')) return false;
+      ++p_;
+      skip_space();
+      // A repeated key keeps the last value, as nlohmann's parser does.
+      json& member = members.try_emplace(members.end(), std::move(key))->second;
+      if (!value(member, depth)) return false;
+      skip_space();
+      if (at('}')) {
+        ++p_;
+        return true;
+      }
+      if (!at(',')) return false;
+      ++p_;
+      skip_space();
+    }
+  }
+
+  bool array(json& out, std::size_t depth) {
+    if (depth > max_depth_) return false;
+    ++p_;
+    out = json::array();
+    auto& items = *out.get_ptr<json::array_t*>();
+    skip_space();
+    if (at(']')) {
+      ++p_;
+      return true;
+    }
+    while (true) {
+      items.emplace_back();
+      if (!value(items.back(), depth)) return false;
+      skip_space();
+      if (at(']')) {
+        ++p_;
+        return true;
+      }
+      if (!at(',')) return false;
+      ++p_;
+      skip_space();
+    }
+  }
+
+  // After the opening quote: runs of plain bytes are appended whole (and
+  // checked as UTF-8 only when they hold a byte past ASCII); escapes decoded.
+  bool string(std::string& out) {
+    ++p_;
+    while (true) {
+      const char* run = p_;
+      unsigned char high = 0;
+      while (p_ < end_) {
+        const auto c = static_cast<unsigned char>(*p_);
+        if (c == '"' || c == '\\' || c < 0x20) break;
+        high |= c;
+        ++p_;
+      }
+      if (p_ == end_) return false;
+      const std::string_view chunk(run, static_cast<std::size_t>(p_ - run));
+      // A run ends at an ASCII byte, so it never splits a valid sequence.
+      if ((high & 0x80U) != 0 && !is_valid_utf8(chunk)) return false;
+      out.append(chunk);
+      const char c = *p_++;
+      if (c == '"') return true;
+      if (c != '\\' || p_ == end_) return false;
+      const char escape = *p_++;
+      if (escape == 'u') {
+        if (!unicode_escape(out)) return false;
+        continue;
+      }
+      constexpr std::string_view kEscaped = "\"\\/bfnrt";
+      constexpr std::string_view kMeaning = "\"\\/\b\f\n\r\t";
+      const auto at_escape = kEscaped.find(escape);
+      if (at_escape == std::string_view::npos) return false;
+      out += kMeaning[at_escape];
+    }
+  }
+
+  bool hex4(std::uint32_t& out) noexcept {
+    if (end_ - p_ < 4) return false;
+    out = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      std::uint32_t digit = 0;
+      if (c >= '0' && c <= '9') {
+        digit = static_cast<std::uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        digit = static_cast<std::uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        digit = static_cast<std::uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+      out = (out << 4U) | digit;
+    }
+    return true;
+  }
+
+  // After "\u": a code point, or a surrogate pair; a lone surrogate gives up.
+  bool unicode_escape(std::string& out) {
+    std::uint32_t cp = 0;
+    if (!hex4(cp)) return false;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      std::uint32_t low = 0;
+      if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+      p_ += 2;
+      if (!hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
+      cp = 0x10000 + ((cp - 0xD800) << 10U) + (low - 0xDC00);
+    }
+    const auto byte = [&](std::uint32_t b) { out += static_cast<char>(b); };
+    if (cp < 0x80) {
+      byte(cp);
+    } else if (cp < 0x800) {
+      byte(0xC0 | (cp >> 6U));
+      byte(0x80 | (cp & 0x3FU));
+    } else if (cp < 0x10000) {
+      byte(0xE0 | (cp >> 12U));
+      byte(0x80 | ((cp >> 6U) & 0x3FU));
+      byte(0x80 | (cp & 0x3FU));
+    } else {
+      byte(0xF0 | (cp >> 18U));
+      byte(0x80 | ((cp >> 12U) & 0x3FU));
+      byte(0x80 | ((cp >> 6U) & 0x3FU));
+      byte(0x80 | (cp & 0x3FU));
+    }
+    return true;
+  }
+
+  // JSON's grammar exactly; nlohmann's types: an integer without a sign is
+  // unsigned, with one signed; one out of range for its type, or a float
+  // that overflows or underflows, gives up (nlohmann has its own rules there).
+  bool number(json& out) {
+    const char* start = p_;
+    const auto digits = [&] {
+      const char* first = p_;
+      while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      return p_ > first;
+    };
+    const bool negative = at('-');
+    if (negative) ++p_;
+    if (at('0')) {
+      ++p_;
+    } else if (p_ == end_ || *p_ < '1' || *p_ > '9' || !digits()) {
+      return false;
+    }
+    bool is_float = false;
+    if (at('.')) {
+      ++p_;
+      if (!digits()) return false;
+      is_float = true;
+    }
+    if (at('e') || at('E')) {
+      ++p_;
+      if (at('+') || at('-')) ++p_;
+      if (!digits()) return false;
+      is_float = true;
+    }
+    if (is_float) {
+      double v = 0;
+      const auto [end, ec] = std::from_chars(start, p_, v);
+      if (ec != std::errc() || end != p_ || !std::isfinite(v)) return false;
+      out = v;
+    } else if (negative) {
+      json::number_integer_t v = 0;
+      const auto [end, ec] = std::from_chars(start, p_, v);
+      if (ec != std::errc() || end != p_) return false;
+      out = v;
+    } else {
+      json::number_unsigned_t v = 0;
+      const auto [end, ec] = std::from_chars(start, p_, v);
+      if (ec != std::errc() || end != p_) return false;
+      out = v;
+    }
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+  std::size_t max_depth_;
+};
+
 template <class Visit>
 void walk_depth(const json& doc, Visit&& visit) {
   // (node, its depth as a container); scalars never go on the stack.
@@ -153,6 +414,13 @@ JsonParseResult try_parse_json_limited(std::string_view text, const JsonLimits& 
     result.error = JsonParseError{JsonFailure::malformed, nul,
                                   "malformed JSON: a NUL byte at offset " + std::to_string(nul)};
     return result;
+  }
+  {
+    json doc;
+    if (FastParser(text, limits.max_depth).parse(doc)) {
+      result.value = std::move(doc);
+      return result;
+    }
   }
   json doc;
   LimitedSax sax(doc, limits.max_depth);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +44,134 @@ TEST(JsonLimits, ParsesOrdinaryDocumentsLikeNlohmann) {
   auto r = try_parse_json_limited(text);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.value, json::parse(text));
+}
+
+// The same document, node for node, with the same types (== would call 1u and
+// 1 equal, and 1.0 and 1).
+void expect_identical(const json& got, const json& want, const std::string& path = "$") {
+  ASSERT_EQ(got.type(), want.type()) << path;
+  if (got.is_object()) {
+    ASSERT_EQ(got.size(), want.size()) << path;
+    for (auto it = want.begin(); it != want.end(); ++it) {
+      ASSERT_TRUE(got.contains(it.key())) << path << "." << it.key();
+      expect_identical(got.at(it.key()), it.value(), path + "." + it.key());
+    }
+  } else if (got.is_array()) {
+    ASSERT_EQ(got.size(), want.size()) << path;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      expect_identical(got[i], want[i], path + "[" + std::to_string(i) + "]");
+  } else if (got.is_number_float()) {
+    EXPECT_EQ(std::signbit(got.get<double>()), std::signbit(want.get<double>())) << path;
+    EXPECT_EQ(got.get<double>(), want.get<double>()) << path;
+  } else {
+    EXPECT_EQ(got, want) << path;
+  }
+}
+
+// Documents that take the fast parser's path, or leave it part-way (it gives
+// up and nlohmann's parser runs): either way the result is nlohmann's.
+TEST(JsonLimits, EveryPathBuildsExactlyWhatNlohmannBuilds) {
+  const std::vector<std::string> accepted = {
+      "0",
+      "-0",
+      "1",
+      "-1",
+      "0.0",
+      "-0.0",
+      "1.5e3",
+      "1E-3",
+      "-2.5E+10",
+      "123456789012345678",
+      "18446744073709551615",  // largest unsigned
+      "18446744073709551616",  // past it: a float in nlohmann
+      "-9223372036854775808",  // smallest signed
+      "-9223372036854775809",  // past it: a float
+      "1e-400",                // underflows to zero
+      "4.9e-324",
+      "1.7976931348623157e308",
+      "0.1",
+      "3.141592653589793238462643383279",
+      R"("")",
+      R"("plain")",
+      R"("\"\\\/\b\f\n\r\t")",
+      R"("\u0000\u001f\u007f\u0080\u07ff\u0800\uffff")",
+      R"("\ud83d\ude00 and \uD83D\uDE00")",
+      "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"",
+      R"("a\u0041b")",
+      "[]",
+      "{}",
+      "[[]]",
+      " [ 1 , [ 2 , { } ] ] ",
+      "\t\r\n{\"a\"\t:\r\n1}\n",
+      R"({"b":1,"a":2,"c":{"z":[true,false,null],"y":{}}})",
+      R"({"k":1,"k":2})",  // a repeated key: the last value wins
+      R"({"k":{"x":1},"k":[2]})",
+      "\xEF\xBB\xBF{\"bom\":true}",  // nlohmann skips a byte order mark
+      R"({"id":"ch_1","amount":2000,"paid":true,"refunds":{"data":[],"has_more":false},"metadata":{},)"
+      R"("created":1700000000,"fee":0.029,"description":null})",
+  };
+  for (const auto& text : accepted) {
+    SCOPED_TRACE(text);
+    const auto parsed = try_parse_json_limited(text);
+    ASSERT_TRUE(parsed.ok()) << parsed.error->message;
+    expect_identical(parsed.value, json::parse(text));
+    EXPECT_EQ(parsed.value.dump(), json::parse(text).dump());
+  }
+  // Refused by nlohmann, so refused here, at nlohmann's offset.
+  const std::vector<std::string> refused = {"",
+                                            " ",
+                                            "01",
+                                            "-",
+                                            "1.",
+                                            ".5",
+                                            "1e",
+                                            "1e+",
+                                            "+1",
+                                            "0x10",
+                                            "1e400",
+                                            "-1e400",
+                                            "NaN",
+                                            "tru",
+                                            "nul",
+                                            "[1,]",
+                                            "{\"a\":1,}",
+                                            "{\"a\" 1}",
+                                            "{a:1}",
+                                            "[1 2]",
+                                            "\"unterminated",
+                                            R"("\x")",
+                                            R"("\u12")",
+                                            R"("\ud800")",
+                                            R"("\udc00")",
+                                            R"("\ud800\u0041")",
+                                            "\"tab\there\"",
+                                            "\"\xC3\"",
+                                            "\"\xED\xA0\x80\"",
+                                            "\"\xC0\xAF\"",
+                                            "\"\xF4\x90\x80\x80\"",
+                                            "[1]]",
+                                            "{}{}",
+                                            "[\"a\"\n",
+                                            "\xEF\xBB",
+                                            "'single'"};
+  for (const auto& text : refused) {
+    SCOPED_TRACE(text);
+    const auto parsed = try_parse_json_limited(text);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_EQ(parsed.error->failure, JsonFailure::malformed);
+    EXPECT_TRUE(json::parse(text, nullptr, false).is_discarded());
+    try {
+      const json ignored = json::parse(text);
+      ADD_FAILURE() << "nlohmann accepted it";
+    } catch (const json::parse_error& e) {
+      EXPECT_EQ(parsed.error->offset, e.byte > 0 ? e.byte - 1 : 0);
+    } catch (const json::exception&) {
+      // number overflow: not a parse_error, no byte to compare
+    }
+  }
+  // Nesting past the fast parser's own bound (128) but within the limit.
+  const std::string deep = nested_arrays(300, R"({"k":[1,2]})");
+  expect_identical(parse_json_limited(deep), json::parse(deep));
 }
 
 TEST(JsonLimits, DepthExactlyAtTheLimitIsAcceptedOneMoreIsNot) {

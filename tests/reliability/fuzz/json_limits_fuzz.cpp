@@ -1,7 +1,8 @@
 // parse_json_limited against nlohmann's own parser: whatever the limited
-// parser accepts, nlohmann parses to the same document; whatever it refuses is
-// malformed for nlohmann too, or really too large or too deep; offsets stay
-// inside the text.
+// parser accepts (with its own fast parser, or with nlohmann's after the fast
+// one gave up), nlohmann parses to the same document with the same number
+// types; whatever it refuses is malformed for nlohmann too, or really too
+// large or too deep; offsets stay inside the text.
 
 #include <cstdint>
 #include <string>
@@ -18,6 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (limited.ok()) {
     FUZZ_CHECK(!plain.is_discarded(), "accepted what nlohmann refuses");
     FUZZ_CHECK(limited.value == plain, "a different document than nlohmann's");
+    // == calls 1 and 1u and 1.0 equal; the text tells the types apart.
+    FUZZ_CHECK(limited.value.dump() == plain.dump(), "a different number type than nlohmann's");
     FUZZ_CHECK(webhookdb::json_depth(limited.value) <= limits.max_depth, "accepted a document past the depth limit");
     FUZZ_CHECK(text.size() <= limits.max_bytes, "accepted text past the size limit");
     return 0;
