@@ -407,6 +407,24 @@ struct Bench {
     return static_cast<double>(items) / seconds_since(t0);
   }
 
+  // One page of 100 objects parsed by the library (parse_json_limited) and by
+  // nlohmann's parser: the per-object cost the fetch thread pays.
+  void parse_speed(const std::string& base_url, json& out) {
+    const std::string body = context().http->get(base_url + "/pages?per_page=100&page=1").body;
+    const int rounds = s.smoke ? 5 : 200;
+    const auto time_per_object = [&](auto&& parse) {
+      const auto t0 = SteadyClock::now();
+      std::size_t objects = 0;
+      for (int i = 0; i < rounds; ++i) objects += parse().at("data").size();
+      return seconds_since(t0) * 1e6 / static_cast<double>(objects);
+    };
+    const double library = time_per_object([&] { return parse_json_limited(body); });
+    const double plain = time_per_object([&] { return json::parse(body); });
+    std::printf("  parsing a page: %.2f us/object (nlohmann's parser: %.2f, %.2fx as long)\n", library, plain,
+                plain / library);
+    out["parse_us_per_object"] = {{"library", library}, {"nlohmann", plain}};
+  }
+
   double end_to_end(const std::string& base_url, std::size_t objects, bool pipelined, int partitions) {
     g_mode = E2EMode{pipelined, partitions, objects};
     ReplicatorContext ctx = context();
@@ -434,6 +452,7 @@ struct Bench {
     tools::ApiServer server(options);
     server.start();
     json& out = results["end_to_end"];
+    parse_speed(server.base_url(), out);
     struct Config {
       const char* name;
       bool pipelined;
