@@ -38,9 +38,10 @@ struct Config {
   // COPY-path batches (backfill batches) written into one table at once by
   // one PgReplicaStore; more wait their turn (up to acquire_timeout), holding
   // no connection. Concurrent COPYs into the same indexes cost PostgreSQL more
-  // CPU per row: 16 partitions of one backfill on 2 cores wrote 18% faster
-  // with 2 at a time than with 8. Raise it when PostgreSQL has cores to spare;
-  // zero means no limit. Webhooks' single-row writes never wait for a turn.
+  // CPU per row: with 16 partitions of one backfill on 2 cores, PostgreSQL
+  // spent about 30% more per row with 8 at a time than with 2. Raise it when
+  // PostgreSQL has cores to spare; zero means no limit. Webhooks' single-row
+  // writes never wait for a turn.
   int max_concurrent_copies = 2;
   // A batch that saves a backfill checkpoint commits with synchronous_commit
   // off: it does not wait for its WAL to reach disk. A server crash can lose
