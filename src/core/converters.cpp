@@ -30,7 +30,8 @@ std::string trim(const std::string& s) {
 }
 
 json from_unix(double seconds_since_epoch) {
-  if (!std::isfinite(seconds_since_epoch) || std::fabs(seconds_since_epoch) > 1e13) {
+  // A Timestamp counts microseconds in 64 bits: about 292,000 years either way.
+  if (!std::isfinite(seconds_since_epoch) || std::fabs(seconds_since_epoch) > 9.2e12) {
     throw InvalidInput("unix timestamp out of range");
   }
   const auto micros = static_cast<std::int64_t>(std::llround(seconds_since_epoch * 1e6));

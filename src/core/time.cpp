@@ -230,9 +230,29 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 std::string format_timestamp(Timestamp t) {
-  const auto days = floor<std::chrono::days>(t);
-  const year_month_day ymd{days};
-  const hh_mm_ss<microseconds> tod{t - days};
+  // Day, time of day and civil date by hand, in 64 bits: floor<days>(t) and
+  // t - days overflow near the ends of the range, and std::chrono::year
+  // wraps past 32767.
+  constexpr std::int64_t kDay = 86'400'000'000;
+  const std::int64_t us = t.time_since_epoch().count();
+  std::int64_t in_day = us % kDay;
+  std::int64_t day = (us - in_day) / kDay;
+  if (in_day < 0) {
+    in_day += kDay;
+    --day;
+  }
+  const hh_mm_ss<microseconds> tod{microseconds{in_day}};
+  // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+  // civil_from_days): 400-year eras of 146097 days, years starting in March.
+  const std::int64_t z = day + 719'468;
+  const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
+  const auto doe = static_cast<std::int64_t>(z - era * 146'097);
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t day_of_month = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  const std::int64_t y = yoe + era * 400 + (month <= 2 ? 1 : 0);
   // Written by hand: this runs for every timestamp column of every row, and
   // snprintf costs more than the rest of the row's conversion.
   std::string out;
@@ -247,13 +267,12 @@ std::string format_timestamp(Timestamp t) {
     for (int i = n; i < width; ++i) out += '0';
     while (n > 0) out += digits[--n];
   };
-  const int y = static_cast<int>(ymd.year());
   if (y < 0) out += '-';
-  put(y < 0 ? -static_cast<long long>(y) : y, y < 0 ? 3 : 4);  // as printf("%04d")
+  put(y < 0 ? -y : y, y < 0 ? 3 : 4);  // as printf("%04d")
   out += '-';
-  put(static_cast<unsigned>(ymd.month()), 2);
+  put(month, 2);
   out += '-';
-  put(static_cast<unsigned>(ymd.day()), 2);
+  put(day_of_month, 2);
   out += 'T';
   put(tod.hours().count(), 2);
   out += ':';

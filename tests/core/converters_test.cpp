@@ -54,6 +54,9 @@ TEST(TimeFormatting, PadsEveryFieldAndTrimsTheFraction) {
   EXPECT_EQ(format_timestamp(epoch - microseconds(1)), "1969-12-31T23:59:59.999999Z");
   EXPECT_EQ(format_timestamp(test::ts("0042-03-04T05:06:07Z")), "0042-03-04T05:06:07Z");
   EXPECT_EQ(format_timestamp(test::ts("9999-12-31T23:59:59.5Z")), "9999-12-31T23:59:59.5Z");
+  // The ends of the range, without overflowing (UBSan watches) or wrapping the year.
+  EXPECT_EQ(format_timestamp(Timestamp::max()), "294247-01-10T04:00:54.775807Z");
+  EXPECT_EQ(format_timestamp(Timestamp::min()), "-290308-12-21T19:59:05.224192Z");
   // Every output parses back to the same instant.
   std::uint64_t state = 7;
   for (int i = 0; i < 2000; ++i) {
@@ -107,6 +110,11 @@ TEST(Converters, UnixTimestamps) {
   EXPECT_EQ(convert(s, 1469913153.5), "2016-07-30T21:12:33.5Z");
   EXPECT_EQ(convert(s, 0), "1970-01-01T00:00:00Z");
   EXPECT_THROW(convert(s, "soon"), InvalidInput);
+  // Past what 64 bits of microseconds hold: refused, not wrapped (found by the payload_row fuzz target).
+  EXPECT_THROW(convert(s, 1e13), InvalidInput);
+  EXPECT_THROW(convert(s, -9.3e12), InvalidInput);
+  EXPECT_EQ(convert(s, -9.2e12), "-289567-08-09T12:26:40Z");
+  EXPECT_EQ(convert(s, 4.0e11), "14645-06-30T15:06:40Z");  // past std::chrono::year's range
   const auto ms = converters::unix_timestamp_ms();
   EXPECT_EQ(convert(ms, 1469913153250LL), "2016-07-30T21:12:33.25Z");
 }
