@@ -114,7 +114,7 @@ class LimitedSax {
 
 // Parses the documents APIs send (pages of objects) two to three times as
 // fast as nlohmann's parser: no per-character token buffer, each string built
-// once, members inserted with a hint (keys often come sorted). It accepts a subset
+// once, members inserted with a hint (free when keys come sorted). It accepts a subset
 // of what nlohmann accepts and builds the same document, types included; on
 // anything else (a syntax error, a number it cannot convert exactly as
 // nlohmann would, a byte order mark, nesting past max_depth or kMaxDepth) it
@@ -172,29 +172,19 @@ class FastParser {
     return true;
   }
 
-  bool object(json& out, std::size_t depth) {
-    if (depth > max_depth_) return false;
+  // The members or items after an opening bracket, each read by `element`.
+  template <class Element>
+  bool elements(char close, Element&& element) {
     ++p_;
-    out = json::object();
-    auto& members = *out.get_ptr<json::object_t*>();
     skip_space();
-    if (at('}')) {
+    if (at(close)) {
       ++p_;
       return true;
     }
     while (true) {
-      if (!at('"')) return false;
-      std::string key;
-      if (!string(key)) return false;
+      if (!element()) return false;
       skip_space();
-      if (!at(':')) return false;
-      ++p_;
-      skip_space();
-      // A repeated key keeps the last value, as nlohmann's parser does.
-      json& member = members.try_emplace(members.end(), std::move(key))->second;
-      if (!value(member, depth)) return false;
-      skip_space();
-      if (at('}')) {
+      if (at(close)) {
         ++p_;
         return true;
       }
@@ -204,28 +194,29 @@ class FastParser {
     }
   }
 
+  bool object(json& out, std::size_t depth) {
+    if (depth > max_depth_) return false;
+    out = json::object();
+    auto& members = *out.get_ptr<json::object_t*>();
+    return elements('}', [&] {
+      if (!at('"')) return false;
+      std::string key;
+      if (!string(key)) return false;
+      skip_space();
+      if (!at(':')) return false;
+      ++p_;
+      skip_space();
+      // A repeated key keeps the last value, as nlohmann's parser does.
+      json& member = members.try_emplace(members.end(), std::move(key))->second;
+      return value(member, depth);
+    });
+  }
+
   bool array(json& out, std::size_t depth) {
     if (depth > max_depth_) return false;
-    ++p_;
     out = json::array();
     auto& items = *out.get_ptr<json::array_t*>();
-    skip_space();
-    if (at(']')) {
-      ++p_;
-      return true;
-    }
-    while (true) {
-      items.emplace_back();
-      if (!value(items.back(), depth)) return false;
-      skip_space();
-      if (at(']')) {
-        ++p_;
-        return true;
-      }
-      if (!at(',')) return false;
-      ++p_;
-      skip_space();
-    }
+    return elements(']', [&] { return value(items.emplace_back(), depth); });
   }
 
   // After the opening quote: runs of plain bytes are appended whole (and

@@ -246,7 +246,7 @@ std::string format_timestamp(Timestamp t) {
   // civil_from_days): 400-year eras of 146097 days, years starting in March.
   const std::int64_t z = day + 719'468;
   const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
-  const auto doe = static_cast<std::int64_t>(z - era * 146'097);
+  const std::int64_t doe = z - era * 146'097;
   const std::int64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
   const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
   const std::int64_t mp = (5 * doy + 2) / 153;

@@ -549,7 +549,7 @@ struct PgReplicaStore::State {
     });
     if (!free) {
       throw StoreError("timed out after " + std::to_string(cfg.acquire_timeout.count()) +
-                           " ms waiting for a turn to " + "write into " + table + " (max_concurrent_copies " +
+                           " ms waiting for a turn to write into " + table + " (max_concurrent_copies " +
                            std::to_string(cfg.max_concurrent_copies) + ")",
                        true);
     }
