@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 #include <unordered_map>
@@ -118,6 +119,19 @@ std::string statement_name(const std::string& text) {
 std::string key_repr(const json& key) {
   if (key.is_string()) return sql::printable(key.get_ref<const std::string&>());
   return key.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Names a session's staging table after its column list (FNV-1a), so a
+// table whose columns changed gets a new one.
+std::string stage_suffix(const std::string& definition) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : definition) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
 }
 
 // "ON CONFLICT (key) DO UPDATE SET ... [WHERE rule]".
@@ -904,13 +918,17 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
             defs.push_back(names.back() + " " + t.insert_types[c]);
           }
           std::vector<std::string> value_names(names.begin() + 1, names.end());
-          tx.exec_params("CREATE TEMPORARY TABLE webhookdb_upsert_stage (" + joined(defs) + ") ON COMMIT DROP");
-          copy_rows(tx, "pg_temp.webhookdb_upsert_stage", names, spec, rows, batch, plan.positions, true);
+          // One staging table per session and column list, emptied by every
+          // commit: creating and dropping one per batch cost about 5 ms of
+          // catalog work a batch (and left dead catalog rows behind).
+          const std::string stage_def = joined(defs);
+          const std::string stage = "pg_temp.webhookdb_stage_" + stage_suffix(stage_def);
+          tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def + ") ON COMMIT DELETE ROWS");
+          copy_rows(tx, stage, names, spec, rows, batch, plan.positions, true);
           const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
-                                     ") SELECT " + joined(value_names) + " FROM pg_temp.webhookdb_upsert_stage " +
-                                     conflict + " RETURNING " + t.qkey +
-                                     ") SELECT s.c0 FROM webhookdb_written w JOIN pg_temp.webhookdb_upsert_stage s"
-                                     " ON s.c1 = w." + t.qkey;
+                                     ") SELECT " + joined(value_names) + " FROM " + stage + " " + conflict +
+                                     " RETURNING " + t.qkey + ") SELECT s.c0 FROM webhookdb_written w JOIN " + stage +
+                                     " s ON s.c1 = w." + t.qkey;
           for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
           if (rule_col && out.size() == batch.size()) next_guess = Guess::all_written;
         }

@@ -904,6 +904,64 @@ TEST_F(PgReplicaTest, AGuessThatEveryRowIsNewNeverChangesWhatIsWritten) {
   EXPECT_EQ(store->count(spec), 326U);
 }
 
+// Staged batches go through one temporary table per session and column list:
+// the next batch reuses it (creating and dropping one per batch was catalog
+// work on every batch), finds it empty, and a table whose columns changed
+// gets a table of its own.
+TEST_F(PgReplicaTest, StagingTableIsReusedEmptyAndFollowsTheColumns) {
+  PgReplicaStore one(config(1));  // one session, so every batch meets the same staging table
+  TableSpec spec = small_spec();
+  one.create_table(spec);
+  const auto rows = [](int first, int n, const std::string& at, const std::string& name) {
+    std::vector<Row> out;
+    for (int i = first; i < first + n; ++i) out.push_back(small_row("s" + std::to_string(i), at, name));
+    return out;
+  };
+  const auto stages = [&] {
+    std::vector<std::string> out;
+    for (const auto& r : admin_exec("SELECT c.oid::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                    "c.relnamespace WHERE n.nspname LIKE 'pg_temp%' AND c.relname LIKE "
+                                    "'webhookdb_stage%' ORDER BY c.oid")
+                             .rows) {
+      out.push_back(r[0].value_or(""));
+    }
+    return out;
+  };
+  const auto opts = with_method(WriteMethod::staging_copy);
+  EXPECT_EQ(one.upsert(spec, rows(0, 50, "2024-01-01T00:00:00Z", "a"), opts).changed_count(), 50U);
+  EXPECT_EQ(one.upsert(spec, rows(0, 50, "2024-01-02T00:00:00Z", "b"), opts).changed_count(), 50U);
+  const auto first = stages();
+  ASSERT_EQ(first.size(), 1U);
+
+  // Rows left in the staging table would be written again: without the
+  // update rule, the old copies of these keys make the INSERT touch a row
+  // twice and fail.
+  const auto result =
+      one.upsert(spec, rows(0, 10, "2024-01-03T00:00:00Z", "c"), with_method(WriteMethod::staging_copy, false));
+  EXPECT_EQ(result.changed_count(), 10U);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE name = 'b'"), "40");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE name = 'c'"), "10");
+  EXPECT_EQ(stages(), first);
+
+  // A batch that fails part-way leaves the staging table usable and empty.
+  std::vector<Row> bad = rows(0, 20, "2024-01-04T00:00:00Z", "d");
+  bad[15].data["x"] = std::string("\xff");
+  EXPECT_THROW(one.upsert(spec, bad, opts), InvalidInput);
+  EXPECT_EQ(one.upsert(spec, rows(40, 20, "2024-01-04T00:00:00Z", "e"), opts).changed_count(), 20U);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE name = 'e'"), "20");
+  EXPECT_EQ(one.count(spec), 60U);
+  EXPECT_EQ(stages(), first);
+
+  // A column added: its own staging table, and the new column is written.
+  spec.columns.push_back(Column("note", ColumnType::text));
+  one.ensure_all_columns(spec);
+  std::vector<Row> wider = rows(0, 5, "2024-01-05T00:00:00Z", "f");
+  for (auto& r : wider) r.values.push_back("noted");
+  EXPECT_EQ(one.upsert(spec, wider, opts).changed_count(), 5U);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE note = 'noted'"), "5");
+  EXPECT_EQ(stages().size(), 2U);
+}
+
 // Backfill batches (they carry a checkpoint) do not wait for their WAL to be
 // flushed: a crash loses them together with their checkpoint. Other writes
 // wait, and a store can be told to always wait.
