@@ -242,7 +242,7 @@ struct Bench {
       const auto deadline = SteadyClock::now() + std::chrono::seconds(120);
       while (tx.exec("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = "
                      "current_database()")
-                 .size() > 0 &&
+                     .size() > 0 &&
              SteadyClock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }

@@ -923,12 +923,13 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           // catalog work a batch (and left dead catalog rows behind).
           const std::string stage_def = joined(defs);
           const std::string stage = "pg_temp.webhookdb_stage_" + stage_suffix(stage_def);
-          tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def + ") ON COMMIT DELETE ROWS");
+          tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def +
+                         ") ON COMMIT DELETE ROWS");
           copy_rows(tx, stage, names, spec, rows, batch, plan.positions, true);
-          const std::string insert = "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
-                                     ") SELECT " + joined(value_names) + " FROM " + stage + " " + conflict +
-                                     " RETURNING " + t.qkey + ") SELECT s.c0 FROM webhookdb_written w JOIN " + stage +
-                                     " s ON s.c1 = w." + t.qkey;
+          const std::string insert =
+              "WITH webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns + ") SELECT " +
+              joined(value_names) + " FROM " + stage + " " + conflict + " RETURNING " + t.qkey +
+              ") SELECT s.c0 FROM webhookdb_written w JOIN " + stage + " s ON s.c1 = w." + t.qkey;
           for (const auto& r : tx.exec_params(insert)) out.push_back(r[0].as<std::size_t>());
           if (rule_col && out.size() == batch.size()) next_guess = Guess::all_written;
         }

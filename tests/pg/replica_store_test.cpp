@@ -936,8 +936,8 @@ TEST_F(PgReplicaTest, StagingTableIsReusedEmptyAndFollowsTheColumns) {
   // Rows left in the staging table would be written again: without the
   // update rule, the old copies of these keys make the INSERT touch a row
   // twice and fail.
-  const auto result =
-      one.upsert(spec, rows(0, 10, "2024-01-03T00:00:00Z", "c"), with_method(WriteMethod::staging_copy, false));
+  const auto result = one.upsert(spec, rows(0, 10, "2024-01-03T00:00:00Z", "c"),
+                                 with_method(WriteMethod::staging_copy, false));
   EXPECT_EQ(result.changed_count(), 10U);
   EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE name = 'b'"), "40");
   EXPECT_EQ(scalar("SELECT count(*) FROM " + q("small") + " WHERE name = 'c'"), "10");
