@@ -938,9 +938,10 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           } else if (written > 0) {
             // The row versions this transaction wrote carry its id (no
             // savepoints here, so it is the top-level one).
-            for (const auto& r : tx.exec_params("SELECT s.c0 FROM " + stage + " s JOIN " + t.qualified +
-                                                " w ON w." + t.qkey + " = s.c1 WHERE w.xmin = "
-                                                "xid(pg_current_xact_id())")) {
+            for (const auto& r :
+                 tx.exec_params("SELECT s.c0 FROM " + stage + " s JOIN " + t.qualified + " w ON w." + t.qkey +
+                                " = s.c1 WHERE w.xmin = "
+                                "xid(pg_current_xact_id())")) {
               out.push_back(r[0].as<std::size_t>());
             }
           }
