@@ -919,8 +919,8 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           }
           std::vector<std::string> value_names(names.begin() + 1, names.end());
           // One staging table per session and column list, emptied by every
-          // commit: creating and dropping one per batch cost about 5 ms of
-          // catalog work a batch (and left dead catalog rows behind).
+          // commit: creating and dropping one per batch was catalog work on
+          // every batch (2.8 ms for the CREATE alone) and left dead catalog rows.
           const std::string stage_def = joined(defs);
           const std::string stage = "pg_temp.webhookdb_stage_" + stage_suffix(stage_def);
           tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def +
