@@ -104,34 +104,27 @@ std::string joined(const std::vector<std::string>& items, std::string_view sep =
   return out;
 }
 
-// A prepared statement's name, from its text (FNV-1a, 64 bits, and the length).
-std::string statement_name(const std::string& text) {
+// 16 hex digits naming a text (FNV-1a, 64 bits): prepared statements and
+// staging tables are named after what they are.
+std::string text_hash(const std::string& text) {
   std::uint64_t h = 1469598103934665603ULL;
   for (char c : text) {
     h ^= static_cast<unsigned char>(c);
     h *= 1099511628211ULL;
   }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "webhookdb_upsert_%016llx_%zu", static_cast<unsigned long long>(h), text.size());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
+}
+
+// A prepared statement's name, from its text (its hash and length).
+std::string statement_name(const std::string& text) {
+  return "webhookdb_upsert_" + text_hash(text) + "_" + std::to_string(text.size());
 }
 
 std::string key_repr(const json& key) {
   if (key.is_string()) return sql::printable(key.get_ref<const std::string&>());
   return key.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// Names a session's staging table after its column list (FNV-1a), so a
-// table whose columns changed gets a new one.
-std::string stage_suffix(const std::string& definition) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (const char c : definition) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
-  }
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
 }
 
 // "ON CONFLICT (key) DO UPDATE SET ... [WHERE rule]".
@@ -922,7 +915,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
           // commit: creating and dropping one per batch was catalog work on
           // every batch (2.8 ms for the CREATE alone) and left dead catalog rows.
           const std::string stage_def = joined(defs);
-          const std::string stage = "pg_temp.webhookdb_stage_" + stage_suffix(stage_def);
+          const std::string stage = "pg_temp.webhookdb_stage_" + text_hash(stage_def);
           tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def +
                          ") ON COMMIT DELETE ROWS");
           copy_rows(tx, stage, names, spec, rows, batch, plan.positions, true);
