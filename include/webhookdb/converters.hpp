@@ -7,9 +7,11 @@
 
 namespace webhookdb::converters {
 
-// ISO-8601 or RFC 2822 text to a UTC timestamp.
+// ISO-8601 or RFC 2822 text to a UTC timestamp. Out of range or malformed
+// text is an InvalidInput (see time.hpp for what PostgreSQL accepts).
 [[nodiscard]] Converter time();
-// Seconds since the epoch (number or numeric string) to a timestamp.
+// Seconds since the epoch (number or numeric string) to a timestamp, rounded
+// to microseconds as PostgreSQL's to_timestamp() does; out of range refused.
 [[nodiscard]] Converter unix_timestamp();
 // Milliseconds since the epoch to a timestamp.
 [[nodiscard]] Converter unix_timestamp_ms();
@@ -21,7 +23,8 @@ namespace webhookdb::converters {
 // when no match. Matched without backtracking or recursion, so values of any
 // length are safe; back-references are not supported (std::regex_error).
 [[nodiscard]] Converter regex_capture(const std::string& pattern, int group = 1);
-// A date (YYYY-MM-DD) from a date or timestamp string.
+// A date ("YYYY-MM-DD", more year digits past 9999, " BC" before 1 AD) from
+// a date string (read as ::date) or a timestamp string (its UTC date).
 [[nodiscard]] Converter date();
 
 }  // namespace webhookdb::converters

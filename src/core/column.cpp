@@ -98,15 +98,19 @@ json check_scalar(const Column& col, ColumnType type, json v) {
       wrong_type(col, "boolean", v);
     case ColumnType::timestamptz: {
       if (!v.is_string()) wrong_type(col, "timestamp string", v);
-      auto t = parse_timestamp(v.get_ref<const std::string&>());
-      if (!t) throw InvalidInput("not a timestamp: '" + v.get<std::string>().substr(0, 64) + "'", "column '" + col.name + "'");
-      return format_timestamp(*t);
+      try {
+        return format_timestamp(timestamp_from_text(v.get_ref<const std::string&>()));
+      } catch (const InvalidInput& e) {
+        throw InvalidInput(e.message(), "column '" + col.name + "'");
+      }
     }
     case ColumnType::date: {
       if (!v.is_string()) wrong_type(col, "date string", v);
-      auto t = parse_timestamp(v.get_ref<const std::string&>());
-      if (!t) throw InvalidInput("not a date: '" + v.get<std::string>().substr(0, 64) + "'", "column '" + col.name + "'");
-      return format_timestamp(*t).substr(0, 10);
+      try {
+        return date_from_text(v.get_ref<const std::string&>());
+      } catch (const InvalidInput& e) {
+        throw InvalidInput(e.message(), "column '" + col.name + "'");
+      }
     }
     case ColumnType::jsonb:
       return v;

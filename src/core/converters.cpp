@@ -29,13 +29,10 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
+// As PostgreSQL's to_timestamp(double precision), the converters' SQL form:
+// same range, same rounding (see timestamp_from_unix_seconds).
 json from_unix(double seconds_since_epoch) {
-  // A Timestamp counts microseconds in 64 bits: about 292,000 years either way.
-  if (!std::isfinite(seconds_since_epoch) || std::fabs(seconds_since_epoch) > 9.2e12) {
-    throw InvalidInput("unix timestamp out of range");
-  }
-  const auto micros = static_cast<std::int64_t>(std::llround(seconds_since_epoch * 1e6));
-  return format_timestamp(Timestamp{std::chrono::microseconds{micros}});
+  return format_timestamp(timestamp_from_unix_seconds(seconds_since_epoch));
 }
 
 double number_of(const json& v, const char* what) {
@@ -53,21 +50,24 @@ double number_of(const json& v, const char* what) {
 
 Converter time() {
   return {[](const json& v, const ConvertContext&) -> json {
-            if (!v.is_string()) throw InvalidInput("expected a timestamp string, got " + std::string(v.type_name()));
-            auto t = parse_timestamp(v.get_ref<const std::string&>());
-            if (!t) throw InvalidInput("not a timestamp: '" + v.get<std::string>().substr(0, 64) + "'");
-            return format_timestamp(*t);
+            if (!v.is_string())
+              throw InvalidInput("expected a timestamp string, got " + std::string(v.type_name()));
+            // Refused out of range or malformed, never wrapped (see time.hpp).
+            return format_timestamp(timestamp_from_text(v.get_ref<const std::string&>()));
           },
           [](const std::string& value) { return "(" + value + ")::timestamptz"; }};
 }
 
 Converter unix_timestamp() {
-  return {[](const json& v, const ConvertContext&) -> json { return from_unix(number_of(v, "unix timestamp")); },
-          [](const std::string& value) { return "to_timestamp((" + value + ")::double precision)"; }};
+  return {
+      [](const json& v, const ConvertContext&) -> json { return from_unix(number_of(v, "unix timestamp")); },
+      [](const std::string& value) { return "to_timestamp((" + value + ")::double precision)"; }};
 }
 
 Converter unix_timestamp_ms() {
-  return {[](const json& v, const ConvertContext&) -> json { return from_unix(number_of(v, "unix timestamp") / 1000.0); },
+  return {[](const json& v, const ConvertContext&) -> json {
+            return from_unix(number_of(v, "unix timestamp") / 1000.0);
+          },
           [](const std::string& value) { return "to_timestamp((" + value + ")::double precision / 1000)"; }};
 }
 
@@ -81,7 +81,8 @@ Converter to_integer() {
             }
             if (!v.is_string()) throw InvalidInput("not an integer: " + v.dump().substr(0, 64));
             std::string s = trim(v.get<std::string>());
-            while (s.size() >= 2 && ((s.front() == '"' && s.back() == '"') || (s.front() == '\'' && s.back() == '\''))) {
+            while (s.size() >= 2 &&
+                   ((s.front() == '"' && s.back() == '"') || (s.front() == '\'' && s.back() == '\''))) {
               s = trim(s.substr(1, s.size() - 2));
             }
             std::size_t pos = 0;
@@ -147,16 +148,17 @@ Converter regex_capture(const std::string& pattern, int group) {
             return m[static_cast<std::size_t>(group)].str();
           },
           [pattern, group](const std::string& value) {
-            return "(regexp_match(" + value + ", " + sql_literal(pattern) + "))[" + std::to_string(group) + "]";
+            return "(regexp_match(" + value + ", " + sql_literal(pattern) + "))[" + std::to_string(group) +
+                   "]";
           }};
 }
 
 Converter date() {
   return {[](const json& v, const ConvertContext&) -> json {
             if (!v.is_string()) throw InvalidInput("expected a date string");
-            auto t = parse_timestamp(v.get_ref<const std::string&>());
-            if (!t) throw InvalidInput("not a date: '" + v.get<std::string>().substr(0, 64) + "'");
-            return format_timestamp(*t).substr(0, 10);
+            // A date alone as `::date` reads it, a timestamp as its UTC date
+            // (as the SQL form below); years of 5+ digits and BC kept whole.
+            return date_from_text(v.get_ref<const std::string&>());
           },
           [](const std::string& value) { return "((" + value + ")::timestamptz AT TIME ZONE 'UTC')::date"; }};
 }

@@ -107,7 +107,7 @@ std::string joined(const std::vector<std::string>& items, std::string_view sep =
 // 16 hex digits naming a text (FNV-1a, 64 bits): prepared statements and
 // staging tables are named after what they are.
 std::string text_hash(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ULL;
+  std::uint64_t h = 14695981039346656037ULL;  // FNV-1a 64-bit offset basis
   for (char c : text) {
     h ^= static_cast<unsigned char>(c);
     h *= 1099511628211ULL;

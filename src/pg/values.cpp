@@ -94,39 +94,23 @@ void put_array_element(const json& v, std::string& out) {
 }  // namespace
 
 std::string timestamp_text(Timestamp t) {
-  using namespace std::chrono;
-  const auto day_point = floor<days>(t);
-  const year_month_day ymd{day_point};
-  int y = static_cast<int>(ymd.year());
-  if (y > 0) {
-    // From format_timestamp's text, without snprintf (two of these per row on
-    // the COPY path): "2022-01-01T00:00:00.5Z" becomes
-    // "2022-01-01 00:00:00.500000+00".
-    std::string out = format_timestamp(t);
-    out.pop_back();  // Z
-    const auto tee = out.find('T');
-    out[tee] = ' ';
-    const auto dot = out.find('.', tee);
-    const std::size_t digits = dot == std::string::npos ? 0 : out.size() - dot - 1;
-    if (dot == std::string::npos) out += '.';
-    out.append(6 - digits, '0');
-    out += "+00";
-    return out;
-  }
-  y = 1 - y;  // year 0 is 1 BC
-  auto micros = (t - day_point).count();
-  const auto h = micros / 3'600'000'000;
-  micros %= 3'600'000'000;
-  const auto m = micros / 60'000'000;
-  micros %= 60'000'000;
-  const auto s = micros / 1'000'000;
-  micros %= 1'000'000;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld:%02lld.%06lld+00 BC", y,
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<long long>(h), static_cast<long long>(m), static_cast<long long>(s),
-                static_cast<long long>(micros));
-  return buf;
+  // From format_timestamp's text, without snprintf (two of these per row on
+  // the COPY path): "2022-01-01T00:00:00.5Z" becomes
+  // "2022-01-01 00:00:00.500000+00", "0001-12-31T23:00:00Z BC" becomes
+  // "0001-12-31 23:00:00.000000+00 BC". Its 64-bit civil date keeps years past
+  // 32767 (std::chrono::year_month_day wrapped them: 70000 became 4464).
+  std::string out = format_timestamp(t);
+  const bool bc = out.back() == 'C';
+  if (bc) out.resize(out.size() - 3);  // " BC"
+  out.pop_back();                      // Z
+  const auto tee = out.find('T');
+  out[tee] = ' ';
+  const auto dot = out.find('.', tee);
+  const std::size_t digits = dot == std::string::npos ? 0 : out.size() - dot - 1;
+  if (dot == std::string::npos) out += '.';
+  out.append(6 - digits, '0');
+  out += bc ? "+00 BC" : "+00";
+  return out;
 }
 
 bool encode(ColumnType type, const json& value, std::string& out) {
@@ -247,7 +231,13 @@ std::optional<Timestamp> timestamp_from_epoch_text(std::string_view text) {
       micros += frac[i] - '0';
     }
   }
-  std::int64_t total = seconds * 1'000'000 + micros;
+  // Past 64 bits of microseconds (PostgreSQL's timestamptz runs ~29 years
+  // further): not a Timestamp.
+  std::int64_t total = 0;
+  if (__builtin_mul_overflow(seconds, std::int64_t{1'000'000}, &total) ||
+      __builtin_add_overflow(total, micros, &total)) {
+    return std::nullopt;
+  }
   if (negative) total = -total;
   return Timestamp{std::chrono::microseconds{total}};
 }

@@ -6,6 +6,7 @@
 #include "support.hpp"
 #include "webhookdb/column.hpp"
 #include "webhookdb/converters.hpp"
+#include "webhookdb/testing/test_harness.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
@@ -39,7 +40,8 @@ TEST(TimeParsing, Iso8601WithOffsets) {
 TEST(TimeParsing, Iso8601Fractions) {
   EXPECT_EQ(iso("2022-01-01T00:00:00.5Z"), "2022-01-01T00:00:00.5Z");
   EXPECT_EQ(iso("2022-01-01T00:00:00.123456Z"), "2022-01-01T00:00:00.123456Z");
-  EXPECT_EQ(iso("2022-01-01T00:00:00.123456789Z"), "2022-01-01T00:00:00.123456Z") << "truncated to microseconds";
+  EXPECT_EQ(iso("2022-01-01T00:00:00.123456789Z"), "2022-01-01T00:00:00.123457Z")
+      << "rounded, as PostgreSQL does";
   const auto t = parse_timestamp("2022-01-01T00:00:00.250+01:00");
   ASSERT_TRUE(t);
   EXPECT_EQ(*t, test::ts("2021-12-31T23:00:00Z") + 250ms);
@@ -56,7 +58,7 @@ TEST(TimeFormatting, PadsEveryFieldAndTrimsTheFraction) {
   EXPECT_EQ(format_timestamp(test::ts("9999-12-31T23:59:59.5Z")), "9999-12-31T23:59:59.5Z");
   // The ends of the range, without overflowing (UBSan watches) or wrapping the year.
   EXPECT_EQ(format_timestamp(Timestamp::max()), "294247-01-10T04:00:54.775807Z");
-  EXPECT_EQ(format_timestamp(Timestamp::min()), "-290308-12-21T19:59:05.224192Z");
+  EXPECT_EQ(format_timestamp(Timestamp::min()), "290309-12-21T19:59:05.224192Z BC");
   // Every output parses back to the same instant.
   std::uint64_t state = 7;
   for (int i = 0; i < 2000; ++i) {
@@ -113,7 +115,7 @@ TEST(Converters, UnixTimestamps) {
   // Past what 64 bits of microseconds hold: refused, not wrapped (found by the payload_row fuzz target).
   EXPECT_THROW(convert(s, 1e13), InvalidInput);
   EXPECT_THROW(convert(s, -9.3e12), InvalidInput);
-  EXPECT_EQ(convert(s, -9.2e12), "-289567-08-09T12:26:40Z");
+  EXPECT_THROW(convert(s, -9.2e12), InvalidInput) << "before 4714-11-24 BC, PostgreSQL's first instant";
   EXPECT_EQ(convert(s, 4.0e11), "14645-06-30T15:06:40Z");  // past std::chrono::year's range
   const auto ms = converters::unix_timestamp_ms();
   EXPECT_EQ(convert(ms, 1469913153250LL), "2016-07-30T21:12:33.25Z");
@@ -155,6 +157,100 @@ TEST(Converters, Date) {
   EXPECT_EQ(convert(c, "2022-03-04T23:30:00-02:00"), "2022-03-05") << "the UTC date";
   EXPECT_EQ(convert(c, "Thu, 30 Jul 2016 21:12:33 +0000"), "2016-07-30");
   EXPECT_THROW(convert(c, "someday"), InvalidInput);
+}
+
+// Issue 16, item 2: every timestamp accepted means what PostgreSQL means by
+// it (each expectation below was checked against PostgreSQL 15 with
+// TimeZone=UTC; tests/pg/timestamp_corpus_test.cpp compares a corpus with the
+// server), and anything else is refused.
+TEST(TimeParsing, YearsPast32767DoNotWrap) {
+  EXPECT_EQ(iso("070000-01-01T00:00:00Z"), "70000-01-01T00:00:00Z");
+  EXPECT_EQ(iso("67560-03-04T05:06:07Z"), "67560-03-04T05:06:07Z");
+  EXPECT_EQ(iso("32768-01-01T00:00:00Z"), "32768-01-01T00:00:00Z");
+  EXPECT_EQ(iso("294246-12-31T23:59:59.999999Z"), "294246-12-31T23:59:59.999999Z");
+  // PostgreSQL's range ends at 294276-12-31; 64 bits of microseconds since
+  // 1970 end at 294247-01-10T04:00:54.775807Z: past either, refused.
+  EXPECT_EQ(iso("294247-01-10T04:00:54.775807Z"), "294247-01-10T04:00:54.775807Z");
+  EXPECT_EQ(iso("294247-01-10T04:00:54.775808Z"), "(nullopt)");
+  EXPECT_EQ(iso("294277-01-01T00:00:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("1000000-01-01T00:00:00Z"), "(nullopt)");
+}
+
+TEST(TimeParsing, FieldsOutOfRangeAreRefused) {
+  EXPECT_EQ(iso("2020-01-01T24:30:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T24:00:01Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T25:00:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T23:60:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T23:59:60.5Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T00:00:00+99:99"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T00:00:00+16:00"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T00:00:00+15:60"), "(nullopt)");
+  EXPECT_EQ(iso("2021-02-29T00:00:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("0000-06-01T00:00:00Z"), "(nullopt)") << "PostgreSQL has no year 0";
+  EXPECT_EQ(iso("-0001-01-01T00:00:00Z"), "(nullopt)");
+  EXPECT_EQ(iso("2020-01-01T00:00:00,5Z"), "(nullopt)") << "PostgreSQL refuses a decimal comma";
+}
+
+TEST(TimeParsing, EdgesPostgresAcceptsMeanTheSameInstant) {
+  EXPECT_EQ(iso("2020-01-01T24:00:00Z"), "2020-01-02T00:00:00Z");
+  EXPECT_EQ(iso("2020-12-31T23:59:60Z"), "2021-01-01T00:00:00Z") << "60 seconds carry into the next minute";
+  EXPECT_EQ(iso("2020-01-01T23:58:60Z"), "2020-01-01T23:59:00Z");
+  EXPECT_EQ(iso("2020-01-01T00:00:00+15:59:59"), "2019-12-31T08:00:01Z");
+  EXPECT_EQ(iso("2020-01-01T00:00:00-15:59:59"), "2020-01-01T15:59:59Z");
+  EXPECT_EQ(iso("2020-02-29t00:00:00z"), "2020-02-29T00:00:00Z");
+  EXPECT_EQ(iso("2020-01-01 00:00:00"), "2020-01-01T00:00:00Z") << "no offset: the session's UTC";
+  EXPECT_EQ(iso("0001-01-01T00:00:00+01:00"), "0001-12-31T23:00:00Z BC");
+  EXPECT_EQ(iso("4714-11-24T00:00:00Z BC"), "4714-11-24T00:00:00Z BC");
+  EXPECT_EQ(iso("4714-11-23T23:59:59.999999Z BC"), "(nullopt)");
+}
+
+TEST(TimeParsing, FractionsRoundToMicrosecondsAsPostgresDoes) {
+  // PostgreSQL: rint(strtod(".fff") * 1e6), so halves go to even in double arithmetic.
+  EXPECT_EQ(iso("2020-01-01T00:00:00.0000005Z"), "2020-01-01T00:00:00Z");
+  EXPECT_EQ(iso("2020-01-01T00:00:00.0000015Z"), "2020-01-01T00:00:00.000002Z");
+  EXPECT_EQ(iso("2020-01-01T00:00:00.0000025Z"), "2020-01-01T00:00:00.000002Z");
+  EXPECT_EQ(iso("2020-01-01T00:00:00.9999995Z"), "2020-01-01T00:00:01Z");
+  EXPECT_EQ(iso("2020-12-31T23:59:59.9999999Z"), "2021-01-01T00:00:00Z") << "carries into the next year";
+  EXPECT_EQ(iso("2020-01-01T23:59:60.0000001Z"), "2020-01-02T00:00:00Z");
+  EXPECT_EQ(iso("294276-12-31T23:59:59.9999999Z"), "(nullopt)");
+}
+
+TEST(Converters, DateKeepsYearsOfMoreThanFourDigits) {
+  const auto c = converters::date();
+  EXPECT_EQ(convert(c, "12345-06-07"), "12345-06-07");
+  EXPECT_EQ(convert(c, "5874897-12-31"), "5874897-12-31") << "the last date PostgreSQL holds";
+  EXPECT_EQ(convert(c, "0044-03-15 BC"), "0044-03-15 BC");
+  EXPECT_EQ(convert(c, "12345-06-07T23:00:00-05:00"), "12345-06-08") << "the UTC date, as the SQL form";
+  EXPECT_THROW(convert(c, "5874898-01-01"), InvalidInput);
+  EXPECT_THROW(convert(c, "2021-02-29"), InvalidInput);
+  EXPECT_THROW(convert(c, "0000-01-01"), InvalidInput);
+}
+
+TEST(Converters, OutOfRangeSaysSo) {
+  try {
+    (void)convert(converters::time(), "294277-01-01T00:00:00Z");
+    FAIL() << "expected InvalidInput";
+  } catch (const InvalidInput& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("out of range"));
+  }
+}
+
+TEST(ColumnValue, AnOutOfRangeTimestampNamesTheRowAndTheColumn) {
+  testing::TestHarness h;
+  const ServiceIntegration si = h.integration();
+  auto r = h.replicator(si);
+  // The issue's webhook: year 67,560 was stored as 2024.
+  r->upsert_webhook_body({{"my_id", "far"}, {"at", "67560-01-01T00:00:00Z"}});
+  EXPECT_EQ(h.replica->find(r->table_spec(), "far")->values[0], "67560-01-01T00:00:00Z");
+  for (const char* bad : {"294277-01-01T00:00:00Z", "2024-01-01T24:30:00Z", "2024-01-01T00:00:00+99:99"}) {
+    try {
+      r->upsert_webhook_body({{"my_id", "row-17"}, {"at", bad}});
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const InvalidInput& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("row-17")) << bad;
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("column 'at'")) << bad;
+    }
+  }
 }
 
 TEST(ColumnValue, DataKeyEventKeyOptionalAndDefaults) {

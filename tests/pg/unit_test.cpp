@@ -84,12 +84,13 @@ TEST(PgValues, EncodesPerColumnType) {
   EXPECT_THROW(values::encode(ColumnType::text_array, "not an array", out), InvalidInput);
 }
 
-TEST(PgValues, TimestampsGoOutInUtcAndYearZeroBecomesValid) {
+TEST(PgValues, TimestampsGoOutInUtcAndBcAsPostgresWritesIt) {
   const std::pair<const char*, const char*> cases[] = {
       {"2022-01-01T05:00:00+05:00", "2022-01-01 00:00:00.000000+00"},
-      // PostgreSQL rejects '0000-12-31T18:10:00-05:50'; in UTC it is 0001-01-01.
-      {"0000-12-31T18:10:00-05:50", "0001-01-01 00:00:00.000000+00"},
-      {"0000-06-01T00:00:00Z", "0001-06-01 00:00:00.000000+00 BC"},
+      // Year 0 is refused, as PostgreSQL refuses it (issue 16); 1 BC is written "BC".
+      {"0001-01-01T00:00:00+01:00", "0001-12-31 23:00:00.000000+00 BC"},
+      {"0001-06-01T00:00:00Z BC", "0001-06-01 00:00:00.000000+00 BC"},
+      {"70000-01-01T00:00:00Z", "70000-01-01 00:00:00.000000+00"},
       {"2022-01-01T00:00:00.5Z", "2022-01-01 00:00:00.500000+00"},
       {"0001-01-01T00:00:00.000001Z", "0001-01-01 00:00:00.000001+00"},
       {"12345-06-07T08:09:10.123456Z", "12345-06-07 08:09:10.123456+00"},
