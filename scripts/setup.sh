@@ -8,6 +8,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
   clang libclang-rt-14-dev
+  libcli11-dev libhowardhinnant-date-dev
 )
 
 missing=()

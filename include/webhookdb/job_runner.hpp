@@ -1,5 +1,10 @@
 #pragma once
-// Runs one backfill job the way WebhookDB's job runner does.
+// Runs one backfill job the way WebhookDB's job runner does, but for one
+// rule: a job whose integration another run holds is not marked finished
+// (WebhookDB's rule loses work when that run is the job's own paused
+// previous run, or a job with other criteria); it comes back `locked`, and
+// the caller runs it again later (the PostgreSQL worker gives it back to the
+// queue with a delay; job_runner_handler re-runs it in process).
 
 #include <cstdint>
 #include <memory>
@@ -14,7 +19,7 @@ namespace webhookdb {
 enum class JobRunOutcome {
   ran,                  // backfill returned (finished, or error handled)
   missing,              // the job's row is gone
-  locked,               // another run holds the integration: marked finished, skipped
+  locked,               // another run holds the integration: left untouched, run it again later
   already_finished,     // skipped
   credentials_missing,  // marked finished, not an error
 };

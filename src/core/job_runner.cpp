@@ -6,11 +6,16 @@ namespace webhookdb {
 
 std::string_view to_string(JobRunOutcome outcome) noexcept {
   switch (outcome) {
-    case JobRunOutcome::ran: return "ran";
-    case JobRunOutcome::missing: return "missing";
-    case JobRunOutcome::locked: return "locked";
-    case JobRunOutcome::already_finished: return "already_finished";
-    case JobRunOutcome::credentials_missing: return "credentials_missing";
+    case JobRunOutcome::ran:
+      return "ran";
+    case JobRunOutcome::missing:
+      return "missing";
+    case JobRunOutcome::locked:
+      return "locked";
+    case JobRunOutcome::already_finished:
+      return "already_finished";
+    case JobRunOutcome::credentials_missing:
+      return "credentials_missing";
   }
   return "unknown";
 }
@@ -36,9 +41,11 @@ JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cance
 
   auto lock = store.try_lock_integration(integration->id);
   if (!lock) {
-    // Another run is backfilling this integration: this job has nothing to add.
-    job->finished_at = context_.clock->now();
-    store.update_job(*job);
+    // Another run is backfilling this integration. WebhookDB marks this job
+    // finished here, which loses work: the holder may be this very job's
+    // previous run (paused, late with its heartbeat) that has not finished,
+    // or a job with other criteria or kind. The job is left as it is and
+    // waits its turn; the caller runs it again later.
     return JobRunOutcome::locked;
   }
   // Re-read under the lock: the other run may have finished it meanwhile.

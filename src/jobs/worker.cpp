@@ -20,7 +20,8 @@ namespace {
 
 std::string replace_all(std::string text, const std::string& needle, const std::string& with) {
   if (needle.empty()) return text;
-  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + with.size())) {
+  for (std::size_t pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + with.size())) {
     text.replace(pos, needle.size(), with);
   }
   return text;
@@ -35,11 +36,16 @@ std::chrono::seconds transient_delay(std::chrono::seconds base, int attempt) {
 
 std::string_view to_string(RunResult result) noexcept {
   switch (result) {
-    case RunResult::completed: return "completed";
-    case RunResult::retried: return "retried";
-    case RunResult::failed: return "failed";
-    case RunResult::released: return "released";
-    case RunResult::lease_lost: return "lease_lost";
+    case RunResult::completed:
+      return "completed";
+    case RunResult::retried:
+      return "retried";
+    case RunResult::failed:
+      return "failed";
+    case RunResult::released:
+      return "released";
+    case RunResult::lease_lost:
+      return "lease_lost";
   }
   return "unknown";
 }
@@ -148,8 +154,7 @@ struct Worker::Impl {
 
   // A job taken over from an expired lease: if the integration's lock is
   // still held, its previous holder is alive (a dead process's session lock
-  // is gone at once), and JobRunner would mark the job finished as "locked"
-  // although it is only half done. Probe the lock first.
+  // is gone at once) and keeps the job: it is handed back, not run here.
   bool previous_holder_alive(std::int64_t job_id) const {
     auto job = context.jobs->find_job(job_id);
     if (!job) return false;  // JobRunner skips it
@@ -185,16 +190,21 @@ struct Worker::Impl {
     report.job_id = lease.job_id;
     report.attempt = lease.attempt;
     std::exception_ptr error;
-    std::string give_back;  // why the job goes back to the queue without running
+    Deferral deferral;  // why the job goes back without running to its end
     try {
       if (stop_requested.load(std::memory_order_acquire)) {
-        give_back = "the worker is stopping";
+        deferral = {Deferral::Kind::release_now, "the worker is stopping"};
       } else if (lease.recovered && previous_holder_alive(lease.job_id)) {
-        give_back = "its previous holder " + lease.previous_owner +
-                    " still holds the integration's lock (alive but late with its heartbeat)";
+        deferral = {lease.previous_token.empty() ? Deferral::Kind::release_later : Deferral::Kind::hand_back,
+                    "its previous holder " + lease.previous_owner +
+                        " still holds the integration's lock (alive but paused or late with its heartbeat)"};
       } else {
         report.outcome = runner->run(lease.job_id, source->token());
         if (*report.outcome == JobRunOutcome::already_finished) ensure_children(lease.job_id);
+        if (*report.outcome == JobRunOutcome::locked) {
+          deferral = {Deferral::Kind::busy,
+                      "another run holds the integration's lock; the job waits its turn"};
+        }
       }
     } catch (...) {
       error = std::current_exception();
@@ -211,15 +221,9 @@ struct Worker::Impl {
       if (was_lost) {
         report.result = RunResult::lease_lost;
         if (error) report.error = scrubbed(lease.job_id, describe(error));
-      } else if (!give_back.empty() && !error) {
-        // A live previous holder: look again once its lease has had time to
-        // expire for good (or be renewed, which cancels nothing of ours).
-        const auto later = stop_requested.load() ? std::optional<Timestamp>()
-                                                 : std::optional<Timestamp>(queue->options().clock->now() +
-                                                                            std::chrono::duration_cast<std::chrono::microseconds>(
-                                                                                queue->options().lease));
-        report.result = queue->release(lease, later) ? RunResult::released : RunResult::lease_lost;
-        report.error = "given back: " + give_back;
+      } else if (deferral.kind != Deferral::Kind::none && !error) {
+        report.result = settle_deferral(lease, deferral);
+        report.error = "given back: " + deferral.why;
       } else if (!error) {
         report.result = queue->complete(lease) ? RunResult::completed : RunResult::lease_lost;
       } else {
@@ -239,11 +243,21 @@ struct Worker::Impl {
       std::lock_guard lock(mutex);
       --stats.running;
       switch (report.result) {
-        case RunResult::completed: ++stats.completed; break;
-        case RunResult::retried: ++stats.retried; break;
-        case RunResult::failed: ++stats.failed; break;
-        case RunResult::released: ++stats.released; break;
-        case RunResult::lease_lost: ++stats.lease_lost; break;
+        case RunResult::completed:
+          ++stats.completed;
+          break;
+        case RunResult::retried:
+          ++stats.retried;
+          break;
+        case RunResult::failed:
+          ++stats.failed;
+          break;
+        case RunResult::released:
+          ++stats.released;
+          break;
+        case RunResult::lease_lost:
+          ++stats.lease_lost;
+          break;
       }
     }
     cv.notify_all();
@@ -252,9 +266,9 @@ struct Worker::Impl {
     if (report.outcome) line += " (" + std::string(to_string(*report.outcome)) + ")";
     line += " in " + std::to_string(report.elapsed.count()) + " ms";
     if (!report.error.empty()) line += ": " + report.error;
-    const LogLevel level = report.result == RunResult::failed       ? LogLevel::error
+    const LogLevel level = report.result == RunResult::failed      ? LogLevel::error
                            : report.result == RunResult::completed ? LogLevel::info
-                                                                    : LogLevel::warn;
+                                                                   : LogLevel::warn;
     log(level, line);
     if (options.on_job_done) {
       try {
@@ -262,6 +276,34 @@ struct Worker::Impl {
       } catch (...) {  // a callback must not take the worker down
       }
     }
+  }
+
+  struct Deferral {
+    enum class Kind { none, release_now, release_later, hand_back, busy };
+    Kind kind = Kind::none;
+    std::string why;
+  };
+
+  RunResult settle_deferral(const Lease& lease, const Deferral& deferral) {
+    const auto in = [&](std::chrono::milliseconds delay) {
+      return queue->options().clock->now() + std::chrono::duration_cast<std::chrono::microseconds>(delay);
+    };
+    const auto ok = [](bool kept) { return kept ? RunResult::released : RunResult::lease_lost; };
+    switch (deferral.kind) {
+      case Deferral::Kind::hand_back:
+        // The holder keeps its job: its next heartbeat renews the lease.
+        return ok(queue->hand_back(lease));
+      case Deferral::Kind::release_later:
+        // A holder whose token is unknown (a row from before lease tokens):
+        // look again after a lease.
+        return ok(queue->postpone(lease, in(queue->options().lease)));
+      case Deferral::Kind::busy:
+        return ok(queue->postpone(lease, in(options.busy_retry_delay)));
+      case Deferral::Kind::release_now:
+      case Deferral::Kind::none:
+        break;
+    }
+    return ok(queue->release(lease));
   }
 
   void settle_error(const Lease& lease, const std::exception_ptr& error, bool cancelled, JobReport& report) {
@@ -284,8 +326,9 @@ struct Worker::Impl {
       }
       const auto* err = dynamic_cast<const Error*>(&e);
       if (err != nullptr && err->retryable() && options.transient_retries > 0) {
-        const auto decision = queue->retry_or_fail(lease, options.transient_retries,
-                                                   transient_delay(options.transient_backoff, lease.attempt), message);
+        const auto decision =
+            queue->retry_or_fail(lease, options.transient_retries,
+                                 transient_delay(options.transient_backoff, lease.attempt), message);
         report.result = decision == RetryDecision::retried  ? RunResult::retried
                         : decision == RetryDecision::failed ? RunResult::failed
                                                             : RunResult::lease_lost;
@@ -314,7 +357,8 @@ struct Worker::Impl {
         still = queue->renew(snapshot);
         failures = 0;
       } catch (const std::exception& e) {
-        if (failures++ % 10 == 0) log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
+        if (failures++ % 10 == 0)
+          log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
         continue;
       }
       for (const auto& lease : snapshot) {
@@ -336,21 +380,25 @@ struct Worker::Impl {
   }
 };
 
-Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context, std::shared_ptr<PgJobQueue> queue,
-               WorkerOptions options)
+Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context,
+               std::shared_ptr<PgJobQueue> queue, WorkerOptions options)
     : impl_(std::make_shared<Impl>()) {
   if (!registry) throw InvalidPrecondition("Worker needs a registry");
   if (!queue) throw InvalidPrecondition("Worker needs a job queue");
   if (!context.jobs) throw InvalidPrecondition("Worker needs a job store in its context");
   if (!context.replica) throw InvalidPrecondition("Worker needs a replica store in its context");
   if (options.concurrency < 1) {
-    throw InvalidPrecondition("Worker concurrency must be at least 1, got " + std::to_string(options.concurrency));
+    throw InvalidPrecondition("Worker concurrency must be at least 1, got " +
+                              std::to_string(options.concurrency));
   }
   if (options.poll_interval.count() <= 0) throw InvalidPrecondition("Worker poll interval must be positive");
+  if (options.busy_retry_delay.count() < 0)
+    throw InvalidPrecondition("Worker busy_retry_delay must not be negative");
   if (options.owner.empty()) options.owner = default_worker_owner();
   context.queue = queue;
   if (!context.registry) context.registry = registry;
-  impl_->logger = options.logger ? options.logger : (context.logger ? context.logger : std::make_shared<NullLogger>());
+  impl_->logger =
+      options.logger ? options.logger : (context.logger ? context.logger : std::make_shared<NullLogger>());
   if (!context.logger) context.logger = impl_->logger;
   impl_->registry = std::move(registry);
   impl_->queue = std::move(queue);
@@ -370,7 +418,8 @@ void Worker::start() {
   std::lock_guard stop_lock(impl_->stop_mutex);
   {
     std::lock_guard lock(impl_->mutex);
-    if (impl_->phase != Impl::Phase::created) throw InvalidPrecondition("Worker::start called twice or after stop");
+    if (impl_->phase != Impl::Phase::created)
+      throw InvalidPrecondition("Worker::start called twice or after stop");
     impl_->phase = Impl::Phase::started;
   }
   Impl* impl = impl_.get();
@@ -387,8 +436,9 @@ void Worker::start() {
   for (int i = 0; i < impl_->options.concurrency; ++i) {
     impl_->runners.emplace_back([impl, i] { impl->runner_loop(i); });
   }
-  impl_->log(LogLevel::info, "worker " + impl_->options.owner + " started: " + std::to_string(impl_->options.concurrency) +
-                                 " concurrent jobs, lease " + std::to_string(impl_->queue->options().lease.count()) + " ms");
+  impl_->log(LogLevel::info,
+             "worker " + impl_->options.owner + " started: " + std::to_string(impl_->options.concurrency) +
+                 " concurrent jobs, lease " + std::to_string(impl_->queue->options().lease.count()) + " ms");
 }
 
 void Worker::request_stop() noexcept {
@@ -402,7 +452,8 @@ void Worker::request_stop() noexcept {
 
 bool Worker::wait_for_stop_request(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(impl_->mutex);
-  return impl_->cv.wait_for(lock, timeout, [&] { return impl_->stop_requested.load(std::memory_order_acquire); });
+  return impl_->cv.wait_for(lock, timeout,
+                            [&] { return impl_->stop_requested.load(std::memory_order_acquire); });
 }
 
 void Worker::stop(std::chrono::milliseconds grace) {
@@ -434,8 +485,9 @@ void Worker::stop(std::chrono::milliseconds grace) {
   }
   const auto s = stats();
   impl_->log(LogLevel::info, "worker " + impl_->options.owner + " stopped: " + std::to_string(s.completed) +
-                                 " completed, " + std::to_string(s.retried) + " retried, " + std::to_string(s.failed) +
-                                 " failed, " + std::to_string(s.released) + " released");
+                                 " completed, " + std::to_string(s.retried) + " retried, " +
+                                 std::to_string(s.failed) + " failed, " + std::to_string(s.released) +
+                                 " released");
 }
 
 bool Worker::running() const noexcept {
@@ -443,7 +495,9 @@ bool Worker::running() const noexcept {
   return impl_->phase == Impl::Phase::started;
 }
 
-const std::string& Worker::owner() const noexcept { return impl_->options.owner; }
+const std::string& Worker::owner() const noexcept {
+  return impl_->options.owner;
+}
 
 WorkerStats Worker::stats() const {
   std::lock_guard lock(impl_->mutex);

@@ -15,18 +15,22 @@ namespace webhookdb::memory {
 
 std::string_view to_string(QueuedJobState state) noexcept {
   switch (state) {
-    case QueuedJobState::waiting: return "waiting";
-    case QueuedJobState::running: return "running";
-    case QueuedJobState::succeeded: return "succeeded";
-    case QueuedJobState::failed: return "failed";
-    case QueuedJobState::cancelled: return "cancelled";
+    case QueuedJobState::waiting:
+      return "waiting";
+    case QueuedJobState::running:
+      return "running";
+    case QueuedJobState::succeeded:
+      return "succeeded";
+    case QueuedJobState::failed:
+      return "failed";
+    case QueuedJobState::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
 
 struct InProcessJobQueue::Impl {
-  explicit Impl(Options opts)
-      : options(std::move(opts)), pool(options.threads == 0 ? 1 : options.threads) {
+  explicit Impl(Options opts) : options(std::move(opts)), pool(options.threads == 0 ? 1 : options.threads) {
     if (!options.clock) options.clock = system_clock();
   }
 
@@ -117,14 +121,33 @@ struct InProcessJobQueue::Impl {
       finish(job_id, QueuedJobState::succeeded, {});
     } catch (const RetryOrDie& e) {
       on_retry_or_die(job_id, e);
+    } catch (const RunLater& e) {
+      run_later(job_id, e);
     } catch (const Cancelled& e) {
       finish(job_id, cancel.cancelled() ? QueuedJobState::cancelled : QueuedJobState::failed, e.what());
     } catch (const std::exception& e) {
       log(LogLevel::error, "backfill job " + std::to_string(job_id) + " failed: " + e.what());
       finish(job_id, QueuedJobState::failed, e.what());
     } catch (...) {
-      log(LogLevel::error, "backfill job " + std::to_string(job_id) + " failed with a non-standard exception");
+      log(LogLevel::error,
+          "backfill job " + std::to_string(job_id) + " failed with a non-standard exception");
       finish(job_id, QueuedJobState::failed, "unknown error");
+    }
+  }
+
+  void run_later(std::int64_t job_id, const RunLater& e) noexcept {
+    try {
+      std::lock_guard lock(mutex);
+      if (stopping) {
+        auto& rec = records[job_id];
+        rec.state = QueuedJobState::cancelled;
+        if (--outstanding == 0) idle.notify_all();
+        return;
+      }
+      // This run stays counted in `outstanding` for the next one.
+      schedule_locked(job_id, e.delay());
+    } catch (...) {
+      finish(job_id, QueuedJobState::failed, "could not schedule the job again");
     }
   }
 
@@ -142,17 +165,17 @@ struct InProcessJobQueue::Impl {
           schedule_locked(job_id, std::chrono::duration_cast<std::chrono::milliseconds>(e.backoff()));
           --outstanding;  // this run; the retry keeps the count above zero
           message = "backfill job " + std::to_string(job_id) + " will run again in " +
-                    std::to_string(e.backoff().count()) + " s (retry " + std::to_string(rec.retries) + " of " +
-                    std::to_string(e.retries()) + "): " + e.what();
+                    std::to_string(e.backoff().count()) + " s (retry " + std::to_string(rec.retries) +
+                    " of " + std::to_string(e.retries()) + "): " + e.what();
         }
       }
       if (!message.empty()) {
         log(LogLevel::warn, message);
         return;
       }
-      const std::string text = stopping_now() ? std::string(e.what())
-                                              : "gave up after " + std::to_string(e.retries()) +
-                                                    " retries: " + e.what();
+      const std::string text = stopping_now()
+                                   ? std::string(e.what())
+                                   : "gave up after " + std::to_string(e.retries()) + " retries: " + e.what();
       log(LogLevel::error, "backfill job " + std::to_string(job_id) + " failed: " + text);
       finish(job_id, stopping_now() ? QueuedJobState::cancelled : QueuedJobState::failed, text);
     } catch (...) {
@@ -175,7 +198,9 @@ InProcessJobQueue::InProcessJobQueue(Handler handler, Options options)
 
 InProcessJobQueue::InProcessJobQueue(Options options) : impl_(std::make_shared<Impl>(std::move(options))) {}
 
-InProcessJobQueue::~InProcessJobQueue() { shutdown(); }
+InProcessJobQueue::~InProcessJobQueue() {
+  shutdown();
+}
 
 void InProcessJobQueue::set_handler(Handler handler) {
   std::lock_guard lock(impl_->mutex);
@@ -191,7 +216,8 @@ void InProcessJobQueue::enqueue(std::int64_t job_id, std::optional<Timestamp> ru
     if (requested.count() < 0) requested = std::chrono::milliseconds(0);
   }
   std::lock_guard lock(impl_->mutex);
-  if (impl_->stopping) throw InvalidPrecondition("job queue is shut down; job " + std::to_string(job_id) + " not enqueued");
+  if (impl_->stopping)
+    throw InvalidPrecondition("job queue is shut down; job " + std::to_string(job_id) + " not enqueued");
   if (!impl_->handler) throw InvalidPrecondition("job queue has no handler; call set_handler first");
   ++impl_->outstanding;
   auto& rec = impl_->records[job_id];
@@ -253,10 +279,14 @@ std::vector<QueuedJobRecord> InProcessJobQueue::failed() const {
   return out;
 }
 
-InProcessJobQueue::Handler job_runner_handler(std::shared_ptr<JobRunner> runner) {
+InProcessJobQueue::Handler job_runner_handler(std::shared_ptr<JobRunner> runner,
+                                              std::chrono::milliseconds busy_delay) {
   if (!runner) throw InvalidPrecondition("job_runner_handler needs a JobRunner");
-  return [runner = std::move(runner)](std::int64_t job_id, const CancellationToken& cancel) {
-    (void)runner->run(job_id, cancel);
+  return [runner = std::move(runner), busy_delay](std::int64_t job_id, const CancellationToken& cancel) {
+    if (runner->run(job_id, cancel) == JobRunOutcome::locked) {
+      throw RunLater(busy_delay,
+                     "job " + std::to_string(job_id) + " waits: another run holds its integration");
+    }
   };
 }
 

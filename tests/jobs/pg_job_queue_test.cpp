@@ -111,7 +111,8 @@ TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {
   EXPECT_EQ(lease->owner, "w1");
   EXPECT_EQ(lease->token.size(), 32U);
   EXPECT_FALSE(q->complete(forged(7, "w2"))) << "only the holder completes";
-  EXPECT_FALSE(q->complete(forged(7, "w1"))) << "the holder's name is not enough: its lease's token is needed";
+  EXPECT_FALSE(q->complete(forged(7, "w1")))
+      << "the holder's name is not enough: its lease's token is needed";
   EXPECT_TRUE(q->complete(*lease));
   EXPECT_FALSE(q->complete(*lease)) << "once";
   e = q->entry(7);
@@ -177,6 +178,50 @@ TEST_F(JobsQueueTest, ExpiredLeaseIsTakenOverAndTheOldHolderLosesIt) {
   EXPECT_EQ(q->retry_or_fail(*dead, 2, 63s, "x"), RetryDecision::lease_lost);
   EXPECT_EQ(q->renew({*lease}), std::vector<std::int64_t>{5});
   EXPECT_TRUE(q->complete(*lease));
+}
+
+TEST_F(JobsQueueTest, HandBackReturnsATakenOverJobToItsLiveHolderWhoFinishesIt) {
+  // A holder paused past its lease (SIGSTOP): another worker takes the job,
+  // finds the holder alive (it still holds the integration's lock) and hands
+  // the job back. When the holder resumes, its heartbeat renews and it
+  // completes the job; the take-over is not counted as an attempt.
+  auto q = make_queue(300ms);
+  q->enqueue(9);
+  auto paused = q->take("paused");
+  ASSERT_TRUE(paused);
+  std::this_thread::sleep_for(450ms);
+  auto probe = q->take("other");
+  ASSERT_TRUE(probe);
+  ASSERT_TRUE(probe->recovered);
+  EXPECT_EQ(probe->previous_token, paused->token);
+  EXPECT_TRUE(q->hand_back(*probe));
+  auto e = q->entry(9);
+  EXPECT_EQ(e->state, QueueState::running);
+  EXPECT_EQ(e->lease_owner, "paused");
+  EXPECT_EQ(e->attempts, 1);
+  EXPECT_FALSE(q->take("third")) << "the handed-back lease runs again";
+  EXPECT_FALSE(q->complete(*probe)) << "the prober holds nothing now";
+  EXPECT_EQ(q->renew({*paused}), std::vector<std::int64_t>{9}) << "the holder resumes";
+  EXPECT_TRUE(q->complete(*paused));
+  EXPECT_EQ(q->entry(9)->state, QueueState::done);
+
+  Lease fresh = *paused;
+  fresh.recovered = false;
+  EXPECT_THROW((void)q->hand_back(fresh), InvalidPrecondition);
+}
+
+TEST_F(JobsQueueTest, PostponeRequeuesWithoutCountingTheAttempt) {
+  auto q = make_queue();
+  q->enqueue(10);
+  auto l = q->take("w1");
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(q->postpone(*l, clock_->now() + 5s));
+  auto e = q->entry(10);
+  EXPECT_EQ(e->state, QueueState::queued);
+  EXPECT_EQ(e->attempts, 0);
+  EXPECT_EQ(e->run_at, std::optional<Timestamp>(clock_->now() + 5s));
+  EXPECT_FALSE(q->take("w2")) << "not due yet";
+  EXPECT_FALSE(q->postpone(*l, clock_->now())) << "a lease is postponed once";
 }
 
 TEST_F(JobsQueueTest, RenewalKeepsTheLease) {
@@ -403,8 +448,10 @@ TEST_F(JobsQueueTest, PurgeDone) {
   ASSERT_TRUE(l);
   ASSERT_TRUE(q->complete(*l));
   EXPECT_EQ(q->purge_done(Timestamp(std::chrono::microseconds(0))), 0U);
-  EXPECT_EQ(q->purge_done(std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()) + 1h),
-            1U);
+  EXPECT_EQ(
+      q->purge_done(
+          std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()) + 1h),
+      1U);
   EXPECT_FALSE(q->entry(1));
   EXPECT_TRUE(q->entry(2));
 }

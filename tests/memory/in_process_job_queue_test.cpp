@@ -286,25 +286,34 @@ TEST_F(QueueWithRunner, AServerErrorIsRetriedByTheQueue) {
   EXPECT_EQ(h.http->request_count(), 2U);
 }
 
-TEST_F(QueueWithRunner, ASecondRunOfALockedIntegrationIsSkipped) {
+TEST_F(QueueWithRunner, ASecondJobOfABusyIntegrationWaitsItsTurnAndRuns) {
   auto si = h.integration("fake_v1");
   h.replicator(si);
   auto first = h.job(si);
-  auto second = h.job(si);
-  // The first run's request waits until the second run has been skipped.
+  auto second = h.job(si, true);  // another kind of job: never dropped
+  // The first run's request waits until the second job has found the
+  // integration busy at least once.
   h.http->call([&](const HttpRequest&, const CancellationToken&) {
     const auto deadline = Steady::now() + 5s;
-    while (!h.jobs->find_job(second.id)->finished_at && Steady::now() < deadline) std::this_thread::sleep_for(1ms);
+    while (queue->record(second.id).value_or(QueuedJobRecord{}).runs < 1 && Steady::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    std::this_thread::sleep_for(20ms);
     return HttpResponse{200, {}, fake_page({}).dump(), {}};
   });
+  h.http->respond_json(fake_page({fake_item("b", "2024-01-01T00:00:00Z")}));
   queue->enqueue(first.id);
   ASSERT_TRUE(h.http->wait_for_requests(1, 5s));
   queue->enqueue(second.id);
   queue->wait_idle();
-  EXPECT_TRUE(h.jobs->find_job(second.id)->finished_at);
-  EXPECT_FALSE(h.jobs->find_job(second.id)->started_at) << "skipped, never started";
   EXPECT_TRUE(h.jobs->find_job(first.id)->finished_at);
-  EXPECT_EQ(h.http->request_count(), 1U);
+  EXPECT_TRUE(h.jobs->find_job(second.id)->started_at) << "it ran once the first was done";
+  EXPECT_TRUE(h.jobs->find_job(second.id)->finished_at);
+  EXPECT_GE(queue->record(second.id)->runs, 2) << "it found the integration busy first";
+  EXPECT_EQ(queue->record(second.id)->state, QueuedJobState::succeeded);
+  EXPECT_EQ(queue->record(second.id)->retries, 0) << "waiting is not a retry";
+  EXPECT_EQ(h.http->request_count(), 2U);
+  EXPECT_EQ(h.rows(*h.replicator(si)).size(), 1U);
 }
 
 }  // namespace

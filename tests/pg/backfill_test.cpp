@@ -195,6 +195,9 @@ TEST_F(PgBackfillTest, JobRunnerRunsSkipsLockedAndFinishedJobs) {
     ASSERT_NE(held, nullptr);
     EXPECT_EQ(runner.run(second.id), JobRunOutcome::locked);
   }
+  EXPECT_FALSE(jobs->find_job(second.id)->finished_at.has_value()) << "it waits its turn, not finished";
+  http->script().respond_json(fake_page(items("r", 0, 10, 5)));
+  EXPECT_EQ(runner.run(second.id), JobRunOutcome::ran);
   EXPECT_TRUE(jobs->find_job(second.id)->finished_at.has_value());
   auto r = registry->make(si, context());
   EXPECT_EQ(replica->count(r->table_spec()), 10U);

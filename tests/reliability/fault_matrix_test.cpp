@@ -213,16 +213,23 @@ class FaultMatrix : public test::PgTest {
     return ctx;
   }
 
-  WorkerProcess& spawn(const std::string& name) {
-    const std::vector<std::string> args = {
-        "--database-url", schema().url(),
-        "--schema", schema_name(),
-        "--owner", name,
-        "--concurrency", "1",
-        "--lease-seconds", std::to_string(kLeaseSeconds),
-        "--http-timeout-ms", std::to_string(kHttpTimeout.count()),
-        "--statement-timeout-ms", std::to_string(kStatementTimeout.count()),
-        "--transient-backoff-s", "1"};
+  WorkerProcess& spawn(const std::string& name, double lease_seconds = kLeaseSeconds) {
+    const std::vector<std::string> args = {"--database-url",
+                                           schema().url(),
+                                           "--schema",
+                                           schema_name(),
+                                           "--owner",
+                                           name,
+                                           "--concurrency",
+                                           "1",
+                                           "--lease-seconds",
+                                           std::to_string(lease_seconds),
+                                           "--http-timeout-ms",
+                                           std::to_string(kHttpTimeout.count()),
+                                           "--statement-timeout-ms",
+                                           std::to_string(kStatementTimeout.count()),
+                                           "--transient-backoff-s",
+                                           "1"};
     if (auto it = workers_.find(name); it != workers_.end() && it->second) logs_[name] = it->second->log();
     workers_[name] = std::make_unique<WorkerProcess>(args, log_dir_ + "/" + name + ".log");
     auto& w = *workers_[name];
@@ -251,7 +258,8 @@ class FaultMatrix : public test::PgTest {
       while (true) {
         {
           std::unique_lock lock(terminator_mutex_);
-          if (terminator_cv_.wait_for(lock, std::chrono::milliseconds(pause_ms(rng)), [&] { return terminator_stop_; })) {
+          if (terminator_cv_.wait_for(lock, std::chrono::milliseconds(pause_ms(rng)),
+                                      [&] { return terminator_stop_; })) {
             return;
           }
         }
@@ -270,7 +278,8 @@ class FaultMatrix : public test::PgTest {
           // it: watch closely for a while before settling for any backend
           // (until a few writers have been hit; then one look per round).
           const auto hunt_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-          while (writers_terminated_.load() < 3 && !r.rows.empty() && r.rows[0][1] != std::optional<std::string>("t") &&
+          while (writers_terminated_.load() < 3 && !r.rows.empty() &&
+                 r.rows[0][1] != std::optional<std::string>("t") &&
                  std::chrono::steady_clock::now() < hunt_until && !terminator_paused_.load()) {
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
             r = pick();
@@ -312,8 +321,9 @@ class FaultMatrix : public test::PgTest {
       s.exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
       // Polled from another connection: pg_stat_activity is a snapshot per transaction.
       const auto waiting = [&] {
-        return admin_exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
-                          " AND wait_event_type = 'Lock'")
+        return admin_exec(
+                   "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
+                   " AND wait_event_type = 'Lock'")
                    .rows.at(0)
                    .at(0) != std::optional<std::string>("0");
       };
@@ -332,7 +342,8 @@ class FaultMatrix : public test::PgTest {
   Verification verify(const ServiceIntegration& si) {
     Verification v;
     std::map<std::string, json> source;
-    for (auto& object : server_->dataset().objects()) source.emplace(object.at("id").get<std::string>(), object);
+    for (auto& object : server_->dataset().objects())
+      source.emplace(object.at("id").get<std::string>(), object);
     std::set<std::string> stale_ids;
     for (auto index : server_->dataset().duplicated_indexes()) stale_ids.insert(server_->dataset().id(index));
     Fnv source_hash;
@@ -548,25 +559,31 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
       {"timeout (stall > client timeout)", count(Fault::slow), "HttpTimeout, retried"},
       {"dropped connection", count(Fault::drop), "HttpConnectionError, retried"},
       {"truncated JSON", count(Fault::truncated), "not JSON: retryable, retried"},
-      {"pg backend terminated (writer)", static_cast<std::uint64_t>(writers), "batch re-run on a fresh connection"},
+      {"pg backend terminated (writer)", static_cast<std::uint64_t>(writers),
+       "batch re-run on a fresh connection"},
       {"pg backend terminated (other)", static_cast<std::uint64_t>(others), "reconnected", false},
       {"statement_timeout hit", statement_timeouts, "job re-run from its checkpoint"},
       {"worker kill -9 + restart", killed ? 1U : 0U,
        "lease expired, job recovered (" + std::to_string(recovered) + "x)"},
-      {"stale duplicate served", stats.items > 0 ? server_->dataset().duplicates() : 0U, "older copy refused"},
+      {"stale duplicate served", stats.items > 0 ? server_->dataset().duplicates() : 0U,
+       "older copy refused"},
   };
   std::ostringstream table;
-  table << "\n+-----------------------------------+----------+----------+--------------------------------------+\n"
-        << "| fault                             | injected | survived | how                                  |\n"
-        << "+-----------------------------------+----------+----------+--------------------------------------+\n";
+  table << "\n+-----------------------------------+----------+----------+------------------------------------"
+           "--+\n"
+        << "| fault                             | injected | survived | how                                  "
+           "|\n"
+        << "+-----------------------------------+----------+----------+--------------------------------------"
+           "+\n";
   for (const auto& l : lines) {
     char row[256];
     std::snprintf(row, sizeof row, "| %-33s | %8llu | %-8s | %-36s |\n", l.fault.c_str(),
-                  static_cast<unsigned long long>(l.injected), l.injected == 0 ? "-" : (survived ? "yes" : "NO"),
-                  l.how.substr(0, 36).c_str());
+                  static_cast<unsigned long long>(l.injected),
+                  l.injected == 0 ? "-" : (survived ? "yes" : "NO"), l.how.substr(0, 36).c_str());
     table << row;
   }
-  table << "+-----------------------------------+----------+----------+--------------------------------------+\n";
+  table << "+-----------------------------------+----------+----------+--------------------------------------"
+           "+\n";
   char summary[512];
   std::snprintf(summary, sizeof summary,
                 "%zu objects x 2 integrations, 2 workers, %llu data requests, %.1f s; "
@@ -585,6 +602,98 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
   }
   EXPECT_GE(recovered, 1U) << "the killed worker's job was not recovered by another";
   EXPECT_LT(elapsed, 5min);
+}
+
+// Issue 16: a worker paused (SIGSTOP) past its lease lost its job. The other
+// worker took it over, gave it back because the paused holder still held the
+// integration's lock, took it again as a fresh lease, and JobRunner, finding
+// the lock held, marked the job finished: 3,500 of 20,000 rows, and the child
+// job never ran. Now a job is finished only by a run that completed it: the
+// take-over hands the job back to its live holder, which finishes it when it
+// resumes (or, had it died, the next take would resume it at its checkpoint).
+TEST_F(FaultMatrix, AWorkerPausedForLongerThanTwoLeasesKeepsItsJobAndEveryJobFinishesOnce) {
+  constexpr double kLease = 3.0;
+  constexpr auto kPause = 12s;
+  tools::ApiServerOptions o;
+  o.objects = objects_;
+  o.seed = seed_;
+  o.threads = 4;
+  o.latency = 15ms;  // 200 pages: the parent's run outlasts the pause's start
+  server_ = std::make_unique<tools::ApiServer>(o);
+  server_->start();
+  auto make_integration = [&](const std::string& table, std::optional<std::int64_t> parent) {
+    ServiceIntegration si;
+    si.service_name = kFaultChargeService;
+    si.table_name = table;
+    si.api_url = server_->url("/v1/charges");
+    si.backfill_key = "sk_test_pause";
+    si.depends_on = parent;
+    si = jobs_->create_integration(si);
+    registry_->make(si, context())->create_table();
+    return si;
+  };
+  const auto parent_si = make_integration("paused_parent", std::nullopt);
+  const auto child_si = make_integration("paused_child", parent_si.id);
+  spawn("p1", kLease);
+  spawn("p2", kLease);
+  ASSERT_FALSE(HasFailure());
+  const auto root = jobs_->create_recursive(parent_si, false, json::object());
+  const auto children = jobs_->child_jobs(root.id);
+  ASSERT_EQ(children.size(), 1U);
+  queue_->enqueue(root.id);
+
+  const auto started = std::chrono::steady_clock::now();
+  std::string holder;
+  while (holder.empty() && std::chrono::steady_clock::now() - started < 60s) {
+    const auto e = queue_->entry(root.id);
+    if (e && e->state == jobs::QueueState::running && server_->stats().pages >= 30) holder = e->lease_owner;
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(holder.empty()) << "the parent job never got going";
+  auto& paused = *workers_.at(holder);
+  paused.signal(SIGSTOP);
+  const auto pages_at_pause = server_->stats().pages;
+  std::cerr << "pause test: SIGSTOP " << holder << " after " << pages_at_pause << " pages, for "
+            << std::chrono::duration_cast<std::chrono::seconds>(kPause).count() << " s (lease " << kLease
+            << " s)\n";
+  std::this_thread::sleep_for(kPause);
+  const bool finished_while_paused = jobs_->find_job(root.id)->finished_at.has_value();
+  const auto pages_while_paused = server_->stats().pages - pages_at_pause;
+  paused.signal(SIGCONT);
+  EXPECT_FALSE(finished_while_paused) << "the job was marked finished while its holder was paused, half done";
+  EXPECT_LE(pages_while_paused, 2U) << "nobody else ran the job while its holder was alive";
+
+  const auto done = [&](std::int64_t id) {
+    const auto e = queue_->entry(id);
+    return e && (e->state == jobs::QueueState::done || e->state == jobs::QueueState::failed);
+  };
+  while (!(done(root.id) && done(children[0].id)) && std::chrono::steady_clock::now() - started < 3min) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(done(root.id) && done(children[0].id)) << "the jobs did not end";
+  for (auto& [name, w] : workers_) {
+    w->signal(SIGTERM);
+    EXPECT_EQ(w->wait_exit(20s), std::optional<int>(0)) << name;
+    logs_[name] = w->log();
+  }
+  const std::string logs = all_logs();
+  for (const auto id : {root.id, children[0].id}) {
+    EXPECT_EQ(queue_->entry(id)->state, jobs::QueueState::done)
+        << "job " << id << ": " << queue_->entry(id)->last_error;
+    EXPECT_TRUE(jobs_->find_job(id)->finished_at) << "job " << id;
+    EXPECT_EQ(occurrences(logs, "job " + std::to_string(id) + " completed (ran)"), 1U)
+        << "job " << id << " must be finished exactly once, by a run that completed it";
+    EXPECT_EQ(occurrences(logs, "job " + std::to_string(id) + " completed (locked)"), 0U);
+  }
+  for (const auto& si : {parent_si, child_si}) {
+    const Verification v = verify(si);
+    EXPECT_EQ(v.rows, objects_) << si.table_name;
+    EXPECT_EQ(v.missing, 0U) << si.table_name;
+    EXPECT_EQ(v.mismatched, 0U) << si.table_name;
+    EXPECT_EQ(v.table_hash, v.source_hash) << si.table_name;
+  }
+  EXPECT_GE(occurrences(logs, "still holds the integration's lock"), 1U)
+      << "the take-over found the holder alive";
 }
 
 // Found while writing the fault matrix: renew(owner) extends every lease
@@ -630,7 +739,8 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
   restarted.start();
   ASSERT_TRUE(queue->entry(busy.id));
   const auto started = std::chrono::steady_clock::now();
-  while (queue->entry(busy.id)->state != jobs::QueueState::running && std::chrono::steady_clock::now() - started < 10s) {
+  while (queue->entry(busy.id)->state != jobs::QueueState::running &&
+         std::chrono::steady_clock::now() - started < 10s) {
     std::this_thread::sleep_for(20ms);
   }
   wo.owner = "w2";
@@ -651,9 +761,10 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
   other.stop();
   restarted.stop();
   EXPECT_TRUE(busy_still_running) << "the busy job ended too early for this test to mean anything";
-  EXPECT_TRUE(recovered) << "the orphaned job's lease was kept alive by a new worker that shares the dead one's "
-                            "owner name (PgJobQueue::renew renews every lease of the name, not the jobs this "
-                            "worker runs)";
+  EXPECT_TRUE(recovered)
+      << "the orphaned job's lease was kept alive by a new worker that shares the dead one's "
+         "owner name (PgJobQueue::renew renews every lease of the name, not the jobs this "
+         "worker runs)";
 }
 
 }  // namespace

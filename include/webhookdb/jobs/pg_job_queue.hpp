@@ -37,7 +37,7 @@ namespace webhookdb::jobs {
 enum class QueueState {
   queued,   // waiting for run_at (or due now)
   running,  // leased by a worker
-  done,     // the job runner returned (ran, skipped, locked, finished...)
+  done,     // the job runner returned (ran, skipped, finished...)
   failed,   // an error, or RetryOrDie with its retries used up; see last_error
 };
 [[nodiscard]] std::string_view to_string(QueueState state) noexcept;
@@ -73,6 +73,9 @@ struct Lease {
   // The job was taken over from a worker whose lease had expired.
   bool recovered = false;
   std::string previous_owner;
+  // The previous holder's lease token (recovered leases only), so that
+  // hand_back() can return the job to a holder that turns out to be alive.
+  std::string previous_token;
   // Who took it (for logs and operators) and a token unique to this take.
   // Every later call on the lease matches the token, not the owner's name:
   // a worker restarted under the same name (a stable pod or host name) must
@@ -141,10 +144,24 @@ class PgJobQueue final : public JobQueue {
   // Gives the job back (worker stopping): queued, due at `run_at` (at once by
   // default), lease cleared. False when the lease was lost.
   bool release(const Lease& lease, std::optional<Timestamp> run_at = std::nullopt);
+  // The job did not run and waits its turn (another run holds its
+  // integration): queued, due at `run_at`, lease cleared, and this take is
+  // not counted in its attempts. False when the lease was lost.
+  bool postpone(const Lease& lease, Timestamp run_at);
+  // A recovered lease whose previous holder is alive after all (it still
+  // holds the integration's lock: paused, or late with its heartbeat) goes
+  // back to that holder: its token and owner are restored, its lease runs
+  // for another `lease` from now and this take's attempt is not counted.
+  // When the holder resumes, its next heartbeat renews the lease and it
+  // finishes the job; if it dies instead, the lease expires again and the
+  // next take (whose probe then finds the lock free) resumes the job at its
+  // checkpoint. False when this lease was lost meanwhile.
+  bool hand_back(const Lease& lease);
   // RetryOrDie: while retries remain (the budget starts at `retries` on the
   // first retry of a job), queued again at clock.now() + backoff; then failed
   // for good. `error` must hold no secret.
-  RetryDecision retry_or_fail(const Lease& lease, int retries, std::chrono::seconds backoff, const std::string& error);
+  RetryDecision retry_or_fail(const Lease& lease, int retries, std::chrono::seconds backoff,
+                              const std::string& error);
   // Failed for good, with its error. False when the lease was lost.
   bool fail(const Lease& lease, const std::string& error);
 

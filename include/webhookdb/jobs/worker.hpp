@@ -8,13 +8,22 @@
 //   worker.stop();   // running jobs stop at a page boundary and go back to the queue
 //
 // Each job goes through core's JobRunner (WebhookDB's runner semantics: a
-// missing job is skipped; when another run holds the integration's lock the
-// job is marked finished and skipped; a finished job is skipped;
-// CredentialsMissing finishes the job and is not an error). Children are
-// enqueued into the same queue by Replicator::backfill.
+// missing job is skipped; a finished job is skipped; CredentialsMissing
+// finishes the job and is not an error), except that a job whose integration
+// another run holds is never finished by that: it waits its turn. Children
+// are enqueued into the same queue by Replicator::backfill.
+//
+// A job is finished only by a run that completed it. A job taken over from
+// an expired lease whose previous holder still holds the integration's lock
+// (alive but paused, or late with its heartbeats) is handed back to that
+// holder, which finishes it when it resumes; if the holder dies instead, its
+// lock goes with its session and the next take resumes the job at its
+// checkpoint.
 //
 // What the queue row becomes when a run ends:
-//   returned (any JobRunOutcome)        done
+//   returned (any JobRunOutcome but locked) done
+//   locked (another run holds the integration) queued at now + busy_retry_delay
+//   taken over from a live holder      handed back to that holder
 //   RetryOrDie                          queued at now + backoff while its retries last, then failed
 //   another error that says retryable() queued at now + transient_backoff * 2^n, transient_retries times
 //   any other error                     failed, with its message (secrets of the integration removed)
@@ -65,6 +74,8 @@ struct WorkerOptions {
   // database connection, say).
   int transient_retries = 3;
   std::chrono::seconds transient_backoff{30};
+  // A job whose integration another run holds is given back, due again after this.
+  std::chrono::milliseconds busy_retry_delay{2'000};
   // Default: the context's logger.
   std::shared_ptr<Logger> logger;
   // Called after each run from the thread that ran it. Must not throw.
@@ -89,8 +100,8 @@ class Worker {
  public:
   // The context needs a job store and a replica store; its queue is replaced
   // by `queue` so children are enqueued where this worker (and its peers) take them.
-  Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context, std::shared_ptr<PgJobQueue> queue,
-         WorkerOptions options = {});
+  Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context,
+         std::shared_ptr<PgJobQueue> queue, WorkerOptions options = {});
   // stop().
   ~Worker();
   Worker(const Worker&) = delete;

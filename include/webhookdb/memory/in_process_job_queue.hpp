@@ -16,6 +16,7 @@
 
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
+#include "webhookdb/errors.hpp"
 #include "webhookdb/job_queue.hpp"
 #include "webhookdb/logger.hpp"
 
@@ -26,7 +27,7 @@ class JobRunner;
 namespace webhookdb::memory {
 
 enum class QueuedJobState {
-  waiting,    // queued, or delayed until its run_at / retry backoff
+  waiting,  // queued, or delayed until its run_at / retry backoff
   running,
   succeeded,  // the handler returned
   failed,     // an error, or RetryOrDie with its retries used up
@@ -44,6 +45,19 @@ struct QueuedJobRecord {
   std::chrono::milliseconds requested_delay{0};
   // The error of a failed run, or of the RetryOrDie that caused the latest retry.
   std::string error;
+};
+
+// Thrown by a handler: run this job again after `delay`. Not a failure and
+// not a retry (no budget is used): the job waits its turn, e.g. while another
+// run holds its integration.
+class RunLater : public Error {
+ public:
+  explicit RunLater(std::chrono::milliseconds delay, const std::string& why = "run again later")
+      : Error(why), delay_(delay) {}
+  [[nodiscard]] std::chrono::milliseconds delay() const noexcept { return delay_; }
+
+ private:
+  std::chrono::milliseconds delay_;
 };
 
 class InProcessJobQueue final : public JobQueue {
@@ -97,7 +111,11 @@ class InProcessJobQueue final : public JobQueue {
 };
 
 // A handler that runs each job with `runner` (outcomes other than errors are
-// not failures: a locked or finished job is a success for the queue).
-[[nodiscard]] InProcessJobQueue::Handler job_runner_handler(std::shared_ptr<JobRunner> runner);
+// not failures: a skipped or finished job is a success for the queue). A job
+// whose integration another run holds waits its turn: it runs again after
+// `busy_delay` (RunLater), as often as it takes.
+[[nodiscard]] InProcessJobQueue::Handler job_runner_handler(
+    std::shared_ptr<JobRunner> runner,
+    std::chrono::milliseconds busy_delay = std::chrono::milliseconds(1000));
 
 }  // namespace webhookdb::memory
