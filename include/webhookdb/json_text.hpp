@@ -11,7 +11,11 @@ namespace webhookdb {
 
 // Serializes `doc` for jsonb: encoded NULs (\u0000) are removed, an escaped
 // backslash followed by u0000 (\\u0000) is kept. Invalid UTF-8 throws
-// InvalidInput naming `where`.
+// InvalidInput naming `where`. So does an object whose keys would meet once
+// their NULs are removed ({"k\u0000":1,"k":2}): jsonb would keep one value
+// and drop the other, so the document is refused, its message naming the
+// key's path ("info.k\u0000"). A key whose NULs can go without meeting a
+// sibling is written without them, as strings are.
 [[nodiscard]] std::string to_jsonb_text(const nlohmann::json& doc, std::string_view where = {});
 
 // Removes encoded NULs from serialized JSON text, keeping \\u0000.
@@ -26,7 +30,8 @@ namespace webhookdb {
 // Walks without recursion, so it is safe on a document of any depth.
 [[nodiscard]] std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc);
 
-// A copy of `doc` with NUL characters removed from every string and key.
+// A copy of `doc` with NUL characters removed from every string and key;
+// InvalidInput (no `where`) when that would merge two keys of one object.
 [[nodiscard]] nlohmann::json strip_nuls(const nlohmann::json& doc);
 
 }  // namespace webhookdb

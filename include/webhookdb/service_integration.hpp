@@ -1,8 +1,10 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "webhookdb/time.hpp"
 
@@ -26,7 +28,25 @@ struct ServiceIntegration {
   friend bool operator==(const ServiceIntegration&, const ServiceIntegration&) = default;
 };
 
-// "svi_" followed by 22 random base-36 characters.
+// Random characters in an opaque id: 25 base-36 characters are 129 bits,
+// drawn from the kernel (getrandom(2)). Opaque ids are webhook URLs, so they
+// must not be guessable.
+inline constexpr std::size_t kOpaqueIdRandomChars = 25;
+
+// "svi_" (or another prefix and "_") followed by kOpaqueIdRandomChars random
+// base-36 characters. Throws InvariantViolation when the kernel gives no
+// randomness (there is no weaker fallback).
 [[nodiscard]] std::string new_opaque_id(std::string_view prefix = "svi");
+
+// PostgreSQL's identifier limit; longer names would be cut without an error.
+inline constexpr std::size_t kMaxTableNameBytes = 63;
+
+// Checks a service integration's table_name when the integration is created
+// or changed, not first when its table is: InvalidInput for a name longer
+// than 63 bytes, holding a control character (tab and newline included), or
+// made only of spaces. An empty name means "no table yet" and passes. (Both
+// job stores also refuse NUL bytes and invalid UTF-8, and a table_name that
+// another integration already uses.)
+void validate_table_name(std::string_view name);
 
 }  // namespace webhookdb

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "webhookdb/errors.hpp"
@@ -131,7 +132,90 @@ std::optional<std::string> find_invalid_utf8(const nlohmann::json& doc) {
   return std::nullopt;
 }
 
+namespace {
+
+// `key` with each NUL written as \u0000, for messages.
+std::string shown_key(const std::string& key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '\0') {
+      out += "\\u0000";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Two keys of one object equal once NULs are removed: stripping would keep
+// one value and drop the other without a word.
+struct NulKeyCollision {
+  std::string path;     // of the key holding a NUL ("info.k\u0000")
+  std::string sibling;  // of the key it would become ("info.k")
+};
+
+// The first such collision in `doc`; walks without recursion. Paths are
+// built as the walk goes, which is cheap enough: callers run it only on
+// documents that hold a NUL.
+std::optional<NulKeyCollision> find_nul_key_collision(const nlohmann::json& doc) {
+  struct Node {
+    const nlohmann::json* value;
+    std::string path;
+  };
+  const auto child_path = [](const std::string& parent, const std::string& name) {
+    return parent.empty() ? name : parent + "." + name;
+  };
+  std::vector<Node> todo{{&doc, ""}};
+  while (!todo.empty()) {
+    Node node = std::move(todo.back());
+    todo.pop_back();
+    const nlohmann::json& value = *node.value;
+    if (value.is_object()) {
+      std::map<std::string, const std::string*> stripped;  // key without NULs -> the key
+      for (auto it = value.begin(); it != value.end(); ++it) {
+        std::string plain = it.key();
+        std::erase(plain, '\0');
+        const auto [at, fresh] = stripped.emplace(plain, &it.key());
+        if (!fresh) {
+          // Report the key that holds a NUL (both may; then the later one).
+          const bool later_has_nul = it.key().find('\0') != std::string::npos;
+          const std::string& with_nul = later_has_nul ? it.key() : *at->second;
+          const std::string& other = later_has_nul ? *at->second : it.key();
+          return NulKeyCollision{child_path(node.path, shown_key(with_nul)),
+                                 child_path(node.path, shown_key(other))};
+        }
+        if (it->is_structured()) todo.push_back({&*it, child_path(node.path, shown_key(it.key()))});
+      }
+    } else if (value.is_array()) {
+      std::size_t index = 0;
+      for (const auto& item : value) {
+        if (item.is_structured()) todo.push_back({&item, child_path(node.path, std::to_string(index))});
+        ++index;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+[[noreturn]] void refuse(const NulKeyCollision& collision, std::string_view where) {
+  throw InvalidInput("JSON object key \"" + collision.path +
+                         "\" holds a NUL character; without it (jsonb cannot hold NUL) it would replace \"" +
+                         collision.sibling + "\"",
+                     std::string(where));
+}
+
+nlohmann::json strip_nuls_unchecked(const nlohmann::json& doc);
+
+}  // namespace
+
 nlohmann::json strip_nuls(const nlohmann::json& doc) {
+  if (auto collision = find_nul_key_collision(doc)) refuse(*collision, {});
+  return strip_nuls_unchecked(doc);
+}
+
+namespace {
+
+nlohmann::json strip_nuls_unchecked(const nlohmann::json& doc) {
   using nlohmann::json;
   switch (doc.type()) {
     case json::value_t::string: {
@@ -146,7 +230,7 @@ nlohmann::json strip_nuls(const nlohmann::json& doc) {
     }
     case json::value_t::array: {
       json out = json::array();
-      for (const auto& item : doc) out.push_back(strip_nuls(item));
+      for (const auto& item : doc) out.push_back(strip_nuls_unchecked(item));
       return out;
     }
     case json::value_t::object: {
@@ -154,7 +238,7 @@ nlohmann::json strip_nuls(const nlohmann::json& doc) {
       for (auto it = doc.begin(); it != doc.end(); ++it) {
         std::string key = it.key();
         std::erase(key, '\0');
-        out[key] = strip_nuls(it.value());
+        out[key] = strip_nuls_unchecked(it.value());
       }
       return out;
     }
@@ -162,6 +246,8 @@ nlohmann::json strip_nuls(const nlohmann::json& doc) {
       return doc;
   }
 }
+
+}  // namespace
 
 std::string to_jsonb_text(const nlohmann::json& doc, std::string_view where) {
   std::string text;
@@ -174,6 +260,7 @@ std::string to_jsonb_text(const nlohmann::json& doc, std::string_view where) {
     throw InvalidInput(std::string("cannot serialize JSON: ") + e.what(), std::string(where));
   }
   if (text.find("\\u0000") == std::string::npos) return text;
+  if (auto collision = find_nul_key_collision(doc)) refuse(*collision, where);
   return strip_encoded_nuls(text);
 }
 

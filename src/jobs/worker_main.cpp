@@ -3,8 +3,13 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <fstream>
 #include <iostream>
+
+#include <CLI/CLI.hpp>
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/jobs/pg_job_queue.hpp"
@@ -14,6 +19,10 @@
 
 namespace webhookdb::jobs {
 namespace {
+
+// Messages below never repeat a value from the command line: an operator who
+// puts the database URL in the wrong place must not see its password echoed
+// to a terminal or a log collector.
 
 std::chrono::milliseconds seconds_arg(const std::string& name, const std::string& value, double min_seconds) {
   std::size_t used = 0;
@@ -25,7 +34,7 @@ std::chrono::milliseconds seconds_arg(const std::string& name, const std::string
   }
   if (used != value.size() || !std::isfinite(seconds) || seconds < min_seconds || seconds > 86'400.0) {
     throw InvalidPrecondition(name + " needs a number of seconds between " + std::to_string(min_seconds) +
-                              " and 86400, got '" + value.substr(0, 32) + "'");
+                              " and 86400");
   }
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
 }
@@ -40,7 +49,7 @@ int int_arg(const std::string& name, const std::string& value, int min, int max)
   }
   if (used != value.size() || n < min || n > max) {
     throw InvalidPrecondition(name + " needs a whole number between " + std::to_string(min) + " and " +
-                              std::to_string(max) + ", got '" + value.substr(0, 32) + "'");
+                              std::to_string(max));
   }
   return static_cast<int>(n);
 }
@@ -50,23 +59,73 @@ LogLevel level_arg(const std::string& value) {
   if (value == "info") return LogLevel::info;
   if (value == "warn") return LogLevel::warn;
   if (value == "error") return LogLevel::error;
-  throw InvalidPrecondition("--log-level needs debug, info, warn or error, got '" + value.substr(0, 32) + "'");
+  throw InvalidPrecondition("--log-level needs debug, info, warn or error");
+}
+
+// The first line of the file at `path`, without trailing whitespace (a secret
+// mounted from Kubernetes or written with echo ends in a newline).
+std::string read_url_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string url;
+  if (!in || !std::getline(in, url)) throw InvalidPrecondition("cannot read --database-url-file " + path);
+  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.back())) != 0) url.pop_back();
+  if (url.empty()) throw InvalidPrecondition("--database-url-file " + path + " is empty");
+  return url;
+}
+
+// What is left over after the options: named when it looks like an option
+// name ("--bogus"), otherwise only counted, since it may be a URL.
+std::string describe_extras(const std::vector<std::string>& extras) {
+  const std::string& first = extras.front();
+  const std::string name = first.substr(0, first.find('='));
+  const bool option_like =
+      name.size() > 2 && name.size() <= 40 && name.rfind("--", 0) == 0 &&
+      name.find_first_not_of("-abcdefghijklmnopqrstuvwxyz0123456789") == std::string::npos;
+  if (option_like) return "unknown option " + name;
+  return "unexpected argument (not shown: it may hold a password); the database URL goes in --database-url, "
+         "--database-url-file or WEBHOOKDB_DATABASE_URL";
+}
+
+// CLI11's own messages may quote a value (a conversion error repeats it):
+// only the kind of error and, where CLI11 names one, the option are kept.
+[[noreturn]] void rethrow_parse_error(const CLI::ParseError& e) {
+  if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr) {
+    const std::string what = e.what();
+    const std::string option = what.substr(0, what.find(':'));
+    if (option.rfind("--", 0) == 0 && option.find(' ') == std::string::npos) {
+      throw InvalidPrecondition(option + " needs exactly one value");
+    }
+    throw InvalidPrecondition("an option is missing its value or has too many");
+  }
+  throw InvalidPrecondition("cannot read the command line (" + e.get_name() + ")");
+}
+
+bool on_command_line(const std::vector<std::string>& args, const std::string& name) {
+  return std::any_of(args.begin(), args.end(),
+                     [&](const std::string& a) { return a == name || a.rfind(name + "=", 0) == 0; });
 }
 
 }  // namespace
 
 std::string worker_usage(std::string_view program) {
   return "usage: " + std::string(program) +
-         " --database-url URL [options]\n"
-         "Runs backfill jobs from the PostgreSQL job queue until SIGTERM or SIGINT, then drains and exits 0.\n"
-         "  --database-url URL          integrations, jobs, queue (and replication tables)\n"
+         " [--database-url URL | --database-url-file PATH] [options]\n"
+         "Runs backfill jobs from the PostgreSQL job queue until SIGTERM or SIGINT, then drains and exits "
+         "0.\n"
+         "  --database-url URL          integrations, jobs, queue (and replication tables); default: the\n"
+         "                              environment variable WEBHOOKDB_DATABASE_URL, which `ps` does not "
+         "show\n"
+         "  --database-url-file PATH    read the URL from the first line of this file instead\n"
          "  --replica-database-url URL  replication tables, when in another database\n"
+         "                              (default: WEBHOOKDB_REPLICA_DATABASE_URL)\n"
          "  --schema NAME               schema of webhookdb's own tables (default public)\n"
          "  --replica-schema NAME       schema for every replication table\n"
          "  --concurrency N             jobs run at once (default 2)\n"
-         "  --lease-seconds S           lease of a taken job; a dead worker's jobs run again after it (default 30)\n"
+         "  --lease-seconds S           lease of a taken job; a dead worker's jobs run again after it "
+         "(default 30)\n"
          "  --poll-seconds S            fallback poll when no notification arrives (default 5)\n"
-         "  --drain-seconds S           on a signal, let running jobs finish this long before cancelling (default 0)\n"
+         "  --drain-seconds S           on a signal, let running jobs finish this long before cancelling "
+         "(default 0)\n"
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n";
@@ -74,38 +133,49 @@ std::string worker_usage(std::string_view program) {
 
 WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   WorkerSettings s;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::string value;
-    bool has_value = false;
-    if (const auto eq = name.find('='); name.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    if (name == "--help" || name == "-h") {
-      s.help = true;
-      continue;
-    }
-    if (name.rfind("--", 0) != 0) throw InvalidPrecondition("unexpected argument '" + name.substr(0, 32) + "'");
-    if (!has_value) {
-      if (i + 1 >= args.size()) throw InvalidPrecondition(name + " needs a value");
-      value = args[++i];
-    }
-    if (name == "--database-url") s.database_url = value;
-    else if (name == "--replica-database-url") s.replica_database_url = value;
-    else if (name == "--schema") s.schema = value;
-    else if (name == "--replica-schema") s.replica_schema = value;
-    else if (name == "--concurrency") s.concurrency = int_arg(name, value, 1, 256);
-    else if (name == "--lease-seconds") s.lease = seconds_arg(name, value, 0.1);
-    else if (name == "--poll-seconds") s.poll = seconds_arg(name, value, 0.01);
-    else if (name == "--drain-seconds") s.drain = seconds_arg(name, value, 0);
-    else if (name == "--api-url") s.api_url = value;
-    else if (name == "--owner") s.owner = value;
-    else if (name == "--log-level") s.log_level = level_arg(value);
-    else throw InvalidPrecondition("unknown option " + name.substr(0, 40));
+  // Every value is read as text and checked below, so that no CLI11 message
+  // (which may quote the value) reaches the user.
+  std::string url_file, concurrency, lease, poll, drain, log_level;
+  CLI::App app{"webhookdb-worker"};
+  app.set_help_flag();  // --help is a setting here, not an exception
+  app.allow_extras();   // extras are reported by describe_extras, never echoed
+  app.add_flag("-h,--help", s.help);
+  auto* url_option = app.add_option("--database-url", s.database_url)->envname("WEBHOOKDB_DATABASE_URL");
+  auto* file_option = app.add_option("--database-url-file", url_file);
+  app.add_option("--replica-database-url", s.replica_database_url)->envname("WEBHOOKDB_REPLICA_DATABASE_URL");
+  app.add_option("--schema", s.schema);
+  app.add_option("--replica-schema", s.replica_schema);
+  auto* concurrency_option = app.add_option("--concurrency", concurrency);
+  auto* lease_option = app.add_option("--lease-seconds", lease);
+  auto* poll_option = app.add_option("--poll-seconds", poll);
+  auto* drain_option = app.add_option("--drain-seconds", drain);
+  app.add_option("--api-url", s.api_url);
+  app.add_option("--owner", s.owner);
+  auto* level_option = app.add_option("--log-level", log_level);
+  try {
+    app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
+  } catch (const CLI::ParseError& e) {
+    rethrow_parse_error(e);
   }
-  if (!s.help && s.database_url.empty()) throw InvalidPrecondition("--database-url is required");
+  if (!app.remaining().empty()) throw InvalidPrecondition(describe_extras(app.remaining()));
+  if (s.help) return s;
+  if (concurrency_option->count() > 0) s.concurrency = int_arg("--concurrency", concurrency, 1, 256);
+  if (lease_option->count() > 0) s.lease = seconds_arg("--lease-seconds", lease, 0.1);
+  if (poll_option->count() > 0) s.poll = seconds_arg("--poll-seconds", poll, 0.01);
+  if (drain_option->count() > 0) s.drain = seconds_arg("--drain-seconds", drain, 0);
+  if (level_option->count() > 0) s.log_level = level_arg(log_level);
+  if (file_option->count() > 0) {
+    // The command line decides; the environment only fills what it left out.
+    if (on_command_line(args, "--database-url")) {
+      throw InvalidPrecondition("give --database-url or --database-url-file, not both");
+    }
+    s.database_url = read_url_file(url_file);
+  }
+  if (url_option->count() == 0 && file_option->count() == 0) {
+    throw InvalidPrecondition(
+        "no database URL: give --database-url-file, WEBHOOKDB_DATABASE_URL or --database-url");
+  }
+  if (s.database_url.empty()) throw InvalidPrecondition("the database URL is empty");
   if (s.schema.empty()) throw InvalidPrecondition("--schema must not be empty");
   return s;
 }
@@ -187,7 +257,7 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     worker = std::make_unique<Worker>(registry, context, queue, options);
     worker->start();
     logger->log(LogLevel::info, "webhookdb-worker " + worker->owner() + " ready on " +
-                                    pg::redact_database_url(settings.database_url));
+                                    pg::redact_connection_string(settings.database_url));
   } catch (const std::exception& e) {
     logger->log(LogLevel::error, std::string("webhookdb-worker could not start: ") + e.what());
     if (worker) worker->stop();
@@ -197,8 +267,8 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
   int received = 0;
   while (sigwait(&signals, &received) != 0) {
   }
-  logger->log(LogLevel::info, std::string("webhookdb-worker received ") + (received == SIGINT ? "SIGINT" : "SIGTERM") +
-                                  ": draining");
+  logger->log(LogLevel::info, std::string("webhookdb-worker received ") +
+                                  (received == SIGINT ? "SIGINT" : "SIGTERM") + ": draining");
   try {
     worker->stop(settings.drain);
   } catch (const std::exception& e) {

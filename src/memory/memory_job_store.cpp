@@ -6,6 +6,7 @@
 #include <set>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/json_text.hpp"
 
 namespace webhookdb::memory {
 
@@ -81,6 +82,27 @@ class CallbackLock final : public IntegrationLock {
   std::function<void()> release_;
 };
 
+// The rules PgJobStore applies (validate_table_name, and its unique index).
+void check_table_name(const ServiceIntegration& integration) {
+  if (integration.table_name.find('\0') != std::string::npos) {
+    throw InvalidInput("table name contains a NUL byte", "service integration table name");
+  }
+  if (!is_valid_utf8(integration.table_name)) {
+    throw InvalidInput("table name is not valid UTF-8", "service integration table name");
+  }
+  validate_table_name(integration.table_name);
+}
+
+void check_table_unclaimed(const std::map<std::int64_t, ServiceIntegration>& integrations,
+                           const ServiceIntegration& integration) {
+  if (integration.table_name.empty()) return;
+  for (const auto& [id, si] : integrations) {
+    if (id != integration.id && si.table_name == integration.table_name) {
+      throw InvalidPrecondition("another integration already uses table '" + integration.table_name + "'");
+    }
+  }
+}
+
 }  // namespace
 
 MemoryJobStore::MemoryJobStore(std::shared_ptr<Clock> clock) : state_(std::make_shared<State>()) {
@@ -92,11 +114,13 @@ MemoryJobStore::~MemoryJobStore() = default;
 ServiceIntegration MemoryJobStore::create_integration(ServiceIntegration integration) {
   std::lock_guard lock(state_->mutex);
   if (integration.opaque_id.empty()) integration.opaque_id = new_opaque_id("svi");
+  check_table_name(integration);
   for (const auto& [id, si] : state_->integrations) {
     if (si.opaque_id == integration.opaque_id) {
       throw InvalidPrecondition("an integration with opaque id " + integration.opaque_id + " already exists");
     }
   }
+  check_table_unclaimed(state_->integrations, integration);
   integration.id = state_->next_integration_id++;
   state_->integrations[integration.id] = integration;
   return integration;
@@ -123,6 +147,8 @@ void MemoryJobStore::update_integration(const ServiceIntegration& integration) {
   if (it == state_->integrations.end()) {
     throw InvalidPrecondition("no integration with id " + std::to_string(integration.id) + " to update");
   }
+  check_table_name(integration);
+  check_table_unclaimed(state_->integrations, integration);
   it->second = integration;
 }
 

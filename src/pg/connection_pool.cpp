@@ -1,6 +1,11 @@
 #include <poll.h>
 
+#include <libpq-fe.h>
+
 #include <algorithm>
+#include <cctype>
+#include <memory>
+#include <optional>
 
 #include "pg/pool_impl.hpp"
 #include "pg/sql.hpp"
@@ -56,8 +61,111 @@ bool is_url(std::string_view url) {
   return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
 }
 
-// The password of a URL (user:password@, or a password= query parameter) or
-// of a key=value conninfo string; empty when there is none.
+// --- Connection strings, as libpq reads them ---
+
+using ConninfoOptions = std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)>;
+
+// libpq's own parse of `conninfo` (both URL and key=value forms); null when
+// libpq refuses it. libpq's error text is dropped unread: it may quote the string.
+ConninfoOptions parse_conninfo(std::string_view conninfo) {
+  if (conninfo.find('\0') != std::string_view::npos) return {nullptr, PQconninfoFree};
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(std::string(conninfo).c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  return {options, PQconninfoFree};
+}
+
+std::optional<std::string> option_value(const ConninfoOptions& options, std::string_view keyword) {
+  for (const PQconninfoOption* o = options.get(); o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && keyword == o->keyword) return std::string(o->val);
+  }
+  return std::nullopt;
+}
+
+// The password libpq would use from `conninfo` (nullopt when none or unparseable).
+std::optional<std::string> password_option(std::string_view conninfo) {
+  const ConninfoOptions options = parse_conninfo(conninfo);
+  if (!options) return std::nullopt;
+  auto password = option_value(options, "password");
+  if (password && password->empty()) return std::nullopt;
+  return password;
+}
+
+constexpr std::string_view kRedacted = "REDACTED";
+constexpr std::string_view kUnparseable = "REDACTED (a connection string libpq cannot parse)";
+
+// A key=value value, quoted when libpq needs it to be.
+std::string conninfo_value(std::string_view value) {
+  const bool plain = !value.empty() && std::none_of(value.begin(), value.end(), [](char c) {
+    return c == '\'' || c == '\\' || std::isspace(static_cast<unsigned char>(c)) != 0;
+  });
+  if (plain) return std::string(value);
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+// `url` with the userinfo's password and every password query parameter
+// replaced. Returned only when libpq, reading the result, finds the
+// replacement where the password was and every other setting unchanged.
+std::optional<std::string> redact_url_form(std::string_view url, const ConninfoOptions& original) {
+  std::string out(url);
+  const auto scheme_end = out.find("://") + 3;
+  const auto query_at = out.find('?', scheme_end);
+  const auto authority_end = std::min(out.find('/', scheme_end), query_at);
+  const auto at = out.rfind('@', authority_end == std::string::npos ? out.size() : authority_end);
+  if (at != std::string::npos && at >= scheme_end) {
+    const auto colon = out.find(':', scheme_end);
+    if (colon < at) out.replace(colon + 1, at - colon - 1, kRedacted);
+  }
+  if (const auto q = out.find('?', scheme_end); q != std::string::npos) {
+    std::string rebuilt = out.substr(0, q + 1);
+    std::string_view query = std::string_view(out).substr(q + 1);
+    bool first = true;
+    while (true) {
+      const auto amp = query.find('&');
+      const std::string_view param = query.substr(0, amp);
+      if (!first) rebuilt += '&';
+      first = false;
+      const auto eq = param.find('=');
+      if (percent_decode(param.substr(0, eq)) == "password") {
+        rebuilt += std::string(param.substr(0, eq)) + "=" + std::string(kRedacted);
+      } else {
+        rebuilt += param;
+      }
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+    out = std::move(rebuilt);
+  }
+  const ConninfoOptions check = parse_conninfo(out);
+  if (!check || option_value(check, "password") != std::string(kRedacted)) return std::nullopt;
+  for (const PQconninfoOption* o = original.get(); o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password") continue;
+    if (option_value(original, o->keyword) != option_value(check, o->keyword)) return std::nullopt;
+  }
+  return out;
+}
+
+// Every setting libpq read from `options`, the password replaced, as key=value.
+std::string redact_keyword_form(const ConninfoOptions& options) {
+  std::string out;
+  for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (!out.empty()) out += ' ';
+    out += o->keyword;
+    out += '=';
+    out += std::string_view(o->keyword) == "password" ? std::string(kRedacted) : conninfo_value(o->val);
+  }
+  return out;
+}
+
+// The password of a URL as written there (user:password@, or a password=
+// query parameter; scrub() also removes its percent-decoded form), or as
+// libpq reads it from a key=value string; empty when there is none.
 std::string password_of(std::string_view url) {
   if (is_url(url)) {
     const auto scheme_end = url.find("://") + 3;
@@ -82,29 +190,7 @@ std::string password_of(std::string_view url) {
     }
     return {};
   }
-  // key = value pairs; values may be single-quoted with backslash escapes.
-  std::size_t pos = 0;
-  while ((pos = url.find("password", pos)) != std::string_view::npos) {
-    std::size_t i = pos + 8;
-    while (i < url.size() && url[i] == ' ') ++i;
-    if (i >= url.size() || url[i] != '=' || (pos > 0 && url[pos - 1] != ' ')) {
-      pos += 8;
-      continue;
-    }
-    ++i;
-    while (i < url.size() && url[i] == ' ') ++i;
-    std::string value;
-    if (i < url.size() && url[i] == '\'') {
-      for (++i; i < url.size() && url[i] != '\''; ++i) {
-        if (url[i] == '\\' && i + 1 < url.size()) ++i;
-        value += url[i];
-      }
-    } else {
-      while (i < url.size() && url[i] != ' ') value += url[i++];
-    }
-    return value;
-  }
-  return {};
+  return password_option(url).value_or("");
 }
 
 // Session over one transaction (or nontransaction) of a pooled connection.
@@ -154,12 +240,20 @@ class TxSession final : public Session {
 
 }  // namespace
 
+std::string redact_connection_string(std::string_view conninfo) {
+  const ConninfoOptions options = parse_conninfo(conninfo);
+  if (!options) return std::string(kUnparseable);
+  if (!option_value(options, "password")) return std::string(conninfo);
+  if (is_url(conninfo)) {
+    if (auto redacted = redact_url_form(conninfo, options)) return *std::move(redacted);
+  }
+  // key=value strings, and URLs whose password sits somewhere unusual: what
+  // libpq read, in libpq's order (the original spacing and order are lost).
+  return redact_keyword_form(options);
+}
+
 std::string redact_database_url(std::string_view url) {
-  if (is_url(url)) return redact_url(url);
-  const std::string password = password_of(url);
-  std::string out(url);
-  if (!password.empty()) out = sql::replace_all(out, password, "REDACTED");
-  return out;
+  return redact_connection_string(url);
 }
 
 // --- Impl ---

@@ -76,6 +76,16 @@ BackfillJob job_from(const pqxx::row& r) {
   return job;
 }
 
+// The unique violation of an INSERT or UPDATE of an integration, as the
+// question the caller acts on: which value is taken.
+[[noreturn]] void integration_conflict(const pqxx::unique_violation& e, const ServiceIntegration& si) {
+  if (std::string(e.what()).find("table_name_key") != std::string::npos) {
+    throw InvalidPrecondition("another integration already uses table '" + sql::printable(si.table_name) +
+                              "'");
+  }
+  throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+}
+
 json checked_criteria(const json& criteria) {
   const json c = criteria.is_null() ? json::object() : criteria;
   if (!c.is_object()) throw InvalidPrecondition("backfill job criteria must be a JSON object");
@@ -219,6 +229,19 @@ const std::vector<Migration>& PgJobStore::migrations() {
        " finished_at timestamptz);"
        "CREATE INDEX ON {schema}.webhookdb_backfill_jobs (service_integration_id);"
        "CREATE INDEX ON {schema}.webhookdb_backfill_jobs (parent_job_id);"},
+      // Two integrations writing one table would overwrite each other's rows.
+      // A database where two already share one is not changed: the step
+      // stops, naming the tables, and runs again once an operator has given
+      // each integration its own table ('' means none yet and may repeat).
+      {2, "one integration per table",
+       "DO $$ DECLARE shared text; BEGIN"
+       " SELECT string_agg(quote_literal(table_name), ', ' ORDER BY table_name) INTO shared FROM ("
+       "   SELECT table_name FROM {schema}.webhookdb_service_integrations WHERE table_name <> ''"
+       "   GROUP BY table_name HAVING count(*) > 1) d;"
+       " IF shared IS NOT NULL THEN RAISE EXCEPTION 'several service integrations claim the table(s) %;"
+       " give each its own table_name, then migrate again', shared; END IF; END $$;"
+       "CREATE UNIQUE INDEX webhookdb_service_integrations_table_name_key"
+       " ON {schema}.webhookdb_service_integrations (table_name) WHERE table_name <> '';"},
   };
   return steps;
 }
@@ -233,6 +256,7 @@ void PgJobStore::migrate() {
 ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
   migrate();
   if (si.opaque_id.empty()) si.opaque_id = new_opaque_id("svi");
+  validate_table_name(checked(si.table_name, "table name"));
   auto& impl = state_->impl();
   si.id = impl.in_transaction("creating an integration", impl.config.retries, [&](pqxx::work& tx) {
     try {
@@ -247,8 +271,8 @@ ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
                        checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
                        si.skip_webhook_verification)[0][0]
           .as<std::int64_t>();
-    } catch (const pqxx::unique_violation&) {
-      throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+    } catch (const pqxx::unique_violation& e) {
+      integration_conflict(e, si);
     } catch (const pqxx::foreign_key_violation&) {
       throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
                                 " (depends_on) does not exist");
@@ -284,6 +308,7 @@ std::optional<ServiceIntegration> PgJobStore::find_integration_by_opaque_id(cons
 
 void PgJobStore::update_integration(const ServiceIntegration& si) {
   migrate();
+  validate_table_name(checked(si.table_name, "table name"));
   auto& impl = state_->impl();
   impl.in_transaction("updating integration " + std::to_string(si.id), impl.config.retries, [&](pqxx::work& tx) {
     pqxx::result r;
@@ -298,8 +323,8 @@ void PgJobStore::update_integration(const ServiceIntegration& si) {
                          checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
                          checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
                          si.skip_webhook_verification);
-    } catch (const pqxx::unique_violation&) {
-      throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+    } catch (const pqxx::unique_violation& e) {
+      integration_conflict(e, si);
     } catch (const pqxx::foreign_key_violation&) {
       throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
                                 " (depends_on) does not exist");

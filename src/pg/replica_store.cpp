@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -244,8 +245,11 @@ void encode_cells(const TableSpec& spec, const Row& row, std::string& scratch, P
   }
   try {
     put_data(row.data);  // JSON null stays the jsonb 'null' (data is NOT NULL)
-  } catch (const InvalidInput&) {
-    throw InvalidInput("invalid UTF-8 in data", "remote key " + key_repr(row.key));
+  } catch (const InvalidInput& e) {
+    // Invalid UTF-8, or object keys that NUL removal would merge (named).
+    const bool utf8 = e.message() == "invalid UTF-8 in JSON";
+    throw InvalidInput(utf8 ? std::string("invalid UTF-8 in data") : e.message() + " in data",
+                       "remote key " + key_repr(row.key));
   }
 }
 
@@ -475,6 +479,35 @@ void ensure_schema(pqxx::transaction_base& tx, const TableSql& t) {
   }
 }
 
+// CREATE TABLE IF NOT EXISTS keeps a table that is already there, whatever
+// its shape; the indexes and upserts would then fail with a bare `column
+// "updated" does not exist`. An existing table must have the columns a
+// replication table of `spec` cannot do without: pk, the remote key, data
+// and every indexed column (other missing columns are ensure_all_columns's).
+void check_existing_table(pqxx::transaction_base& tx, const TableSpec& spec, const TableSql& t,
+                          const std::vector<IndexSpec>& indexes) {
+  std::set<std::string> have;
+  for (const auto& row : tx.exec_params("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1)"
+                                        " AND attnum > 0 AND NOT attisdropped",
+                                        t.qualified)) {
+    have.insert(row[0].as<std::string>());
+  }
+  if (have.empty()) return;  // no such table (or one without columns: CREATE fails clearly)
+  std::vector<std::string> needed = {"pk", spec.remote_key.name, "data"};
+  for (const auto& idx : indexes) needed.insert(needed.end(), idx.columns.begin(), idx.columns.end());
+  std::vector<std::string> missing;
+  for (const auto& name : needed) {
+    const std::string shown = "'" + sql::printable(name) + "'";
+    if (have.count(name) == 0 && std::find(missing.begin(), missing.end(), shown) == missing.end()) {
+      missing.push_back(shown);
+    }
+  }
+  if (!missing.empty()) {
+    throw InvalidPrecondition("table " + t.qualified + " already exists with another shape: it has no column " +
+                              joined(missing) + " (is it another integration's table, or not webhookdb's?)");
+  }
+}
+
 std::string checked_text(const std::string& text, const char* what) {
   if (text.find('\0') != std::string::npos) throw InvalidInput(std::string(what) + " contains a NUL byte");
   if (!sql::valid_utf8(text)) throw InvalidInput(std::string(what) + " is not valid UTF-8");
@@ -639,6 +672,7 @@ void PgReplicaStore::create_table(const TableSpec& spec) {
     // IF NOT EXISTS is not safe against a concurrent creator: serialise them.
     tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)", "webhookdb_ddl:" + t.qualified);
     ensure_schema(tx, t);
+    check_existing_table(tx, spec, t, indexes);
     // exec_params (the extended protocol) runs exactly one statement: a
     // predicate that smuggled in a second one would fail, not run.
     tx.exec_params("CREATE TABLE IF NOT EXISTS " + t.qualified + " (" + joined(defs) + ")");

@@ -53,8 +53,10 @@ void put_number(const json& v, std::string& out) {
 void put_json(const json& v, std::string& out) {
   try {
     out += to_jsonb_text(v);
-  } catch (const InvalidInput&) {
-    throw InvalidInput("invalid UTF-8 in JSON");
+  } catch (const InvalidInput& e) {
+    // "invalid UTF-8 in JSON", or object keys that NUL removal would merge
+    // (the message names the key); callers add the row and column.
+    throw InvalidInput(e.message());
   }
 }
 
@@ -406,6 +408,9 @@ void put_json_copy(std::string& buf, const json& v, int depth) {
       buf += '{';
       bool first = true;
       for (auto it = v.begin(); it != v.end(); ++it) {
+        // A key with a NUL may meet a sibling once the NUL is dropped:
+        // to_jsonb_text refuses that, naming the key.
+        if (it.key().find('\0') != std::string::npos) throw NotWritable{};
         if (!first) buf += ',';
         first = false;
         put_json_string_copy(buf, it.key());
@@ -429,14 +434,14 @@ void append_jsonb_copy(std::string& buf, const nlohmann::json& doc) {
   try {
     put_json_copy(buf, doc, 0);
   } catch (const NotWritable&) {
-    // Invalid UTF-8 (to_jsonb_text says so), binary values or great depth:
-    // the general path decides.
+    // Invalid UTF-8 (to_jsonb_text says so), a key holding a NUL, binary
+    // values or great depth: the general path decides.
     buf.resize(mark);
     std::string text;
     try {
       text = to_jsonb_text(doc);
-    } catch (const InvalidInput&) {
-      throw InvalidInput("invalid UTF-8 in JSON");
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(e.message());
     }
     append_copy_escaped(buf, text);
   }

@@ -37,6 +37,27 @@ TEST(JsonText, StripNulsFromKeysAndNestedStrings) {
   EXPECT_EQ(clean["key"][2]["n"], "");
 }
 
+// Removing the NUL from "k\u0000" would make it "k": two keys would become
+// one and a value would be lost without a word. Refused, naming the place.
+TEST(JsonText, KeysCollidingAfterNulRemovalAreRefused) {
+  const json doc = json::parse(R"({"id":"x","info":{"k\u0000":1,"k":2}})");
+  try {
+    const std::string text = to_jsonb_text(doc, "data of row 7");
+    FAIL() << "expected InvalidInput, got " << text;
+  } catch (const InvalidInput& e) {
+    EXPECT_EQ(e.where(), "data of row 7");
+    EXPECT_THAT(e.message(), ::testing::HasSubstr("NUL"));
+    EXPECT_THAT(e.message(), ::testing::HasSubstr(R"("info.k\u0000")"));
+  }
+  EXPECT_THROW((void)to_jsonb_text(json::parse(R"([{"a\u0000b":1,"ab":2}])")), InvalidInput);
+  EXPECT_THROW((void)to_jsonb_text(json::parse(R"({"\u0000":1,"\u0000\u0000":2})")), InvalidInput);
+  EXPECT_THROW((void)strip_nuls(json::parse(R"({"x":[{"k\u0000":1,"k":2}]})")), InvalidInput);
+  // Keys that stay distinct are stored without their NULs, as values are.
+  const json distinct = json::parse(R"({"k\u0000":1,"j":2,"s":"a\u0000"})");
+  EXPECT_EQ(to_jsonb_text(distinct), R"({"j":2,"k":1,"s":"a"})");
+  EXPECT_EQ(strip_nuls(distinct), json::parse(R"({"j":2,"k":1,"s":"a"})"));
+}
+
 TEST(JsonText, InvalidUtf8IsInvalidInputNamingWhere) {
   const json doc = {{"name", std::string("\xff\xfe")}};
   try {

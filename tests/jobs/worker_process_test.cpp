@@ -441,5 +441,59 @@ TEST_F(JobsProcessTest, CommandLine) {
   EXPECT_EQ(logs_["cli"].find("hunter2secret"), std::string::npos) << logs_["cli"];
 }
 
+// The database URL's password never reaches the terminal, whichever way it
+// came in; the URL can come from the environment or a file, out of `ps`'s sight.
+TEST_F(JobsProcessTest, TheDatabasePasswordIsNeverPrinted) {
+  const std::string secret = "pw-Never-Printed-7";
+  auto run = [&](const std::vector<std::string>& args) {
+    WorkerProcess p(args, log_dir_ + "/cli.log");
+    auto code = p.wait_exit(20s);
+    const std::string log = p.log();
+    logs_["cli"] += log;
+    EXPECT_EQ(log.find(secret), std::string::npos) << log;
+    EXPECT_EQ(log.find("pw-Never"), std::string::npos) << log;  // not even cut short
+    return code;
+  };
+  // A URL given without --database-url, in every spelling libpq accepts.
+  EXPECT_EQ(run({"postgresql://app:" + secret + "@db/x"}), std::optional<int>(2));
+  EXPECT_EQ(run({"--schema", "s", "postgres://app:" + secret + "@db/x"}), std::optional<int>(2));
+  EXPECT_EQ(run({"host=db password=" + secret}), std::optional<int>(2));
+  EXPECT_EQ(run({"--database-url", "postgresql://app@127.0.0.1:1/x", secret}), std::optional<int>(2));
+  EXPECT_EQ(run({"--database-url"}), std::optional<int>(2));
+  EXPECT_EQ(run({"--concurrency", secret}), std::optional<int>(2));
+  EXPECT_EQ(run({"--database-url=postgresql://app:" + secret + "@127.0.0.1:1/x"}), std::optional<int>(1));
+  EXPECT_EQ(run({"--database-url", "host=127.0.0.1 port=1 password = '" + secret + "'"}),
+            std::optional<int>(1));
+  EXPECT_EQ(run({"--database-url", "postgresql://app@127.0.0.1:1/x?password=" + secret}),
+            std::optional<int>(1));
+
+  // From the environment: the worker starts and says where, without the password.
+  std::string url = schema().url();
+  const auto at = url.find('@');
+  ASSERT_NE(at, std::string::npos) << "the test database URL has no user@";
+  url.insert(at, ":" + secret);
+  ::setenv("WEBHOOKDB_DATABASE_URL", url.c_str(), 1);
+  std::vector<std::string> args = {"--schema",    schema_name(), "--replica-schema",
+                                   schema_name(), "--owner",     "env"};
+  WorkerProcess from_env(args, log_dir_ + "/env.log");
+  ::unsetenv("WEBHOOKDB_DATABASE_URL");
+  EXPECT_TRUE(from_env.wait_for_log("ready on", 20s)) << from_env.log();
+  from_env.signal(SIGTERM);
+  EXPECT_EQ(from_env.wait_exit(15s), std::optional<int>(0));
+  EXPECT_EQ(from_env.log().find(secret), std::string::npos) << from_env.log();
+
+  // From a file (a mounted secret); a trailing newline is not part of the URL.
+  const std::string file = log_dir_ + "/database-url";
+  std::ofstream(file) << url << "\n";
+  args.insert(args.end(), {"--database-url-file", file});
+  args[5] = "file";
+  WorkerProcess from_file(args, log_dir_ + "/file.log");
+  EXPECT_TRUE(from_file.wait_for_log("ready on", 20s)) << from_file.log();
+  from_file.signal(SIGTERM);
+  EXPECT_EQ(from_file.wait_exit(15s), std::optional<int>(0));
+  EXPECT_EQ(from_file.log().find(secret), std::string::npos) << from_file.log();
+  EXPECT_EQ(run({"--database-url-file", log_dir_ + "/missing"}), std::optional<int>(2));
+}
+
 }  // namespace
 }  // namespace webhookdb::jobs

@@ -11,7 +11,13 @@ namespace webhookdb::memory {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::StartsWith;
+
+std::vector<std::string> unusable_table_names() {
+  return {std::string(64, 't'),     "tab\there", "new\nline", "del\x7f", "   ",
+          std::string("nul\0x", 5), "bad \xff"};
+}
 
 class MemoryJobStoreTest : public ::testing::Test {
  protected:
@@ -33,7 +39,7 @@ TEST_F(MemoryJobStoreTest, IdsStartAtOneAndOpaqueIdsHavePrefixes) {
   EXPECT_EQ(a.id, 1);
   EXPECT_EQ(b.id, 2);
   EXPECT_THAT(a.opaque_id, StartsWith("svi_"));
-  EXPECT_EQ(a.opaque_id.size(), 26U);
+  EXPECT_EQ(a.opaque_id.size(), 29U);  // 25 random base-36 characters: over 128 bits
   EXPECT_NE(a.opaque_id, b.opaque_id);
   auto job = store.create_job(BackfillJob{.service_integration_id = a.id});
   EXPECT_EQ(job.id, 1);
@@ -152,6 +158,44 @@ TEST(MemoryJobStoreLock, MayOutliveTheStore) {
     ASSERT_TRUE(lock);
   }
   EXPECT_NO_THROW(lock.reset());
+}
+
+}  // namespace
+}  // namespace webhookdb::memory
+
+namespace webhookdb::memory {
+namespace {
+
+// Checked when the integration is created, not first at create_table.
+TEST_F(MemoryJobStoreTest, TableNamesAreCheckedAndClaimedOnce) {
+  for (const auto& bad : unusable_table_names()) {
+    ServiceIntegration si;
+    si.service_name = "x";
+    si.table_name = bad;
+    EXPECT_THROW(store.create_integration(si), InvalidInput) << bad;
+  }
+  EXPECT_NO_THROW(make(std::string(63, 't')));
+  EXPECT_NO_THROW(make(" spaced "));
+  auto first = make("shared");
+  ServiceIntegration again;
+  again.service_name = "y";
+  again.table_name = "shared";
+  try {
+    store.create_integration(again);
+    FAIL() << "two integrations claimed one table";
+  } catch (const InvalidPrecondition& e) {
+    EXPECT_THAT(e.what(), HasSubstr("shared"));
+  }
+  auto other = make("other");
+  other.table_name = "shared";
+  EXPECT_THROW(store.update_integration(other), InvalidPrecondition);
+  other.table_name = "tab\there";
+  EXPECT_THROW(store.update_integration(other), InvalidInput);
+  first.api_url = "https://changed.test";
+  EXPECT_NO_THROW(store.update_integration(first)) << "keeping its own table is no conflict";
+  // No table (yet): any number of integrations.
+  EXPECT_NO_THROW(make(""));
+  EXPECT_NO_THROW(make(""));
 }
 
 }  // namespace

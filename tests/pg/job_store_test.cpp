@@ -16,6 +16,11 @@ namespace {
 
 using nlohmann::json;
 
+std::vector<std::string> unusable_table_names() {
+  return {std::string(64, 't'),     "tab\there", "new\nline", "del\x7f", "   ",
+          std::string("nul\0x", 5), "bad \xff"};
+}
+
 class PgJobStoreTest : public test::PgTest {
  protected:
   void SetUp() override {
@@ -252,13 +257,73 @@ TEST_F(PgJobStoreTest, MigrationsRunOnceForManyStores) {
   std::thread t2([&] { b.migrate(); });
   t1.join();
   t2.join();
-  EXPECT_EQ(applied_migrations(a.pool(), "job_store"), (std::vector<int>{1}));
+  EXPECT_EQ(applied_migrations(a.pool(), "job_store"), (std::vector<int>{1, 2}));
   const auto tables = admin_exec(
       "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid ="
       " c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
       {schema_name()});
   EXPECT_EQ(tables.rows.at(0).at(0),
             "webhookdb_backfill_jobs,webhookdb_schema_migrations,webhookdb_service_integrations");
+}
+
+}  // namespace
+}  // namespace webhookdb::pg
+
+namespace webhookdb::pg {
+namespace {
+
+TEST_F(PgJobStoreTest, TableNamesAreCheckedAndClaimedOnce) {
+  for (const auto& bad : unusable_table_names()) {
+    ServiceIntegration si;
+    si.service_name = "x";
+    si.table_name = bad;
+    EXPECT_THROW(store->create_integration(si), InvalidInput) << bad;
+  }
+  EXPECT_NO_THROW(make(std::string(63, 't')));
+  auto first = make("shared");
+  ServiceIntegration again;
+  again.service_name = "y";
+  again.table_name = "shared";
+  try {
+    store->create_integration(again);
+    FAIL() << "two integrations claimed one table";
+  } catch (const InvalidPrecondition& e) {
+    EXPECT_NE(std::string(e.what()).find("shared"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("table"), std::string::npos) << e.what();
+  }
+  auto other = make("other");
+  other.table_name = "shared";
+  EXPECT_THROW(store->update_integration(other), InvalidPrecondition);
+  other.table_name = "new\nline";
+  EXPECT_THROW(store->update_integration(other), InvalidInput);
+  first.api_url = "https://changed.test";
+  EXPECT_NO_THROW(store->update_integration(first));
+  EXPECT_NO_THROW(make(""));
+  EXPECT_NO_THROW(make(""));
+}
+
+// A database from before the rule, where two integrations already share a
+// table: the migration stops, naming the table, and changes nothing.
+TEST_F(PgJobStoreTest, MigratingADatabaseWhereTwoIntegrationsShareATableNamesIt) {
+  store->migrate();
+  const std::string s = schema().quoted();
+  admin_exec("DROP INDEX " + s + ".webhookdb_service_integrations_table_name_key");
+  admin_exec("DELETE FROM " + s +
+             ".webhookdb_schema_migrations WHERE component = 'job_store' AND version = 2");
+  admin_exec("INSERT INTO " + s +
+             ".webhookdb_service_integrations (opaque_id, service_name, table_name)"
+             " VALUES ('svi_a', 'x', 'twice'), ('svi_b', 'x', 'twice')");
+  PgJobStore fresh(config(1));
+  try {
+    fresh.migrate();
+    FAIL() << "migrated over a shared table";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("twice"), std::string::npos) << e.what();
+  }
+  admin_exec("UPDATE " + s +
+             ".webhookdb_service_integrations SET table_name = 'once' WHERE opaque_id = 'svi_b'");
+  PgJobStore fixed(config(1));
+  EXPECT_NO_THROW(fixed.migrate());
 }
 
 }  // namespace

@@ -314,6 +314,38 @@ TEST_P(PgUpsertMethodTest, NulCharactersAreRemovedEscapedOnesKept) {
   EXPECT_EQ(got->data["escaped"], "\\u0000");  // a backslash then u0000: not a NUL, kept
 }
 
+// jsonb cannot hold NUL, so NULs are removed; a key that differs from a
+// sibling only by NULs would then replace it. Such a document is refused.
+TEST_P(PgUpsertMethodTest, ObjectKeysCollidingAfterNulRemovalAreRefused) {
+  const TableSpec spec = full_spec();
+  store->create_table(spec);
+  const json colliding = json::parse(R"({"k\u0000":1,"k":2})");
+  auto attempt = [&](const std::function<void(Row&)>& spoil, const std::string& where, const std::string& path) {
+    Row r = full_row("nul-key", "2024-01-01T00:00:00Z", "x");
+    spoil(r);
+    try {
+      store->upsert(spec, std::vector<Row>{r}, with_method(GetParam()));
+      ADD_FAILURE() << where << ": stored as " << store->find(spec, "nul-key")->data.dump();
+    } catch (const InvalidInput& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("NUL"), std::string::npos) << what;
+      EXPECT_NE(what.find(where), std::string::npos) << what;
+      EXPECT_NE(what.find(path), std::string::npos) << what;
+      EXPECT_NE(e.where().find("nul-key"), std::string::npos) << what;
+    }
+  };
+  attempt([&](Row& r) { r.data = colliding; }, "data", "k\\u0000");
+  attempt([&](Row& r) { r.data = {{"id", "nul-key"}, {"info", {{"deep", colliding}}}}; }, "data", "info.deep");
+  attempt([&](Row& r) { r.values[META] = colliding; }, "meta", "k\\u0000");
+  attempt([&](Row& r) { r.enrichment = json::array({colliding}); }, "enrichment", "0");
+  EXPECT_EQ(store->count(spec), 0U);
+  // A key whose NULs can be removed without meeting a sibling is stored without them.
+  Row fine = full_row("fine", "2024-01-01T00:00:00Z", "x");
+  fine.data = json::parse(R"({"k\u0000":1,"j":2})");
+  store->upsert(spec, std::vector<Row>{fine}, with_method(GetParam()));
+  EXPECT_EQ(store->find(spec, "fine")->data, (json{{"k", 1}, {"j", 2}}));
+}
+
 TEST_P(PgUpsertMethodTest, InvalidUtf8NamesTheKeyAndWritesNothing) {
   const TableSpec spec = full_spec();
   store->create_table(spec);
@@ -376,6 +408,22 @@ TEST_P(PgUpsertMethodTest, BcTimestampsAreNormalisedToUtc) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, PgUpsertMethodTest, kMethods, MethodName);
+
+// A table of the same name but another shape (another program's, or an
+// integration's of another kind) is named, not met with "column does not exist".
+TEST_F(PgReplicaTest, CreatingATableOverOneOfAnotherShapeNamesIt) {
+  admin_exec("CREATE TABLE " + q("items") + " (id integer, updated text)");
+  try {
+    store->create_table(full_spec());
+    FAIL() << "created over a foreign table";
+  } catch (const InvalidPrecondition& e) {
+    EXPECT_NE(std::string(e.what()).find("items"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another shape"), std::string::npos) << e.what();
+  }
+  admin_exec("DROP TABLE " + q("items"));
+  store->create_table(full_spec());
+  EXPECT_NO_THROW(store->create_table(full_spec())) << "its own table is fine";
+}
 
 // The same batches through every method (and the memory store) give the same rows.
 TEST_F(PgReplicaTest, AllMethodsGiveTheRowsOfTheSingleRowPath) {

@@ -245,5 +245,50 @@ TEST(PgConfig, RedactsPasswords) {
   EXPECT_NE(kv.find("host=db"), std::string::npos) << kv;
 }
 
+// Every spelling libpq accepts: the password never survives, the rest does.
+TEST(PgConfig, RedactConnectionStringEveryForm) {
+  const std::string pw = "Hunter2pw";
+  const auto expect_hidden = [&](const std::string& in, const std::string& kept, const std::string& secret) {
+    const std::string out = redact_connection_string(in);
+    EXPECT_EQ(out.find(secret), std::string::npos) << in << " -> " << out;
+    EXPECT_NE(out.find(kept), std::string::npos) << in << " -> " << out;
+  };
+  expect_hidden("postgresql://bob:" + pw + "@db.example:5432/app", "db.example", pw);
+  expect_hidden("postgres://bob:" + pw + "@db/app", "db", pw);
+  expect_hidden("postgresql://bob:p%40ss%3Aword@db/app", "db", "p%40ss");
+  expect_hidden("postgresql://bob:p%40ss%3Aword@db/app", "db", "p@ss");
+  expect_hidden("postgresql://bob@db/app?password=" + pw + "&sslmode=require", "sslmode=require", pw);
+  expect_hidden("postgresql://bob@db/app?sslmode=disable&password=" + pw, "sslmode=disable", pw);
+  expect_hidden("postgresql://bob@db/app?pass%77ord=" + pw, "db", pw);
+  expect_hidden("postgresql://bob@db/app?password=Hunter%32pw", "db", "Hunter%32pw");
+  expect_hidden("postgresql://bob:" + pw + "@h1:5432,h2:5433/app", "h2", pw);
+  expect_hidden("host=db password=" + pw, "db", pw);
+  expect_hidden("host=db password = " + pw + " dbname=app", "app", pw);
+  expect_hidden("host=db\tpassword\t=\t" + pw + "\ndbname=app", "app", pw);
+  expect_hidden("host=db password='" + pw + " with spaces' dbname=app", "app", pw);
+  expect_hidden("host=db password='it\\'s " + pw + "' dbname=app", "app", pw);
+  expect_hidden("host=db password='back\\\\slash " + pw + "'", "db", pw);
+  expect_hidden("password=" + pw, "password", pw);
+  // The password spelled like another value: only the password goes.
+  const std::string same = redact_connection_string("host=db user=db password=db");
+  EXPECT_NE(same.find("host=db"), std::string::npos) << same;
+  EXPECT_NE(same.find("user=db"), std::string::npos) << same;
+  EXPECT_NE(same.find("password=REDACTED"), std::string::npos) << same;
+  // What libpq cannot parse is not shown at all.
+  for (const std::string& bad :
+       {"host=db password='" + pw, "host=db password=" + pw + " bogus", "bogus_key=1 password=" + pw,
+        "postgresql://bob:" + pw + "@db/app?bogus=1", "postgresql://bob:" + pw + "@[::1/db",
+        std::string("host=db\0password=", 17) + pw}) {
+    const std::string out = redact_connection_string(bad);
+    EXPECT_EQ(out.find(pw), std::string::npos) << out;
+    EXPECT_EQ(out.find("db"), std::string::npos) << out << ": nothing of an unparseable string is shown";
+  }
+  // Without a password nothing changes.
+  EXPECT_EQ(redact_connection_string("postgresql://bob@db/app?sslmode=require"),
+            "postgresql://bob@db/app?sslmode=require");
+  EXPECT_EQ(redact_connection_string("host=db \t user=bob"), "host=db \t user=bob");
+  EXPECT_EQ(redact_database_url("postgresql://bob:" + pw + "@db/app").find(pw), std::string::npos);
+}
+
 }  // namespace
 }  // namespace webhookdb::pg

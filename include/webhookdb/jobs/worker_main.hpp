@@ -29,9 +29,13 @@
 namespace webhookdb::jobs {
 
 struct WorkerSettings {
-  // --database-url: integrations, jobs, the queue (and, by default, the replication tables).
+  // --database-url, else the first line of --database-url-file, else the
+  // environment variable WEBHOOKDB_DATABASE_URL (which, unlike an argument,
+  // `ps` does not show): integrations, jobs, the queue (and, by default, the
+  // replication tables).
   std::string database_url;
-  // --replica-database-url: where replication tables live, when elsewhere.
+  // --replica-database-url (or WEBHOOKDB_REPLICA_DATABASE_URL): where
+  // replication tables live, when elsewhere.
   std::string replica_database_url;
   // --schema: webhookdb's own tables (queue, jobs, checkpoints).
   std::string schema = "public";
@@ -47,7 +51,9 @@ struct WorkerSettings {
   bool help = false;                           // --help
 };
 
-// Throws InvalidPrecondition naming the bad argument (never echoing a URL).
+// Throws InvalidPrecondition naming the bad option, never repeating a value
+// or an unexpected argument (it may be a database URL with its password).
+// Reads WEBHOOKDB_DATABASE_URL and the --database-url-file.
 [[nodiscard]] WorkerSettings parse_worker_args(const std::vector<std::string>& args);
 [[nodiscard]] std::string worker_usage(std::string_view program);
 

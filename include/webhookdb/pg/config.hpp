@@ -54,8 +54,15 @@ struct Config {
   std::int64_t fill_chunk_rows = 1'000'000;
 };
 
-// `url` with its password (user:password@ or password=...) replaced by
-// REDACTED, for logs and messages.
+// `conninfo` for logs and messages: a URL (postgresql:// or postgres://) with
+// the password of its user:password@ and of any password= query parameter
+// (percent-encoded or not) replaced by REDACTED; a key=value string as libpq
+// read it (any whitespace, quoted values) with password=REDACTED. libpq's own
+// parser (PQconninfoParse) decides what the password is; a string it cannot
+// parse is replaced whole. Unchanged when there is no password.
+[[nodiscard]] std::string redact_connection_string(std::string_view conninfo);
+
+// The same as redact_connection_string (the older name).
 [[nodiscard]] std::string redact_database_url(std::string_view url);
 
 }  // namespace webhookdb::pg

@@ -39,8 +39,20 @@ void check_document(const json& doc) {
   std::string text;
   try {
     text = webhookdb::to_jsonb_text(doc, "fuzz");
-  } catch (const webhookdb::InvalidInput&) {
-    // Only invalid UTF-8 may be refused: the same document must fail dump().
+  } catch (const webhookdb::InvalidInput& e) {
+    // Object keys that NUL removal would merge are refused (jsonb would keep
+    // only one of them); the same must then hold for strip_nuls.
+    if (std::string_view(e.message()).find("holds a NUL character") != std::string_view::npos) {
+      bool strip_refuses = false;
+      try {
+        (void)webhookdb::strip_nuls(doc);
+      } catch (const webhookdb::InvalidInput&) {
+        strip_refuses = true;
+      }
+      FUZZ_CHECK(strip_refuses, "to_jsonb_text refused colliding keys that strip_nuls accepted");
+      return;
+    }
+    // Otherwise only invalid UTF-8 may be refused: the same document must fail dump().
     bool dump_fails = false;
     try {
       (void)doc.dump();
