@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <string_view>
 #include <vector>
@@ -92,22 +94,41 @@ struct Transfer {
   const CancellationToken* cancel = nullptr;
 };
 
+// Room for `needed` bytes without ever holding more than `cap`. Capacities
+// run up the sequence cap/2^k, so each reallocation copies into a block twice
+// the old one, and old plus new never exceed the cap: the resident peak stays
+// near the cap (the untouched part of a fresh block is not resident) instead
+// of the twice-the-cap a free-running doubling reached (~1 GiB for 512 MiB).
+void grow_for(std::string& body, std::size_t needed, std::size_t cap, curl_off_t announced) {
+  if (needed <= body.capacity()) return;
+  constexpr std::size_t kSmall = 16 * 1024U;
+  if (body.capacity() < kSmall && announced > 0) {
+    // One allocation for the whole body when its length is announced.
+    body.reserve(std::min(cap, std::max(needed, static_cast<std::size_t>(announced))));
+    return;
+  }
+  const std::size_t floor = std::max({needed, kSmall, body.capacity() < kSmall ? 0 : body.capacity() * 2});
+  std::size_t next = cap;
+  while (next / 2 >= floor) next /= 2;
+  body.reserve(next);
+}
+
 size_t on_body(char* data, size_t size, size_t count, void* user) noexcept {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * count;
   if (t->cancel->cancelled()) return 0;
-  if (t->body.size() + n > t->max_bytes) {
+  if (n > t->max_bytes - t->body.size()) {
+    // Aborts the transfer here, chunked or not: nothing past the cap is kept.
     t->too_large = true;
     return 0;
   }
   try {
-    if (t->body.empty()) {
-      // One allocation for the whole body when its length is announced.
-      curl_off_t length = -1;
-      if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK && length > 0) {
-        t->body.reserve(std::min({static_cast<std::size_t>(length), t->max_bytes, std::size_t{64} << 20U}));
-      }
+    curl_off_t length = -1;
+    if (t->body.empty() &&
+        curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) != CURLE_OK) {
+      length = -1;
     }
+    grow_for(t->body, t->body.size() + n, t->max_bytes, length);
     t->body.append(data, n);
   } catch (...) {
     t->too_large = true;
@@ -131,7 +152,8 @@ size_t on_header(char* data, size_t size, size_t count, void* user) noexcept {
         t->headers.back().second += trim(line);
       }
     } else if (const auto colon = line.find(':'); colon != std::string_view::npos && colon > 0) {
-      t->headers.emplace_back(std::string(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1))));
+      t->headers.emplace_back(std::string(trim(line.substr(0, colon))),
+                              std::string(trim(line.substr(colon + 1))));
     }
   } catch (...) {
     return 0;
@@ -156,14 +178,18 @@ void append_header(Slist& list, const std::string& line) {
   list.reset(grown);
 }
 
-bool has_line_break(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+bool has_line_break(std::string_view s) {
+  return s.find_first_of("\r\n") != std::string_view::npos;
+}
 
 // curl's error text, with the raw URL (which may hold secrets) replaced.
-std::string curl_detail(CURLcode code, const char* errbuf, const std::string& raw_url, const std::string& shown_url) {
+std::string curl_detail(CURLcode code, const char* errbuf, const std::string& raw_url,
+                        const std::string& shown_url) {
   std::string text = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(code));
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   if (!raw_url.empty()) {
-    for (auto at = text.find(raw_url); at != std::string::npos; at = text.find(raw_url, at + shown_url.size())) {
+    for (auto at = text.find(raw_url); at != std::string::npos;
+         at = text.find(raw_url, at + shown_url.size())) {
       text.replace(at, raw_url.size(), shown_url);
     }
   }
@@ -185,6 +211,271 @@ std::string curl_detail(CURLcode code, const char* errbuf, const std::string& ra
   shown.reserve(headers.size());
   for (const auto& [name, value] : headers) shown.emplace_back(name, redact_secrets(value, secrets));
   throw HttpError(static_cast<int>(status), method, shown_url, std::move(excerpt), std::move(shown));
+}
+
+bool is_http_url(std::string_view url) {
+  return istarts_with(url, "http://") || istarts_with(url, "https://");
+}
+
+void validate(const HttpRequest& request, const std::string& where, const std::string& shown_url) {
+  if (!is_http_url(request.url))
+    throw InvalidPrecondition(where + ": only http and https URLs are supported");
+  if (request.method.empty() || has_line_break(request.method) ||
+      request.method.find(' ') != std::string::npos) {
+    throw InvalidPrecondition("invalid HTTP method for " + shown_url);
+  }
+  for (const auto& [name, value] : request.headers) {
+    if (name.empty() || has_line_break(name) || has_line_break(value) ||
+        name.find(':') != std::string::npos) {
+      // Name only: the value may be a secret.
+      throw InvalidPrecondition(where + ": invalid request header '" + (has_line_break(name) ? "?" : name) +
+                                "' (empty name, colon or line break)");
+    }
+  }
+}
+
+// "scheme://host:port" as libcurl parses the URL (the parser that picks the
+// server, so no parser differential), default port spelled out; empty when
+// the URL does not parse.
+std::string origin_of(const std::string& url) {
+  const std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), &curl_url_cleanup);
+  if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
+  std::string out;
+  for (const CURLUPart part : {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT}) {
+    char* text = nullptr;
+    if (curl_url_get(u.get(), part, &text, part == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0U) != CURLUE_OK)
+      return {};
+    out += text;
+    curl_free(text);
+    if (part == CURLUPART_SCHEME) out += "://";
+    if (part == CURLUPART_HOST) out += ':';
+  }
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  return out;
+}
+
+// One request of a redirect chain. libcurl follows no redirect itself: it
+// would send every custom header (X-Shopify-Access-Token...) to any origin.
+struct Hop {
+  std::string url;
+  std::string method;
+  std::string body;
+  // False from the first hop off the request's origin on: no caller header.
+  bool caller_headers = true;
+};
+
+Slist hop_headers(const Hop& hop, const HttpRequest& request, const CurlOptions& opt) {
+  Slist headers;
+  if (hop.caller_headers) {
+    for (const auto& [name, value] : opt.default_headers) {
+      if (!find_header(request.headers, name)) append_header(headers, name + ": " + value);
+    }
+    for (const auto& [name, value] : request.headers) {
+      // "Name;" is curl's spelling of a header with an empty value.
+      append_header(headers, value.empty() ? name + ";" : name + ": " + value);
+    }
+  }
+  // No "Expect: 100-continue" round trip for request bodies.
+  append_header(headers, "Expect:");
+  return headers;
+}
+
+void set_method(CURL* easy, const Hop& hop) {
+  const std::string& method = hop.method;
+  if (method == "GET" && hop.body.empty()) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (method == "HEAD") {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    if (method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
+    if (!hop.body.empty() || (method != "GET" && method != "DELETE" && method != "OPTIONS")) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(hop.body.size()));
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, hop.body.data());
+    }
+  }
+}
+
+void configure(CURL* easy, const Hop& hop, const CurlOptions& opt, Transfer& t, char* errbuf,
+               curl_slist* headers, std::chrono::milliseconds timeout) {
+  curl_easy_reset(easy);  // keeps the connection, DNS and TLS session caches
+  curl_easy_setopt(easy, CURLOPT_URL, hop.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opt.connect_timeout.count()));
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(1, timeout.count())));
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  // A declared Content-Length above the cap fails before any body is read
+  // (CURLE_FILESIZE_EXCEEDED); on_body enforces the cap on the rest.
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opt.max_response_bytes));
+  if (opt.decompress) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, opt.verify_tls ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, opt.verify_tls ? 2L : 0L);
+  if (!opt.ca_bundle.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, opt.ca_bundle.c_str());
+  if (!opt.ca_path.empty()) curl_easy_setopt(easy, CURLOPT_CAPATH, opt.ca_path.c_str());
+  if (!opt.user_agent.empty()) curl_easy_setopt(easy, CURLOPT_USERAGENT, opt.user_agent.c_str());
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &on_progress);
+  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &t);
+  set_method(easy, hop);
+}
+
+struct Outcome {
+  CURLcode code = CURLE_OK;
+  bool done = false;
+  bool multi_failed = false;
+  long status = 0;
+  std::string effective_url;
+  // Where a 3xx points, resolved by libcurl; empty without a Location.
+  std::string redirect_url;
+};
+
+// Runs the configured transfer through the handle's multi, so that a
+// cancellation wakes the poll at once instead of waiting for curl's next
+// progress call.
+Outcome drive(Handle& handle, const CancellationToken& cancel, const std::string& where) {
+  CURL* easy = handle.easy;
+  CURLM* multi = handle.multi;
+  const auto subscription = cancel.subscribe([waker = handle.waker] { waker->wake(); });
+  if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
+    cancel.unsubscribe(subscription);
+    throw Error("curl: cannot start a transfer for " + where);
+  }
+  Outcome out;
+  while (true) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+      out.multi_failed = true;
+      break;
+    }
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
+        out.code = msg->data.result;
+        out.done = true;
+      }
+    }
+    if (out.done || cancel.cancelled()) break;
+    // curl shortens the wait to its own timers; the waker ends it on cancel.
+    if (curl_multi_poll(multi, nullptr, 0, 1000, nullptr) != CURLM_OK) {
+      out.multi_failed = true;
+      break;
+    }
+  }
+  cancel.unsubscribe(subscription);
+  curl_multi_remove_handle(multi, easy);  // aborts an unfinished transfer
+  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &out.status);
+  const char* effective = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK && effective != nullptr) {
+    out.effective_url = effective;
+  }
+  const char* redirect = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect != nullptr) {
+    out.redirect_url = redirect;
+  }
+  return out;
+}
+
+bool is_redirect(long status) {
+  return status == 300 || status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// What the request sent, for the failure messages.
+struct Sent {
+  const HttpRequest& request;
+  const CurlOptions& options;
+  std::string where;
+  std::string shown_url;
+  std::chrono::milliseconds timeout;
+};
+
+[[noreturn]] void throw_too_large(const Sent& sent, const Transfer& t, CURLcode code) {
+  const std::string limit = std::to_string(sent.options.max_response_bytes) + " bytes";
+  std::string what = sent.where + ": response body larger than " + limit +
+                     " (the limit, CurlOptions::max_response_bytes; the JSON page limit by default)";
+  curl_off_t declared = -1;
+  if (code == CURLE_FILESIZE_EXCEEDED &&
+      curl_easy_getinfo(t.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &declared) == CURLE_OK && declared > 0) {
+    what += ": its Content-Length is " + std::to_string(declared) + ", refused before reading the body";
+  } else {
+    what += ": cut off while it streamed";
+  }
+  throw ResponseTooLarge(what + "; not retried, the same response would be as large again", sent.shown_url,
+                         sent.options.max_response_bytes);
+}
+
+// A transfer that did not complete: the curl code decides first (a timeout
+// after a 200 status line is a timeout).
+[[noreturn]] void throw_failure(const Sent& sent, const Outcome& out, const Transfer& t, const char* errbuf,
+                                const Hop& hop, const CancellationToken& cancel) {
+  const std::string& method = sent.request.method;
+  if (cancel.cancelled()) throw Cancelled(sent.where + ": cancelled");
+  if (out.multi_failed) {
+    throw HttpConnectionError(sent.where + ": curl multi interface failure", method, sent.shown_url);
+  }
+  const std::string detail = curl_detail(out.code, errbuf, hop.url, redact_url(hop.url));
+  switch (out.code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      throw HttpTimeout(sent.where + ": timed out (limit " + std::to_string(sent.timeout.count()) +
+                            " ms, connect " + std::to_string(sent.options.connect_timeout.count()) + " ms; " +
+                            detail + ")",
+                        method, sent.shown_url);
+    case CURLE_FILESIZE_EXCEEDED:
+      throw_too_large(sent, t, out.code);
+    case CURLE_WRITE_ERROR:
+      if (t.too_large) throw_too_large(sent, t, out.code);
+      break;
+    case CURLE_URL_MALFORMAT:
+      throw InvalidPrecondition(sent.where + ": malformed URL (" + detail + ")");
+    default:
+      break;
+  }
+  // Refused, DNS, reset, TLS, a cut-off body, bad content encoding...
+  throw HttpConnectionError(sent.where + ": " + detail, method, sent.shown_url);
+}
+
+// Everything sent as a credential, to cut out of what an error shows.
+std::vector<std::string> sent_secrets(const Sent& sent) {
+  HttpRequest all = sent.request;
+  for (const auto& [name, value] : sent.options.default_headers) {
+    if (!find_header(sent.request.headers, name)) all.headers.emplace_back(name, value);
+  }
+  return request_secrets(all);
+}
+
+// The hop a 3xx leads to: the method rules browsers and libcurl apply, and
+// the origin rule (see CrossOriginRedirect).
+Hop next_hop(const Sent& sent, const Hop& hop, long status, const std::string& target) {
+  if (!is_http_url(target))
+    throw InvalidPrecondition(sent.where + ": redirect to a URL that is not http or https");
+  Hop next = hop;
+  next.url = target;
+  if ((status == 303 && hop.method != "HEAD") || ((status == 301 || status == 302) && hop.method == "POST")) {
+    next.method = "GET";
+    next.body.clear();
+  }
+  const std::string from = origin_of(sent.request.url);
+  if (!from.empty() && origin_of(target) == from) return next;
+  const auto secrets = sent_secrets(sent);
+  const auto refuse = [&](const std::string& why) {
+    throw InvariantViolation(sent.where + ": redirect (" + std::to_string(status) + ") to " +
+                             redact_secrets(redact_url(target), secrets) + ", on another origin, " + why +
+                             "; not following it");
+  };
+  if (sent.options.cross_origin_redirects == CrossOriginRedirect::refuse) {
+    refuse("refused by CrossOriginRedirect::refuse");
+  }
+  if (redact_secrets(target, secrets) != target) refuse("would carry a credential of the request in its URL");
+  if (!next.body.empty()) refuse("would resend the request body, which may hold a credential");
+  next.caller_headers = false;
+  return next;
 }
 
 }  // namespace
@@ -219,7 +510,9 @@ CurlHttpClient::CurlHttpClient(CurlOptions options) : impl_(std::make_unique<Imp
 
 CurlHttpClient::~CurlHttpClient() = default;
 
-const CurlOptions& CurlHttpClient::options() const noexcept { return impl_->options; }
+const CurlOptions& CurlHttpClient::options() const noexcept {
+  return impl_->options;
+}
 
 std::size_t CurlHttpClient::idle_handles() const {
   std::lock_guard lock(impl_->mutex);
@@ -228,23 +521,10 @@ std::size_t CurlHttpClient::idle_handles() const {
 
 HttpResponse CurlHttpClient::send(const HttpRequest& request, const CancellationToken& cancel) {
   const CurlOptions& opt = impl_->options;
-  const std::string shown_url = redact_url(request.url);
-  const std::string where = request.method + " " + shown_url;
-
-  if (!istarts_with(request.url, "http://") && !istarts_with(request.url, "https://")) {
-    throw InvalidPrecondition(where + ": only http and https URLs are supported");
-  }
-  if (request.method.empty() || has_line_break(request.method) ||
-      request.method.find(' ') != std::string::npos) {
-    throw InvalidPrecondition("invalid HTTP method for " + shown_url);
-  }
-  for (const auto& [name, value] : request.headers) {
-    if (name.empty() || has_line_break(name) || has_line_break(value) || name.find(':') != std::string::npos) {
-      // Name only: the value may be a secret.
-      throw InvalidPrecondition(where + ": invalid request header '" + (has_line_break(name) ? "?" : name) +
-                                "' (empty name, colon or line break)");
-    }
-  }
+  const auto timeout = request.timeout.count() > 0 ? request.timeout : opt.timeout;
+  const Sent sent{request, opt, request.method + " " + redact_url(request.url), redact_url(request.url),
+                  timeout};
+  validate(request, sent.where, sent.shown_url);
   cancel.throw_if_cancelled();
 
   std::unique_ptr<Handle> handle = impl_->checkout();
@@ -254,150 +534,39 @@ HttpResponse CurlHttpClient::send(const HttpRequest& request, const Cancellation
     ~Checkin() { impl.checkin(std::move(handle)); }
   } checkin{*impl_, handle};
 
-  CURL* easy = handle->easy;
-  curl_easy_reset(easy);  // keeps the connection, DNS and TLS session caches
+  // The timeout covers the whole chain of redirects.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  Hop hop{request.url, request.method, request.body, true};
+  for (int redirects = 0;; ++redirects) {
+    Transfer t;
+    t.easy = handle->easy;
+    t.max_bytes = opt.max_response_bytes;
+    t.cancel = &cancel;
+    std::array<char, CURL_ERROR_SIZE> errbuf{};
+    const Slist headers = hop_headers(hop, request, opt);
+    configure(
+        handle->easy, hop, opt, t, errbuf.data(), headers.get(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    const Outcome out = drive(*handle, cancel, sent.where);
+    if (!out.done || out.code != CURLE_OK) throw_failure(sent, out, t, errbuf.data(), hop, cancel);
 
-  Transfer t;
-  t.easy = easy;
-  t.max_bytes = opt.max_response_bytes;
-  t.cancel = &cancel;
-  std::array<char, CURL_ERROR_SIZE> errbuf{};
-
-  Slist headers;
-  for (const auto& [name, value] : opt.default_headers) {
-    if (!find_header(request.headers, name)) append_header(headers, name + ": " + value);
-  }
-  for (const auto& [name, value] : request.headers) {
-    // "Name;" is curl's spelling of a header with an empty value.
-    append_header(headers, value.empty() ? name + ";" : name + ": " + value);
-  }
-  // No "Expect: 100-continue" round trip for request bodies.
-  append_header(headers, "Expect:");
-
-  const auto timeout = request.timeout.count() > 0 ? request.timeout : opt.timeout;
-  curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf.data());
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(opt.connect_timeout.count()));
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, opt.max_redirects > 0 ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, static_cast<long>(std::max(0, opt.max_redirects)));
-  if (opt.decompress) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, opt.verify_tls ? 1L : 0L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, opt.verify_tls ? 2L : 0L);
-  if (!opt.ca_bundle.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, opt.ca_bundle.c_str());
-  if (!opt.ca_path.empty()) curl_easy_setopt(easy, CURLOPT_CAPATH, opt.ca_path.c_str());
-  if (!opt.user_agent.empty()) curl_easy_setopt(easy, CURLOPT_USERAGENT, opt.user_agent.c_str());
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &on_progress);
-  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &t);
-
-  const std::string& method = request.method;
-  if (method == "GET" && request.body.empty()) {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-  } else if (method == "HEAD") {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-  } else {
-    if (method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (!request.body.empty() || (method != "GET" && method != "DELETE" && method != "OPTIONS")) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
-    }
-  }
-
-  // Drive the transfer through the handle's multi so that a cancellation
-  // wakes the poll at once instead of waiting for curl's next progress call.
-  CURLM* multi = handle->multi;
-  const auto subscription = cancel.subscribe([waker = handle->waker] { waker->wake(); });
-  if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
-    cancel.unsubscribe(subscription);
-    throw Error("curl: cannot start a transfer for " + where);
-  }
-  bool done = false;
-  bool multi_failed = false;
-  CURLcode code = CURLE_OK;
-  while (true) {
-    int running = 0;
-    if (curl_multi_perform(multi, &running) != CURLM_OK) {
-      multi_failed = true;
-      break;
-    }
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
-      if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
-        code = msg->data.result;
-        done = true;
+    if (opt.max_redirects > 0 && is_redirect(out.status) && !out.redirect_url.empty()) {
+      if (redirects >= opt.max_redirects) {
+        throw_http_error(out.status, request.method, sent.shown_url, t.body, t.headers, sent_secrets(sent));
       }
+      hop = next_hop(sent, hop, out.status, out.redirect_url);
+      continue;
     }
-    if (done || cancel.cancelled()) break;
-    // curl shortens the wait to its own timers; the waker ends it on cancel.
-    if (curl_multi_poll(multi, nullptr, 0, 1000, nullptr) != CURLM_OK) {
-      multi_failed = true;
-      break;
-    }
-  }
-  cancel.unsubscribe(subscription);
-  curl_multi_remove_handle(multi, easy);  // aborts an unfinished transfer
-
-  long status = 0;
-  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-  const char* effective = nullptr;
-  curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &effective);
-
-  // Everything sent as a credential, to cut out of what an error shows.
-  const auto secrets = [&] {
-    HttpRequest sent = request;
-    for (const auto& [name, value] : opt.default_headers) {
-      if (!find_header(request.headers, name)) sent.headers.emplace_back(name, value);
-    }
-    return request_secrets(sent);
-  };
-  if (done && code == CURLE_OK) {
-    if (request.raise_for_status && status >= 400) {
-      throw_http_error(status, method, shown_url, t.body, t.headers, secrets());
+    if (request.raise_for_status && out.status >= 400) {
+      throw_http_error(out.status, request.method, sent.shown_url, t.body, t.headers, sent_secrets(sent));
     }
     HttpResponse response;
-    response.status = static_cast<int>(status);
+    response.status = static_cast<int>(out.status);
     response.headers = std::move(t.headers);
     response.body = std::move(t.body);
-    response.url = effective != nullptr ? effective : request.url;
+    response.url = out.effective_url.empty() ? hop.url : out.effective_url;
     return response;
   }
-  if (cancel.cancelled()) throw Cancelled(where + ": cancelled");
-  if (multi_failed) throw HttpConnectionError(where + ": curl multi interface failure", method, shown_url);
-
-  // The curl code decides first: a timeout after a 200 status line is a timeout.
-  const std::string detail = curl_detail(code, errbuf.data(), request.url, shown_url);
-  switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      throw HttpTimeout(where + ": timed out (limit " + std::to_string(timeout.count()) + " ms, connect " +
-                            std::to_string(opt.connect_timeout.count()) + " ms; " + detail + ")",
-                        method, shown_url);
-    case CURLE_TOO_MANY_REDIRECTS:
-      if (status >= 300) throw_http_error(status, method, shown_url, t.body, t.headers, secrets());
-      break;
-    case CURLE_WRITE_ERROR:
-      if (t.too_large) {
-        throw HttpConnectionError(where + ": response body larger than " + std::to_string(opt.max_response_bytes) +
-                                      " bytes",
-                                  method, shown_url);
-      }
-      break;
-    case CURLE_URL_MALFORMAT:
-      throw InvalidPrecondition(where + ": malformed URL (" + detail + ")");
-    default:
-      break;
-  }
-  // Refused, DNS, reset, TLS, a cut-off body, bad content encoding...
-  throw HttpConnectionError(where + ": " + detail, method, shown_url);
 }
 
 std::shared_ptr<CurlHttpClient> make_curl_client(CurlOptions options) {

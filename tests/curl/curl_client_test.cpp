@@ -269,16 +269,18 @@ TEST(CurlClient, RejectsBadUrlsAndHeaderInjection) {
   }
 }
 
-TEST(CurlClient, OversizedBodyIsAConnectionErrorNotAnOutOfMemory) {
+TEST(CurlClient, OversizedBodyIsANonRetryableErrorNotAnOutOfMemory) {
   auto server = start_server({.objects = 20});
   auto options = fast_options();
   options.max_response_bytes = 4096;
   CurlHttpClient http(options);
   try {
     (void)http.get(server->url("/v1/charges?limit=10"));
-    FAIL() << "expected HttpConnectionError";
-  } catch (const HttpConnectionError& e) {
+    FAIL() << "expected ResponseTooLarge";
+  } catch (const curl::ResponseTooLarge& e) {
     EXPECT_NE(std::string(e.what()).find("larger than 4096"), std::string::npos) << e.what();
+    EXPECT_FALSE(e.retryable());
+    EXPECT_EQ(e.limit(), 4096U);
   }
 }
 

@@ -1,6 +1,6 @@
 // Payload limits: a response larger than CurlOptions::max_response_bytes
 // (declared, streamed without end, or a small gzip that inflates to a huge
-// body) fails promptly with a clear HttpConnectionError, having read little
+// body) fails promptly with a clear curl::ResponseTooLarge, having read little
 // more than the limit; a deeply nested JSON document through the page parsing
 // path and the webhook parsing path is a clear error, never a stack overflow.
 
@@ -61,17 +61,17 @@ std::string limit_error(const curl::CurlOptions& options, const std::string& url
   curl::CurlHttpClient client(options);
   try {
     (void)client.get(url);
-  } catch (const HttpConnectionError& e) {
+  } catch (const curl::ResponseTooLarge& e) {
     return e.what();
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected HttpConnectionError, got " << e.what();
+    ADD_FAILURE() << "expected curl::ResponseTooLarge, got " << e.what();
     return {};
   }
   ADD_FAILURE() << "an oversized response was accepted";
   return {};
 }
 
-TEST(PayloadLimits, APageLargerThanTheMaximumIsAClearConnectionError) {
+TEST(PayloadLimits, APageLargerThanTheMaximumIsAClearError) {
   tools::ApiServerOptions o;
   o.objects = 1500;  // ~1 KB each
   o.max_limit = 2000;
