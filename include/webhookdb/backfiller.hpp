@@ -46,6 +46,19 @@ struct BackfillRuntime {
   bool checkpoints = false;
 };
 
+// Bounds on one run of the page loop, so that an API that never stops paging
+// (empty pages, each with a new cursor, or an endless stream of pages) cannot
+// hold a worker forever. Passing one fails the run with InvariantViolation
+// (not retried). A replicator sets them on the backfillers it makes:
+//
+//   backfiller->set_limits({.max_consecutive_empty_pages = 1000});
+struct BackfillLimits {
+  // Empty pages in a row that each still name a next page.
+  std::uint64_t max_consecutive_empty_pages = 100;
+  // Pages fetched by one backfill() call (a resumed run counts afresh).
+  std::uint64_t max_pages = 10'000'000;
+};
+
 class Backfiller {
  public:
   Backfiller();
@@ -58,6 +71,9 @@ class Backfiller {
   void backfill(const std::optional<Timestamp>& last_backfilled);
 
   void set_runtime(BackfillRuntime runtime);
+  // Throws InvalidPrecondition for a zero bound. Set before backfill().
+  void set_limits(BackfillLimits limits);
+  [[nodiscard]] const BackfillLimits& limits() const noexcept { return limits_; }
   [[nodiscard]] const BackfillRuntime& runtime() const noexcept { return runtime_; }
 
   // Stable identity across runs of the same job, used for checkpoints. The
@@ -120,8 +136,14 @@ class Backfiller {
   void run_serial(const std::optional<Timestamp>& last_backfilled);
   void run_pipelined(const std::optional<Timestamp>& last_backfilled);
   void report(bool done);
+  // After a page: throws when it passes one of limits_.
+  void count_page(bool empty, const std::string& next);
 
   BackfillRuntime runtime_;
+  BackfillLimits limits_;
+  // This run's pages and trailing empty pages (the fetching thread's alone).
+  std::uint64_t pages_fetched_ = 0;
+  std::uint64_t empty_run_ = 0;
   CancellationToken active_cancel_;
   std::string checkpoint_key_;
   // Page-loop position, for checkpoint_here().

@@ -22,8 +22,11 @@
 // - returns items = null when the body lacks the items array, which the page
 //   loop reports as an error;
 // - throws InvariantViolation naming the token when a next token repeats one
-//   seen in the same walk, or a page repeats the previous page's items: the
-//   backfill would otherwise loop forever.
+//   seen recently in the same walk (the last RepeatGuard::kRememberedTokens),
+//   or a page repeats the previous page's items: the backfill would otherwise
+//   loop forever;
+// - throws InvalidInput naming the field when a total (total_pages, total)
+//   is not a count between 0 and 2^53 ({"total_pages": 1e300}).
 // A paginator is thread-safe and may be shared by concurrent walks (the
 // partitions of a parallel backfill): its repeat detection keeps one state
 // per `first` request, so `first` must be the same for every page of a walk
@@ -31,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -62,7 +66,8 @@ using JsonPath = std::vector<std::string>;
 // Appends the parameters, encoded, with '?' or '&' (before any fragment).
 [[nodiscard]] std::string with_query(std::string_view url, const QueryParams& params);
 // Replaces every `name` parameter with one `name=value`, or appends it.
-[[nodiscard]] std::string set_query_param(std::string_view url, std::string_view name, std::string_view value);
+[[nodiscard]] std::string set_query_param(std::string_view url, std::string_view name,
+                                          std::string_view value);
 // The decoded value of the first `name` parameter.
 [[nodiscard]] std::optional<std::string> query_param(std::string_view url, std::string_view name);
 // Resolves a reference (absolute, //host, /path, relative path, ?query,
@@ -115,7 +120,8 @@ class RepeatGuard {
   // After a page: throws InvariantViolation naming the token (redacted and
   // shortened) when `next` was seen before in this walk, or when the page
   // has the same items as the previous one.
-  void end(const std::string& walk, const std::string& token, const std::string& next, const nlohmann::json& items);
+  void end(const std::string& walk, const std::string& token, const std::string& next,
+           const nlohmann::json& items);
 
   void begin(const std::string& token) { begin(std::string(), token); }
   void end(const std::string& token, const std::string& next, const nlohmann::json& items) {
@@ -125,14 +131,23 @@ class RepeatGuard {
   // Walks tracked at once; beyond it the least recently used one is
   // forgotten (walks abandoned by an error or a cancel never end).
   static constexpr std::size_t kMaxWalks = 256;
+  // Tokens remembered per walk (as 64-bit hashes, the most recent ones), so
+  // the guard's memory stays bounded (at most about 256 x 1024 x 48 bytes)
+  // however long a walk runs. The trade-off: a cycle longer than this is not
+  // recognised here; the page loop's BackfillLimits (consecutive empty pages,
+  // page budget) stop such a walk instead.
+  static constexpr std::size_t kRememberedTokens = 1024;
 
  private:
   struct Walk {
     std::string last_next;
-    std::unordered_set<std::string> seen;
+    std::unordered_set<std::uint64_t> seen;
+    std::deque<std::uint64_t> order;  // oldest first
     std::string previous_fingerprint;
     std::uint64_t used = 0;
   };
+  // False when `token` is among the remembered ones; remembers it otherwise.
+  static bool remember(Walk& walk, const std::string& token);
   std::mutex mutex_;
   std::unordered_map<std::string, Walk> walks_;
   std::uint64_t uses_ = 0;
@@ -160,7 +175,8 @@ class Paginator {
   // `items` is null when the body lacks them.
   [[nodiscard]] virtual std::string next_token(const HttpRequest& first, const HttpRequest& sent,
                                                const HttpResponse& response, const nlohmann::json& body,
-                                               const nlohmann::json* items, const std::string& token) const = 0;
+                                               const nlohmann::json* items,
+                                               const std::string& token) const = 0;
 
  private:
   RepeatGuard guard_;
@@ -186,9 +202,9 @@ class StartingAfter final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   StartingAfterOptions options_;
@@ -211,9 +227,9 @@ class Cursor final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   CursorOptions options_;
@@ -236,9 +252,9 @@ class LinkHeader final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   LinkHeaderOptions options_;
@@ -262,9 +278,9 @@ class PageNumber final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   [[nodiscard]] long long page_of(const std::string& token) const;
@@ -288,9 +304,9 @@ class Offset final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   [[nodiscard]] long long offset_of(const std::string& token) const;
@@ -314,9 +330,9 @@ class NextUrl final : public Paginator {
  protected:
   [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
   [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
-  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                       const nlohmann::json& body, const nlohmann::json* items,
-                                       const std::string& token) const override;
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
 
  private:
   NextUrlOptions options_;

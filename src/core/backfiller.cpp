@@ -22,6 +22,15 @@ void Backfiller::set_runtime(BackfillRuntime runtime) {
   active_cancel_ = runtime_.cancel;
 }
 
+void Backfiller::set_limits(BackfillLimits limits) {
+  if (limits.max_pages == 0 || limits.max_consecutive_empty_pages == 0) {
+    throw InvalidPrecondition("backfill limits must be positive (max_pages " +
+                              std::to_string(limits.max_pages) + ", max_consecutive_empty_pages " +
+                              std::to_string(limits.max_consecutive_empty_pages) + ")");
+  }
+  limits_ = limits;
+}
+
 BackfillProgress Backfiller::progress() const {
   std::lock_guard lock(counters_->mutex);
   return counters_->progress;
@@ -38,7 +47,9 @@ std::shared_ptr<const RetryPolicy> Backfiller::retry_policy() const {
   return policy;
 }
 
-int Backfiller::max_backfill_retry_attempts() const { return retry_policy()->max_attempts(); }
+int Backfiller::max_backfill_retry_attempts() const {
+  return retry_policy()->max_attempts();
+}
 
 void Backfiller::wait_for_retry_attempt(int attempt, const HttpBaseError& error) {
   auto wait = retry_policy()->wait_before_retry(error, attempt);
@@ -47,7 +58,9 @@ void Backfiller::wait_for_retry_attempt(int attempt, const HttpBaseError& error)
   sleeper->sleep_for(*wait, active_cancel_);
 }
 
-void Backfiller::give_up(std::exception_ptr error) { std::rethrow_exception(std::move(error)); }
+void Backfiller::give_up(std::exception_ptr error) {
+  std::rethrow_exception(std::move(error));
+}
 
 void Backfiller::flush_pending_inserts(const std::optional<Checkpoint>& /*checkpoint*/) {}
 
@@ -64,7 +77,8 @@ std::optional<Checkpoint> Backfiller::checkpoint_here() const {
   return cp;
 }
 
-BackfillPage Backfiller::fetch_with_retry(const std::string& token, const std::optional<Timestamp>& last_backfilled) {
+BackfillPage Backfiller::fetch_with_retry(const std::string& token,
+                                          const std::optional<Timestamp>& last_backfilled) {
   const int max_attempts = std::max(1, max_backfill_retry_attempts());
   const auto policy = retry_policy();
   for (int attempt = 1;; ++attempt) {
@@ -79,8 +93,9 @@ BackfillPage Backfiller::fetch_with_retry(const std::string& token, const std::o
         give_up(std::current_exception());
       }
       if (runtime_.logger) {
-        runtime_.logger->log(LogLevel::warn, "backfill " + runtime_.integration + ": attempt " + std::to_string(attempt) +
-                                                 " failed (" + e.what() + "), retrying");
+        runtime_.logger->log(LogLevel::warn, "backfill " + runtime_.integration + ": attempt " +
+                                                 std::to_string(attempt) + " failed (" + e.what() +
+                                                 "), retrying");
       }
       {
         std::lock_guard lock(counters_->mutex);
@@ -111,8 +126,18 @@ void check_page(const BackfillPage& page, const std::string& integration) {
                                std::string(integration.empty() ? "" : " (integration " + integration + ")"));
   }
   if (!page.items.is_array()) {
-    throw InvalidPostcondition("backfill page items must be an array, got " + std::string(page.items.type_name()));
+    throw InvalidPostcondition("backfill page items must be an array, got " +
+                               std::string(page.items.type_name()));
   }
+}
+
+// A token may be a next-page URL carrying an access token: redact first.
+std::string shown(const std::string& token) {
+  return redact_url(token).substr(0, 64);
+}
+
+std::string walk_name(const std::string& integration) {
+  return integration.empty() ? "backfill" : "backfill of " + integration;
 }
 
 void check_token(const std::string& token, const std::string& next) {
@@ -123,6 +148,24 @@ void check_token(const std::string& token, const std::string& next) {
   }
 }
 }  // namespace
+
+void Backfiller::count_page(bool empty, const std::string& next) {
+  ++pages_fetched_;
+  empty_run_ = empty ? empty_run_ + 1 : 0;
+  if (next.empty()) return;
+  if (empty_run_ >= limits_.max_consecutive_empty_pages) {
+    throw InvariantViolation(walk_name(runtime_.integration) + ": " + std::to_string(empty_run_) +
+                             " consecutive empty pages, each with a new pagination token (the last '" +
+                             shown(next) + "'): the API does not end the walk; stopping it " +
+                             "(BackfillLimits::max_consecutive_empty_pages)");
+  }
+  if (pages_fetched_ >= limits_.max_pages) {
+    const std::string budget = std::to_string(limits_.max_pages);
+    throw InvariantViolation(walk_name(runtime_.integration) + ": the page budget of " + budget +
+                             " pages is spent and the API still names a next page ('" + shown(next) +
+                             "'); stopping the walk (BackfillLimits::max_pages)");
+  }
+}
 
 bool Backfiller::consume_page(BackfillPage& page, const std::string& token) {
   check_page(page, runtime_.integration);
@@ -154,7 +197,10 @@ void Backfiller::run_serial(const std::optional<Timestamp>& last_backfilled) {
     check_page(page, runtime_.integration);
     check_token(token, page.next);
     std::string next = page.next;
+    const bool empty = page.items.empty();
     if (!consume_page(page, token)) break;
+    // After the page is handled: what the budget allowed is written.
+    count_page(empty, next);
     token = std::move(next);
   }
 }
@@ -190,6 +236,7 @@ void Backfiller::run_pipelined(const std::optional<Timestamp>& last_backfilled) 
         check_page(page, runtime_.integration);
         check_token(token, page.next);
         std::string next = page.next;
+        const bool empty = page.items.empty();
         {
           std::unique_lock lock(shared->mutex);
           shared->cv.wait(lock, [&] { return shared->queue.size() < depth || active_cancel_.cancelled(); });
@@ -198,6 +245,7 @@ void Backfiller::run_pipelined(const std::optional<Timestamp>& last_backfilled) 
         }
         shared->cv.notify_all();
         if (next.empty()) break;
+        count_page(empty, next);  // the page is queued: the consumer handles it first
         token = std::move(next);
       }
     } catch (...) {
@@ -247,6 +295,8 @@ void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
     counters_->started = std::chrono::steady_clock::now();
   }
   finished_ = false;
+  pages_fetched_ = 0;
+  empty_run_ = 0;
   active_cancel_ = runtime_.cancel;
   try {
     if (pipelined()) {

@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdint>
+#include <functional>
 
 namespace webhookdb::pagination {
 namespace {
 
-char lower_char(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+char lower_char(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -15,7 +19,9 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
@@ -98,8 +104,9 @@ UrlParts split_url(std::string_view url) {
   return p;
 }
 
-std::string join_url(std::string_view scheme, bool has_authority, std::string_view authority, std::string_view path,
-                     bool has_query, std::string_view query, bool has_fragment, std::string_view fragment) {
+std::string join_url(std::string_view scheme, bool has_authority, std::string_view authority,
+                     std::string_view path, bool has_query, std::string_view query, bool has_fragment,
+                     std::string_view fragment) {
   std::string out;
   if (!scheme.empty()) {
     out += scheme;
@@ -161,7 +168,9 @@ std::string shown_token(const std::string& token) {
   return shown;
 }
 
-std::string describe_request(const HttpRequest& request) { return request.method + " " + redact_url(request.url); }
+std::string describe_request(const HttpRequest& request) {
+  return request.method + " " + redact_url(request.url);
+}
 
 std::string scalar_text(const nlohmann::json& value) {
   if (value.is_string()) return value.get<std::string>();
@@ -170,14 +179,47 @@ std::string scalar_text(const nlohmann::json& value) {
   return {};
 }
 
+// The largest page number, offset or total accepted: 2^53, past which a JSON
+// number read as a double is no longer exact (and no API has that many pages).
+// It also keeps `page + 1` and `offset + items` far from overflowing.
+constexpr long long kMaxCount = 1LL << 53;
+
 long long parse_count(const std::string& token, std::string_view what) {
   long long value = 0;
   const auto* end = token.data() + token.size();
   const auto [ptr, ec] = std::from_chars(token.data(), end, value);
-  if (ec != std::errc{} || ptr != end || value < 0) {
+  if (ec != std::errc{} || ptr != end || value < 0 || value > kMaxCount) {
     throw InvalidPrecondition("pagination token '" + shown_token(token) + "' is not a " + std::string(what));
   }
   return value;
+}
+
+std::string path_text(const JsonPath& path) {
+  std::string out;
+  for (const auto& step : path) out += (out.empty() ? "" : ".") + step;
+  return out;
+}
+
+// A count the body gives (total_pages, total), or nullopt when it gives none.
+// A double is range-checked before it is converted: {"total_pages": 1e300}
+// made the conversion undefined behaviour (UBSan float-cast-overflow).
+std::optional<long long> count_at(const nlohmann::json& body, const JsonPath& path) {
+  const nlohmann::json* value = json_at(body, path);
+  if (value == nullptr || !value->is_number()) return std::nullopt;
+  bool in_range = false;
+  if (value->is_number_unsigned()) {
+    in_range = value->get<std::uint64_t>() <= static_cast<std::uint64_t>(kMaxCount);
+  } else if (value->is_number_integer()) {
+    in_range = value->get<std::int64_t>() >= 0 && value->get<std::int64_t>() <= kMaxCount;
+  } else {
+    const double d = value->get<double>();
+    in_range = d >= 0.0 && d <= static_cast<double>(kMaxCount);  // false for NaN too
+  }
+  if (!in_range) {
+    throw InvalidInput("pagination field '" + path_text(path) + "' is " + value->dump() +
+                       ", not a count between 0 and 2^53; refusing to page by it");
+  }
+  return value->is_number_float() ? static_cast<long long>(value->get<double>()) : value->get<long long>();
 }
 
 void check_origin(bool same_origin, const HttpRequest& first, const std::string& next) {
@@ -291,8 +333,8 @@ std::string resolve_url(std::string_view base, std::string_view reference) {
                     r.has_fragment, r.fragment);
   }
   if (r.has_authority) {
-    return join_url(b.scheme, true, r.authority, remove_dot_segments(r.path), r.has_query, r.query, r.has_fragment,
-                    r.fragment);
+    return join_url(b.scheme, true, r.authority, remove_dot_segments(r.path), r.has_query, r.query,
+                    r.has_fragment, r.fragment);
   }
   if (r.path.empty()) {
     return join_url(b.scheme, b.has_authority, b.authority, b.path, r.has_query || b.has_query,
@@ -307,19 +349,22 @@ std::string resolve_url(std::string_view base, std::string_view reference) {
       merged = "/" + std::string(r.path);
     } else {
       const auto slash = b.path.rfind('/');
-      merged = std::string(slash == std::string_view::npos ? std::string_view() : b.path.substr(0, slash + 1)) +
-               std::string(r.path);
+      merged =
+          std::string(slash == std::string_view::npos ? std::string_view() : b.path.substr(0, slash + 1)) +
+          std::string(r.path);
     }
     path = remove_dot_segments(merged);
   }
-  return join_url(b.scheme, b.has_authority, b.authority, path, r.has_query, r.query, r.has_fragment, r.fragment);
+  return join_url(b.scheme, b.has_authority, b.authority, path, r.has_query, r.query, r.has_fragment,
+                  r.fragment);
 }
 
 std::string origin_of(std::string_view url) {
   const UrlParts p = split_url(url);
   const std::string scheme = lower(p.scheme);
   std::string_view authority = p.authority;
-  if (const auto at = authority.rfind('@'); at != std::string_view::npos) authority = authority.substr(at + 1);
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos)
+    authority = authority.substr(at + 1);
   std::string host = lower(authority);
   std::string port;
   // [v6]:port or host:port
@@ -367,8 +412,10 @@ std::vector<Link> parse_link_header(std::string_view value) {
     for (; i < n; ++i) {
       const char c = value[i];
       if (quoted) {
-        if (c == '\\') ++i;
-        else if (c == '"') quoted = false;
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          quoted = false;
       } else if (bracketed) {
         if (c == '>') bracketed = false;
       } else if (c == '"') {
@@ -441,7 +488,8 @@ std::vector<Link> parse_link_header(std::string_view value) {
   return links;
 }
 
-std::optional<std::string> find_link(const Headers& headers, std::string_view base_url, std::string_view rel) {
+std::optional<std::string> find_link(const Headers& headers, std::string_view base_url,
+                                     std::string_view rel) {
   const std::string wanted = lower(rel);
   for (const auto& value : find_headers(headers, "Link")) {
     for (const auto& link : parse_link_header(value)) {
@@ -456,7 +504,8 @@ std::optional<std::string> find_link(const Headers& headers, std::string_view ba
 
 // --- Bodies ---
 
-nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response, const JsonLimits& limits) {
+nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response,
+                               const JsonLimits& limits) {
   const std::string content_type = response.header("Content-Type").value_or("none");
   if (trim(response.body).empty()) {
     throw HttpConnectionError(describe_request(request) + ": empty response body (HTTP " +
@@ -489,6 +538,20 @@ const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path) 
 
 // --- RepeatGuard ---
 
+bool RepeatGuard::remember(Walk& walk, const std::string& token) {
+  // A 64-bit hash instead of the token (a next-page URL may be kilobytes):
+  // two distinct tokens of one walk collide with odds of about 2^-44 at
+  // kRememberedTokens, and a collision is a loud error, never a silent skip.
+  const std::uint64_t hash = std::hash<std::string>{}(token);
+  if (!walk.seen.insert(hash).second) return false;
+  walk.order.push_back(hash);
+  if (walk.order.size() > kRememberedTokens) {
+    walk.seen.erase(walk.order.front());
+    walk.order.pop_front();
+  }
+  return true;
+}
+
 void RepeatGuard::begin(const std::string& walk, const std::string& token) {
   std::lock_guard lock(mutex_);
   auto it = walks_.find(walk);
@@ -503,8 +566,9 @@ void RepeatGuard::begin(const std::string& walk, const std::string& token) {
     }
     Walk& fresh = it->second;
     fresh.seen.clear();
+    fresh.order.clear();
     fresh.previous_fingerprint.clear();
-    if (!token.empty()) fresh.seen.insert(token);
+    if (!token.empty()) (void)remember(fresh, token);
     fresh.last_next = token;
   }
   it->second.used = ++uses_;
@@ -516,7 +580,7 @@ void RepeatGuard::end(const std::string& walk, const std::string& token, const s
   auto it = walks_.find(walk);
   if (it == walks_.end()) {  // forgotten for newer walks: it starts again here
     it = walks_.try_emplace(walk).first;
-    if (!token.empty()) it->second.seen.insert(token);
+    if (!token.empty()) (void)remember(it->second, token);
   }
   Walk& w = it->second;
   w.used = ++uses_;
@@ -535,10 +599,10 @@ void RepeatGuard::end(const std::string& walk, const std::string& token, const s
     walks_.erase(it);
     return;
   }
-  if (!w.seen.insert(next).second) {
+  if (!remember(w, next)) {
     walks_.erase(it);
-    throw InvariantViolation("pagination token repeated ('" + shown_token(next) + "' after '" + shown_token(token) +
-                             "'): following it would loop forever");
+    throw InvariantViolation("pagination token repeated ('" + shown_token(next) + "' after '" +
+                             shown_token(token) + "'): following it would loop forever");
   }
   w.previous_fingerprint = std::move(fingerprint);
   w.last_next = next;
@@ -617,8 +681,8 @@ HttpRequest Cursor::request_for(const HttpRequest& first, const std::string& tok
   return with_url(first, std::move(url));
 }
 
-std::string Cursor::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&, const nlohmann::json& body,
-                               const nlohmann::json*, const std::string&) const {
+std::string Cursor::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
+                               const nlohmann::json& body, const nlohmann::json*, const std::string&) const {
   const nlohmann::json* next = json_at(body, options_.next_cursor_path);
   return next != nullptr ? scalar_text(*next) : std::string();
 }
@@ -629,8 +693,9 @@ HttpRequest LinkHeader::request_for(const HttpRequest& first, const std::string&
   return token.empty() ? first : with_url(first, token);
 }
 
-std::string LinkHeader::next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                   const nlohmann::json&, const nlohmann::json*, const std::string&) const {
+std::string LinkHeader::next_token(const HttpRequest& first, const HttpRequest& sent,
+                                   const HttpResponse& response, const nlohmann::json&, const nlohmann::json*,
+                                   const std::string&) const {
   // Relative targets resolve against the URL that answered (after redirects).
   const std::string& base = response.url.empty() ? sent.url : response.url;
   std::string next = find_link(response.headers, base, options_.rel).value_or("");
@@ -646,7 +711,8 @@ long long PageNumber::page_of(const std::string& token) const {
 
 HttpRequest PageNumber::request_for(const HttpRequest& first, const std::string& token) const {
   std::string url = set_query_param(first.url, options_.page_param, std::to_string(page_of(token)));
-  if (options_.per_page > 0) url = set_query_param(url, options_.per_page_param, std::to_string(options_.per_page));
+  if (options_.per_page > 0)
+    url = set_query_param(url, options_.per_page_param, std::to_string(options_.per_page));
   return with_url(first, std::move(url));
 }
 
@@ -656,9 +722,8 @@ std::string PageNumber::next_token(const HttpRequest&, const HttpRequest&, const
   if (items == nullptr || items->empty()) return {};
   const long long page = page_of(token);
   if (!options_.total_pages_path.empty()) {
-    const nlohmann::json* total = json_at(body, options_.total_pages_path);
-    if (total != nullptr && total->is_number()) {
-      return page < total->get<long long>() ? std::to_string(page + 1) : std::string();
+    if (const auto total = count_at(body, options_.total_pages_path)) {
+      return page < *total ? std::to_string(page + 1) : std::string();
     }
   }
   if (options_.per_page > 0 && items->size() < static_cast<std::size_t>(options_.per_page)) return {};
@@ -677,14 +742,14 @@ HttpRequest Offset::request_for(const HttpRequest& first, const std::string& tok
   return with_url(first, std::move(url));
 }
 
-std::string Offset::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&, const nlohmann::json& body,
-                               const nlohmann::json* items, const std::string& token) const {
+std::string Offset::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
+                               const nlohmann::json& body, const nlohmann::json* items,
+                               const std::string& token) const {
   if (items == nullptr || items->empty()) return {};
   const long long next = offset_of(token) + static_cast<long long>(items->size());
   if (!options_.total_path.empty()) {
-    const nlohmann::json* total = json_at(body, options_.total_path);
-    if (total != nullptr && total->is_number()) {
-      return next < total->get<long long>() ? std::to_string(next) : std::string();
+    if (const auto total = count_at(body, options_.total_path)) {
+      return next < *total ? std::to_string(next) : std::string();
     }
   }
   if (options_.limit > 0 && items->size() < static_cast<std::size_t>(options_.limit)) return {};
@@ -697,8 +762,9 @@ HttpRequest NextUrl::request_for(const HttpRequest& first, const std::string& to
   return token.empty() ? first : with_url(first, token);
 }
 
-std::string NextUrl::next_token(const HttpRequest& first, const HttpRequest& sent, const HttpResponse& response,
-                                const nlohmann::json& body, const nlohmann::json*, const std::string&) const {
+std::string NextUrl::next_token(const HttpRequest& first, const HttpRequest& sent,
+                                const HttpResponse& response, const nlohmann::json& body,
+                                const nlohmann::json*, const std::string&) const {
   const nlohmann::json* next = json_at(body, options_.next_path);
   if (next == nullptr || !next->is_string() || next->get<std::string>().empty()) return {};
   const std::string& base = response.url.empty() ? sent.url : response.url;

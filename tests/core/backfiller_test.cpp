@@ -110,10 +110,11 @@ TEST_F(BackfillerTest, ConnectionErrorsAndServerErrorsAreRetried) {
 
 TEST_F(BackfillerTest, TheLastErrorIsRethrownAfterThreeAttempts) {
   int attempt = 0;
-  ScriptedBackfiller b([&](const std::string&, const std::optional<Timestamp>&, const CancellationToken&) -> BackfillPage {
-    ++attempt;
-    throw HttpError(500 + attempt, "GET", "https://api.example.test/items");
-  });
+  ScriptedBackfiller b(
+      [&](const std::string&, const std::optional<Timestamp>&, const CancellationToken&) -> BackfillPage {
+        ++attempt;
+        throw HttpError(500 + attempt, "GET", "https://api.example.test/items");
+      });
   prepare(b);
   try {
     b.backfill(std::nullopt);
@@ -283,6 +284,75 @@ TEST_F(BackfillerTest, PipelinedLoopRethrowsAnItemErrorAndStopsFetching) {
   EXPECT_THROW(b.backfill(std::nullopt), test::CustomError);
   // At most the pipeline's depth ahead of the failed page (plus one in flight).
   EXPECT_LE(b.fetch_count(), 5U);
+}
+
+// --- Bounds on a walk that never ends (issue 16) ---
+
+// Pages with a fresh token each, forever (until a safety stop far past any
+// bound, so that a missing bound fails the test instead of hanging it).
+BackfillPage endless_page(const std::string& token, bool empty) {
+  const std::size_t n = token.empty() ? 0 : std::stoul(token.substr(1));
+  if (n > 200'000) throw std::runtime_error("runaway: the page loop has no bound");
+  return BackfillPage{empty ? nlohmann::json::array() : nlohmann::json::array({n}),
+                      "c" + std::to_string(n + 1), 0};
+}
+
+TEST_F(BackfillerTest, EndlessEmptyPagesStopAtTheConsecutiveEmptyPageLimit) {
+  ScriptedBackfiller b([](const std::string& token, const std::optional<Timestamp>&,
+                          const CancellationToken&) { return endless_page(token, true); });
+  prepare(b);
+  try {
+    b.backfill(std::nullopt);
+    FAIL() << "an endless walk of empty pages ended";
+  } catch (const InvariantViolation& e) {
+    EXPECT_THAT(e.what(), HasSubstr("100 consecutive empty pages")) << e.what();
+    EXPECT_THAT(e.what(), HasSubstr("svi_test")) << e.what();
+  }
+  EXPECT_EQ(b.fetch_count(), 100U);
+}
+
+TEST_F(BackfillerTest, AnItemResetsTheEmptyPageCount) {
+  ScriptedBackfiller b(
+      [](const std::string& token, const std::optional<Timestamp>&, const CancellationToken&) {
+        const std::size_t n = token.empty() ? 0 : std::stoul(token.substr(1));
+        BackfillPage page = endless_page(token, n % 60 != 59);  // 59 empty pages, then one item
+        if (n == 600) page.next.clear();
+        return page;
+      });
+  prepare(b);
+  EXPECT_NO_THROW(b.backfill(std::nullopt));
+  EXPECT_EQ(b.fetch_count(), 601U);
+}
+
+TEST_F(BackfillerTest, ThePageBudgetStopsAWalkThatNeverEnds) {
+  ScriptedBackfiller b([](const std::string& token, const std::optional<Timestamp>&,
+                          const CancellationToken&) { return endless_page(token, false); });
+  b.set_limits({.max_pages = 50});
+  prepare(b);
+  try {
+    b.backfill(std::nullopt);
+    FAIL() << "an endless walk ended";
+  } catch (const InvariantViolation& e) {
+    EXPECT_THAT(e.what(), HasSubstr("page budget of 50 pages")) << e.what();
+  }
+  EXPECT_EQ(b.fetch_count(), 50U);
+  EXPECT_EQ(b.handled().size(), 50U) << "every page within the budget is handled";
+}
+
+TEST_F(BackfillerTest, ThePipelinedLoopHasTheSameBounds) {
+  ScriptedBackfiller b([](const std::string& token, const std::optional<Timestamp>&,
+                          const CancellationToken&) { return endless_page(token, true); });
+  b.pipeline(true);
+  b.set_limits({.max_consecutive_empty_pages = 7});
+  prepare(b);
+  EXPECT_THROW(b.backfill(std::nullopt), InvariantViolation);
+  EXPECT_EQ(b.fetch_count(), 7U);
+}
+
+TEST(BackfillLimits, ZeroIsRefused) {
+  testing::ScriptedBackfiller b(testing::ScriptedBackfiller::pages({{1}}));
+  EXPECT_THROW(b.set_limits({.max_pages = 0}), InvalidPrecondition);
+  EXPECT_THROW(b.set_limits({.max_consecutive_empty_pages = 0}), InvalidPrecondition);
 }
 
 }  // namespace

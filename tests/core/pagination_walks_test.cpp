@@ -34,7 +34,9 @@ HttpResponse cursor_page(const HttpRequest& request, int pages, Cycles cycles) {
   return HttpResponse{200, {{"Content-Type", "application/json"}}, body.dump(), request.url};
 }
 
-HttpRequest first_of(int partition) { return HttpRequest{.url = "https://api.test/p" + std::to_string(partition)}; }
+HttpRequest first_of(int partition) {
+  return HttpRequest{.url = "https://api.test/p" + std::to_string(partition)};
+}
 
 TEST(PaginatorWalks, InterleavedWalksDoNotResetEachOthersCycleDetection) {
   testing::MockHttpClient http;
@@ -128,6 +130,83 @@ TEST(PaginatorWalks, MemoryIsBoundedByForgettingTheLeastRecentlyUsedWalk) {
   const std::string newest = "w" + std::to_string(pagination::RepeatGuard::kMaxWalks);
   guard.begin(newest, "x");
   EXPECT_THROW(guard.end(newest, "x", "", page(1)), InvariantViolation);  // same items as its previous page
+}
+
+// --- Hostile counts and endless walks (issue 16) ---
+
+HttpResponse json_response(const HttpRequest& request, const nlohmann::json& body) {
+  return HttpResponse{200, {{"Content-Type", "application/json"}}, body.dump(), request.url};
+}
+
+TEST(PaginatorWalks, ATotalPagesBeyondAnyPageNumberIsRefusedNamingTheField) {
+  for (const double total : {1e300, -1e300, 9.3e18, -3.0}) {
+    testing::MockHttpClient http;
+    http.call([&](const HttpRequest& r, const CancellationToken&) {
+          return json_response(r, {{"data", {{{"id", 1}}}}, {"meta", {{"total_pages", total}}}});
+        })
+        .repeat();
+    pagination::PageNumber pages{{.per_page = 1, .total_pages_path = {"meta", "total_pages"}}};
+    try {
+      (void)pages.fetch(http, HttpRequest{.url = "https://api.test/items"}, "");
+      ADD_FAILURE() << "total_pages " << total << " was accepted";
+    } catch (const InvalidInput& e) {
+      EXPECT_THAT(e.what(), HasSubstr("meta.total_pages")) << e.what();
+    }
+  }
+}
+
+TEST(PaginatorWalks, ATotalBeyondAnyOffsetIsRefusedNamingTheField) {
+  testing::MockHttpClient http;
+  http.call([](const HttpRequest& r, const CancellationToken&) {
+        return json_response(r, {{"data", {{{"id", 1}}}}, {"total", 1e300}});
+      })
+      .repeat();
+  pagination::Offset pages{{.limit = 1, .total_path = {"total"}}};
+  EXPECT_THROW((void)pages.fetch(http, HttpRequest{.url = "https://api.test/items"}, ""), InvalidInput);
+}
+
+TEST(PaginatorWalks, AnIntegralTotalPagesStillEndsTheWalk) {
+  testing::MockHttpClient http;
+  http.call([](const HttpRequest& r, const CancellationToken&) {
+        const std::string page = pagination::query_param(r.url, "page").value_or("?");
+        return json_response(r, {{"data", {{{"id", page}}}}, {"total_pages", 2.0}});
+      })
+      .repeat();
+  pagination::PageNumber pages{{.per_page = 1, .total_pages_path = {"total_pages"}}};
+  const HttpRequest first{.url = "https://api.test/items"};
+  EXPECT_EQ(pages.fetch(http, first, "").next, "2");
+  EXPECT_EQ(pages.fetch(http, first, "2").next, "");
+}
+
+// The guard remembers the last kRememberedTokens tokens of a walk, as hashes:
+// its memory stays bounded however long the walk. The trade-off: a cycle
+// longer than that goes unnoticed here and is stopped by the page loop's
+// bounds instead (BackfillLimits).
+TEST(PaginatorWalks, TheRepeatGuardRemembersABoundedNumberOfTokens) {
+  pagination::RepeatGuard guard;
+  const std::size_t remembered = pagination::RepeatGuard::kRememberedTokens;
+  std::string token;
+  for (std::size_t n = 1; n <= remembered + 10; ++n) {
+    const std::string next = "t" + std::to_string(n);
+    guard.begin(token);
+    guard.end(token, next, nlohmann::json::array({n}));
+    token = next;
+  }
+  // A recent token is still a repeat...
+  guard.begin(token);
+  EXPECT_THROW(guard.end(token, "t" + std::to_string(remembered), nlohmann::json::array({-1})),
+               InvariantViolation);
+  // ...the oldest ones are forgotten.
+  guard.begin("");
+  std::string walk;
+  for (std::size_t n = 1; n <= remembered + 10; ++n) {
+    const std::string next = "t" + std::to_string(n);
+    guard.begin(walk);
+    guard.end(walk, next, nlohmann::json::array({n}));
+    walk = next;
+  }
+  guard.begin(walk);
+  EXPECT_NO_THROW(guard.end(walk, "t1", nlohmann::json::array({-2})));
 }
 
 }  // namespace
