@@ -5,6 +5,7 @@
 // the same oversized page again.
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -98,6 +99,28 @@ TEST(ResponseLimit, AChunkedBodyPastTheCapStopsTheTransferWithANonRetryableError
   server.stop();
   // The cap plus socket buffers, not the gigabyte the server had to send.
   EXPECT_LT(server.bytes_streamed(), 16U * kCap) << "the client kept reading past its cap";
+}
+
+std::size_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::size_t>(usage.ru_maxrss) * 1024U;  // KiB on Linux
+}
+
+// ctest runs each test in a process of its own, so the high-water mark is this test's.
+TEST(ResponseLimit, PeakMemoryOfAnEndlessChunkedBodyStaysNearTheDefaultCap) {
+  MiniServer server = endless_chunked();
+  CurlOptions options = capped(CurlOptions{}.max_response_bytes);
+  CurlHttpClient http(options);
+  const std::size_t before = peak_rss_bytes();
+  expect_too_large(failure_of(http, server.url("/v1/pages")), options.max_response_bytes, "/v1/pages");
+  const std::size_t grown = peak_rss_bytes() - before;
+  server.stop();
+  // The cap and a small constant (curl's buffers, the server's chunk), not
+  // twice the cap as a free-running doubling of the body string reached.
+  EXPECT_LT(grown, options.max_response_bytes + 16U * 1024U * 1024U)
+      << "peak RSS grew by " << grown / (1024 * 1024) << " MiB for a cap of "
+      << options.max_response_bytes / (1024 * 1024) << " MiB";
 }
 
 // Answers every connection with a header block declaring `length` bytes, then
