@@ -19,7 +19,9 @@
 namespace webhookdb::webhooks {
 namespace {
 
-WebhookResponse internal_error() { return WebhookResponse::error(500, "internal error"); }
+WebhookResponse internal_error() {
+  return WebhookResponse::error(500, "internal error");
+}
 
 // The same options Replicator::upsert_webhook uses, for rows prepared earlier.
 void write_prepared(Replicator& replicator, const std::vector<Row>& rows) {
@@ -27,6 +29,69 @@ void write_prepared(Replicator& replicator, const std::vector<Row>& rows) {
   options.apply_update_rule = true;
   options.method = rows.size() > 1 ? WriteMethod::automatic : WriteMethod::single_row;
   replicator.write_rows(rows, options);
+}
+
+// The bytes a value takes in an index entry, near enough: its text.
+std::size_t indexed_size(const nlohmann::json& value) {
+  if (value.is_string()) return value.get_ref<const std::string&>().size();
+  if (value.is_array() || value.is_object()) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size();
+  }
+  return 0;  // numbers, booleans, null: a few bytes
+}
+
+// PostgreSQL would refuse the write (after the 202, without an inbox) when an
+// index entry passes its btree limit: refuse the payload now instead.
+void check_indexable(const TableSpec& spec, const Row& row) {
+  const auto refuse = [](const std::string& what, std::size_t size, const std::string& where) {
+    throw InvalidInput(what + " is " + std::to_string(size) + " bytes; at most " +
+                           std::to_string(kMaxIndexedValueBytes) + " can be indexed",
+                       where);
+  };
+  if (const std::size_t size = indexed_size(row.key); size > kMaxIndexedValueBytes) {
+    refuse("the remote key", size, "column '" + spec.remote_key.name + "'");
+  }
+  for (const IndexSpec& index : spec.indexes()) {
+    std::size_t size = 0;
+    for (const std::string& name : index.columns) {
+      if (name == spec.remote_key.name) {
+        size += indexed_size(row.key);
+      } else if (auto i = spec.column_index(name); i && *i < row.values.size()) {
+        size += indexed_size(row.values[*i]);
+      }
+    }
+    if (size > kMaxIndexedValueBytes) refuse("the indexed value", size, "index '" + index.name + "'");
+  }
+}
+
+// Payload -> rows, with every check a write would make that does not need the
+// database: each column's conversion, UTF-8, index entry sizes. Whatever a
+// replicator hook throws while reading the payload (bar a store or HTTP
+// failure) says the payload has a shape it cannot take: an InvalidInput, so
+// the sender gets a 400 it will not retry, never a 500 it retries for days.
+std::vector<Row> storable_rows(Replicator& replicator, const WebhookRequest& request) {
+  std::vector<Row> rows;
+  try {
+    rows = replicator.upsert_webhook(request, /*upsert=*/false);
+  } catch (const InvalidInput&) {
+    throw;
+  } catch (const StoreError&) {
+    throw;
+  } catch (const HttpBaseError&) {
+    throw;
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const InvalidPostcondition&) {
+    // Replicator::upsert_webhook's only one: the envelope held an array.
+    throw InvalidInput("the event's resource is an array; expected one JSON object", "webhook body");
+  } catch (const nlohmann::json::exception&) {
+    throw InvalidInput("a value has the wrong JSON type for this integration", "webhook body");
+  } catch (const std::exception&) {
+    throw InvalidInput("the payload does not have the shape this integration reads", "webhook body");
+  }
+  replicator.check_rows(rows);
+  for (const Row& row : rows) check_indexable(replicator.table_spec(), row);
+  return rows;
 }
 
 }  // namespace
@@ -105,6 +170,13 @@ struct WebhookHandler::Impl {
   }
 
   WebhookResponse process(const std::string& opaque_id, WebhookRequest& request);
+  WebhookResponse process_enriched(const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy,
+                                   WebhookRequest& request, const WebhookResponse& verification,
+                                   bool synchronous);
+  WebhookResponse push_to_inbox(const std::string& target_id, const WebhookRequest& request,
+                                const WebhookResponse& verification);
+  WebhookResponse enqueue_or_busy(std::function<void()> work, const std::string& target_id,
+                                  const WebhookResponse& verification);
 };
 
 WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request) {
@@ -155,8 +227,8 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
     }
     request.json = std::move(parsed.value);
   } else if (json_depth(request.json) > limits.max_depth) {
-    return WebhookResponse::error(400, "webhook body: JSON nested deeper than " +
-                                           std::to_string(limits.max_depth) + " levels");
+    return WebhookResponse::error(
+        400, "webhook body: JSON nested deeper than " + std::to_string(limits.max_depth) + " levels");
   }
   if (!request.json.is_object() && !request.json.is_array()) {
     return WebhookResponse::error(
@@ -165,47 +237,69 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
 
   const bool synchronous =
       options.process_synchronously.value_or(policy != nullptr && policy->process_webhooks_synchronously());
+  // Enrichment may call out over HTTP: the whole upsert is left to the write
+  // (now, the worker, or the inbox's processor), unchecked before the answer.
+  if (replicator->table_spec().enrichment)
+    return process_enriched(replicator, policy, request, verification, synchronous);
+
+  // Rows are built and checked now, so a payload that cannot become a row is
+  // a 400 the sender sees, never a 202 and then a failure in a log.
+  std::vector<Row> rows = storable_rows(*replicator, request);
+  if (synchronous) {
+    if (!rows.empty()) write_prepared(*replicator, rows);
+    return policy != nullptr ? policy->synchronous_response(rows, request)
+                             : default_synchronous_response(rows);
+  }
+  if (rows.empty()) return verification;  // the replicator skips this resource
+  if (options.inbox) return push_to_inbox(target_id, request, verification);
+  auto work = [replicator, rows = std::move(rows)] { write_prepared(*replicator, rows); };
+  return enqueue_or_busy(std::move(work), target_id, verification);
+}
+
+WebhookResponse WebhookHandler::Impl::process_enriched(const std::shared_ptr<Replicator>& replicator,
+                                                       WebhookPolicy* policy, WebhookRequest& request,
+                                                       const WebhookResponse& verification,
+                                                       bool synchronous) {
   if (synchronous) {
     std::vector<Row> rows = replicator->upsert_webhook(request);
-    return policy != nullptr ? policy->synchronous_response(rows, request) : default_synchronous_response(rows);
+    return policy != nullptr ? policy->synchronous_response(rows, request)
+                             : default_synchronous_response(rows);
   }
+  const std::string& target_id = replicator->integration().opaque_id;
+  if (options.inbox) return push_to_inbox(target_id, request, verification);
+  auto work = [replicator, request = std::move(request)] { replicator->upsert_webhook(request); };
+  return enqueue_or_busy(std::move(work), target_id, verification);
+}
 
-  // Rows are built now, so a payload that cannot become a row is a 400 the
-  // sender sees, not a failure in a log. Enrichment may call out over HTTP:
-  // then the whole upsert is left to the worker (or the inbox's processor).
-  if (options.inbox) {
-    if (!replicator->table_spec().enrichment && replicator->upsert_webhook(request, /*upsert=*/false).empty()) {
-      return verification;  // the replicator skips this resource
-    }
-    // Throws when not stored: handle() answers 500 and the sender retries.
-    options.inbox->push(target_id, request);
-    inboxed.fetch_add(1, std::memory_order_relaxed);
-    return verification;
-  }
-  std::function<void()> work;
-  if (replicator->table_spec().enrichment) {
-    work = [replicator, request = std::move(request)] { replicator->upsert_webhook(request); };
-  } else {
-    std::vector<Row> rows = replicator->upsert_webhook(request, /*upsert=*/false);
-    if (rows.empty()) return verification;  // the replicator skips this resource
-    work = [replicator, rows = std::move(rows)] { write_prepared(*replicator, rows); };
-  }
-  if (!enqueue(std::move(work), target_id)) {
-    log(LogLevel::warn, target_id, "worker queue full or draining; answered 503");
-    WebhookResponse busy = WebhookResponse::error(503, "webhook queue is full; retry later");
-    busy.headers.emplace_back("Retry-After", "1");
-    return busy;
-  }
+WebhookResponse WebhookHandler::Impl::push_to_inbox(const std::string& target_id,
+                                                    const WebhookRequest& request,
+                                                    const WebhookResponse& verification) {
+  // Throws when not stored: handle() answers 500 and the sender retries.
+  options.inbox->push(target_id, request);
+  inboxed.fetch_add(1, std::memory_order_relaxed);
   return verification;
 }
 
+WebhookResponse WebhookHandler::Impl::enqueue_or_busy(std::function<void()> work,
+                                                      const std::string& target_id,
+                                                      const WebhookResponse& verification) {
+  if (enqueue(std::move(work), target_id)) return verification;
+  log(LogLevel::warn, target_id, "worker queue full or draining; answered 503");
+  WebhookResponse busy = WebhookResponse::error(503, "webhook queue is full; retry later");
+  busy.headers.emplace_back("Retry-After", "1");
+  return busy;
+}
+
 WebhookHandler::WebhookHandler(ReplicatorContext context, WebhookHandlerOptions options) {
-  if (!context.jobs) throw InvalidPrecondition("WebhookHandler needs a job store (context.jobs) to find integrations");
+  if (!context.jobs)
+    throw InvalidPrecondition("WebhookHandler needs a job store (context.jobs) to find integrations");
   if (!context.registry) throw InvalidPrecondition("WebhookHandler needs a registry (context.registry)");
   impl_ = std::make_shared<Impl>(std::move(context), std::move(options));
 }
 
-WebhookHandler::~WebhookHandler() { drain(); }
+WebhookHandler::~WebhookHandler() {
+  drain();
+}
 
 WebhookResponse WebhookHandler::handle(const std::string& opaque_id, WebhookRequest request) {
   Impl& impl = *impl_;

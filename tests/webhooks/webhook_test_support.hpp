@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -35,9 +36,7 @@ using nlohmann::json;
 class FixedClock final : public Clock {
  public:
   static constexpr std::int64_t kStart = 1'704'067'200;
-  [[nodiscard]] Timestamp now() const override {
-    return Timestamp{std::chrono::seconds(seconds_.load())};
-  }
+  [[nodiscard]] Timestamp now() const override { return Timestamp{std::chrono::seconds(seconds_.load())}; }
   void set_unix(std::int64_t s) { seconds_.store(s); }
   [[nodiscard]] std::int64_t unix_now() const { return seconds_.load(); }
 
@@ -129,9 +128,12 @@ class ChargeReplicator : public Replicator, public WebhookPolicy {
   }
   WebhookResponse verify_webhook(const WebhookRequest& request) override {
     switch (config_->verify) {
-      case VerifyScheme::stripe: return verify_stripe_signature(request, integration().webhook_secret, clock());
-      case VerifyScheme::shopify: return verify_shopify_hmac(request, integration().webhook_secret);
-      case VerifyScheme::none: break;
+      case VerifyScheme::stripe:
+        return verify_stripe_signature(request, integration().webhook_secret, clock());
+      case VerifyScheme::shopify:
+        return verify_shopify_hmac(request, integration().webhook_secret);
+      case VerifyScheme::none:
+        break;
     }
     return WebhookResponse::ok(202);
   }
@@ -187,6 +189,17 @@ inline Descriptor refund_descriptor(const std::string& name, const std::string& 
   return d;
 }
 
+// `n` random letters and digits: a key PostgreSQL cannot compress below the
+// btree limit the way a run of one letter compresses.
+inline std::string random_key(std::size_t n) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::mt19937 gen(static_cast<std::mt19937::result_type>(n));
+  std::uniform_int_distribution<std::size_t> pick(0, sizeof kChars - 2);
+  std::string out(n, ' ');
+  for (char& c : out) c = kChars[pick(gen)];
+  return out;
+}
+
 inline json charge(const std::string& id, int version, std::optional<int> amount = std::nullopt) {
   json c{{"id", id}, {"object", "charge"}, {"version", version}};
   if (amount) c["amount"] = *amount;
@@ -194,7 +207,8 @@ inline json charge(const std::string& id, int version, std::optional<int> amount
 }
 
 inline json charge_event(const json& object, const std::string& type = "charge.updated") {
-  return json{{"id", "evt_" + object.value("id", std::string())}, {"type", type}, {"data", {{"object", object}}}};
+  return json{
+      {"id", "evt_" + object.value("id", std::string())}, {"type", type}, {"data", {{"object", object}}}};
 }
 
 // --- A blocking HTTP/1.1 client for loopback tests ---
@@ -228,7 +242,8 @@ class TestConnection {
   }
 
   ClientResponse send(http::verb verb, const std::string& target, const std::string& body,
-                      const std::vector<std::pair<std::string, std::string>>& headers = {}, bool keep_alive = true) {
+                      const std::vector<std::pair<std::string, std::string>>& headers = {},
+                      bool keep_alive = true) {
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1:" + std::to_string(port_));
     req.set(http::field::content_type, "application/json");
@@ -241,7 +256,8 @@ class TestConnection {
   }
 
   ClientResponse post(const std::string& target, const std::string& body,
-                      const std::vector<std::pair<std::string, std::string>>& headers = {}, bool keep_alive = true) {
+                      const std::vector<std::pair<std::string, std::string>>& headers = {},
+                      bool keep_alive = true) {
     return send(http::verb::post, target, body, headers, keep_alive);
   }
 

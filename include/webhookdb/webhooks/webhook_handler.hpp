@@ -11,7 +11,13 @@
 // object or array / too deeply nested / a resource that cannot become a row,
 // 401 failed verification, 404 unknown integration (or one no registered
 // replicator takes webhooks for), 503 worker queue full or draining, 500 only
-// when a store (or the inbox) fails, with a generic message. Secrets, headers and bodies are
+// when a store (or the inbox) fails, with a generic message. Rows are built and
+// checked (conversions, UTF-8, index entry sizes: see kMaxIndexedValueBytes)
+// before any 2xx and before the inbox stores the request, so a payload that
+// cannot become a row is a 400 and never a 202 whose write then fails; any
+// exception a replicator hook throws while reading the payload is a 400 too.
+// Replicators with enrichment (an HTTP call) are the exception: their rows are
+// built at write time. Secrets, headers and bodies are
 // never logged.
 
 #include <chrono>
@@ -28,6 +34,12 @@
 #include "webhookdb/webhooks/webhook_inbox.hpp"
 
 namespace webhookdb::webhooks {
+
+// The longest remote key (and value of an indexed column), in bytes of its
+// text, that a webhook may carry. PostgreSQL's btree refuses index entries over
+// about 2704 bytes (a third of a page) after compression; 2000 leaves room for
+// the entry's overhead without relying on compression. Longer is a 400.
+inline constexpr std::size_t kMaxIndexedValueBytes = 2000;
 
 struct WebhookHandlerOptions {
   // Set: overrides every replicator's process_webhooks_synchronously().
@@ -54,14 +66,14 @@ struct WebhookHandlerOptions {
 
 struct WebhookStats {
   std::uint64_t requests = 0;
-  std::uint64_t accepted = 0;           // answered 2xx
-  std::uint64_t rejected = 0;           // answered 4xx
-  std::uint64_t unavailable = 0;        // answered 503
-  std::uint64_t failed = 0;             // answered 500
-  std::uint64_t processed_async = 0;    // asynchronous writes done
-  std::uint64_t failed_async = 0;       // asynchronous writes that threw
-  std::uint64_t inboxed = 0;            // asynchronous webhooks stored in the inbox
-  std::uint64_t pending = 0;            // asynchronous writes queued or running now
+  std::uint64_t accepted = 0;         // answered 2xx
+  std::uint64_t rejected = 0;         // answered 4xx
+  std::uint64_t unavailable = 0;      // answered 503
+  std::uint64_t failed = 0;           // answered 500
+  std::uint64_t processed_async = 0;  // asynchronous writes done
+  std::uint64_t failed_async = 0;     // asynchronous writes that threw
+  std::uint64_t inboxed = 0;          // asynchronous webhooks stored in the inbox
+  std::uint64_t pending = 0;          // asynchronous writes queued or running now
 };
 
 class WebhookHandler {

@@ -8,12 +8,20 @@
 //   ...
 //   receiver.stop();                                 // graceful
 //
-// Beyond the handler's statuses: 404 for a path outside the prefix, 405 (with
+// Beyond the handler's statuses: 404 for any path but exactly
+// <path_prefix><opaque_id> (an optional query string aside), 405 (with
 // Allow: POST) for another method, 413 for a body over max_body_bytes (a
 // Content-Length over it is refused before the body is read; a chunked body
 // is cut off when it passes it), 431 for oversized headers, 400 for a
-// request that is not HTTP. Keep-alive is honoured; many connections are
-// served at once on io_threads threads.
+// request that is not HTTP, 503 with Retry-After when the in-flight body
+// budget is spent or the handler misses its deadline. Keep-alive is honoured;
+// many connections are served at once on io_threads threads.
+//
+// Under abuse: the handler (database work) runs on handler_threads, never on
+// the io threads, so requests that need no database are answered at once
+// while the database stalls. Open connections are capped (past the cap new
+// ones wait in the listen backlog) and so are the body bytes being received
+// or handled (counted by declared length, a chunked body as max_body_bytes).
 
 #include <chrono>
 #include <cstddef>
@@ -36,9 +44,34 @@ struct WebhookReceiverOptions {
   std::size_t max_header_bytes = 16 * 1024;
   // Must start and end with '/'.
   std::string path_prefix = "/v1/webhooks/";
-  // A connection idle (or a request trickling in) this long is closed.
+  // A connection idle (or a request body trickling in) this long is closed.
   std::chrono::milliseconds idle_timeout{30'000};
+  // A request's headers must arrive within this (slowloris); then closed.
+  std::chrono::milliseconds header_timeout{10'000};
+  // Threads that run the handler; each may hold a database connection.
+  std::size_t handler_threads = 8;
+  // A request still waiting for the handler after this is answered 503 with
+  // Retry-After (the handler may still finish it: a redelivery is harmless).
+  std::chrono::milliseconds handler_deadline{10'000};
+  // Open connections; past it, new ones wait in the listen backlog. Each
+  // costs tens of KiB without a body.
+  std::size_t max_connections = 2048;
+  // Request body bytes received or being handled at once; a request whose
+  // declared body would pass it is answered 503 with Retry-After. Bodies over
+  // 64 KiB may take only three quarters of it, so a flood of large bodies
+  // leaves room for ordinary webhooks. The default keeps a flood well under
+  // 256 MiB of memory, leaving a 24 GiB host to PostgreSQL.
+  std::size_t max_body_bytes_in_flight = 64 * 1024 * 1024;
   WebhookHandlerOptions handler;
+};
+
+struct ReceiverStats {
+  std::size_t connections = 0;
+  std::size_t peak_connections = 0;
+  std::size_t body_bytes_in_flight = 0;
+  std::size_t peak_body_bytes_in_flight = 0;
+  std::uint64_t refused_busy = 0;      // 503: the body budget was spent
+  std::uint64_t handler_timeouts = 0;  // 503: the handler missed its deadline
 };
 
 class WebhookReceiver {
@@ -62,6 +95,8 @@ class WebhookReceiver {
   void stop();
 
   [[nodiscard]] WebhookHandler& handler();
+  // Thread-safe.
+  [[nodiscard]] ReceiverStats stats() const;
 
  private:
   struct Impl;
