@@ -207,10 +207,20 @@ struct Bench {
     return ctx;
   }
 
+  // One integration per table (the job store refuses a second claim on a
+  // table): a phase that reuses a table reuses its integration.
   ServiceIntegration integration(const std::string& table, const std::string& api_url) {
-    return jobs->create_integration({.service_name = "bench_charge_v1", .table_name = table, .api_url = api_url,
-                                     .backfill_key = "sk_bench"});
+    if (auto it = integrations_.find(table); it != integrations_.end()) {
+      it->second.api_url = api_url;
+      jobs->update_integration(it->second);
+      return it->second;
+    }
+    auto si = jobs->create_integration({.service_name = "bench_charge_v1", .table_name = table, .api_url = api_url,
+                                        .backfill_key = "sk_bench"});
+    integrations_.emplace(table, si);
+    return si;
   }
+  std::map<std::string, ServiceIntegration> integrations_;
 
   // A replicator whose table is fresh.
   std::unique_ptr<Replicator> fresh(const ServiceIntegration& si, const ReplicatorContext& ctx) {
@@ -702,7 +712,9 @@ int rss_child(const Settings& s) {
   ctx.replica = std::make_shared<pg::PgReplicaStore>(pool);
   ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
   ctx.registry = registry;
-  auto si = ctx.jobs->create_integration({.service_name = "bench_charge_v1", .table_name = "bench_rss",
+  // A table per run: the job store lets one integration claim a table.
+  auto si = ctx.jobs->create_integration({.service_name = "bench_charge_v1",
+                                          .table_name = "bench_rss_" + std::to_string(s.child_objects),
                                           .api_url = s.server_url, .backfill_key = "sk_bench"});
   auto r = registry->make(si, ctx);
   ctx.replica->drop_table(r->table_spec());
