@@ -23,7 +23,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -153,7 +152,8 @@ class BenchReplicator : public examples::StripeChargeReplicator {
     for (long long i = 0; i < parts; ++i) {
       const long long first = 1 + i * pages / parts;
       const long long end = 1 + (i + 1) * pages / parts;
-      out.push_back({"pages:" + std::to_string(first) + "-" + std::to_string(end), {{"first", first}, {"end", end}}});
+      out.push_back(
+          {"pages:" + std::to_string(first) + "-" + std::to_string(end), {{"first", first}, {"end", end}}});
     }
     return out;
   }
@@ -162,12 +162,14 @@ class BenchReplicator : public examples::StripeChargeReplicator {
     return fetch_pages(1, static_cast<long long>((g_mode.objects + 99) / 100) + 1, token, cancel);
   }
   BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string& token,
-                                    const std::optional<Timestamp>& /*since*/, const CancellationToken& cancel) override {
+                                    const std::optional<Timestamp>& /*since*/,
+                                    const CancellationToken& cancel) override {
     return fetch_pages(p.bounds["first"].get<long long>(), p.bounds["end"].get<long long>(), token, cancel);
   }
 
  private:
-  BackfillPage fetch_pages(long long first, long long end, const std::string& token, const CancellationToken& cancel) {
+  BackfillPage fetch_pages(long long first, long long end, const std::string& token,
+                           const CancellationToken& cancel) {
     const long long page = token.empty() ? first : std::stoll(token);
     auto response = context().http->get(
         integration().api_url + "/pages?per_page=100&page=" + std::to_string(page), {}, cancel);
@@ -185,7 +187,7 @@ struct Bench {
   std::shared_ptr<pg::PgJobStore> jobs;
   std::shared_ptr<Registry> registry = std::make_shared<Registry>();
   json results = json::object();
-  double baseline = 0;  // raw COPY rows/s
+  double baseline = 0;       // raw COPY rows/s
   std::string baseline_cpu;  // the last raw COPY run's CPU per row
   std::string last_cpu;      // the last end-to-end run's
 
@@ -208,19 +210,19 @@ struct Bench {
   }
 
   // One integration per table (the job store refuses a second claim on a
-  // table): a phase that reuses a table reuses its integration.
+  // table): a phase, or a second run of the benchmark, that reuses a table
+  // reuses its integration.
   ServiceIntegration integration(const std::string& table, const std::string& api_url) {
-    if (auto it = integrations_.find(table); it != integrations_.end()) {
-      it->second.api_url = api_url;
-      jobs->update_integration(it->second);
-      return it->second;
+    if (auto si = jobs->find_integration_by_table(table)) {
+      si->api_url = api_url;
+      jobs->update_integration(*si);
+      return *si;
     }
-    auto si = jobs->create_integration({.service_name = "bench_charge_v1", .table_name = table, .api_url = api_url,
-                                        .backfill_key = "sk_bench"});
-    integrations_.emplace(table, si);
-    return si;
+    return jobs->create_integration({.service_name = "bench_charge_v1",
+                                     .table_name = table,
+                                     .api_url = api_url,
+                                     .backfill_key = "sk_bench"});
   }
-  std::map<std::string, ServiceIntegration> integrations_;
 
   // A replicator whose table is fresh.
   std::unique_ptr<Replicator> fresh(const ServiceIntegration& si, const ReplicatorContext& ctx) {
@@ -230,7 +232,8 @@ struct Bench {
     return r;
   }
 
-  static void print_row(const std::string& name, double rows_per_s, double ratio, const std::string& extra = {}) {
+  static void print_row(const std::string& name, double rows_per_s, double ratio,
+                        const std::string& extra = {}) {
     std::printf("  %-68s %10.0f %8.2fx  %s\n", name.c_str(), rows_per_s, ratio, extra.c_str());
     std::fflush(stdout);
   }
@@ -283,8 +286,10 @@ struct Bench {
     {
       pqxx::nontransaction nt(c);
       nt.exec(
-          "DROP TABLE IF EXISTS bench_raw_copy; CREATE TABLE bench_raw_copy (pk bigserial PRIMARY KEY, stripe_id text "
-          "UNIQUE NOT NULL, amount bigint, currency text, customer text, status text, created timestamptz, updated "
+          "DROP TABLE IF EXISTS bench_raw_copy; CREATE TABLE bench_raw_copy (pk bigserial PRIMARY KEY, "
+          "stripe_id text "
+          "UNIQUE NOT NULL, amount bigint, currency text, customer text, status text, created timestamptz, "
+          "updated "
           "timestamptz, data jsonb NOT NULL); CREATE INDEX ON bench_raw_copy (customer); CREATE INDEX ON "
           "bench_raw_copy (created); CREATE INDEX ON bench_raw_copy (updated)");
     }
@@ -293,8 +298,8 @@ struct Bench {
     const auto t0 = SteadyClock::now();
     pqxx::work tx(c);
     pqxx::stream_to stream(tx, "bench_raw_copy",
-                           std::vector<std::string>{"stripe_id", "amount", "currency", "customer", "status", "created",
-                                                    "updated", "data"});
+                           std::vector<std::string>{"stripe_id", "amount", "currency", "customer", "status",
+                                                    "created", "updated", "data"});
     for (const auto& r : rows) {
       const auto& v = r.values;
       stream << std::make_tuple(r.key.get<std::string>(), v[0].get<long long>(), v[1].get<std::string>(),
@@ -353,7 +358,8 @@ struct Bench {
   }
 
   void write_paths() {
-    std::printf("\n1. Write path: %zu rows of ~1.2 KB (per-row: %zu), table with 3 indexes\n", s.write_n, s.single_n);
+    std::printf("\n1. Write path: %zu rows of ~1.2 KB (per-row: %zu), table with 3 indexes\n", s.write_n,
+                s.single_n);
     std::printf("  %-68s %10s %9s\n", "path", "rows/s", "vs COPY");
     ReplicatorContext ctx = context();
     auto si = integration("bench_write", "http://127.0.0.1:1");
@@ -397,7 +403,8 @@ struct Bench {
         inserts.push_back(library_write(spec, subset, m.method, m.batch, m.checkpointed));
         updates.push_back(library_write(spec, newer_rows, m.method, m.batch, m.checkpointed));
         noops.push_back(library_write(spec, newer_rows, m.method, m.batch, m.checkpointed));
-        if (replica->count(spec) != m.n) throw InvariantViolation(std::string(m.name) + ": row count differs");
+        if (replica->count(spec) != m.n)
+          throw InvariantViolation(std::string(m.name) + ": row count differs");
       }
       const auto median = [](std::vector<double> v) {
         std::sort(v.begin(), v.end());
@@ -409,8 +416,12 @@ struct Bench {
       print_row(std::string(m.name) + ": insert", insert, insert / baseline);
       print_row(std::string(m.name) + ": every row newer", update, update / baseline);
       print_row(std::string(m.name) + ": identical rows", noop, noop / baseline);
-      out[m.name] = {{"insert", insert}, {"newer", update}, {"identical", noop}, {"rows", m.n},
-                     {"insert_ratio", insert / baseline}, {"newer_ratio", update / baseline},
+      out[m.name] = {{"insert", insert},
+                     {"newer", update},
+                     {"identical", noop},
+                     {"rows", m.n},
+                     {"insert_ratio", insert / baseline},
+                     {"newer_ratio", update / baseline},
                      {"identical_ratio", noop / baseline}};
     }
     replica->drop_table(r->table_spec());
@@ -474,7 +485,8 @@ struct Bench {
   }
 
   void end_to_end_section() {
-    std::printf("\n2. End to end: %zu objects from the local API server, pages of 100, into PostgreSQL\n", s.e2e_n);
+    std::printf("\n2. End to end: %zu objects from the local API server, pages of 100, into PostgreSQL\n",
+                s.e2e_n);
     std::printf("  %-68s %10s %9s  %s\n", "configuration", "rows/s", "vs COPY", "vs fetch+parse");
     tools::ApiServerOptions options;
     options.objects = s.e2e_n;
@@ -511,7 +523,9 @@ struct Bench {
         char extra[128];
         std::snprintf(extra, sizeof extra, "%.2fx  %s", rate / fetch_only, last_cpu.c_str());
         print_row(name, rate, rate / baseline, extra);
-        out[name] = {{"rows_per_s", rate}, {"ratio_to_copy", rate / baseline}, {"ratio_to_fetch_parse", rate / fetch_only}};
+        out[name] = {{"rows_per_s", rate},
+                     {"ratio_to_copy", rate / baseline},
+                     {"ratio_to_fetch_parse", rate / fetch_only}};
       }
     }
     server.stop();
@@ -600,7 +614,9 @@ struct Bench {
   // --- 4. abort latency ---
 
   void abort_section() {
-    std::printf("\n4. Abort latency: 2 parallel backfillers, one fails (401) while the other waits on a slow response\n");
+    std::printf(
+        "\n4. Abort latency: 2 parallel backfillers, one fails (401) while the other waits on a slow "
+        "response\n");
     tools::ApiServer server(tools::ApiServerOptions{.objects = 10});
     server.start();
     std::vector<double> latencies;
@@ -637,7 +653,8 @@ struct Bench {
     [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json&) const override {
       return {{"slow", json::object()}, {"fail", json::object()}};
     }
-    BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string&, const std::optional<Timestamp>&,
+    BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string&,
+                                      const std::optional<Timestamp>&,
                                       const CancellationToken& cancel) override {
       if (p.key == "slow") {
         context().http->get(integration().api_url + "/delay?ms=10000", {}, cancel);
@@ -659,20 +676,28 @@ struct Bench {
 
   void run() {
     const auto t0 = SteadyClock::now();
-    std::printf("webhookdb-bench%s: %u cores\n", s.smoke ? " (smoke)" : "", std::thread::hardware_concurrency());
+    std::printf("webhookdb-bench%s: %u cores\n", s.smoke ? " (smoke)" : "",
+                std::thread::hardware_concurrency());
     // Ratios depend on what a commit costs: say how durable the server is.
     try {
       pqxx::connection c(s.database_url);
       pqxx::nontransaction nt(c);
       const auto r = nt.exec(
-          "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'),"
-          " current_setting('full_page_writes'), current_setting('min_wal_size'), current_setting('max_wal_size')");
-      std::printf("PostgreSQL %s: fsync=%s synchronous_commit=%s full_page_writes=%s min_wal_size=%s max_wal_size=%s\n",
-                  r[0][0].c_str(), r[0][1].c_str(), r[0][2].c_str(), r[0][3].c_str(), r[0][4].c_str(),
-                  r[0][5].c_str());
-      results["postgres"] = {{"version", r[0][0].c_str()},          {"fsync", r[0][1].c_str()},
-                             {"synchronous_commit", r[0][2].c_str()}, {"full_page_writes", r[0][3].c_str()},
-                             {"min_wal_size", r[0][4].c_str()},     {"max_wal_size", r[0][5].c_str()}};
+          "SELECT current_setting('server_version'), current_setting('fsync'), "
+          "current_setting('synchronous_commit'),"
+          " current_setting('full_page_writes'), current_setting('min_wal_size'), "
+          "current_setting('max_wal_size')");
+      std::printf(
+          "PostgreSQL %s: fsync=%s synchronous_commit=%s full_page_writes=%s min_wal_size=%s "
+          "max_wal_size=%s\n",
+          r[0][0].c_str(), r[0][1].c_str(), r[0][2].c_str(), r[0][3].c_str(), r[0][4].c_str(),
+          r[0][5].c_str());
+      results["postgres"] = {{"version", r[0][0].c_str()},
+                             {"fsync", r[0][1].c_str()},
+                             {"synchronous_commit", r[0][2].c_str()},
+                             {"full_page_writes", r[0][3].c_str()},
+                             {"min_wal_size", r[0][4].c_str()},
+                             {"max_wal_size", r[0][5].c_str()}};
     } catch (const std::exception& e) {
       std::fprintf(stderr, "bench: cannot read the server's settings (%s)\n", e.what());
     }
@@ -689,7 +714,8 @@ struct Bench {
     results["smoke"] = s.smoke;
     results["seconds"] = seconds_since(t0);
     std::ofstream(s.json_path) << results.dump(2) << "\n";
-    std::printf("\nresults written to %s\nbenchmark complete in %.0f s\n", s.json_path.c_str(), seconds_since(t0));
+    std::printf("\nresults written to %s\nbenchmark complete in %.0f s\n", s.json_path.c_str(),
+                seconds_since(t0));
   }
 };
 
@@ -712,10 +738,18 @@ int rss_child(const Settings& s) {
   ctx.replica = std::make_shared<pg::PgReplicaStore>(pool);
   ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
   ctx.registry = registry;
-  // A table per run: the job store lets one integration claim a table.
-  auto si = ctx.jobs->create_integration({.service_name = "bench_charge_v1",
-                                          .table_name = "bench_rss_" + std::to_string(s.child_objects),
-                                          .api_url = s.server_url, .backfill_key = "sk_bench"});
+  // One integration per table: a run reuses the one an earlier run made.
+  ServiceIntegration si{.service_name = "bench_charge_v1",
+                        .table_name = "bench_rss",
+                        .api_url = s.server_url,
+                        .backfill_key = "sk_bench"};
+  if (auto found = ctx.jobs->find_integration_by_table(si.table_name)) {
+    found->api_url = s.server_url;
+    ctx.jobs->update_integration(*found);
+    si = *found;
+  } else {
+    si = ctx.jobs->create_integration(si);
+  }
   auto r = registry->make(si, ctx);
   ctx.replica->drop_table(r->table_spec());
   r->create_table();
@@ -741,17 +775,28 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--database-url") s.database_url = value();
-    else if (arg == "--server-exe") s.server_exe = value();
-    else if (arg == "--json") s.json_path = value();
-    else if (arg == "--smoke") s.smoke = true;
-    else if (arg == "--rss-child") s.rss_child = true;
-    else if (arg == "--server-url") s.server_url = value();
-    else if (arg == "--objects") s.child_objects = std::stoul(value());
-    else if (arg == "--only") s.only = value();
-    else if (arg == "--write-rows") s.write_n = std::stoul(value());
-    else if (arg == "--e2e-objects") s.e2e_n = std::stoul(value());
-    else if (arg == "--e2e-filter") s.e2e_filter = value();
+    if (arg == "--database-url")
+      s.database_url = value();
+    else if (arg == "--server-exe")
+      s.server_exe = value();
+    else if (arg == "--json")
+      s.json_path = value();
+    else if (arg == "--smoke")
+      s.smoke = true;
+    else if (arg == "--rss-child")
+      s.rss_child = true;
+    else if (arg == "--server-url")
+      s.server_url = value();
+    else if (arg == "--objects")
+      s.child_objects = std::stoul(value());
+    else if (arg == "--only")
+      s.only = value();
+    else if (arg == "--write-rows")
+      s.write_n = std::stoul(value());
+    else if (arg == "--e2e-objects")
+      s.e2e_n = std::stoul(value());
+    else if (arg == "--e2e-filter")
+      s.e2e_filter = value();
     else if (arg == "--pool-size")
       s.pool_size = std::stoi(value());
     else if (arg == "--max-concurrent-copies")

@@ -40,8 +40,10 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr, "webhookdb-demo: %s\nusage: webhookdb-demo --database-url URL [--objects N] "
-               "[--fault-rate R] [--touch N] [--seed S]\n", msg);
+  std::fprintf(stderr,
+               "webhookdb-demo: %s\nusage: webhookdb-demo --database-url URL [--objects N] "
+               "[--fault-rate R] [--touch N] [--seed S]\n",
+               msg);
   std::exit(2);
 }
 
@@ -54,12 +56,18 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
       return argv[++i];
     };
-    if (arg == "--database-url") o.database_url = value();
-    else if (arg == "--objects") o.objects = std::stoul(value());
-    else if (arg == "--fault-rate") o.fault_rate = std::stod(value());
-    else if (arg == "--touch") o.touch = std::stoul(value());
-    else if (arg == "--seed") o.seed = std::stoull(value());
-    else usage(("unknown argument " + arg).c_str());
+    if (arg == "--database-url")
+      o.database_url = value();
+    else if (arg == "--objects")
+      o.objects = std::stoul(value());
+    else if (arg == "--fault-rate")
+      o.fault_rate = std::stod(value());
+    else if (arg == "--touch")
+      o.touch = std::stoul(value());
+    else if (arg == "--seed")
+      o.seed = std::stoull(value());
+    else
+      usage(("unknown argument " + arg).c_str());
   }
   if (o.database_url.empty()) usage("--database-url (or WEBHOOKDB_DATABASE_URL) is required");
   return o;
@@ -86,7 +94,8 @@ class ProgressDisplay final : public ProgressSink {
     std::lock_guard lock(mutex_);
     latest_[p.backfiller] = p;
     const auto now = Clock::now();
-    if (now - last_draw_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(1)) && !p.done) return;
+    if (now - last_draw_ < (tty_ ? std::chrono::milliseconds(100) : std::chrono::seconds(1)) && !p.done)
+      return;
     last_draw_ = now;
     draw(false);
     drawn_final_ = all_done();
@@ -126,21 +135,24 @@ class ProgressDisplay final : public ProgressSink {
     const BackfillProgress t = total();
     const double secs = seconds();
     const double rate = secs > 0 ? static_cast<double>(t.rows_written) / secs : 0.0;
-    const double fraction = expected_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(t.items) / static_cast<double>(expected_));
+    const double fraction =
+        expected_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(t.items) / static_cast<double>(expected_));
     char line[256];
     if (tty_) {
       constexpr int width = 30;
       const int filled = static_cast<int>(fraction * width);
       std::string bar(static_cast<std::size_t>(filled), '#');
       bar.append(static_cast<std::size_t>(width - filled), '-');
-      std::snprintf(line, sizeof line, "\r  %-12s [%s] %3.0f%%  %s rows  %s rows/s  pages %s  retries %s  %.1fs ",
+      std::snprintf(line, sizeof line,
+                    "\r  %-12s [%s] %3.0f%%  %s rows  %s rows/s  pages %s  retries %s  %.1fs ",
                     label_.c_str(), bar.c_str(), fraction * 100, thousands(t.rows_written).c_str(),
                     thousands(static_cast<std::uint64_t>(rate)).c_str(), thousands(t.pages).c_str(),
                     thousands(t.retries).c_str(), secs);
       std::fputs(line, stdout);
       if (final_line) std::fputs("\n", stdout);
     } else {
-      std::snprintf(line, sizeof line, "  %-12s %3.0f%%  rows %s  rows/s %s  pages %s  retries %s  elapsed %.1fs\n",
+      std::snprintf(line, sizeof line,
+                    "  %-12s %3.0f%%  rows %s  rows/s %s  pages %s  retries %s  elapsed %.1fs\n",
                     label_.c_str(), fraction * 100, thousands(t.rows_written).c_str(),
                     thousands(static_cast<std::uint64_t>(rate)).c_str(), thousands(t.pages).c_str(),
                     thousands(t.retries).c_str(), secs);
@@ -168,8 +180,9 @@ struct RunSummary {
 
 // Runs one job to the end the way a job queue would: a RetryOrDie re-runs it
 // (resuming from its checkpoints) after a short pause instead of its backoff.
-RunSummary run_job(const std::shared_ptr<Registry>& registry, ReplicatorContext ctx, const ServiceIntegration& si,
-                   bool incremental, const std::string& label, std::uint64_t expected) {
+RunSummary run_job(const std::shared_ptr<Registry>& registry, ReplicatorContext ctx,
+                   const ServiceIntegration& si, bool incremental, const std::string& label,
+                   std::uint64_t expected) {
   auto display = std::make_shared<ProgressDisplay>(label, expected);
   ctx.progress = display;
   auto job = ctx.jobs->create_recursive(si, incremental, nlohmann::json::object());
@@ -185,7 +198,8 @@ RunSummary run_job(const std::shared_ptr<Registry>& registry, ReplicatorContext 
       break;
     } catch (const RetryOrDie& e) {
       if (attempt > e.retries()) throw;
-      std::printf("\n  server trouble (%s): re-running the job; it resumes at its last checkpoint\n", e.what());
+      std::printf("\n  server trouble (%s): re-running the job; it resumes at its last checkpoint\n",
+                  e.what());
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
   }
@@ -196,15 +210,17 @@ RunSummary run_job(const std::shared_ptr<Registry>& registry, ReplicatorContext 
 }
 
 void print_summary(const std::vector<RunSummary>& runs) {
-  std::printf("\n  %-14s %12s %12s %8s %8s %9s %10s\n", "run", "rows written", "rows changed", "pages", "retries",
-              "time (s)", "rows/s");
-  std::printf("  %-14s %12s %12s %8s %8s %9s %10s\n", "--------------", "------------", "------------", "--------",
-              "--------", "---------", "----------");
+  std::printf("\n  %-14s %12s %12s %8s %8s %9s %10s\n", "run", "rows written", "rows changed", "pages",
+              "retries", "time (s)", "rows/s");
+  std::printf("  %-14s %12s %12s %8s %8s %9s %10s\n", "--------------", "------------", "------------",
+              "--------", "--------", "---------", "----------");
   for (const auto& r : runs) {
-    std::printf("  %-14s %12s %12s %8s %8s %9.2f %10s\n", r.label.c_str(), thousands(r.totals.rows_written).c_str(),
-                thousands(r.totals.rows_changed).c_str(), thousands(r.totals.pages).c_str(),
-                thousands(r.totals.retries).c_str(), r.seconds,
-                thousands(static_cast<std::uint64_t>(r.seconds > 0 ? static_cast<double>(r.totals.rows_written) / r.seconds : 0)).c_str());
+    std::printf("  %-14s %12s %12s %8s %8s %9.2f %10s\n", r.label.c_str(),
+                thousands(r.totals.rows_written).c_str(), thousands(r.totals.rows_changed).c_str(),
+                thousands(r.totals.pages).c_str(), thousands(r.totals.retries).c_str(), r.seconds,
+                thousands(static_cast<std::uint64_t>(
+                              r.seconds > 0 ? static_cast<double>(r.totals.rows_written) / r.seconds : 0))
+                    .c_str());
   }
 }
 
@@ -215,8 +231,9 @@ int run(const Options& o) {
   server_options.seed = o.seed;
   server_options.threads = 2;
   server_options.faults = tools::FaultRates::spread(
-      o.fault_rate, {tools::Fault::http500, tools::Fault::http502, tools::Fault::http503, tools::Fault::http429,
-                     tools::Fault::truncated, tools::Fault::drop, tools::Fault::empty, tools::Fault::wrong_type});
+      o.fault_rate,
+      {tools::Fault::http500, tools::Fault::http502, tools::Fault::http503, tools::Fault::http429,
+       tools::Fault::truncated, tools::Fault::drop, tools::Fault::empty, tools::Fault::wrong_type});
   server_options.retry_after_seconds = 1;
   tools::ApiServer server(server_options);
   server.start();
@@ -235,6 +252,10 @@ int run(const Options& o) {
   ctx.jobs = std::make_shared<pg::PgJobStore>(pool);
   ctx.registry = registry;
 
+  // A second run of the demo on the same database starts clean: the earlier
+  // run's integration (one per table) goes, with its jobs.
+  if (auto earlier = ctx.jobs->find_integration_by_table("stripe_charges"))
+    ctx.jobs->delete_integration(earlier->id);
   ServiceIntegration si = ctx.jobs->create_integration({.service_name = "stripe_charge_v1",
                                                         .table_name = "stripe_charges",
                                                         .api_url = server.base_url(),
@@ -250,11 +271,13 @@ int run(const Options& o) {
   runs.push_back(run_job(registry, ctx, si, /*incremental=*/true, "first", o.objects));
 
   // Some charges change at the source after the first run.
-  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto now_unix =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   std::vector<std::size_t> touched;
   const std::size_t touch = std::min(o.touch, o.objects);
-  for (std::size_t i = 0; i < touch; ++i) touched.push_back(i * (o.objects / std::max<std::size_t>(touch, 1)));
+  for (std::size_t i = 0; i < touch; ++i)
+    touched.push_back(i * (o.objects / std::max<std::size_t>(touch, 1)));
   server.touch(touched, now_unix + 5);
   std::printf("\n2. %s charges change at the source; the incremental backfill asks only for those\n",
               thousands(touch).c_str());
@@ -279,7 +302,8 @@ int run(const Options& o) {
     if (!index || row.values[updated_col] != expected) ++mismatched;
   });
   const auto stats = server.stats();
-  std::printf("\n  faults the API server injected and the backfill survived: %s", thousands(stats.faults_total()).c_str());
+  std::printf("\n  faults the API server injected and the backfill survived: %s",
+              thousands(stats.faults_total()).c_str());
   std::string kinds;
   for (std::size_t k = 1; k < tools::kFaultKinds; ++k) {
     const auto n = stats.faults[k];

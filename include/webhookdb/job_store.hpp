@@ -29,6 +29,9 @@ class JobStore {
   [[nodiscard]] virtual std::optional<ServiceIntegration> find_integration(std::int64_t id) = 0;
   [[nodiscard]] virtual std::optional<ServiceIntegration> find_integration_by_opaque_id(
       const std::string& opaque_id) = 0;
+  // The integration that claims `table_name` (one integration per table).
+  [[nodiscard]] virtual std::optional<ServiceIntegration> find_integration_by_table(
+      const std::string& table_name) = 0;
   virtual void update_integration(const ServiceIntegration& integration) = 0;
   // Integrations whose depends_on is `integration_id`.
   [[nodiscard]] virtual std::vector<ServiceIntegration> dependents_of(std::int64_t integration_id) = 0;

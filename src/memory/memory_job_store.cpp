@@ -42,8 +42,8 @@ struct MemoryJobStore::State {
     path.erase(integration_id);
   }
 
-  BackfillJob create_tree_locked(std::int64_t integration_id, bool incremental, const nlohmann::json& criteria,
-                                 std::optional<std::int64_t> parent_job_id) {
+  BackfillJob create_tree_locked(std::int64_t integration_id, bool incremental,
+                                 const nlohmann::json& criteria, std::optional<std::int64_t> parent_job_id) {
     BackfillJob job;
     job.service_integration_id = integration_id;
     job.incremental = incremental;
@@ -133,10 +133,19 @@ std::optional<ServiceIntegration> MemoryJobStore::find_integration(std::int64_t 
   return it->second;
 }
 
-std::optional<ServiceIntegration> MemoryJobStore::find_integration_by_opaque_id(const std::string& opaque_id) {
+std::optional<ServiceIntegration> MemoryJobStore::find_integration_by_opaque_id(
+    const std::string& opaque_id) {
   std::lock_guard lock(state_->mutex);
   for (const auto& [id, si] : state_->integrations) {
     if (si.opaque_id == opaque_id) return si;
+  }
+  return std::nullopt;
+}
+
+std::optional<ServiceIntegration> MemoryJobStore::find_integration_by_table(const std::string& table_name) {
+  std::lock_guard lock(state_->mutex);
+  for (const auto& [id, si] : state_->integrations) {
+    if (!table_name.empty() && si.table_name == table_name) return si;
   }
   return std::nullopt;
 }

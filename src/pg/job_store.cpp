@@ -132,19 +132,22 @@ struct PgJobStore::State {
     job.created_at = clock->now();
     const std::string criteria = to_jsonb_text(job.criteria, "backfill job criteria");
     try {
-      const auto r = tx.exec_params(
-          "INSERT INTO " + jobs +
-              " (opaque_id, service_integration_id, parent_job_id, incremental, criteria, created_at, started_at,"
-              " finished_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::timestamptz)"
-              " RETURNING id",
-          checked(job.opaque_id, "job opaque id"), job.service_integration_id, job.parent_job_id, job.incremental,
-          criteria, values::timestamp_text(job.created_at), ts_param(job.started_at), ts_param(job.finished_at));
+      const auto r =
+          tx.exec_params("INSERT INTO " + jobs +
+                             " (opaque_id, service_integration_id, parent_job_id, incremental, criteria, "
+                             "created_at, started_at,"
+                             " finished_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6::timestamptz, "
+                             "$7::timestamptz, $8::timestamptz)"
+                             " RETURNING id",
+                         checked(job.opaque_id, "job opaque id"), job.service_integration_id,
+                         job.parent_job_id, job.incremental, criteria, values::timestamp_text(job.created_at),
+                         ts_param(job.started_at), ts_param(job.finished_at));
       job.id = r[0][0].as<std::int64_t>();
     } catch (const pqxx::foreign_key_violation&) {
-      throw InvalidPrecondition("cannot create a backfill job: integration " +
-                                std::to_string(job.service_integration_id) +
-                                (job.parent_job_id ? " or parent job " + std::to_string(*job.parent_job_id) : "") +
-                                " does not exist");
+      throw InvalidPrecondition(
+          "cannot create a backfill job: integration " + std::to_string(job.service_integration_id) +
+          (job.parent_job_id ? " or parent job " + std::to_string(*job.parent_job_id) : "") +
+          " does not exist");
     } catch (const pqxx::unique_violation&) {
       throw InvalidPrecondition("a backfill job with opaque id " + job.opaque_id + " already exists");
     }
@@ -153,7 +156,8 @@ struct PgJobStore::State {
 
   std::vector<std::int64_t> dependent_ids(pqxx::work& tx, std::int64_t id) const {
     std::vector<std::int64_t> out;
-    for (const auto& row : tx.exec_params("SELECT id FROM " + integrations + " WHERE depends_on_id = $1 ORDER BY id", id)) {
+    for (const auto& row :
+         tx.exec_params("SELECT id FROM " + integrations + " WHERE depends_on_id = $1 ORDER BY id", id)) {
       out.push_back(row[0].as<std::int64_t>());
     }
     return out;
@@ -175,7 +179,8 @@ struct PgJobStore::State {
     job.incremental = incremental;
     job.criteria = criteria;
     BackfillJob created = insert_job(tx, std::move(job));
-    for (auto dep : dependent_ids(tx, integration_id)) create_tree(tx, dep, incremental, criteria, created.id);
+    for (auto dep : dependent_ids(tx, integration_id))
+      create_tree(tx, dep, incremental, criteria, created.id);
     return created;
   }
 };
@@ -195,7 +200,9 @@ PgJobStore::PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clo
 
 PgJobStore::~PgJobStore() = default;
 
-ConnectionPool& PgJobStore::pool() const noexcept { return *state_->pool; }
+ConnectionPool& PgJobStore::pool() const noexcept {
+  return *state_->pool;
+}
 
 const std::vector<Migration>& PgJobStore::migrations() {
   static const std::vector<Migration> steps = {
@@ -267,9 +274,10 @@ ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10) RETURNING id",
                        checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
                        checked(si.table_name, "table name"), checked(si.api_url, "api url"),
-                       checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
-                       checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
-                       si.skip_webhook_verification)[0][0]
+                       checked(si.backfill_key, "backfill key"),
+                       checked(si.backfill_secret, "backfill secret"),
+                       checked(si.webhook_secret, "webhook secret"), si.depends_on,
+                       ts_param(si.last_backfilled_at), si.skip_webhook_verification)[0][0]
           .as<std::int64_t>();
     } catch (const pqxx::unique_violation& e) {
       integration_conflict(e, si);
@@ -285,9 +293,9 @@ std::optional<ServiceIntegration> PgJobStore::find_integration(std::int64_t id) 
   migrate();
   return state_->impl().autocommit("reading an integration", [&](pqxx::nontransaction& tx) {
     std::optional<ServiceIntegration> out;
-    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations +
-                                      " WHERE id = $1",
-                                  id);
+    const auto r = tx.exec_params(
+        std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations + " WHERE id = $1",
+        id);
     if (!r.empty()) out = integration_from(r[0]);
     return out;
   });
@@ -298,9 +306,24 @@ std::optional<ServiceIntegration> PgJobStore::find_integration_by_opaque_id(cons
   if (opaque_id.find('\0') != std::string::npos || !sql::valid_utf8(opaque_id)) return std::nullopt;
   return state_->impl().autocommit("reading an integration", [&](pqxx::nontransaction& tx) {
     std::optional<ServiceIntegration> out;
-    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations +
-                                      " WHERE opaque_id = $1",
+    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
+                                      state_->integrations + " WHERE opaque_id = $1",
                                   opaque_id);
+    if (!r.empty()) out = integration_from(r[0]);
+    return out;
+  });
+}
+
+std::optional<ServiceIntegration> PgJobStore::find_integration_by_table(const std::string& table_name) {
+  migrate();
+  if (table_name.empty() || table_name.find('\0') != std::string::npos || !sql::valid_utf8(table_name)) {
+    return std::nullopt;
+  }
+  return state_->impl().autocommit("reading an integration", [&](pqxx::nontransaction& tx) {
+    std::optional<ServiceIntegration> out;
+    const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
+                                      state_->integrations + " WHERE table_name = $1",
+                                  table_name);
     if (!r.empty()) out = integration_from(r[0]);
     return out;
   });
@@ -310,29 +333,31 @@ void PgJobStore::update_integration(const ServiceIntegration& si) {
   migrate();
   validate_table_name(checked(si.table_name, "table name"));
   auto& impl = state_->impl();
-  impl.in_transaction("updating integration " + std::to_string(si.id), impl.config.retries, [&](pqxx::work& tx) {
-    pqxx::result r;
-    try {
-      r = tx.exec_params("UPDATE " + state_->integrations +
-                             " SET opaque_id = $2, service_name = $3, table_name = $4, api_url = $5,"
-                             " backfill_key = $6, backfill_secret = $7, webhook_secret = $8, depends_on_id = $9,"
-                             " last_backfilled_at = $10::timestamptz, skip_webhook_verification = $11,"
-                             " updated_at = now() WHERE id = $1",
-                         si.id, checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
-                         checked(si.table_name, "table name"), checked(si.api_url, "api url"),
-                         checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
-                         checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
-                         si.skip_webhook_verification);
-    } catch (const pqxx::unique_violation& e) {
-      integration_conflict(e, si);
-    } catch (const pqxx::foreign_key_violation&) {
-      throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
-                                " (depends_on) does not exist");
-    }
-    if (r.affected_rows() == 0) {
-      throw InvalidPrecondition("no integration with id " + std::to_string(si.id) + " to update");
-    }
-  });
+  impl.in_transaction(
+      "updating integration " + std::to_string(si.id), impl.config.retries, [&](pqxx::work& tx) {
+        pqxx::result r;
+        try {
+          r = tx.exec_params(
+              "UPDATE " + state_->integrations +
+                  " SET opaque_id = $2, service_name = $3, table_name = $4, api_url = $5,"
+                  " backfill_key = $6, backfill_secret = $7, webhook_secret = $8, depends_on_id = $9,"
+                  " last_backfilled_at = $10::timestamptz, skip_webhook_verification = $11,"
+                  " updated_at = now() WHERE id = $1",
+              si.id, checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
+              checked(si.table_name, "table name"), checked(si.api_url, "api url"),
+              checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
+              checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
+              si.skip_webhook_verification);
+        } catch (const pqxx::unique_violation& e) {
+          integration_conflict(e, si);
+        } catch (const pqxx::foreign_key_violation&) {
+          throw InvalidPrecondition("integration " + std::to_string(si.depends_on.value_or(0)) +
+                                    " (depends_on) does not exist");
+        }
+        if (r.affected_rows() == 0) {
+          throw InvalidPrecondition("no integration with id " + std::to_string(si.id) + " to update");
+        }
+      });
 }
 
 std::vector<ServiceIntegration> PgJobStore::dependents_of(std::int64_t integration_id) {
@@ -390,15 +415,16 @@ std::optional<BackfillJob> PgJobStore::find_job(std::int64_t id) {
 void PgJobStore::update_job(const BackfillJob& job) {
   migrate();
   auto& impl = state_->impl();
-  impl.in_transaction("updating backfill job " + std::to_string(job.id), impl.config.retries, [&](pqxx::work& tx) {
-    const auto r = tx.exec_params("UPDATE " + state_->jobs +
-                                      " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
-                                      " updated_at = now() WHERE id = $1",
-                                  job.id, ts_param(job.started_at), ts_param(job.finished_at));
-    if (r.affected_rows() == 0) {
-      throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
-    }
-  });
+  impl.in_transaction(
+      "updating backfill job " + std::to_string(job.id), impl.config.retries, [&](pqxx::work& tx) {
+        const auto r = tx.exec_params("UPDATE " + state_->jobs +
+                                          " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
+                                          " updated_at = now() WHERE id = $1",
+                                      job.id, ts_param(job.started_at), ts_param(job.finished_at));
+        if (r.affected_rows() == 0) {
+          throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
+        }
+      });
 }
 
 std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {
@@ -417,9 +443,9 @@ std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {
 void PgJobStore::delete_job(std::int64_t id) {
   migrate();
   auto& impl = state_->impl();
-  impl.in_transaction("deleting backfill job " + std::to_string(id), impl.config.retries, [&](pqxx::work& tx) {
-    tx.exec_params("DELETE FROM " + state_->jobs + " WHERE id = $1", id);
-  });
+  impl.in_transaction(
+      "deleting backfill job " + std::to_string(id), impl.config.retries,
+      [&](pqxx::work& tx) { tx.exec_params("DELETE FROM " + state_->jobs + " WHERE id = $1", id); });
 }
 
 std::unique_ptr<IntegrationLock> PgJobStore::try_lock_integration(std::int64_t integration_id) {
@@ -429,9 +455,11 @@ std::unique_ptr<IntegrationLock> PgJobStore::try_lock_integration(std::int64_t i
   std::unique_ptr<pqxx::connection> conn = impl.connect();
   try {
     pqxx::nontransaction tx(*conn);
-    const auto oid = tx.exec_params("SELECT to_regclass($1)::oid", state_->integrations)[0][0].as<std::uint32_t>();
+    const auto oid =
+        tx.exec_params("SELECT to_regclass($1)::oid", state_->integrations)[0][0].as<std::uint32_t>();
     const std::int32_t classid = advisory_lock_namespace(oid);
-    if (!tx.exec_params("SELECT pg_try_advisory_lock($1::integer, $2::integer)", classid, objid)[0][0].as<bool>()) {
+    if (!tx.exec_params("SELECT pg_try_advisory_lock($1::integer, $2::integer)", classid, objid)[0][0]
+             .as<bool>()) {
       return nullptr;
     }
     return std::make_unique<PgIntegrationLock>(std::move(conn), classid, objid);

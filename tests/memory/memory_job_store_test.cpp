@@ -196,6 +196,11 @@ TEST_F(MemoryJobStoreTest, TableNamesAreCheckedAndClaimedOnce) {
   // No table (yet): any number of integrations.
   EXPECT_NO_THROW(make(""));
   EXPECT_NO_THROW(make(""));
+  const auto found = store.find_integration_by_table(first.table_name);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->id, first.id);
+  EXPECT_FALSE(store.find_integration_by_table("nobody's"));
+  EXPECT_FALSE(store.find_integration_by_table(""));
 }
 
 }  // namespace

@@ -300,6 +300,13 @@ TEST_F(PgJobStoreTest, TableNamesAreCheckedAndClaimedOnce) {
   EXPECT_NO_THROW(store->update_integration(first));
   EXPECT_NO_THROW(make(""));
   EXPECT_NO_THROW(make(""));
+  const auto found = store->find_integration_by_table("shared");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->id, first.id);
+  EXPECT_EQ(found->api_url, "https://changed.test");
+  EXPECT_FALSE(store->find_integration_by_table("nobody's"));
+  EXPECT_FALSE(store->find_integration_by_table("")) << "no table is nobody's claim";
+  EXPECT_FALSE(store->find_integration_by_table(std::string("sh\0ared", 7)));
 }
 
 // A database from before the rule, where two integrations already share a

@@ -34,6 +34,9 @@ class FlakyJobStore final : public JobStore {
     }
     return inner.find_integration_by_opaque_id(id);
   }
+  std::optional<ServiceIntegration> find_integration_by_table(const std::string& table) override {
+    return inner.find_integration_by_table(table);
+  }
   void update_integration(const ServiceIntegration& i) override { inner.update_integration(i); }
   std::vector<ServiceIntegration> dependents_of(std::int64_t id) override { return inner.dependents_of(id); }
   void delete_integration(std::int64_t id) override { inner.delete_integration(id); }

@@ -25,6 +25,7 @@ class MemoryJobStore final : public JobStore {
   [[nodiscard]] std::optional<ServiceIntegration> find_integration(std::int64_t id) override;
   [[nodiscard]] std::optional<ServiceIntegration> find_integration_by_opaque_id(
       const std::string& opaque_id) override;
+  [[nodiscard]] std::optional<ServiceIntegration> find_integration_by_table(const std::string& table_name) override;
   // InvalidPrecondition when the integration does not exist.
   void update_integration(const ServiceIntegration& integration) override;
   // In id order.
