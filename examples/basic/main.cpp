@@ -48,7 +48,7 @@ class WidgetReplicator final : public Replicator {
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
     return {
         Column("updated_at", ColumnType::timestamptz).key("updated").convert(converters::time()).indexed(),
-        Column("color", ColumnType::text).optional_(),
+        Column("color", ColumnType::text).optional(),
     };
   }
   // Older data never overwrites newer data.

@@ -31,8 +31,8 @@ class GithubIssueReplicator : public Replicator {
     return {Column("number", ColumnType::integer).indexed(),
             Column("title", ColumnType::text),
             Column("state", ColumnType::text),
-            Column("user_login", ColumnType::text).key({"user", "login"}).optional_(),
-            Column("labels", ColumnType::text_array).optional_().convert(label_names()),
+            Column("user_login", ColumnType::text).key({"user", "login"}).optional(),
+            Column("labels", ColumnType::text_array).optional().convert(label_names()),
             Column("updated_at", ColumnType::timestamptz).convert(converters::time()).indexed()};
   }
   UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }
@@ -80,7 +80,7 @@ class GithubIssueCommentReplicator : public Replicator {
   std::vector<Column> denormalized_columns() const override {
     return {Column("issue_number", ColumnType::integer).key("issue_url")
                 .convert(converters::regex_capture(R"(/issues/(\d+)$)")).indexed(),
-            Column("user_login", ColumnType::text).key({"user", "login"}).optional_(),
+            Column("user_login", ColumnType::text).key({"user", "login"}).optional(),
             Column("updated_at", ColumnType::timestamptz).convert(converters::time())};
   }
   UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }

@@ -25,7 +25,7 @@ class StripeChargeReplicator : public Replicator {
   std::vector<Column> denormalized_columns() const override {
     return {Column("amount", ColumnType::bigint),
             Column("currency", ColumnType::text),
-            Column("customer", ColumnType::text).optional_().indexed(),
+            Column("customer", ColumnType::text).optional().indexed(),
             Column("status", ColumnType::text),
             Column("created", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed(),
             Column("updated", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed()};

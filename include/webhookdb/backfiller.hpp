@@ -87,8 +87,11 @@ class Backfiller {
   [[nodiscard]] BackfillProgress progress() const;
 
  protected:
+  // The same signature as Replicator::fetch_backfill_page; `cancel` is
+  // cancellation() of the running loop.
   virtual BackfillPage fetch_backfill_page(const std::string& token,
-                                           const std::optional<Timestamp>& last_backfilled) = 0;
+                                           const std::optional<Timestamp>& last_backfilled,
+                                           const CancellationToken& cancel) = 0;
   virtual void handle_item(const nlohmann::json& item) = 0;
   // The page loop hands items over by value so a backfiller can move them
   // into rows instead of copying; the default calls handle_item.

@@ -28,16 +28,16 @@ class BulkBackfiller : public Backfiller {
  protected:
   // Turns the item into a row (skipped when the replicator maps it to
   // nothing) and buffers it; a later item with the same key replaces the
-  // earlier one. Flushes when upsert_page_size() rows are pending.
+  // earlier one. Flushes when backfill_batch_size() rows are pending.
   void handle_item(const nlohmann::json& item) override;
   void take_item(nlohmann::json&& item) override;
   void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) override;
   [[nodiscard]] bool has_pending_inserts() const override { return !pending_.empty(); }
   void finish_writes(bool rethrow) override;
 
-  [[nodiscard]] virtual std::size_t upsert_page_size() const { return 500; }
+  [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 500; }
   // When false (WebhookDB's default) every conflict updates.
-  [[nodiscard]] virtual bool conditional_upsert() const { return false; }
+  [[nodiscard]] virtual bool apply_update_rule() const { return false; }
   [[nodiscard]] virtual bool dry_run() const { return false; }
   [[nodiscard]] virtual WriteMethod write_method() const { return WriteMethod::automatic; }
   // True: a full batch is written on another thread while the next one is

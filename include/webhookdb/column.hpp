@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/json_path.hpp"
+
 namespace webhookdb {
 
 enum class ColumnType {
@@ -63,7 +65,7 @@ struct Column {
   std::vector<std::string> event_key;
   bool from_enrichment = false;
   // A missing key gives null instead of an InvalidInput error.
-  bool optional = false;
+  bool is_optional = false;
   Converter converter;
   // Used when the value found is null/missing.
   DefaultFn defaulter;
@@ -71,14 +73,16 @@ struct Column {
   // Partial index WHERE col IS NOT NULL.
   bool index_not_null = false;
   // A null value does not overwrite a stored one.
-  bool skip_nil = false;
+  bool skips_nil = false;
   // Written on insert; an update keeps the stored value.
-  bool keep_existing = false;
+  bool keeps_existing = false;
 
   Column() = default;
   Column(std::string name_, ColumnType type_) : name(std::move(name_)), type(type_) {}
 
   // Fluent setters, so a replicator declares columns in one expression each.
+  // The flags they set read as predicates (is_optional, skips_nil,
+  // keeps_existing) so that setter and flag do not share a name.
   Column& key(std::vector<std::string> path) { data_key = std::move(path); return *this; }
   Column& key(std::string k) { data_key = {std::move(k)}; return *this; }
   // key({"user", "login"}): preferred over the string overload for braced lists.
@@ -86,13 +90,13 @@ struct Column {
   Column& event(std::vector<std::string> path) { event_key = std::move(path); return *this; }
   Column& event(std::initializer_list<std::string> path) { event_key = path; return *this; }
   Column& enrichment() { from_enrichment = true; return *this; }
-  Column& optional_() { optional = true; return *this; }
+  Column& optional() { is_optional = true; return *this; }
   Column& convert(Converter c) { converter = std::move(c); return *this; }
   Column& defaults(DefaultFn d) { defaulter = std::move(d); return *this; }
   Column& indexed() { index = true; return *this; }
   Column& indexed_not_null() { index = true; index_not_null = true; return *this; }
-  Column& skip_nil_() { skip_nil = true; return *this; }
-  Column& keep_existing_() { keep_existing = true; return *this; }
+  Column& skip_nil() { skips_nil = true; return *this; }
+  Column& keep_existing() { keeps_existing = true; return *this; }
 
   [[nodiscard]] std::vector<std::string> effective_data_key() const {
     return data_key.empty() ? std::vector<std::string>{name} : data_key;
@@ -104,8 +108,5 @@ struct Column {
   // missing or the value has the wrong type.
   [[nodiscard]] nlohmann::json value_from(const ConvertContext& ctx) const;
 };
-
-// Digs `path` into `doc`; nullptr when any step is missing.
-[[nodiscard]] const nlohmann::json* dig(const nlohmann::json& doc, const std::vector<std::string>& path);
 
 }  // namespace webhookdb

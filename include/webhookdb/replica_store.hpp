@@ -26,7 +26,7 @@ enum class WriteMethod {
 };
 
 struct UpsertOptions {
-  // When false, every conflict updates (WebhookDB's bulk mode without conditional_upsert).
+  // When false, every conflict updates (WebhookDB's bulk mode without conditional upserts).
   bool apply_update_rule = true;
   WriteMethod method = WriteMethod::automatic;
   // Saved in the same transaction as the rows.

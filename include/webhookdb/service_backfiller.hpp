@@ -35,12 +35,12 @@ class ServiceBackfiller : public BulkBackfiller {
   // Timeouts, connection errors and 5xx become RetryOrDie with the
   // replicator's server_error_retries()/server_error_backoff(); other HTTP
   // errors propagate (and are retried by the page loop).
-  BackfillPage fetch_backfill_page(const std::string& token,
-                                   const std::optional<Timestamp>& last_backfilled) override;
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
+                                   const CancellationToken& cancel) override;
   void handle_item(const nlohmann::json& item) override;
   void take_item(nlohmann::json&& item) override;
-  [[nodiscard]] std::size_t upsert_page_size() const override;
-  [[nodiscard]] bool conditional_upsert() const override { return true; }
+  [[nodiscard]] std::size_t backfill_batch_size() const override;
+  [[nodiscard]] bool apply_update_rule() const override { return true; }
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override;
   [[noreturn]] void give_up(std::exception_ptr error) override;
   [[nodiscard]] bool pipelined() const override;

@@ -84,7 +84,7 @@ BackfillPage Backfiller::fetch_with_retry(const std::string& token,
   for (int attempt = 1;; ++attempt) {
     active_cancel_.throw_if_cancelled();
     try {
-      return fetch_backfill_page(token, last_backfilled);
+      return fetch_backfill_page(token, last_backfilled, active_cancel_);
     } catch (const HttpBaseError& e) {
       const auto* http = dynamic_cast<const HttpError*>(&e);
       const bool unauthorized = http != nullptr && http->status() == 401;

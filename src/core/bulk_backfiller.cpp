@@ -44,12 +44,12 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
     // the newer one; without it the last one wins, as in the table.
     const TableSpec& spec = replicator_.table_spec();
     Row& kept = pending_[it->second];
-    if (!conditional_upsert() || spec.update_rule.allows(spec, kept, *row)) kept = std::move(*row);
+    if (!apply_update_rule() || spec.update_rule.allows(spec, kept, *row)) kept = std::move(*row);
   } else {
     pending_index_.emplace(std::move(key), pending_.size());
     pending_.push_back(std::move(*row));
   }
-  if (pending_.size() >= upsert_page_size()) flush_pending_inserts(checkpoint_here());
+  if (pending_.size() >= backfill_batch_size()) flush_pending_inserts(checkpoint_here());
 }
 
 void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) {
@@ -86,7 +86,7 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
     return;
   }
   UpsertOptions options;
-  options.apply_update_rule = conditional_upsert();
+  options.apply_update_rule = apply_update_rule();
   options.method = write_method();
   options.checkpoint = checkpoint;
   std::vector<Row> rows = std::move(pending_);

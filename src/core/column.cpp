@@ -146,30 +146,11 @@ std::string_view sql_type(ColumnType type) noexcept {
   return "text";
 }
 
-const json* dig(const json& doc, const std::vector<std::string>& path) {
-  const json* cur = &doc;
-  for (const auto& step : path) {
-    if (cur->is_object()) {
-      auto it = cur->find(step);
-      if (it == cur->end()) return nullptr;
-      cur = &*it;
-    } else if (cur->is_array() && !step.empty() &&
-               step.find_first_not_of("0123456789") == std::string::npos && step.size() < 10) {
-      const auto idx = static_cast<std::size_t>(std::stoul(step));
-      if (idx >= cur->size()) return nullptr;
-      cur = &(*cur)[idx];
-    } else {
-      return nullptr;
-    }
-  }
-  return cur;
-}
-
 namespace {
 
-// dig() for a path of one key, without building the path.
+// json_at() for a path of one key, without building the path.
 const json* dig_key(const json& doc, const std::string& key) {
-  if (!doc.is_object()) return dig(doc, std::vector<std::string>{key});
+  if (!doc.is_object()) return json_at(doc, std::vector<std::string>{key});
   auto it = doc.find(key);
   return it == doc.end() ? nullptr : &*it;
 }
@@ -185,12 +166,12 @@ json Column::value_from(const ConvertContext& ctx) const {
   if (from_enrichment) {
     source = Source::enrichment;
     if (ctx.enrichment != nullptr)
-      raw = data_key.empty() ? dig_key(*ctx.enrichment, name) : dig(*ctx.enrichment, data_key);
+      raw = data_key.empty() ? dig_key(*ctx.enrichment, name) : json_at(*ctx.enrichment, data_key);
   } else if (!event_key.empty() && ctx.event != nullptr && !ctx.event->is_null()) {
     source = Source::event;
-    raw = dig(*ctx.event, event_key);
+    raw = json_at(*ctx.event, event_key);
   } else {
-    raw = data_key.empty() ? dig_key(ctx.resource, name) : dig(ctx.resource, data_key);
+    raw = data_key.empty() ? dig_key(ctx.resource, name) : json_at(ctx.resource, data_key);
   }
   const auto where = [&] {
     switch (source) {
@@ -206,7 +187,7 @@ json Column::value_from(const ConvertContext& ctx) const {
 
   json value;
   if (raw == nullptr) {
-    if (!optional && !defaulter) {
+    if (!is_optional && !defaulter) {
       throw InvalidInput("missing key '" + where() + "'", "column '" + name + "'");
     }
   } else if (!raw->is_null()) {

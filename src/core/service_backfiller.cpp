@@ -44,10 +44,11 @@ void ServiceBackfiller::retry_or_die(std::exception_ptr cause) const {
 }
 
 BackfillPage ServiceBackfiller::fetch_backfill_page(const std::string& token,
-                                                    const std::optional<Timestamp>& last_backfilled) {
+                                                    const std::optional<Timestamp>& last_backfilled,
+                                                    const CancellationToken& cancel) {
   try {
-    if (partition_) return replicator().fetch_partition_page(*partition_, token, last_backfilled, cancellation());
-    return replicator().fetch_backfill_page(token, last_backfilled, cancellation());
+    if (partition_) return replicator().fetch_partition_page(*partition_, token, last_backfilled, cancel);
+    return replicator().fetch_backfill_page(token, last_backfilled, cancel);
   } catch (const HttpBaseError&) {
     // WebhookDB's behaviour: server-side faults skip the page loop's retries
     // and go straight to the job system. With a polite retry policy the page
@@ -83,6 +84,6 @@ bool ServiceBackfiller::pipelined() const { return replicator().pipelined_backfi
 
 bool ServiceBackfiller::write_behind() const { return mode_ == BackfillWriteMode::batched && pipelined(); }
 
-std::size_t ServiceBackfiller::upsert_page_size() const { return std::max<std::size_t>(1, replicator().backfill_batch_size()); }
+std::size_t ServiceBackfiller::backfill_batch_size() const { return std::max<std::size_t>(1, replicator().backfill_batch_size()); }
 
 }  // namespace webhookdb

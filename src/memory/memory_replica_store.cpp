@@ -209,8 +209,8 @@ UpsertResult MemoryReplicaStore::upsert(const TableSpec& spec, std::span<const R
       for (std::size_t c = 0; c < spec.columns.size(); ++c) {
         const auto& column = spec.columns[c];
         const json& value = incoming.values[c];
-        if (column.keep_existing && out.columns.count(column.name) != 0) continue;
-        if (column.skip_nil && value.is_null()) continue;
+        if (column.keeps_existing && out.columns.count(column.name) != 0) continue;
+        if (column.skips_nil && value.is_null()) continue;
         out.columns[column.name] = value;
       }
     }

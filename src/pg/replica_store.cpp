@@ -134,8 +134,8 @@ std::string conflict_clause(const TableSpec& spec, const TableSql& t, bool apply
   for (std::size_t i = 0; i < spec.columns.size(); ++i) {
     const auto& col = spec.columns[i];
     const auto& q = t.qcols[i];
-    if (col.keep_existing) continue;
-    if (col.skip_nil) {
+    if (col.keeps_existing) continue;
+    if (col.skips_nil) {
       sets.push_back(q + " = COALESCE(EXCLUDED." + q + ", " + t.qtable + "." + q + ")");
     } else {
       sets.push_back(q + " = EXCLUDED." + q);

@@ -75,7 +75,8 @@ bool ScriptedBackfiller::pipelined() const {
 }
 
 BackfillPage ScriptedBackfiller::fetch_backfill_page(const std::string& token,
-                                                     const std::optional<Timestamp>& last_backfilled) {
+                                                     const std::optional<Timestamp>& last_backfilled,
+                                                     const CancellationToken& cancel) {
   std::function<void(const std::string&, const CancellationToken&)> hook;
   std::exception_ptr failure;
   {
@@ -89,9 +90,9 @@ BackfillPage ScriptedBackfiller::fetch_backfill_page(const std::string& token,
     }
   }
   started_.notify_all();
-  if (hook) hook(token, cancellation());
+  if (hook) hook(token, cancel);
   if (failure) std::rethrow_exception(failure);
-  if (fetch_) return fetch_(token, last_backfilled, cancellation());
+  if (fetch_) return fetch_(token, last_backfilled, cancel);
   for (std::size_t i = 0; i < pages_.size(); ++i) {
     const std::string& answers = i == 0 ? std::string() : pages_[i - 1].next;
     if (answers == token) {

@@ -35,7 +35,8 @@ class ListBackfiller final : public BulkBackfiller {
       : BulkBackfiller(r), pages_(std::move(pages)), page_size_(page_size), conditional_(conditional), dry_(dry) {}
 
  protected:
-  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&) override {
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&,
+                                   const CancellationToken& /*cancel*/) override {
     const std::size_t i = token.empty() ? 0 : std::stoul(token);
     BackfillPage page;
     page.items = nlohmann::json::array();
@@ -43,8 +44,8 @@ class ListBackfiller final : public BulkBackfiller {
     if (i + 1 < pages_.size()) page.next = std::to_string(i + 1);
     return page;
   }
-  [[nodiscard]] std::size_t upsert_page_size() const override { return page_size_; }
-  [[nodiscard]] bool conditional_upsert() const override { return conditional_; }
+  [[nodiscard]] std::size_t backfill_batch_size() const override { return page_size_; }
+  [[nodiscard]] bool apply_update_rule() const override { return conditional_; }
   [[nodiscard]] bool dry_run() const override { return dry_; }
 
  private:

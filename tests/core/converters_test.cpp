@@ -265,7 +265,7 @@ TEST(ColumnValue, DataKeyEventKeyOptionalAndDefaults) {
   EXPECT_EQ(n.value_from({resource, nullptr, nullptr, "n"}), 5);
 
   Column type("type", ColumnType::text);
-  type.key("type").event({"type"}).optional_();
+  type.key("type").event({"type"}).optional();
   EXPECT_EQ(type.value_from({resource, &event, nullptr, "type"}), "charge.updated");
   EXPECT_TRUE(type.value_from({resource, nullptr, nullptr, "type"}).is_null());
 
@@ -273,7 +273,7 @@ TEST(ColumnValue, DataKeyEventKeyOptionalAndDefaults) {
   EXPECT_THROW((void)missing.value_from({resource, nullptr, nullptr, "missing"}), InvalidInput);
 
   Column defaulted("status", ColumnType::text);
-  defaulted.optional_().defaults([](const ConvertContext&) { return json("new"); });
+  defaulted.optional().defaults([](const ConvertContext&) { return json("new"); });
   EXPECT_EQ(defaulted.value_from({resource, nullptr, nullptr, "status"}), "new");
 }
 
@@ -287,10 +287,10 @@ TEST(ColumnValue, WrongTypeIsInvalidInput) {
 
 TEST(ColumnValue, DigFollowsPaths) {
   const json doc = {{"a", {{"b", {{"c", 1}}}}}};
-  ASSERT_NE(dig(doc, {"a", "b", "c"}), nullptr);
-  EXPECT_EQ(*dig(doc, {"a", "b", "c"}), 1);
-  EXPECT_EQ(dig(doc, {"a", "x"}), nullptr);
-  EXPECT_EQ(dig(doc, {"a", "b", "c", "d"}), nullptr);
+  ASSERT_NE(json_at(doc, {"a", "b", "c"}), nullptr);
+  EXPECT_EQ(*json_at(doc, {"a", "b", "c"}), 1);
+  EXPECT_EQ(json_at(doc, {"a", "x"}), nullptr);
+  EXPECT_EQ(json_at(doc, {"a", "b", "c", "d"}), nullptr);
   EXPECT_EQ(sql_type(ColumnType::text_array), "text[]");
   EXPECT_EQ(sql_type(ColumnType::timestamptz), "timestamptz");
 }

@@ -189,8 +189,9 @@ class CursorBackfiller final : public Backfiller {
       : http_(std::move(http)), url_(std::move(url)) {}
 
  protected:
-  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&) override {
-    return pages_.fetch(*http_, HttpRequest{.url = url_}, token, cancellation());
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&,
+                                   const CancellationToken& cancel) override {
+    return pages_.fetch(*http_, HttpRequest{.url = url_}, token, cancel);
   }
   void handle_item(const nlohmann::json&) override {}
 

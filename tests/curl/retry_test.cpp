@@ -189,10 +189,11 @@ class WalkBackfiller final : public Backfiller {
   std::vector<std::string> ids;
 
  protected:
-  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&) override {
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&,
+                                   const CancellationToken& cancel) override {
     HttpRequest first;
     first.url = url_;
-    return pages_.fetch(http_, first, token, cancellation());
+    return pages_.fetch(http_, first, token, cancel);
   }
   void handle_item(const nlohmann::json& item) override { ids.push_back(item.at("id").get<std::string>()); }
   [[nodiscard]] std::shared_ptr<const RetryPolicy> retry_policy() const override {

@@ -22,9 +22,9 @@ TableSpec widgets() {
   Column at("at", ColumnType::timestamptz);
   at.indexed();
   Column color("color", ColumnType::text);
-  color.skip_nil_();
+  color.skip_nil();
   Column first_seen("first_seen", ColumnType::text);
-  first_seen.keep_existing_();
+  first_seen.keep_existing();
   spec.columns = {at, color, first_seen};
   spec.update_rule = UpdateRule::when_newer("at");
   return spec;
@@ -230,7 +230,7 @@ TEST_F(MemoryReplicaStoreTest, EnsureAllColumnsFillsANewColumnFromData) {
   put({widget("b", "2024-01-01T00:00:00Z", "red", "s", {{"id", "b"}, {"size", "huge"}})});
   TableSpec grown = spec;
   Column size("size", ColumnType::integer);
-  size.convert(converters::to_integer()).optional_();
+  size.convert(converters::to_integer()).optional();
   grown.columns.push_back(size);
   store.ensure_all_columns(grown);
   EXPECT_THAT(store.column_names(grown), ::testing::Contains("size"));

@@ -41,8 +41,8 @@ inline TableSpec full_spec(const std::string& table = "items") {
   spec.columns = {
       Column("at", ColumnType::timestamptz).indexed(),
       Column("name", ColumnType::text),
-      Column("amount", ColumnType::integer).skip_nil_(),
-      Column("created", ColumnType::timestamptz).keep_existing_(),
+      Column("amount", ColumnType::integer).skip_nil(),
+      Column("created", ColumnType::timestamptz).keep_existing(),
       Column("big", ColumnType::bigint),
       Column("price", ColumnType::numeric),
       Column("ratio", ColumnType::double_precision),

@@ -46,7 +46,7 @@ class FaultReplicatorBase : public Replicator {
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
     return {Column("amount", ColumnType::bigint),
             Column("currency", ColumnType::text),
-            Column("customer", ColumnType::text).optional_(),
+            Column("customer", ColumnType::text).optional(),
             Column("status", ColumnType::text),
             Column("created", ColumnType::timestamptz).convert(converters::unix_timestamp()),
             Column("updated", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed()};

@@ -47,7 +47,7 @@ class NaiveIssueReplicator : public Replicator {
  protected:
   [[nodiscard]] Column remote_key_column() const override { return {"id", ColumnType::bigint}; }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
-    return {Column("title", ColumnType::text).optional_()};
+    return {Column("title", ColumnType::text).optional()};
   }
   [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::always(); }
   [[nodiscard]] std::pair<json, json> resource_and_event(const WebhookRequest& request) const override {

@@ -114,7 +114,7 @@ class ChargeReplicator : public Replicator, public WebhookPolicy {
  protected:
   [[nodiscard]] Column remote_key_column() const override { return {"id", ColumnType::text}; }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
-    return {Column("version", ColumnType::integer), Column("amount", ColumnType::integer).optional_()};
+    return {Column("version", ColumnType::integer), Column("amount", ColumnType::integer).optional()};
   }
   [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::when_newer("version"); }
   [[nodiscard]] bool has_enrichment() const override { return config_->enrichment; }

@@ -72,7 +72,8 @@ class ScriptedBackfiller : public Backfiller {
   bool wait_started(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
 
  protected:
-  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled) override;
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
+                                   const CancellationToken& cancel) override;
   void handle_item(const nlohmann::json& item) override;
   void flush_pending_inserts(const std::optional<Checkpoint>& checkpoint) override;
   [[nodiscard]] bool has_pending_inserts() const override;
