@@ -16,8 +16,6 @@
 
 namespace webhookdb {
 
-// Standard base64 (with padding).
-[[nodiscard]] std::string base64_encode(std::string_view data);
 // "Basic base64(user:password)".
 [[nodiscard]] std::string basic_auth_value(std::string_view user, std::string_view password);
 

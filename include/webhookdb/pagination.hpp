@@ -52,30 +52,22 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/json_limits.hpp"
+#include "webhookdb/json_path.hpp"
+#include "webhookdb/url.hpp"
 
 namespace webhookdb::pagination {
 
-using QueryParams = std::vector<std::pair<std::string, std::string>>;
-// A path into a JSON body ({"data"}, {"links", "next"}); empty: the body itself.
-using JsonPath = std::vector<std::string>;
+using QueryParams = url::QueryParams;
+// A path into a JSON body ({"data"}, {"links", "next"}), read with json_at (json_path.hpp).
+using webhookdb::JsonPath;
 
-// --- URLs ---
+// --- URLs --- (url.hpp is their home; the paginators' callers reach them here too)
 
-// Percent-encodes everything but RFC 3986 unreserved characters.
-[[nodiscard]] std::string url_encode(std::string_view text);
-// Appends the parameters, encoded, with '?' or '&' (before any fragment).
-[[nodiscard]] std::string with_query(std::string_view url, const QueryParams& params);
-// Replaces every `name` parameter with one `name=value`, or appends it.
-[[nodiscard]] std::string set_query_param(std::string_view url, std::string_view name,
-                                          std::string_view value);
-// The decoded value of the first `name` parameter.
-[[nodiscard]] std::optional<std::string> query_param(std::string_view url, std::string_view name);
-// Resolves a reference (absolute, //host, /path, relative path, ?query,
-// #fragment) against an absolute `base` URL (RFC 3986 section 5.2).
-[[nodiscard]] std::string resolve_url(std::string_view base, std::string_view reference);
-// "scheme://host:port" lower-cased, with the scheme's default port spelled
-// out, so that equal origins compare equal.
-[[nodiscard]] std::string origin_of(std::string_view url);
+using url::origin_of;
+using url::query_param;
+using url::resolve_url;
+using url::set_query_param;
+using url::with_query;
 
 // --- Link header (RFC 8288) ---
 
@@ -104,8 +96,6 @@ struct Link {
 // when it is larger or nested deeper than `limits`.
 [[nodiscard]] nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response,
                                              const JsonLimits& limits = {});
-// The value at `path`, or nullptr when a step is missing.
-[[nodiscard]] const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path);
 
 // Catches a pagination token that repeats within one walk, and a page whose
 // items repeat the previous page's (an API that ignores the page parameter).

@@ -4,6 +4,7 @@
 #include <regex>
 #include <string>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/time.hpp"
 
@@ -22,12 +23,7 @@ std::string sql_literal(const std::string& s) {
   return out;
 }
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
+std::string trim(const std::string& s) { return std::string(codec::trim(s)); }
 
 // As PostgreSQL's to_timestamp(double precision), the converters' SQL form:
 // same range, same rounding (see timestamp_from_unix_seconds).

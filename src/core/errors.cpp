@@ -5,28 +5,25 @@
 #include <cctype>
 #include <string>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/http_client.hpp"
 
 namespace webhookdb {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+using codec::ascii_lower;
 
 bool secret_looking(std::string_view name) {
   static constexpr std::array<std::string_view, 14> needles = {
       "key", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "auth",
       "credential", "session", "code", "access", "private"};
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   return std::any_of(needles.begin(), needles.end(),
                      [&](std::string_view needle) { return n.find(needle) != std::string::npos; });
 }
 
 bool credential_header(std::string_view name) {
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   return n == "authorization" || n == "proxy-authorization" || n == "cookie" || n == "set-cookie" ||
          secret_looking(n);
 }

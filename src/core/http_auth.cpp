@@ -2,20 +2,18 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
+#include <optional>
 #include <utility>
+
+#include "webhookdb/codec.hpp"
+#include "webhookdb/url.hpp"
 
 namespace webhookdb {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+bool has_header(const Headers& headers, std::string_view name) {
+  return find_header(headers, name).has_value();
 }
-
-bool has_header(const Headers& headers, std::string_view name) { return find_header(headers, name).has_value(); }
 
 std::string elapsed_since(std::chrono::steady_clock::time_point start) {
   const auto ms =
@@ -25,71 +23,12 @@ std::string elapsed_since(std::chrono::steady_clock::time_point start) {
 
 constexpr std::size_t kMinSecret = 4;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-std::string percent_encode(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += hex[u >> 4U];
-      out += hex[u & 15U];
-    }
-  }
-  return out;
-}
-
-std::string base64_decode(std::string_view s) {
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (const char c : s) {
-    if (c == '=') break;
-    int v = -1;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+' || c == '-') {
-      v = 62;
-    } else if (c == '/' || c == '_') {
-      v = 63;
-    } else {
-      return {};  // not base64: nothing to decode
-    }
-    buffer = (buffer << 6U) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buffer >> static_cast<unsigned>(bits)) & 0xFFU);
-    }
-  }
-  return out;
+// The Basic credentials' user:password. RFC 7617 says standard base64; a
+// client that used the url-safe alphabet sent a secret just the same.
+std::optional<std::string> basic_pair(std::string_view token) {
+  auto pair = codec::try_base64_decode(token);
+  if (!pair) pair = codec::try_base64_decode(token, codec::Base64Alphabet::url_safe);
+  return pair;
 }
 
 // Collects a secret in each form it may travel in.
@@ -97,18 +36,21 @@ class SecretSet {
  public:
   void add(std::string_view value) {
     add_one(std::string(value));
-    const std::string decoded = percent_decode(value);
-    add_one(decoded);
-    add_one(percent_encode(decoded));
+    // Both decodings: '+' is a space in a query value, a '+' in userinfo.
+    for (std::string decoded : {url::query_decode(value), url::percent_decode(value)}) {
+      add_one(url::percent_encode(decoded));
+      add_one(std::move(decoded));
+    }
   }
   // user:password, as userinfo or Basic credentials: each part, the pair and
-  // the pair's base64.
+  // the pair's base64. Userinfo decodes '+' as '+' (RFC 3986; curl sends
+  // "http://u:a+b@h" as Basic base64("u:a+b")).
   void add_pair(std::string_view user, std::string_view password) {
     add(user);
     add(password);
-    const std::string pair = percent_decode(user) + ":" + percent_decode(password);
+    const std::string pair = url::percent_decode(user) + ":" + url::percent_decode(password);
     add(pair);
-    add_one(base64_encode(pair));
+    add_one(codec::base64_encode(pair));
   }
   std::vector<std::string> take() { return std::move(out_); }
 
@@ -137,7 +79,7 @@ bool secret_query_name(std::string_view name) {
 
 void add_header_value(SecretSet& set, std::string_view name, std::string_view value) {
   set.add(value);
-  if (lower(name) == "cookie") {
+  if (codec::iequals(name, "cookie")) {
     std::size_t start = 0;
     while (start < value.size()) {
       auto end = value.find(';', start);
@@ -153,11 +95,11 @@ void add_header_value(SecretSet& set, std::string_view name, std::string_view va
   std::string_view rest = value.substr(space + 1);
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
   set.add(rest);
-  if (lower(value.substr(0, space)) == "basic") {
-    const std::string pair = base64_decode(rest);
-    const auto colon = pair.find(':');
+  if (codec::iequals(value.substr(0, space), "basic")) {
+    const auto pair = basic_pair(rest);
+    const auto colon = pair ? pair->find(':') : std::string::npos;
     if (colon != std::string::npos) {
-      set.add_pair(std::string_view(pair).substr(0, colon), std::string_view(pair).substr(colon + 1));
+      set.add_pair(std::string_view(*pair).substr(0, colon), std::string_view(*pair).substr(colon + 1));
     }
   }
 }
@@ -208,51 +150,26 @@ std::string redact_secrets(std::string text, std::vector<std::string> secrets) {
   static constexpr std::string_view kRedacted = "REDACTED";
   for (const auto& secret : secrets) {
     if (secret.empty()) continue;
-    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + kRedacted.size())) {
+    for (auto at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + kRedacted.size())) {
       text.replace(at, secret.size(), kRedacted);
     }
   }
   return text;
 }
 
-std::string base64_encode(std::string_view data) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    const auto n = (static_cast<unsigned>(static_cast<unsigned char>(data[i])) << 16U) |
-                   (static_cast<unsigned>(static_cast<unsigned char>(data[i + 1])) << 8U) |
-                   static_cast<unsigned>(static_cast<unsigned char>(data[i + 2]));
-    out += kAlphabet[(n >> 18U) & 63U];
-    out += kAlphabet[(n >> 12U) & 63U];
-    out += kAlphabet[(n >> 6U) & 63U];
-    out += kAlphabet[n & 63U];
-  }
-  const std::size_t rest = data.size() - i;
-  if (rest > 0) {
-    unsigned n = static_cast<unsigned>(static_cast<unsigned char>(data[i])) << 16U;
-    if (rest == 2) n |= static_cast<unsigned>(static_cast<unsigned char>(data[i + 1])) << 8U;
-    out += kAlphabet[(n >> 18U) & 63U];
-    out += kAlphabet[(n >> 12U) & 63U];
-    out += rest == 2 ? kAlphabet[(n >> 6U) & 63U] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 std::string basic_auth_value(std::string_view user, std::string_view password) {
   std::string credentials(user);
   credentials += ':';
   credentials += password;
-  return "Basic " + base64_encode(credentials);
+  return "Basic " + codec::base64_encode(credentials);
 }
 
 bool is_credential_header(std::string_view name) {
-  const std::string n = lower(name);
+  const std::string n = codec::ascii_lower(name);
   if (n == "authorization" || n == "proxy-authorization" || n == "cookie" || n == "set-cookie") return true;
-  static constexpr std::array<std::string_view, 9> needles = {"key",  "token",   "secret",     "password", "signature",
-                                                             "auth", "session", "credential", "passwd"};
+  static constexpr std::array<std::string_view, 9> needles = {
+      "key", "token", "secret", "password", "signature", "auth", "session", "credential", "passwd"};
   return std::any_of(needles.begin(), needles.end(),
                      [&](std::string_view needle) { return n.find(needle) != std::string::npos; });
 }
@@ -270,9 +187,10 @@ HeaderAuth::HeaderAuth(std::shared_ptr<HttpClient> next, std::string header, std
   if (header_.empty() || header_.find_first_of(":\r\n") != std::string::npos ||
       value_.find_first_of("\r\n") != std::string::npos) {
     // The value is a secret: the message names the header only.
-    throw InvalidPrecondition("invalid authentication header '" +
-                              (header_.find_first_of("\r\n") == std::string::npos ? header_ : std::string("?")) +
-                              "' (empty name, or a line break in the name or value)");
+    throw InvalidPrecondition(
+        "invalid authentication header '" +
+        (header_.find_first_of("\r\n") == std::string::npos ? header_ : std::string("?")) +
+        "' (empty name, or a line break in the name or value)");
   }
 }
 
@@ -299,13 +217,14 @@ HttpResponse LoggingHttpClient::send(const HttpRequest& request, const Cancellat
   try {
     HttpResponse response = HttpClientDecorator::send(request, cancel);
     if (logger_) {
-      logger_->log(level_, "http " + what + " -> " + std::to_string(response.status) + " in " + elapsed_since(start) +
-                               ", " + std::to_string(response.body.size()) + " bytes");
+      logger_->log(level_, "http " + what + " -> " + std::to_string(response.status) + " in " +
+                               elapsed_since(start) + ", " + std::to_string(response.body.size()) + " bytes");
     }
     return response;
   } catch (const HttpError& e) {
     if (logger_) {
-      logger_->log(level_, "http " + what + " -> " + std::to_string(e.status()) + " in " + elapsed_since(start));
+      logger_->log(level_,
+                   "http " + what + " -> " + std::to_string(e.status()) + " in " + elapsed_since(start));
     }
     throw;
   } catch (const Cancelled&) {
@@ -313,7 +232,8 @@ HttpResponse LoggingHttpClient::send(const HttpRequest& request, const Cancellat
     throw;
   } catch (const HttpBaseError& e) {
     // Adapter messages carry only redacted URLs.
-    if (logger_) logger_->log(level_, "http " + what + " failed after " + elapsed_since(start) + ": " + e.what());
+    if (logger_)
+      logger_->log(level_, "http " + what + " failed after " + elapsed_since(start) + ": " + e.what());
     throw;
   }
 }

@@ -3,20 +3,14 @@
 #include <algorithm>
 #include <cctype>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/http_auth.hpp"
 
 namespace webhookdb {
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-}  // namespace
 
 std::optional<std::string> find_header(const Headers& headers, std::string_view name) {
   for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) return v;
+    if (codec::iequals(k, name)) return v;
   }
   return std::nullopt;
 }
@@ -24,7 +18,7 @@ std::optional<std::string> find_header(const Headers& headers, std::string_view 
 std::vector<std::string> find_headers(const Headers& headers, std::string_view name) {
   std::vector<std::string> out;
   for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) out.push_back(v);
+    if (codec::iequals(k, name)) out.push_back(v);
   }
   return out;
 }

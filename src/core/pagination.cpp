@@ -1,5 +1,7 @@
 #include "webhookdb/pagination.hpp"
 
+#include "webhookdb/codec.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -9,154 +11,10 @@
 namespace webhookdb::pagination {
 namespace {
 
-char lower_char(char c) {
-  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), lower_char);
-  return out;
-}
+using codec::trim;
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string url_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// scheme://authority/path?query#fragment, as views into the URL.
-struct UrlParts {
-  std::string_view scheme;     // without ':'
-  std::string_view authority;  // without '//'
-  bool has_authority = false;
-  std::string_view path;
-  std::string_view query;  // without '?'
-  bool has_query = false;
-  std::string_view fragment;  // without '#'
-  bool has_fragment = false;
-};
-
-bool scheme_char(char c, bool first) {
-  if (std::isalpha(static_cast<unsigned char>(c)) != 0) return true;
-  return !first && (std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.');
-}
-
-UrlParts split_url(std::string_view url) {
-  UrlParts p;
-  std::size_t i = 0;
-  // A scheme: letters then ':' before any of "/?#".
-  for (std::size_t k = 0; k < url.size(); ++k) {
-    if (url[k] == ':') {
-      if (k > 0) {
-        p.scheme = url.substr(0, k);
-        i = k + 1;
-      }
-      break;
-    }
-    if (!scheme_char(url[k], k == 0)) break;
-  }
-  if (url.substr(i, 2) == "//") {
-    p.has_authority = true;
-    const auto end = url.find_first_of("/?#", i + 2);
-    p.authority = url.substr(i + 2, (end == std::string_view::npos ? url.size() : end) - i - 2);
-    i = end == std::string_view::npos ? url.size() : end;
-  }
-  const auto frag = url.find('#', i);
-  if (frag != std::string_view::npos) {
-    p.has_fragment = true;
-    p.fragment = url.substr(frag + 1);
-  }
-  const std::string_view before_fragment = url.substr(0, frag == std::string_view::npos ? url.size() : frag);
-  const auto q = before_fragment.find('?', i);
-  if (q != std::string_view::npos) {
-    p.has_query = true;
-    p.query = before_fragment.substr(q + 1);
-  }
-  p.path = before_fragment.substr(i, (q == std::string_view::npos ? before_fragment.size() : q) - i);
-  return p;
-}
-
-std::string join_url(std::string_view scheme, bool has_authority, std::string_view authority,
-                     std::string_view path, bool has_query, std::string_view query, bool has_fragment,
-                     std::string_view fragment) {
-  std::string out;
-  if (!scheme.empty()) {
-    out += scheme;
-    out += ':';
-  }
-  if (has_authority) {
-    out += "//";
-    out += authority;
-  }
-  out += path;
-  if (has_query) {
-    out += '?';
-    out += query;
-  }
-  if (has_fragment) {
-    out += '#';
-    out += fragment;
-  }
-  return out;
-}
-
-// RFC 3986 5.2.4.
-std::string remove_dot_segments(std::string_view path) {
-  std::vector<std::string_view> out;
-  const bool absolute = !path.empty() && path.front() == '/';
-  std::size_t start = absolute ? 1 : 0;
-  bool trailing_slash = false;
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    const std::string_view seg = path.substr(start, end - start);
-    const bool last = end == path.size();
-    if (seg == ".") {
-      trailing_slash = last;
-    } else if (seg == "..") {
-      if (!out.empty()) out.pop_back();
-      trailing_slash = last;
-    } else {
-      out.push_back(seg);
-      trailing_slash = false;
-    }
-    start = end + 1;
-  }
-  std::string result = absolute ? "/" : "";
-  for (std::size_t k = 0; k < out.size(); ++k) {
-    if (k > 0) result += '/';
-    result += out[k];
-  }
-  if (trailing_slash && !result.empty() && result.back() != '/') result += '/';
-  return result;
 }
 
 // A token in an error message: redacted when it is a URL, and shortened.
@@ -238,149 +96,6 @@ HttpRequest with_url(const HttpRequest& first, std::string url) {
 
 }  // namespace
 
-// --- URLs ---
-
-std::string url_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4U];
-      out += kHex[c & 0x0FU];
-    }
-  }
-  return out;
-}
-
-std::string with_query(std::string_view url, const QueryParams& params) {
-  if (params.empty()) return std::string(url);
-  const auto frag = url.find('#');
-  std::string out(url.substr(0, frag));
-  const std::string fragment = frag == std::string_view::npos ? "" : std::string(url.substr(frag));
-  bool has_query = out.find('?') != std::string::npos;
-  for (const auto& [name, value] : params) {
-    if (!has_query) {
-      out += '?';
-      has_query = true;
-    } else if (out.back() != '?' && out.back() != '&') {
-      out += '&';
-    }
-    out += url_encode(name);
-    out += '=';
-    out += url_encode(value);
-  }
-  return out + fragment;
-}
-
-std::string set_query_param(std::string_view url, std::string_view name, std::string_view value) {
-  const UrlParts p = split_url(url);
-  std::string query;
-  bool replaced = false;
-  const std::string encoded = url_encode(name) + "=" + url_encode(value);
-  std::size_t start = 0;
-  while (p.has_query && start <= p.query.size()) {
-    auto end = p.query.find('&', start);
-    if (end == std::string_view::npos) end = p.query.size();
-    const std::string_view part = p.query.substr(start, end - start);
-    start = end + 1;
-    if (part.empty()) continue;
-    const std::string_view key = part.substr(0, part.find('='));
-    if (url_decode(key) == name) {
-      if (replaced) continue;
-      replaced = true;
-      if (!query.empty()) query += '&';
-      query += encoded;
-      continue;
-    }
-    if (!query.empty()) query += '&';
-    query += part;
-  }
-  if (!replaced) {
-    if (!query.empty()) query += '&';
-    query += encoded;
-  }
-  return join_url(p.scheme, p.has_authority, p.authority, p.path, true, query, p.has_fragment, p.fragment);
-}
-
-std::optional<std::string> query_param(std::string_view url, std::string_view name) {
-  const UrlParts p = split_url(url);
-  if (!p.has_query) return std::nullopt;
-  std::size_t start = 0;
-  while (start <= p.query.size()) {
-    auto end = p.query.find('&', start);
-    if (end == std::string_view::npos) end = p.query.size();
-    const std::string_view part = p.query.substr(start, end - start);
-    start = end + 1;
-    const auto eq = part.find('=');
-    if (url_decode(part.substr(0, eq)) == name) {
-      return eq == std::string_view::npos ? std::string() : url_decode(part.substr(eq + 1));
-    }
-  }
-  return std::nullopt;
-}
-
-std::string resolve_url(std::string_view base, std::string_view reference) {
-  reference = trim(reference);
-  const UrlParts r = split_url(reference);
-  const UrlParts b = split_url(base);
-  if (!r.scheme.empty()) {
-    return join_url(r.scheme, r.has_authority, r.authority, remove_dot_segments(r.path), r.has_query, r.query,
-                    r.has_fragment, r.fragment);
-  }
-  if (r.has_authority) {
-    return join_url(b.scheme, true, r.authority, remove_dot_segments(r.path), r.has_query, r.query,
-                    r.has_fragment, r.fragment);
-  }
-  if (r.path.empty()) {
-    return join_url(b.scheme, b.has_authority, b.authority, b.path, r.has_query || b.has_query,
-                    r.has_query ? r.query : b.query, r.has_fragment, r.fragment);
-  }
-  std::string path;
-  if (r.path.front() == '/') {
-    path = remove_dot_segments(r.path);
-  } else {
-    std::string merged;
-    if (b.has_authority && b.path.empty()) {
-      merged = "/" + std::string(r.path);
-    } else {
-      const auto slash = b.path.rfind('/');
-      merged =
-          std::string(slash == std::string_view::npos ? std::string_view() : b.path.substr(0, slash + 1)) +
-          std::string(r.path);
-    }
-    path = remove_dot_segments(merged);
-  }
-  return join_url(b.scheme, b.has_authority, b.authority, path, r.has_query, r.query, r.has_fragment,
-                  r.fragment);
-}
-
-std::string origin_of(std::string_view url) {
-  const UrlParts p = split_url(url);
-  const std::string scheme = lower(p.scheme);
-  std::string_view authority = p.authority;
-  if (const auto at = authority.rfind('@'); at != std::string_view::npos)
-    authority = authority.substr(at + 1);
-  std::string host = lower(authority);
-  std::string port;
-  // [v6]:port or host:port
-  const auto bracket = host.rfind(']');
-  const auto colon = host.rfind(':');
-  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
-    port = host.substr(colon + 1);
-    host.resize(colon);
-  }
-  if (port.empty()) {
-    if (scheme == "http") port = "80";
-    if (scheme == "https") port = "443";
-  }
-  return scheme + "://" + host + (port.empty() ? "" : ":" + port);
-}
-
 // --- Link header ---
 
 std::vector<std::string> Link::rels() const {
@@ -392,7 +107,7 @@ std::vector<std::string> Link::rels() const {
     while (!rest.empty() && is_space(rest.front())) rest.remove_prefix(1);
     std::size_t n = 0;
     while (n < rest.size() && !is_space(rest[n])) ++n;
-    if (n > 0) out.push_back(lower(rest.substr(0, n)));
+    if (n > 0) out.push_back(codec::ascii_lower(rest.substr(0, n)));
     rest.remove_prefix(n);
   }
   return out;
@@ -456,7 +171,7 @@ std::vector<Link> parse_link_header(std::string_view value) {
       skip_space();
       const std::size_t name_start = i;
       while (i < n && value[i] != '=' && value[i] != ';' && value[i] != ',' && !is_space(value[i])) ++i;
-      std::string name = lower(value.substr(name_start, i - name_start));
+      std::string name = codec::ascii_lower(value.substr(name_start, i - name_start));
       skip_space();
       std::string param_value;
       if (i < n && value[i] == '=') {
@@ -490,7 +205,7 @@ std::vector<Link> parse_link_header(std::string_view value) {
 
 std::optional<std::string> find_link(const Headers& headers, std::string_view base_url,
                                      std::string_view rel) {
-  const std::string wanted = lower(rel);
+  const std::string wanted = codec::ascii_lower(rel);
   for (const auto& value : find_headers(headers, "Link")) {
     for (const auto& link : parse_link_header(value)) {
       const auto rels = link.rels();
@@ -523,17 +238,6 @@ nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& r
                                 ", failed at byte " + std::to_string(parsed.error->offset) +
                                 "): truncated or not an API response",
                             request.method, redact_url(request.url));
-}
-
-const nlohmann::json* json_at(const nlohmann::json& body, const JsonPath& path) {
-  const nlohmann::json* at = &body;
-  for (const auto& step : path) {
-    if (!at->is_object()) return nullptr;
-    const auto it = at->find(step);
-    if (it == at->end()) return nullptr;
-    at = &*it;
-  }
-  return at;
 }
 
 // --- RepeatGuard ---

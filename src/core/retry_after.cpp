@@ -3,14 +3,12 @@
 #include <cctype>
 #include <cstdint>
 
+#include "webhookdb/codec.hpp"
+
 namespace webhookdb {
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) s.remove_suffix(1);
-  return s;
-}
+using codec::trim;
 
 // A year: anything longer is a broken header, not a plan.
 constexpr std::int64_t kMaxSeconds = 366LL * 24 * 3600;

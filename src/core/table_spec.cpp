@@ -5,6 +5,7 @@
 #include <array>
 #include <set>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb {
@@ -16,13 +17,7 @@ std::string md5_hex(const std::string& text) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int len = 0;
   EVP_Digest(text.data(), text.size(), digest.data(), &len, EVP_md5(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 0x0f];
-  }
-  return out;
+  return codec::hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), len));
 }
 
 }  // namespace
@@ -55,7 +50,8 @@ std::optional<std::size_t> TableSpec::column_index(const std::string& name) cons
 
 void TableSpec::validate() const {
   if (table.empty()) throw BrokenSpecification("table name is empty");
-  if (remote_key.name.empty()) throw BrokenSpecification("table '" + table + "': remote key column has no name");
+  if (remote_key.name.empty())
+    throw BrokenSpecification("table '" + table + "': remote key column has no name");
   std::set<std::string> names{"pk", "data", remote_key.name};
   if (remote_key.name == "pk" || remote_key.name == "data") {
     throw BrokenSpecification("table '" + table + "': remote key may not be named '" + remote_key.name + "'");
@@ -68,7 +64,8 @@ void TableSpec::validate() const {
     }
   }
   if (update_rule.kind == UpdateRule::Kind::newer && !column_index(update_rule.column)) {
-    throw BrokenSpecification("table '" + table + "': update rule names unknown column '" + update_rule.column + "'");
+    throw BrokenSpecification("table '" + table + "': update rule names unknown column '" +
+                              update_rule.column + "'");
   }
   if (update_rule.kind == UpdateRule::Kind::custom && (!update_rule.fn || update_rule.sql.empty())) {
     throw BrokenSpecification("table '" + table + "': a custom update rule needs both sql and fn");

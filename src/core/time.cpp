@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb {
@@ -335,11 +336,7 @@ Status to_instant(const Fields& f, Timestamp& out) {
   return out < kFirstTimestamp ? Status::out_of_range : Status::ok;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) s.remove_suffix(1);
-  return s;
-}
+using codec::trim;
 
 // The fields of the first form that reads the whole text.
 Status parse_fields(std::string_view text, Rfc850 rfc850, Fields& f) {

@@ -4,14 +4,15 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/http_auth.hpp"
+#include "webhookdb/url.hpp"
 
 namespace webhookdb::curl {
 namespace {
@@ -23,23 +24,9 @@ void global_init() {
   });
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
+using codec::istarts_with;
+using codec::trim;
+using url::is_http_url;
 
 // Wakes a transfer's curl_multi_poll from the cancelling thread. The handle
 // that owns the multi clears the pointer (under the mutex) before freeing it,
@@ -213,10 +200,6 @@ std::string curl_detail(CURLcode code, const char* errbuf, const std::string& ra
   throw HttpError(static_cast<int>(status), method, shown_url, std::move(excerpt), std::move(shown));
 }
 
-bool is_http_url(std::string_view url) {
-  return istarts_with(url, "http://") || istarts_with(url, "https://");
-}
-
 void validate(const HttpRequest& request, const std::string& where, const std::string& shown_url) {
   if (!is_http_url(request.url))
     throw InvalidPrecondition(where + ": only http and https URLs are supported");
@@ -235,9 +218,10 @@ void validate(const HttpRequest& request, const std::string& where, const std::s
 }
 
 // "scheme://host:port" as libcurl parses the URL (the parser that picks the
-// server, so no parser differential), default port spelled out; empty when
-// the URL does not parse.
-std::string origin_of(const std::string& url) {
+// server, so no parser differential: url::origin_of is the paginators' view of
+// a URL, this is the one curl connects to), default port spelled out; empty
+// when the URL does not parse.
+std::string curl_origin_of(const std::string& url) {
   const std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), &curl_url_cleanup);
   if (!u || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
   std::string out;
@@ -250,9 +234,7 @@ std::string origin_of(const std::string& url) {
     if (part == CURLUPART_SCHEME) out += "://";
     if (part == CURLUPART_HOST) out += ':';
   }
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  return out;
+  return codec::ascii_lower(out);
 }
 
 // One request of a redirect chain. libcurl follows no redirect itself: it
@@ -461,8 +443,8 @@ Hop next_hop(const Sent& sent, const Hop& hop, long status, const std::string& t
     next.method = "GET";
     next.body.clear();
   }
-  const std::string from = origin_of(sent.request.url);
-  if (!from.empty() && origin_of(target) == from) return next;
+  const std::string from = curl_origin_of(sent.request.url);
+  if (!from.empty() && curl_origin_of(target) == from) return next;
   const auto secrets = sent_secrets(sent);
   const auto refuse = [&](const std::string& why) {
     throw InvariantViolation(sent.where + ": redirect (" + std::to_string(status) + ") to " +
@@ -476,6 +458,42 @@ Hop next_hop(const Sent& sent, const Hop& hop, long status, const std::string& t
   if (!next.body.empty()) refuse("would resend the request body, which may hold a credential");
   next.caller_headers = false;
   return next;
+}
+
+// One hop of the chain, run to completion: a failed transfer throws here.
+struct HopResult {
+  Transfer t;
+  Outcome out;
+};
+
+HopResult run_hop(Handle& handle, const Sent& sent, const Hop& hop,
+                  std::chrono::steady_clock::time_point deadline, const CancellationToken& cancel) {
+  HopResult hr;
+  hr.t.easy = handle.easy;
+  hr.t.max_bytes = sent.options.max_response_bytes;
+  hr.t.cancel = &cancel;
+  std::array<char, CURL_ERROR_SIZE> errbuf{};
+  const Slist headers = hop_headers(hop, sent.request, sent.options);
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  configure(handle.easy, hop, sent.options, hr.t, errbuf.data(), headers.get(), left);
+  hr.out = drive(handle, cancel, sent.where);
+  if (!hr.out.done || hr.out.code != CURLE_OK) throw_failure(sent, hr.out, hr.t, errbuf.data(), hop, cancel);
+  return hr;
+}
+
+[[noreturn]] void throw_status(const Sent& sent, const HopResult& hr) {
+  throw_http_error(hr.out.status, sent.request.method, sent.shown_url, hr.t.body, hr.t.headers,
+                   sent_secrets(sent));
+}
+
+HttpResponse to_response(HopResult&& hr, const Hop& hop) {
+  HttpResponse response;
+  response.status = static_cast<int>(hr.out.status);
+  response.headers = std::move(hr.t.headers);
+  response.body = std::move(hr.t.body);
+  response.url = hr.out.effective_url.empty() ? hop.url : hr.out.effective_url;
+  return response;
 }
 
 }  // namespace
@@ -538,34 +556,14 @@ HttpResponse CurlHttpClient::send(const HttpRequest& request, const Cancellation
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   Hop hop{request.url, request.method, request.body, true};
   for (int redirects = 0;; ++redirects) {
-    Transfer t;
-    t.easy = handle->easy;
-    t.max_bytes = opt.max_response_bytes;
-    t.cancel = &cancel;
-    std::array<char, CURL_ERROR_SIZE> errbuf{};
-    const Slist headers = hop_headers(hop, request, opt);
-    configure(
-        handle->easy, hop, opt, t, errbuf.data(), headers.get(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
-    const Outcome out = drive(*handle, cancel, sent.where);
-    if (!out.done || out.code != CURLE_OK) throw_failure(sent, out, t, errbuf.data(), hop, cancel);
-
-    if (opt.max_redirects > 0 && is_redirect(out.status) && !out.redirect_url.empty()) {
-      if (redirects >= opt.max_redirects) {
-        throw_http_error(out.status, request.method, sent.shown_url, t.body, t.headers, sent_secrets(sent));
-      }
-      hop = next_hop(sent, hop, out.status, out.redirect_url);
+    HopResult hr = run_hop(*handle, sent, hop, deadline, cancel);
+    if (opt.max_redirects > 0 && is_redirect(hr.out.status) && !hr.out.redirect_url.empty()) {
+      if (redirects >= opt.max_redirects) throw_status(sent, hr);
+      hop = next_hop(sent, hop, hr.out.status, hr.out.redirect_url);
       continue;
     }
-    if (request.raise_for_status && out.status >= 400) {
-      throw_http_error(out.status, request.method, sent.shown_url, t.body, t.headers, sent_secrets(sent));
-    }
-    HttpResponse response;
-    response.status = static_cast<int>(out.status);
-    response.headers = std::move(t.headers);
-    response.body = std::move(t.body);
-    response.url = out.effective_url.empty() ? hop.url : out.effective_url;
-    return response;
+    if (request.raise_for_status && hr.out.status >= 400) throw_status(sent, hr);
+    return to_response(std::move(hr), hop);
   }
 }
 

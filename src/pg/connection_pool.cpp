@@ -10,6 +10,7 @@
 #include "pg/pool_impl.hpp"
 #include "pg/sql.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/url.hpp"
 
 namespace webhookdb::pg {
 namespace {
@@ -33,29 +34,9 @@ bool is_connection_state(const std::string& state) {
   return state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03";
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int a = hex_digit(s[i + 1]);
-      const int b = hex_digit(s[i + 2]);
-      if (a >= 0 && b >= 0) {
-        out += static_cast<char>(a * 16 + b);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
+// libpq decodes %XX in a connection URI and keeps '+' as '+' (its
+// conninfo_uri_decode), so the password of "postgres://u:a+b@h" is "a+b".
+using url::percent_decode;
 
 bool is_url(std::string_view url) {
   return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
@@ -205,8 +186,9 @@ class TxSession final : public Session {
       }
     }
     try {
-      const pqxx::result r =
-          params.empty() ? tx_.exec(statement) : tx_.exec_params(statement, pqxx::prepare::make_dynamic_params(params));
+      const pqxx::result r = params.empty()
+                                 ? tx_.exec(statement)
+                                 : tx_.exec_params(statement, pqxx::prepare::make_dynamic_params(params));
       QueryResult out;
       out.affected_rows = static_cast<std::size_t>(r.affected_rows());
       for (pqxx::row::size_type c = 0; c < r.columns(); ++c) out.columns.emplace_back(r.column_name(c));
@@ -273,7 +255,8 @@ std::string ConnectionPool::Impl::scrub(std::string text) const {
   if (!password.empty()) {
     text = sql::replace_all(std::move(text), password, "REDACTED");
     const std::string decoded = percent_decode(password);
-    if (decoded != password && !decoded.empty()) text = sql::replace_all(std::move(text), decoded, "REDACTED");
+    if (decoded != password && !decoded.empty())
+      text = sql::replace_all(std::move(text), decoded, "REDACTED");
   }
   return text;
 }
@@ -400,9 +383,10 @@ void ConnectionPool::Impl::translate(std::string_view what, const std::exception
   } catch (const webhookdb::Error&) {
     throw;
   } catch (const pqxx::in_doubt_error&) {
-    throw DatabaseError(scrub(where + ": the connection was lost during COMMIT; the transaction may or may not "
-                                      "have been committed"),
-                        true, {true, false});
+    throw DatabaseError(
+        scrub(where + ": the connection was lost during COMMIT; the transaction may or may not "
+                      "have been committed"),
+        true, {true, false});
   } catch (const pqxx::broken_connection& e) {
     throw DatabaseError(scrub(where + ": connection lost: " + first_line(e.what())), true, {true, true});
   } catch (const pqxx::sql_error& e) {
@@ -425,7 +409,8 @@ void ConnectionPool::Impl::translate(std::string_view what, const std::exception
 
 const std::optional<std::string>& QueryResult::at(std::size_t row, std::string_view column) const {
   const auto it = std::find(columns.begin(), columns.end(), column);
-  if (it == columns.end()) throw InvalidPrecondition("query result has no column '" + std::string(column) + "'");
+  if (it == columns.end())
+    throw InvalidPrecondition("query result has no column '" + std::string(column) + "'");
   if (row >= rows.size()) throw InvalidPrecondition("query result has no row " + std::to_string(row));
   return rows[row][static_cast<std::size_t>(it - columns.begin())];
 }
@@ -433,7 +418,9 @@ const std::optional<std::string>& QueryResult::at(std::size_t row, std::string_v
 ConnectionPool::ConnectionPool(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 ConnectionPool::~ConnectionPool() = default;
 
-const Config& ConnectionPool::config() const noexcept { return impl_->config; }
+const Config& ConnectionPool::config() const noexcept {
+  return impl_->config;
+}
 
 void ConnectionPool::transaction(const std::function<void(Session&)>& fn, int retries) {
   impl_->in_transaction("transaction", retries, [&](pqxx::work& tx) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "pg/sql.hpp"
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_text.hpp"
 
@@ -175,9 +176,8 @@ std::string canonical_key(ColumnType type, const std::string& encoded) {
   switch (type) {
     case ColumnType::integer:
     case ColumnType::bigint: {
-      std::string_view s = encoded;
-      while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-      while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+      // PostgreSQL's integer input skips the same ASCII whitespace.
+      std::string_view s = codec::trim(encoded);
       if (!s.empty() && s.front() == '+') s.remove_prefix(1);
       std::int64_t n = 0;
       auto res = std::from_chars(s.data(), s.data() + s.size(), n);
@@ -187,9 +187,7 @@ std::string canonical_key(ColumnType type, const std::string& encoded) {
     case ColumnType::uuid: {
       std::string hex;
       for (char c : encoded) {
-        if (std::isxdigit(static_cast<unsigned char>(c)) != 0) {
-          hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        }
+        if (codec::hex_value(c) >= 0) hex += codec::ascii_lower(c);
       }
       return hex.size() == 32 ? hex : encoded;
     }
@@ -268,9 +266,7 @@ json decode(ColumnType type, const std::optional<std::string_view>& text) {
       return t == "t" || t == "true";
     case ColumnType::timestamptz: {
       if (auto ts = timestamp_from_epoch_text(t)) return format_timestamp(*ts);
-      std::string lower;
-      for (char c : t) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return lower;
+      return codec::ascii_lower(t);
     }
     case ColumnType::jsonb:
     case ColumnType::text_array:

@@ -3,6 +3,7 @@
 #include "webhookdb/column.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_limits.hpp"
+#include "webhookdb/json_path.hpp"
 
 namespace webhookdb::webhooks {
 
@@ -24,7 +25,7 @@ nlohmann::json parse_webhook_body(const WebhookRequest& request, std::string_vie
 std::pair<nlohmann::json, nlohmann::json> unwrap_event(const nlohmann::json& body,
                                                        const std::vector<std::string>& object_path) {
   if (body.is_object() && !object_path.empty()) {
-    if (const nlohmann::json* object = dig(body, object_path); object != nullptr && object->is_object()) {
+    if (const nlohmann::json* object = json_at(body, object_path); object != nullptr && object->is_object()) {
       return {*object, body};
     }
   }

@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/webhooks/hmac.hpp"
 #include "webhookdb/webhooks/replay_guard.hpp"
@@ -13,11 +14,7 @@ namespace {
 
 constexpr std::size_t kSha256Bytes = 32;
 
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using codec::trim;
 
 // The header's value, or a failure naming the header (never its value).
 std::optional<std::string> header_value(const WebhookRequest& request, std::string_view header) {
@@ -38,7 +35,9 @@ Verification mismatch(std::string_view header) {
   return Verification::fail("invalid webhook signature in " + std::string(header) + " header");
 }
 
-Verification no_secret() { return Verification::fail("webhook secret not configured; cannot verify signature"); }
+Verification no_secret() {
+  return Verification::fail("webhook secret not configured; cannot verify signature");
+}
 
 enum class Encoding { hex, base64 };
 
@@ -54,9 +53,10 @@ Verification verify_body_hmac(const WebhookRequest& request, std::string_view se
     }
     sig.remove_prefix(prefix.size());
   }
-  const auto provided = encoding == Encoding::hex ? from_hex(sig) : from_base64(sig);
+  const auto provided = encoding == Encoding::hex ? codec::hex_decode(sig) : codec::try_base64_decode(sig);
   if (!provided || provided->size() != kSha256Bytes) {
-    return malformed_header(header, encoding == Encoding::hex ? "expected 64 hex digits" : "expected base64 of 32 bytes");
+    return malformed_header(
+        header, encoding == Encoding::hex ? "expected 64 hex digits" : "expected base64 of 32 bytes");
   }
   const std::string expected = hmac_sha256(secret, request.body);
   if (!constant_time_equals(*provided, expected)) return mismatch(header);
@@ -74,8 +74,8 @@ std::optional<std::int64_t> parse_unix_seconds(std::string_view text) {
 
 }  // namespace
 
-Verification verify_hmac_sha256_hex(const WebhookRequest& request, std::string_view secret, std::string_view header,
-                                    std::string_view prefix) {
+Verification verify_hmac_sha256_hex(const WebhookRequest& request, std::string_view secret,
+                                    std::string_view header, std::string_view prefix) {
   return verify_body_hmac(request, secret, header, prefix, Encoding::hex);
 }
 
@@ -84,19 +84,20 @@ Verification verify_hmac_sha256_base64(const WebhookRequest& request, std::strin
   return verify_body_hmac(request, secret, header, prefix, Encoding::base64);
 }
 
-Verification verify_shopify_hmac(const WebhookRequest& request, std::string_view secret, std::string_view header) {
+Verification verify_shopify_hmac(const WebhookRequest& request, std::string_view secret,
+                                 std::string_view header) {
   return verify_body_hmac(request, secret, header, {}, Encoding::base64);
 }
 
-Verification verify_stripe_signature(const WebhookRequest& request, std::string_view secret, const Clock& clock,
-                                     const SignedHeaderOptions& options) {
+Verification verify_stripe_signature(const WebhookRequest& request, std::string_view secret,
+                                     const Clock& clock, const SignedHeaderOptions& options) {
   const std::string_view header = options.header;
   auto value = header_value(request, header);
   if (!value) return missing_header(header);
   if (secret.empty()) return no_secret();
 
   std::optional<std::int64_t> timestamp;
-  std::string_view timestamp_text;  // signed as sent (leading zeros included)
+  std::string_view timestamp_text;      // signed as sent (leading zeros included)
   std::vector<std::string> signatures;  // decoded, 32 bytes each
   std::string_view rest = *value;
   while (!rest.empty()) {
@@ -115,7 +116,7 @@ Verification verify_stripe_signature(const WebhookRequest& request, std::string_
       if (!timestamp) return malformed_header(header, "timestamp is not a unix time");
     } else if (key == options.scheme) {
       // A signature of another length or alphabet cannot match; skip it.
-      if (auto decoded = from_hex(val); decoded && decoded->size() == kSha256Bytes) {
+      if (auto decoded = codec::hex_decode(val); decoded && decoded->size() == kSha256Bytes) {
         signatures.push_back(std::move(*decoded));
       }
     }
@@ -142,9 +143,10 @@ Verification verify_stripe_signature(const WebhookRequest& request, std::string_
                               " header is outside the tolerance (expired or replayed)");
   }
   if (options.replay_guard != nullptr &&
-      !options.replay_guard->first_use(std::to_string(*timestamp) + "." + to_hex(*matched),
+      !options.replay_guard->first_use(std::to_string(*timestamp) + "." + codec::hex_encode(*matched),
                                        signed_at + options.tolerance, now)) {
-    return Verification::fail("webhook signature in " + std::string(header) + " header was already used (replay)");
+    return Verification::fail("webhook signature in " + std::string(header) +
+                              " header was already used (replay)");
   }
   return Verification::ok();
 }
@@ -154,7 +156,8 @@ std::string stripe_signature_header(std::string_view secret, std::int64_t unix_s
   std::string payload = std::to_string(unix_seconds);
   payload += '.';
   payload += body;
-  return "t=" + std::to_string(unix_seconds) + "," + std::string(scheme) + "=" + hmac_sha256_hex(secret, payload);
+  return "t=" + std::to_string(unix_seconds) + "," + std::string(scheme) + "=" +
+         hmac_sha256_hex(secret, payload);
 }
 
 }  // namespace webhookdb::webhooks

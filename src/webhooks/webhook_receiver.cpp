@@ -20,6 +20,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb::webhooks {
@@ -59,15 +60,7 @@ bool valid_opaque_id(std::string_view id) noexcept {
   return true;
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto ca = static_cast<unsigned char>(a[i]);
-    const auto cb = static_cast<unsigned char>(b[i]);
-    if (std::tolower(ca) != std::tolower(cb)) return false;
-  }
-  return true;
-}
+using codec::iequals;
 
 bool is_http_parse_error(const beast::error_code& ec) noexcept {
   return ec.category() == http::make_error_code(http::error::bad_target).category();

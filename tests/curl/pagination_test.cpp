@@ -1,5 +1,6 @@
-// Pagination helpers: URL and Link parsing, then every style walking the
-// local server's whole dataset exactly once, filters, malformed bodies, and
+// Pagination against the local API server: every style walking the
+// local server's whole dataset exactly once (the pure URL, Link and repeat
+// guard tests are in tests/core/url_test.cpp and pagination_test.cpp), filters, malformed bodies, and
 // pagination that would loop forever.
 
 #include <gtest/gtest.h>
@@ -16,126 +17,6 @@ namespace webhookdb::curl_tests {
 namespace {
 
 namespace pn = webhookdb::pagination;
-
-// --- URLs ---
-
-TEST(PaginationUrl, EncodesAndSetsQueryParameters) {
-  EXPECT_EQ(pn::url_encode("a b&c=d/é~"), "a%20b%26c%3Dd%2F%C3%A9~");
-  EXPECT_EQ(pn::with_query("http://h/p", {{"a", "1"}, {"b c", "x&y"}}), "http://h/p?a=1&b%20c=x%26y");
-  EXPECT_EQ(pn::with_query("http://h/p?z=0#frag", {{"a", "1"}}), "http://h/p?z=0&a=1#frag");
-  EXPECT_EQ(pn::with_query("http://h/p", {}), "http://h/p");
-  EXPECT_EQ(pn::set_query_param("http://h/p?limit=10&x=1", "limit", "100"), "http://h/p?limit=100&x=1");
-  EXPECT_EQ(pn::set_query_param("http://h/p?a=1&a=2", "a", "3"), "http://h/p?a=3");
-  EXPECT_EQ(pn::set_query_param("http://h/p", "cursor", "c/1"), "http://h/p?cursor=c%2F1");
-  EXPECT_EQ(pn::set_query_param("http://h/p?x=1#f", "y", "2"), "http://h/p?x=1&y=2#f");
-  EXPECT_EQ(pn::query_param("http://h/p?a=1&b=x%20y", "b"), "x y");
-  EXPECT_EQ(pn::query_param("http://h/p?a=1", "b"), std::nullopt);
-  EXPECT_EQ(pn::query_param("http://h/p?flag&a=1", "flag"), "");
-}
-
-TEST(PaginationUrl, ResolvesReferencesLikeRfc3986) {
-  const std::string base = "http://a/b/c/d;p?q";
-  EXPECT_EQ(pn::resolve_url(base, "g"), "http://a/b/c/g");
-  EXPECT_EQ(pn::resolve_url(base, "./g"), "http://a/b/c/g");
-  EXPECT_EQ(pn::resolve_url(base, "g/"), "http://a/b/c/g/");
-  EXPECT_EQ(pn::resolve_url(base, "/g"), "http://a/g");
-  EXPECT_EQ(pn::resolve_url(base, "//g"), "http://g");
-  EXPECT_EQ(pn::resolve_url(base, "?y"), "http://a/b/c/d;p?y");
-  EXPECT_EQ(pn::resolve_url(base, "g?y"), "http://a/b/c/g?y");
-  EXPECT_EQ(pn::resolve_url(base, "#s"), "http://a/b/c/d;p?q#s");
-  EXPECT_EQ(pn::resolve_url(base, "../g"), "http://a/b/g");
-  EXPECT_EQ(pn::resolve_url(base, "../../g"), "http://a/g");
-  EXPECT_EQ(pn::resolve_url(base, "../../../g"), "http://a/g");
-  EXPECT_EQ(pn::resolve_url(base, "https://other/x?y=1"), "https://other/x?y=1");
-  EXPECT_EQ(pn::resolve_url("https://api.example.com", "items?page=2"), "https://api.example.com/items?page=2");
-}
-
-TEST(PaginationUrl, ComparesOrigins) {
-  EXPECT_EQ(pn::origin_of("HTTPS://API.Example.com/x?y"), "https://api.example.com:443");
-  EXPECT_EQ(pn::origin_of("https://api.example.com:443/z"), pn::origin_of("https://api.example.com/"));
-  EXPECT_EQ(pn::origin_of("http://u:p@127.0.0.1:8080/a"), "http://127.0.0.1:8080");
-  EXPECT_NE(pn::origin_of("http://a.com/"), pn::origin_of("https://a.com/"));
-  EXPECT_EQ(pn::origin_of("http://[::1]:99/"), "http://[::1]:99");
-}
-
-// --- Link header ---
-
-TEST(PaginationLink, ParsesSeveralLinksWithAwkwardSyntax) {
-  const auto links = pn::parse_link_header(
-      R"(<https://api.github.com/repos?page=2&a=b,c;d>; rel="next", <https://api.github.com/repos?page=9>;REL=last;)"
-      R"( title="a, b; c", <https://x/y>;rel=prev  ,  <https://x/z>; rel="Next Last")");
-  ASSERT_EQ(links.size(), 4U);
-  EXPECT_EQ(links[0].target, "https://api.github.com/repos?page=2&a=b,c;d");
-  EXPECT_EQ(links[0].rels(), (std::vector<std::string>{"next"}));
-  EXPECT_EQ(links[1].rels(), (std::vector<std::string>{"last"}));
-  EXPECT_EQ(links[1].params.at("title"), "a, b; c");
-  EXPECT_EQ(links[2].rels(), (std::vector<std::string>{"prev"}));
-  EXPECT_EQ(links[3].rels(), (std::vector<std::string>{"next", "last"}));
-}
-
-TEST(PaginationLink, SkipsMalformedEntriesAndKeepsTheRest) {
-  EXPECT_TRUE(pn::parse_link_header("").empty());
-  EXPECT_TRUE(pn::parse_link_header("garbage").empty());
-  EXPECT_TRUE(pn::parse_link_header("<https://x/unterminated; rel=next").empty());
-  const auto links = pn::parse_link_header(R"(junk; rel="next", <https://x/ok>; rel="next")");
-  ASSERT_EQ(links.size(), 1U);
-  EXPECT_EQ(links[0].target, "https://x/ok");
-  // A quoted value with an escaped quote.
-  const auto quoted = pn::parse_link_header(R"(<https://x/q>; title="say \"hi\""; rel=next)");
-  ASSERT_EQ(quoted.size(), 1U);
-  EXPECT_EQ(quoted[0].params.at("title"), R"(say "hi")");
-  EXPECT_EQ(quoted[0].rels(), (std::vector<std::string>{"next"}));
-}
-
-TEST(PaginationLink, FindsNextAcrossHeadersAndResolvesRelativeTargets) {
-  const Headers headers = {{"link", R"(</items?page=1>; rel="prev")"},
-                           {"Content-Type", "application/json"},
-                           {"LINK", R"(</items?page=3>; rel="next")"}};
-  EXPECT_EQ(pn::find_link(headers, "https://api.x.com/items?page=2"), "https://api.x.com/items?page=3");
-  EXPECT_EQ(pn::find_link(headers, "https://api.x.com/items", "PREV"), "https://api.x.com/items?page=1");
-  EXPECT_EQ(pn::find_link(headers, "https://api.x.com/items", "last"), std::nullopt);
-}
-
-// --- Repeat guard ---
-
-TEST(PaginationRepeat, CatchesACycleButNotARetryOrAResume) {
-  pn::RepeatGuard guard;
-  const auto items = nlohmann::json::array({1});
-  guard.begin("");
-  guard.end("", "a", nlohmann::json::array({1}));
-  guard.begin("a");
-  guard.begin("a");  // a retry of the same page
-  guard.end("a", "b", nlohmann::json::array({2}));
-  guard.begin("b");
-  try {
-    guard.end("b", "a", nlohmann::json::array({3}));
-    FAIL() << "expected InvariantViolation";
-  } catch (const InvariantViolation& e) {
-    EXPECT_NE(std::string(e.what()).find("'a'"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("loop forever"), std::string::npos) << e.what();
-  }
-  // A resume from a checkpoint is a new walk.
-  guard.begin("a");
-  guard.end("a", "b", nlohmann::json::array({2}));
-  // The first page again is a new walk too.
-  guard.begin("");
-  guard.end("", "a", items);
-}
-
-TEST(PaginationRepeat, RedactsUrlTokensInTheMessage) {
-  pn::RepeatGuard guard;
-  const std::string url = "https://api.x.com/items?page=2&api_key=sk_SECRET";
-  guard.begin("");
-  guard.end("", url, nlohmann::json::array({1}));
-  guard.begin(url);
-  try {
-    guard.end(url, url, nlohmann::json::array({2}));
-    FAIL() << "expected InvariantViolation";
-  } catch (const InvariantViolation& e) {
-    EXPECT_EQ(std::string(e.what()).find("sk_SECRET"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("api_key=REDACTED"), std::string::npos) << e.what();
-  }
-}
 
 // --- Walking the server ---
 

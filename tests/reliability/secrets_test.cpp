@@ -20,6 +20,7 @@
 #include "api_server/api_server.hpp"
 #include "reliability/mini_server.hpp"
 #include "support/pg_test_env.hpp"
+#include "webhookdb/codec.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/http_auth.hpp"
@@ -59,8 +60,8 @@ constexpr const char* kDbPassword = "dbpw_RELDB_9c0d1e2f";
 std::vector<std::string> all_secrets() {
   std::vector<std::string> out = {kBackfillKey, kBackfillSecret, kWebhookSecret, kQuerySecret,
                                   kUrlPassword, kHeaderToken,    kDbPassword};
-  out.push_back(base64_encode(std::string(kBackfillKey) + ":" + kBackfillSecret));
-  out.push_back(base64_encode(std::string("user:") + kUrlPassword));
+  out.push_back(codec::base64_encode(std::string(kBackfillKey) + ":" + kBackfillSecret));
+  out.push_back(codec::base64_encode(std::string("user:") + kUrlPassword));
   return out;
 }
 

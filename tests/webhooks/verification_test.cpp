@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "webhook_test_support.hpp"
+#include "webhookdb/codec.hpp"
 #include "webhookdb/webhooks/hmac.hpp"
 #include "webhookdb/webhooks/replay_guard.hpp"
 #include "webhookdb/webhooks/verification.hpp"
@@ -51,27 +52,27 @@ TEST(Hmac, EmptyKeyAndMessageWork) {
 
 TEST(Codecs, HexRoundTripsAndRejectsGarbage) {
   const std::string bytes("\x00\x01\xfe\xff", 4);
-  EXPECT_EQ(to_hex(bytes), "0001feff");
-  EXPECT_EQ(from_hex("0001FEff"), bytes);
-  EXPECT_FALSE(from_hex("abc"));
-  EXPECT_FALSE(from_hex("zz"));
-  EXPECT_EQ(from_hex(""), std::string());
+  EXPECT_EQ(codec::hex_encode(bytes), "0001feff");
+  EXPECT_EQ(codec::hex_decode("0001FEff"), bytes);
+  EXPECT_FALSE(codec::hex_decode("abc"));
+  EXPECT_FALSE(codec::hex_decode("zz"));
+  EXPECT_EQ(codec::hex_decode(""), std::string());
 }
 
 TEST(Codecs, Base64RoundTripsEveryLength) {
   std::string bytes;
   for (int i = 0; i < 40; ++i) {
-    EXPECT_EQ(from_base64(to_base64(bytes)), bytes) << i;
+    EXPECT_EQ(codec::try_base64_decode(codec::base64_encode(bytes)), bytes) << i;
     bytes.push_back(static_cast<char>(i * 37));
   }
-  EXPECT_EQ(to_base64("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(to_base64("fo"), "Zm8=");
-  EXPECT_EQ(from_base64("Zm8"), "fo");  // padding optional
-  EXPECT_FALSE(from_base64("Zm8*"));
-  EXPECT_FALSE(from_base64("Zm9=="));   // bad padding
-  EXPECT_FALSE(from_base64("Z"));
-  EXPECT_FALSE(from_base64("Zm9v YmFy"));
-  EXPECT_FALSE(from_base64("Zm9"));  // non-zero leftover bits (not canonical)
+  EXPECT_EQ(codec::base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(codec::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(codec::try_base64_decode("Zm8"), "fo");  // padding optional
+  EXPECT_FALSE(codec::try_base64_decode("Zm8*"));
+  EXPECT_FALSE(codec::try_base64_decode("Zm9=="));   // bad padding
+  EXPECT_FALSE(codec::try_base64_decode("Z"));
+  EXPECT_FALSE(codec::try_base64_decode("Zm9v YmFy"));
+  EXPECT_FALSE(codec::try_base64_decode("Zm9"));  // non-zero leftover bits (not canonical)
 }
 
 TEST(ConstantTime, ComparesLengthAndEveryByte) {

@@ -1,6 +1,6 @@
 #pragma once
-// HMAC-SHA256 (OpenSSL), hex and base64 codecs, and the constant-time
-// comparison every verifier in this component uses.
+// HMAC-SHA256 (OpenSSL) and the constant-time comparison every verifier in
+// this component uses. Hex and base64 live in webhookdb/codec.hpp.
 
 #include <cstdint>
 #include <optional>
@@ -19,15 +19,6 @@ namespace webhookdb::webhooks {
 // never on where the first difference is (OpenSSL's CRYPTO_memcmp), so a
 // forger cannot learn a signature byte by byte from response times.
 [[nodiscard]] bool constant_time_equals(std::string_view a, std::string_view b) noexcept;
-
-[[nodiscard]] std::string to_hex(std::string_view bytes);
-// Upper or lower case; nullopt for an odd length or a non-hex character.
-[[nodiscard]] std::optional<std::string> from_hex(std::string_view hex);
-// Standard alphabet, padded.
-[[nodiscard]] std::string to_base64(std::string_view bytes);
-// Standard alphabet; padding optional; nullopt for anything else (whitespace,
-// url-safe characters, bad padding).
-[[nodiscard]] std::optional<std::string> from_base64(std::string_view text);
 
 namespace detail {
 // How many times constant_time_equals ran in this process. Lets tests prove

@@ -12,10 +12,12 @@
 #include "reliability/fuzz/fuzz_support.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/pagination.hpp"
+#include "webhookdb/url.hpp"
 
 namespace {
 
 namespace pagination = webhookdb::pagination;
+namespace url = webhookdb::url;
 using webhookdb::fuzz::printable;
 
 bool lower(const std::string& s) {
@@ -55,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(pagination::query_param(appended, input) == std::optional<std::string>("v"),
                "with_query name did not round trip: " + printable(appended));
   }
-  const std::string encoded = pagination::url_encode(input);
+  const std::string encoded = url::percent_encode(input);
   FUZZ_CHECK(std::all_of(encoded.begin(), encoded.end(),
                          [](unsigned char c) {
                            return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
