@@ -9,6 +9,7 @@
 
 #include "jobs/listener.hpp"
 #include "jobs/pg_text.hpp"
+#include "pg/sql.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb::jobs {
@@ -160,7 +161,7 @@ PgJobQueue::PgJobQueue(std::shared_ptr<pg::ConnectionPool> pool, PgJobQueueOptio
   const auto& schema = impl_->pool->config().schema;
   impl_->channel = channel_for(schema);
   if (impl_->options.migrate) migrate();
-  impl_->table = quote_ident(schema) + ".webhookdb_job_queue";
+  impl_->table = pg::sql::qualified(schema, "webhookdb_job_queue");
 }
 
 PgJobQueue::~PgJobQueue() {

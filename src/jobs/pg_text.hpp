@@ -1,5 +1,7 @@
 #pragma once
 // Text helpers shared by the PostgreSQL-backed queues (jobs and webhook inbox).
+// Identifiers are quoted only by pg::sql::ident (src/pg/sql.hpp), which refuses
+// what PostgreSQL would truncate or misread (NUL, > 63 bytes, invalid UTF-8).
 
 #include <algorithm>
 #include <chrono>
@@ -39,15 +41,6 @@ inline std::string clean_error(std::string text, std::size_t max_bytes) {
     text += "...";
   }
   return text;
-}
-
-inline std::string quote_ident(const std::string& name) {
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
 }
 
 // Timestamps are read as microseconds since the epoch: no text format involved.

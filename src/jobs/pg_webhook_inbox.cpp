@@ -11,6 +11,7 @@
 
 #include "jobs/listener.hpp"
 #include "jobs/pg_text.hpp"
+#include "pg/sql.hpp"
 #include "webhookdb/errors.hpp"
 
 namespace webhookdb::jobs {
@@ -161,7 +162,7 @@ PgWebhookInbox::PgWebhookInbox(std::shared_ptr<pg::ConnectionPool> pool, PgWebho
   impl_->options = std::move(options);
   const auto& schema = impl_->pool->config().schema;
   impl_->channel = inbox_channel_for(schema);
-  impl_->table = quote_ident(schema) + ".webhookdb_webhook_inbox";
+  impl_->table = pg::sql::qualified(schema, "webhookdb_webhook_inbox");
   if (impl_->options.migrate) migrate();
 }
 

@@ -506,6 +506,18 @@ TEST_F(JobsQueueTest, WaitForWorkTimesOutOrStopsOnCancel) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
+// The schema is user-supplied and spliced into SQL: it goes through
+// pg::sql::ident, which refuses what PostgreSQL would truncate or misread.
+TEST_F(JobsQueueTest, RefusesASchemaNameSqlCannotHold) {
+  PgJobQueueOptions o;
+  o.migrate = false;
+  for (const std::string& bad : {std::string(64, 's'), std::string("a\0b", 3), std::string("\xff")}) {
+    auto c = config();
+    c.schema = bad;
+    EXPECT_THROW(PgJobQueue(c, o), BrokenSpecification) << bad.size();
+  }
+}
+
 TEST_F(JobsQueueTest, RejectsBadOptions) {
   PgJobQueueOptions o;
   o.lease = 10ms;
