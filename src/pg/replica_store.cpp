@@ -362,12 +362,6 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::vector<std::
   writer.complete();
 }
 
-// The rows of a COPY-path batch to write, found by one query before writing.
-struct WritePlan {
-  std::vector<std::size_t> positions;  // ascending
-  bool any_existing = false;           // one of them is already in the table
-};
-
 // The column of a "newer" update rule when the rows the rule would leave
 // alone can be found before sending them (a scalar column); else nullopt.
 std::optional<std::size_t> prefilter_column(const TableSpec& spec, bool apply_rule) {
@@ -514,6 +508,327 @@ std::string checked_text(const std::string& text, const char* what) {
   return text;
 }
 
+// What the last COPY-path batch into a table found, as a guess about the
+// next one (backfills write runs of similar batches):
+// - all_new: only new keys (a first backfill). The next batch is COPYed
+//   straight in without asking the table; the unique key catches a wrong
+//   guess, and the batch then runs again planned.
+// - all_written: every row had to be written and some were there (every row
+//   newer). The next batch goes through the staging table without asking;
+//   the INSERT applies the rule either way.
+// No entry: ask (the plan query), which pays off when rows are unchanged.
+enum class CopyGuess : std::uint8_t { ask, all_new, all_written };
+
+// The checkpoint an upsert saves in the same transaction as its rows.
+struct CheckpointWrite {
+  std::string sql;  // State::checkpoint_upsert()
+  std::int64_t job_id = 0;
+  std::string key;
+  std::string token;
+  bool finished = false;
+};
+
+// Writes one upsert() batch, one member function per phase: the rows are
+// keyed (and, for the INSERT paths, encoded) when it is built; choose() picks
+// the strategy; write() runs it in a transaction, with the checkpoint:
+// - per_row: one prepared single-row INSERT per row;
+// - multi_row: multi-row INSERT ... ON CONFLICT, kRowsPerInsert rows each;
+// - the COPY path: plan_copy() finds the rows to send, then copy_direct()
+//   (straight into the table) or copy_staged() (staging table, then one
+//   INSERT ... SELECT ... ON CONFLICT that applies the update rule).
+class BatchWriter {
+ public:
+  BatchWriter(const TableSpec& spec, const TableSql& t, std::span<const Row> rows, bool apply_rule)
+      : spec_(spec),
+        t_(t),
+        rows_(rows),
+        conflict_(conflict_clause(spec, t, apply_rule)),
+        batch_(key_batch(spec, t, rows)),
+        rule_col_(prefilter_column(spec, apply_rule)) {}
+
+  [[nodiscard]] std::size_t size() const noexcept { return batch_.size(); }
+  // The input index of the row at `position` of the batch.
+  [[nodiscard]] std::size_t source(std::size_t position) const { return batch_.source[position]; }
+  // True when the batch goes through the COPY path (it takes a turn, and
+  // leaves a guess for the next batch into the table).
+  [[nodiscard]] bool copies() const noexcept { return method_ == WriteMethod::staging_copy && size() > 0; }
+  [[nodiscard]] CopyGuess next_guess() const noexcept { return next_guess_; }
+
+  void save_checkpoint(CheckpointWrite checkpoint) { checkpoint_ = std::move(checkpoint); }
+
+  // Picks the write method and prepares it; `guess` is the table's
+  // (CopyGuess::ask for an empty batch).
+  void choose(WriteMethod method, CopyGuess guess, const Config& config) {
+    guess_ = guess;
+    method_ = method;
+    if (method_ == WriteMethod::automatic) {
+      // Smaller batches go through COPY too while the table's recent COPY
+      // batches let it skip the plan (the tail of a backfill's partition).
+      const std::size_t threshold = config.copy_threshold;
+      const bool copy = size() >= threshold || (size() * 10 >= threshold && guess_ != CopyGuess::ask);
+      method_ = copy ? WriteMethod::staging_copy : WriteMethod::multi_row;
+    }
+    // The INSERT paths bind every cell: encode them all before any SQL runs.
+    // The COPY path encodes each row as it streams it.
+    if (method_ != WriteMethod::staging_copy) encoded_ = encode_batch(spec_, t_, rows_, batch_);
+    if (copies()) plan_sql_ = plan_query();
+    direct_new_rows_ = method_ == WriteMethod::staging_copy;
+    if (!direct_new_rows_) guess_ = CopyGuess::ask;
+    async_commit_ = checkpoint_.has_value() && config.async_checkpointed_commits;
+  }
+
+  // Writes the batch; returns the positions (in the batch) of the rows
+  // inserted or updated.
+  std::vector<std::size_t> write(ConnectionPool::Impl& impl) {
+    const std::string what = "upserting " + std::to_string(rows_.size()) + " rows into " + t_.qualified;
+    const auto attempt = [this](pqxx::work& tx) { return write_in(tx); };
+    try {
+      return impl.in_transaction(what, impl.config.retries, attempt);
+    } catch (const ConcurrentInsert&) {
+      // A key was there after all (a wrong guess, or a concurrent writer got
+      // there first): the batch runs again, planned and staged.
+      guess_ = CopyGuess::ask;
+      direct_new_rows_ = false;
+      return impl.in_transaction(what, impl.config.retries, attempt);
+    }
+  }
+
+ private:
+  // The rows of a COPY-path batch to write, found by one query before writing.
+  struct WritePlan {
+    std::vector<std::size_t> positions;  // ascending
+    bool any_existing = false;           // one of them is already in the table
+  };
+
+  // One attempt of write(), in its transaction.
+  std::vector<std::size_t> write_in(pqxx::work& tx) {
+    std::vector<std::size_t> out;
+    if (async_commit_) tx.exec("SET LOCAL synchronous_commit = off");
+    if (size() > 0) {
+      if (method_ == WriteMethod::single_row) {
+        out = per_row(tx);
+      } else if (method_ == WriteMethod::multi_row) {
+        out = multi_row(tx);
+      } else {
+        out = copy_path(tx);
+      }
+    }
+    if (checkpoint_) {
+      tx.exec_params(checkpoint_->sql, checkpoint_->job_id, checkpoint_->key, checkpoint_->token,
+                     checkpoint_->finished);
+    }
+    return out;
+  }
+
+  std::vector<std::size_t> per_row(pqxx::work& tx) const {
+    const std::size_t width = t_.insert_cols.size();
+    std::string statement = "INSERT INTO " + t_.qualified + " (" + joined(t_.insert_cols) + ") VALUES (";
+    for (std::size_t c = 0; c < width; ++c) {
+      if (c > 0) statement += ", ";
+      statement += "$" + std::to_string(c + 1) + "::" + t_.insert_types[c];
+    }
+    statement += ") " + conflict_ + " RETURNING 1";
+    // Prepared once per connection (libpqxx ignores a repeated identical definition).
+    const std::string name = statement_name(statement);
+    tx.conn().prepare(name, statement);
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < size(); ++i) {
+      const CellRef* cells = encoded_.row(i);
+      const auto r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(cells, cells + width));
+      if (!r.empty()) out.push_back(i);
+    }
+    return out;
+  }
+
+  std::vector<std::size_t> multi_row(pqxx::work& tx) const {
+    const std::size_t width = t_.insert_cols.size();
+    const std::size_t per_statement = std::max<std::size_t>(1, std::min(kMaxParams / width, kRowsPerInsert));
+    std::vector<std::string> names;
+    for (std::size_t c = 0; c <= width; ++c) names.push_back("c" + std::to_string(c));
+    std::vector<std::string> value_names(names.begin() + 1, names.end());
+    const std::string head = "WITH webhookdb_rows (" + joined(names) + ") AS (VALUES ";
+    const std::string tail =
+        "), webhookdb_written AS (INSERT INTO " + t_.qualified + " (" + joined(t_.insert_cols) + ") SELECT " +
+        joined(value_names) + " FROM webhookdb_rows " + conflict_ + " RETURNING " + t_.qkey +
+        ") SELECT r.c0 FROM webhookdb_written w JOIN webhookdb_rows r ON r.c1 = w." + t_.qkey;
+    std::vector<std::size_t> out;
+    std::string statement;
+    for (std::size_t start = 0; start < size(); start += per_statement) {
+      const std::size_t end = std::min(size(), start + per_statement);
+      statement = head;
+      std::size_t param = 1;
+      for (std::size_t i = start; i < end; ++i) {
+        if (i > start) statement += ", ";
+        statement += "(" + std::to_string(i - start);
+        for (std::size_t c = 0; c < width; ++c) {
+          statement += ", $" + std::to_string(param++) + "::" + t_.insert_types[c];
+        }
+        statement += ")";
+      }
+      statement += tail;
+      const CellRef* first = encoded_.row(start);
+      const CellRef* last = encoded_.row(end);
+      // Full chunks repeat the same text: prepare them once per connection
+      // (only them, so a connection does not collect one per batch size).
+      pqxx::result r;
+      if (end - start == per_statement) {
+        const std::string name = statement_name(statement);
+        tx.conn().prepare(name, statement);
+        r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(first, last));
+      } else {
+        r = tx.exec_params(statement, pqxx::prepare::make_dynamic_params(first, last));
+      }
+      for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
+    }
+    return out;
+  }
+
+  // COPY. When none of the rows to send is in the table yet (a first
+  // backfill), they go straight into it: COPY's multi-row heap inserts,
+  // no speculative insertion, close to raw COPY speed. Otherwise they go
+  // through a temporary staging table and one INSERT ... SELECT ... ON
+  // CONFLICT, which applies the update rule (again: the plan is a
+  // snapshot, a concurrent writer may have moved on). Never split
+  // between the two, so every writer still takes its keys in one global
+  // order (splitting would let two writers lock keys in opposite orders
+  // and deadlock). A concurrent writer inserting one of the keys first
+  // makes the direct COPY fail on the unique key; the batch then runs
+  // again, staged.
+  std::vector<std::size_t> copy_path(pqxx::work& tx) {
+    next_guess_ = CopyGuess::ask;
+    const WritePlan plan = plan_copy(tx);
+    if (plan.positions.empty()) return {};  // Every row is already stored as new or newer.
+    if (direct_new_rows_ && !plan.any_existing) return copy_direct(tx, plan);
+    return copy_staged(tx, plan);
+  }
+
+  // The COPY path first asks which rows to send: with a "newer" rule, the
+  // rows the rule would leave alone are never sent (an incremental backfill
+  // mostly sees rows it already has); then whether any row to send is in the
+  // table (if none, they are COPYed straight into it).
+  [[nodiscard]] std::string plan_query() const {
+    const std::string key_type(sql_type(t_.key_type));
+    if (rule_col_) {
+      const std::string& qcol = t_.qcols[*rule_col_];
+      return "SELECT webhookdb_b.i - 1, webhookdb_t." + t_.qkey + " IS NOT NULL FROM unnest($1::" + key_type +
+             "[], $2::" + std::string(sql_type(spec_.columns[*rule_col_].type)) +
+             "[]) WITH ORDINALITY AS webhookdb_b(k, v, i) LEFT JOIN " + t_.qualified +
+             " webhookdb_t ON webhookdb_t." + t_.qkey + " = webhookdb_b.k WHERE webhookdb_t." + t_.qkey +
+             " IS NULL OR webhookdb_t." + qcol + " < webhookdb_b.v OR webhookdb_t." + qcol + " IS NULL";
+    }
+    return "SELECT 1 FROM " + t_.qualified + " WHERE " + t_.qkey + " = ANY($1::" + key_type + "[]) LIMIT 1";
+  }
+
+  // The plan's arguments are built the first time a plan is asked for.
+  void plan_arguments() {
+    if (!keys_literal_.empty()) return;
+    keys_literal_ = key_array(batch_);
+    if (rule_col_) rule_literal_ = column_array(spec_, rows_, batch_, *rule_col_);
+  }
+
+  // The rows to send: every row when the guess skips the plan query, or when
+  // there is no rule to filter by (then the query only asks whether any is
+  // in the table, unless the batch is staged anyway).
+  WritePlan plan_copy(pqxx::work& tx) {
+    WritePlan plan;
+    if (guess_ != CopyGuess::ask) {
+      plan.positions.resize(size());
+      for (std::size_t i = 0; i < size(); ++i) plan.positions[i] = i;
+      plan.any_existing = guess_ == CopyGuess::all_written;
+    } else if (rule_col_) {
+      plan_arguments();
+      for (const auto& r : tx.exec_params(plan_sql_, keys_literal_, rule_literal_)) {
+        plan.positions.push_back(r[0].as<std::size_t>());
+        if (r[1].as<bool>()) plan.any_existing = true;
+      }
+      std::sort(plan.positions.begin(), plan.positions.end());
+    } else {
+      plan.positions.resize(size());
+      for (std::size_t i = 0; i < size(); ++i) plan.positions[i] = i;
+      if (direct_new_rows_) plan_arguments();
+      plan.any_existing = !direct_new_rows_ || !tx.exec_params(plan_sql_, keys_literal_).empty();
+    }
+    return plan;
+  }
+
+  // None of the rows to send is in the table: COPY them straight into it.
+  std::vector<std::size_t> copy_direct(pqxx::work& tx, const WritePlan& plan) {
+    try {
+      copy_rows(tx, t_.qualified, t_.insert_cols, spec_, rows_, batch_, plan.positions, false);
+    } catch (const pqxx::unique_violation&) {
+      throw ConcurrentInsert();
+    }
+    if (plan.positions.size() == size()) next_guess_ = CopyGuess::all_new;
+    return plan.positions;
+  }
+
+  // The rows go through the staging table and one INSERT ... SELECT ... ON
+  // CONFLICT, which applies the update rule.
+  std::vector<std::size_t> copy_staged(pqxx::work& tx, const WritePlan& plan) {
+    std::vector<std::string> defs{"c0 integer"};
+    std::vector<std::string> names{"c0"};
+    for (std::size_t c = 0; c < t_.insert_cols.size(); ++c) {
+      names.push_back("c" + std::to_string(c + 1));
+      defs.push_back(names.back() + " " + t_.insert_types[c]);
+    }
+    std::vector<std::string> value_names(names.begin() + 1, names.end());
+    // One staging table per session and column list, emptied by every
+    // commit: creating and dropping one per batch was catalog work on
+    // every batch (2.8 ms for the CREATE alone) and left dead catalog rows.
+    const std::string stage_def = joined(defs);
+    const std::string stage = "pg_temp.webhookdb_stage_" + text_hash(stage_def);
+    tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def +
+                   ") ON COMMIT DELETE ROWS");
+    copy_rows(tx, stage, names, spec_, rows_, batch_, plan.positions, true);
+    const std::string insert = "INSERT INTO " + t_.qualified + " (" + joined(t_.insert_cols) + ") SELECT " +
+                               joined(value_names) + " FROM " + stage + " " + conflict_;
+    // The command's row count says how many were inserted or updated;
+    // only when the rule left some alone does it matter which. Joining
+    // the written keys back to the staging table on every batch cost
+    // about a tenth of the statement (two sorts of text keys).
+    const auto written = static_cast<std::size_t>(tx.exec_params(insert).affected_rows());
+    std::vector<std::size_t> out;
+    if (written == plan.positions.size()) {
+      out = plan.positions;
+    } else if (written > 0) {
+      out = staged_rows_written(tx, stage);
+    }
+    if (rule_col_ && out.size() == size()) next_guess_ = CopyGuess::all_written;
+    return out;
+  }
+
+  // The positions of the staged rows this transaction wrote.
+  std::vector<std::size_t> staged_rows_written(pqxx::work& tx, const std::string& stage) const {
+    std::vector<std::size_t> out;
+    // The row versions this transaction wrote carry its id (no
+    // savepoints here, so it is the top-level one).
+    for (const auto& r :
+         tx.exec_params("SELECT s.c0 FROM " + stage + " s JOIN " + t_.qualified + " w ON w." + t_.qkey +
+                        " = s.c1 WHERE w.xmin = "
+                        "xid(pg_current_xact_id())")) {
+      out.push_back(r[0].as<std::size_t>());
+    }
+    return out;
+  }
+
+  const TableSpec& spec_;
+  const TableSql& t_;
+  std::span<const Row> rows_;
+  const std::string conflict_;
+  const KeyedBatch batch_;
+  const std::optional<std::size_t> rule_col_;
+  std::optional<CheckpointWrite> checkpoint_;
+  WriteMethod method_ = WriteMethod::automatic;
+  EncodedBatch encoded_;  // the INSERT paths' cells
+  std::string plan_sql_;
+  std::string keys_literal_;
+  std::string rule_literal_;
+  CopyGuess guess_ = CopyGuess::ask;
+  CopyGuess next_guess_ = CopyGuess::ask;
+  bool direct_new_rows_ = false;
+  bool async_commit_ = false;
+};
+
 }  // namespace
 
 struct PgReplicaStore::State {
@@ -521,16 +836,8 @@ struct PgReplicaStore::State {
   std::mutex migrate_mutex;
   bool migrated = false;
 
-  // What the last COPY-path batch into a table found, as a guess about the
-  // next one (backfills write runs of similar batches):
-  // - all_new: only new keys (a first backfill). The next batch is COPYed
-  //   straight in without asking the table; the unique key catches a wrong
-  //   guess, and the batch then runs again planned.
-  // - all_written: every row had to be written and some were there (every row
-  //   newer). The next batch goes through the staging table without asking;
-  //   the INSERT applies the rule either way.
-  // No entry: ask (the plan query), which pays off when rows are unchanged.
-  enum class Guess : std::uint8_t { ask, all_new, all_written };
+  // The last COPY-path batch's guess about the next one, per table (CopyGuess).
+  using Guess = CopyGuess;
   std::mutex guess_mutex;
   std::unordered_map<std::string, Guess> guesses;
 
@@ -768,237 +1075,30 @@ void PgReplicaStore::drop_table(const TableSpec& spec) {
                       [&](pqxx::work& tx) { tx.exec_params("DROP TABLE IF EXISTS " + q); });
 }
 
-UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) {
+UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> rows,
+                                    const UpsertOptions& options) {
   UpsertResult result;
   result.changed.assign(rows.size(), false);
   if (rows.empty() && !options.checkpoint) return result;
   spec.validate();
   const TableSql t = describe(spec, schema_of(spec));
-  const std::string conflict = conflict_clause(spec, t, options.apply_update_rule);
-  const KeyedBatch batch = key_batch(spec, t, rows);
-
-  std::optional<std::array<std::string, 2>> checkpoint;
-  std::string checkpoint_sql;
+  BatchWriter writer(spec, t, rows, options.apply_update_rule);
   if (options.checkpoint) {
     migrate();
-    checkpoint = std::array<std::string, 2>{checked_text(options.checkpoint->backfiller_key, "checkpoint key"),
-                                            checked_text(options.checkpoint->next_token, "checkpoint token")};
-    checkpoint_sql = state_->checkpoint_upsert();
+    const Checkpoint& cp = *options.checkpoint;
+    std::string key = checked_text(cp.backfiller_key, "checkpoint key");
+    std::string token = checked_text(cp.next_token, "checkpoint token");
+    writer.save_checkpoint(
+        {state_->checkpoint_upsert(), cp.job_id, std::move(key), std::move(token), cp.finished});
   }
-
-  using Guess = State::Guess;
-  Guess guess = batch.size() > 0 ? state_->guess(t.qualified) : Guess::ask;
-  WriteMethod method = options.method;
-  if (method == WriteMethod::automatic) {
-    // Smaller batches go through COPY too while the table's recent COPY
-    // batches let it skip the plan (the tail of a backfill's partition).
-    const std::size_t threshold = state_->pool->config().copy_threshold;
-    const bool copy = batch.size() >= threshold ||
-                      (batch.size() * 10 >= threshold && guess != Guess::ask);
-    method = copy ? WriteMethod::staging_copy : WriteMethod::multi_row;
-  }
-  const std::string columns = joined(t.insert_cols);
-  const std::size_t width = t.insert_cols.size();
-  // The INSERT paths bind every cell: encode them all before any SQL runs.
-  // The COPY path encodes each row as it streams it.
-  EncodedBatch encoded;
-  if (method != WriteMethod::staging_copy) encoded = encode_batch(spec, t, rows, batch);
-
-  // The COPY path first asks which rows to send: with a "newer" rule, the
-  // rows the rule would leave alone are never sent (an incremental backfill
-  // mostly sees rows it already has); then whether any row to send is in the
-  // table (if none, they are COPYed straight into it).
-  std::string keys_literal;
-  std::string rule_literal;
-  std::string plan_sql;
-  const auto rule_col = prefilter_column(spec, options.apply_update_rule);
-  const std::string key_type(sql_type(t.key_type));
-  // The plan's arguments are built the first time a plan is asked for.
-  const auto plan_arguments = [&] {
-    if (!keys_literal.empty()) return;
-    keys_literal = key_array(batch);
-    if (rule_col) rule_literal = column_array(spec, rows, batch, *rule_col);
-  };
-  if (method == WriteMethod::staging_copy && batch.size() > 0) {
-    if (rule_col) {
-      const std::string& qcol = t.qcols[*rule_col];
-      plan_sql = "SELECT webhookdb_b.i - 1, webhookdb_t." + t.qkey + " IS NOT NULL FROM unnest($1::" + key_type +
-                 "[], $2::" + std::string(sql_type(spec.columns[*rule_col].type)) +
-                 "[]) WITH ORDINALITY AS webhookdb_b(k, v, i) LEFT JOIN " + t.qualified + " webhookdb_t ON webhookdb_t." +
-                 t.qkey + " = webhookdb_b.k WHERE webhookdb_t." + t.qkey + " IS NULL OR webhookdb_t." + qcol +
-                 " < webhookdb_b.v OR webhookdb_t." + qcol + " IS NULL";
-    } else {
-      plan_sql = "SELECT 1 FROM " + t.qualified + " WHERE " + t.qkey + " = ANY($1::" + key_type + "[]) LIMIT 1";
-    }
-  }
-
-  auto& impl = state_->impl();
-  const std::string what = "upserting " + std::to_string(rows.size()) + " rows into " + t.qualified;
-  bool direct_new_rows = method == WriteMethod::staging_copy;
-  if (!direct_new_rows) guess = Guess::ask;
-  Guess next_guess = Guess::ask;
-  const bool async_commit = options.checkpoint && state_->pool->config().async_checkpointed_commits;
-  // Returns the positions (in batch) of the rows inserted or updated.
-  const auto write = [&](pqxx::work& tx) {
-    std::vector<std::size_t> out;
-    if (async_commit) tx.exec("SET LOCAL synchronous_commit = off");
-    if (batch.size() > 0) {
-      if (method == WriteMethod::single_row) {
-        std::string statement = "INSERT INTO " + t.qualified + " (" + columns + ") VALUES (";
-        for (std::size_t c = 0; c < width; ++c) {
-          if (c > 0) statement += ", ";
-          statement += "$" + std::to_string(c + 1) + "::" + t.insert_types[c];
-        }
-        statement += ") " + conflict + " RETURNING 1";
-        // Prepared once per connection (libpqxx ignores a repeated identical definition).
-        const std::string name = statement_name(statement);
-        tx.conn().prepare(name, statement);
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-          const CellRef* cells = encoded.row(i);
-          const auto r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(cells, cells + width));
-          if (!r.empty()) out.push_back(i);
-        }
-      } else if (method == WriteMethod::multi_row) {
-        const std::size_t per_statement = std::max<std::size_t>(1, std::min(kMaxParams / width, kRowsPerInsert));
-        std::vector<std::string> names;
-        for (std::size_t c = 0; c <= width; ++c) names.push_back("c" + std::to_string(c));
-        std::vector<std::string> value_names(names.begin() + 1, names.end());
-        const std::string head = "WITH webhookdb_rows (" + joined(names) + ") AS (VALUES ";
-        const std::string tail = "), webhookdb_written AS (INSERT INTO " + t.qualified + " (" + columns +
-                                 ") SELECT " + joined(value_names) + " FROM webhookdb_rows " + conflict +
-                                 " RETURNING " + t.qkey +
-                                 ") SELECT r.c0 FROM webhookdb_written w JOIN webhookdb_rows r ON r.c1 = w." + t.qkey;
-        std::string statement;
-        for (std::size_t start = 0; start < batch.size(); start += per_statement) {
-          const std::size_t end = std::min(batch.size(), start + per_statement);
-          statement = head;
-          std::size_t param = 1;
-          for (std::size_t i = start; i < end; ++i) {
-            if (i > start) statement += ", ";
-            statement += "(" + std::to_string(i - start);
-            for (std::size_t c = 0; c < width; ++c) {
-              statement += ", $" + std::to_string(param++) + "::" + t.insert_types[c];
-            }
-            statement += ")";
-          }
-          statement += tail;
-          const CellRef* first = encoded.row(start);
-          const CellRef* last = encoded.row(end);
-          // Full chunks repeat the same text: prepare them once per connection
-          // (only them, so a connection does not collect one per batch size).
-          pqxx::result r;
-          if (end - start == per_statement) {
-            const std::string name = statement_name(statement);
-            tx.conn().prepare(name, statement);
-            r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(first, last));
-          } else {
-            r = tx.exec_params(statement, pqxx::prepare::make_dynamic_params(first, last));
-          }
-          for (const auto& row : r) out.push_back(start + row[0].as<std::size_t>());
-        }
-      } else {
-        // COPY. When none of the rows to send is in the table yet (a first
-        // backfill), they go straight into it: COPY's multi-row heap inserts,
-        // no speculative insertion, close to raw COPY speed. Otherwise they go
-        // through a temporary staging table and one INSERT ... SELECT ... ON
-        // CONFLICT, which applies the update rule (again: the plan is a
-        // snapshot, a concurrent writer may have moved on). Never split
-        // between the two, so every writer still takes its keys in one global
-        // order (splitting would let two writers lock keys in opposite orders
-        // and deadlock). A concurrent writer inserting one of the keys first
-        // makes the direct COPY fail on the unique key; the batch then runs
-        // again, staged.
-        WritePlan plan;
-        next_guess = Guess::ask;
-        if (guess != Guess::ask) {
-          plan.positions.resize(batch.size());
-          for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
-          plan.any_existing = guess == Guess::all_written;
-        } else if (rule_col) {
-          plan_arguments();
-          for (const auto& r : tx.exec_params(plan_sql, keys_literal, rule_literal)) {
-            plan.positions.push_back(r[0].as<std::size_t>());
-            if (r[1].as<bool>()) plan.any_existing = true;
-          }
-          std::sort(plan.positions.begin(), plan.positions.end());
-        } else {
-          plan.positions.resize(batch.size());
-          for (std::size_t i = 0; i < batch.size(); ++i) plan.positions[i] = i;
-          if (direct_new_rows) plan_arguments();
-          plan.any_existing = !direct_new_rows || !tx.exec_params(plan_sql, keys_literal).empty();
-        }
-        if (plan.positions.empty()) {
-          // Every row is already stored as new or newer.
-        } else if (direct_new_rows && !plan.any_existing) {
-          try {
-            copy_rows(tx, t.qualified, t.insert_cols, spec, rows, batch, plan.positions, false);
-          } catch (const pqxx::unique_violation&) {
-            throw ConcurrentInsert();
-          }
-          if (plan.positions.size() == batch.size()) next_guess = Guess::all_new;
-          out = plan.positions;
-        } else {
-          std::vector<std::string> defs{"c0 integer"};
-          std::vector<std::string> names{"c0"};
-          for (std::size_t c = 0; c < width; ++c) {
-            names.push_back("c" + std::to_string(c + 1));
-            defs.push_back(names.back() + " " + t.insert_types[c]);
-          }
-          std::vector<std::string> value_names(names.begin() + 1, names.end());
-          // One staging table per session and column list, emptied by every
-          // commit: creating and dropping one per batch was catalog work on
-          // every batch (2.8 ms for the CREATE alone) and left dead catalog rows.
-          const std::string stage_def = joined(defs);
-          const std::string stage = "pg_temp.webhookdb_stage_" + text_hash(stage_def);
-          tx.exec_params("CREATE TEMPORARY TABLE IF NOT EXISTS " + stage + " (" + stage_def +
-                         ") ON COMMIT DELETE ROWS");
-          copy_rows(tx, stage, names, spec, rows, batch, plan.positions, true);
-          const std::string insert = "INSERT INTO " + t.qualified + " (" + columns + ") SELECT " +
-                                     joined(value_names) + " FROM " + stage + " " + conflict;
-          // The command's row count says how many were inserted or updated;
-          // only when the rule left some alone does it matter which. Joining
-          // the written keys back to the staging table on every batch cost
-          // about a tenth of the statement (two sorts of text keys).
-          const auto written = static_cast<std::size_t>(tx.exec_params(insert).affected_rows());
-          if (written == plan.positions.size()) {
-            out = plan.positions;
-          } else if (written > 0) {
-            // The row versions this transaction wrote carry its id (no
-            // savepoints here, so it is the top-level one).
-            for (const auto& r :
-                 tx.exec_params("SELECT s.c0 FROM " + stage + " s JOIN " + t.qualified + " w ON w." + t.qkey +
-                                " = s.c1 WHERE w.xmin = "
-                                "xid(pg_current_xact_id())")) {
-              out.push_back(r[0].as<std::size_t>());
-            }
-          }
-          if (rule_col && out.size() == batch.size()) next_guess = Guess::all_written;
-        }
-      }
-    }
-    if (checkpoint) {
-      tx.exec_params(checkpoint_sql, options.checkpoint->job_id, (*checkpoint)[0], (*checkpoint)[1],
-                     options.checkpoint->finished);
-    }
-    return out;
-  };
-  std::vector<std::size_t> written;
+  const CopyGuess guess = writer.size() > 0 ? state_->guess(t.qualified) : CopyGuess::ask;
+  writer.choose(options.method, guess, state_->pool->config());
   // Taken before a connection, so a batch waiting for its turn holds none.
-  const State::Turn turn = method == WriteMethod::staging_copy && batch.size() > 0
-                               ? state_->take_turn(t.qualified)
-                               : State::Turn();
-  try {
-    written = impl.in_transaction(what, impl.config.retries, write);
-  } catch (const ConcurrentInsert&) {
-    // A key was there after all (a wrong guess, or a concurrent writer got
-    // there first): the batch runs again, planned and staged.
-    guess = Guess::ask;
-    direct_new_rows = false;
-    written = impl.in_transaction(what, impl.config.retries, write);
-  }
-  if (method == WriteMethod::staging_copy && batch.size() > 0) state_->set_guess(t.qualified, next_guess);
+  const State::Turn turn = writer.copies() ? state_->take_turn(t.qualified) : State::Turn();
+  const std::vector<std::size_t> written = writer.write(state_->impl());
+  if (writer.copies()) state_->set_guess(t.qualified, writer.next_guess());
   for (std::size_t position : written) {
-    if (position < batch.size()) result.changed[batch.source[position]] = true;
+    if (position < writer.size()) result.changed[writer.source(position)] = true;
   }
   return result;
 }
