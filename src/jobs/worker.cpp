@@ -173,24 +173,58 @@ struct Worker::Impl {
     }
   }
 
+  struct Deferral {
+    enum class Kind { none, release_now, release_later, hand_back, busy };
+    Kind kind = Kind::none;
+    std::string why;
+  };
+
+  // How a run ended, as settle() needs it.
+  struct Ending {
+    Deferral deferral;         // why the job goes back without running to its end
+    std::exception_ptr error;  // what the run threw
+    bool lost = false;         // another worker took the lease over meanwhile
+  };
+
+  // Runs one leased job: runs it (or defers it), records its end in the
+  // queue, counts it, and reports it.
   void run_one(const Lease& lease) {
     const auto started = std::chrono::steady_clock::now();
     auto source = std::make_shared<CancellationSource>(jobs_stop.token());
+    hold(lease, source);
+    JobReport report;
+    report.job_id = lease.job_id;
+    report.attempt = lease.attempt;
+    Ending ending = run_or_defer(lease, source->token(), report);
+    ending.lost = let_go(lease.job_id);
+    settle(lease, ending, *source, report);
+    report.elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    count(report.result);
+    announce(report);
+  }
+
+  static std::string job_name(std::int64_t job_id) { return "job " + std::to_string(job_id); }
+
+  // The job is running here: the heartbeat renews its lease, and cancels it
+  // through `source` if the lease is lost.
+  void hold(const Lease& lease, const std::shared_ptr<CancellationSource>& source) {
     {
       std::lock_guard lock(mutex);
       held[lease.job_id] = Held{lease, source};
       ++stats.taken;
       ++stats.running;
     }
-    const std::string job = "job " + std::to_string(lease.job_id);
-    log(LogLevel::info, job + " taken by " + options.owner + " (attempt " + std::to_string(lease.attempt) +
+    log(LogLevel::info, job_name(lease.job_id) + " taken by " + options.owner + " (attempt " +
+                            std::to_string(lease.attempt) +
                             (lease.recovered ? ", recovered from " + lease.previous_owner : "") + ")");
+  }
 
-    JobReport report;
-    report.job_id = lease.job_id;
-    report.attempt = lease.attempt;
-    std::exception_ptr error;
-    Deferral deferral;  // why the job goes back without running to its end
+  // Runs the job, unless it has to go back first (the worker is stopping, or
+  // a live previous holder keeps it); sets report.outcome when it ran.
+  Ending run_or_defer(const Lease& lease, const CancellationToken& token, JobReport& report) {
+    Ending ending;
+    Deferral& deferral = ending.deferral;
     try {
       if (stop_requested.load(std::memory_order_acquire)) {
         deferral = {Deferral::Kind::release_now, "the worker is stopping"};
@@ -199,7 +233,7 @@ struct Worker::Impl {
                     "its previous holder " + lease.previous_owner +
                         " still holds the integration's lock (alive but paused or late with its heartbeat)"};
       } else {
-        report.outcome = runner->run(lease.job_id, source->token());
+        report.outcome = runner->run(lease.job_id, token);
         if (*report.outcome == JobRunOutcome::already_finished) ensure_children(lease.job_id);
         if (*report.outcome == JobRunOutcome::locked) {
           deferral = {Deferral::Kind::busy,
@@ -207,42 +241,47 @@ struct Worker::Impl {
         }
       }
     } catch (...) {
-      error = std::current_exception();
+      ending.error = std::current_exception();
     }
+    return ending;
+  }
 
-    bool was_lost = false;
-    {
-      std::lock_guard lock(mutex);
-      held.erase(lease.job_id);
-      was_lost = lost.erase(lease.job_id) > 0;
-    }
+  // The job no longer runs here; true when its lease was lost meanwhile.
+  bool let_go(std::int64_t job_id) {
+    std::lock_guard lock(mutex);
+    held.erase(job_id);
+    return lost.erase(job_id) > 0;
+  }
 
+  // Records the end of the run in the queue (report.result, report.error).
+  void settle(const Lease& lease, const Ending& ending, const CancellationSource& source, JobReport& report) {
+    const std::exception_ptr& error = ending.error;
     try {
-      if (was_lost) {
+      if (ending.lost) {
         report.result = RunResult::lease_lost;
         if (error) report.error = scrubbed(lease.job_id, describe(error));
-      } else if (deferral.kind != Deferral::Kind::none && !error) {
-        report.result = settle_deferral(lease, deferral);
-        report.error = "given back: " + deferral.why;
+      } else if (ending.deferral.kind != Deferral::Kind::none && !error) {
+        report.result = settle_deferral(lease, ending.deferral);
+        report.error = "given back: " + ending.deferral.why;
       } else if (!error) {
         report.result = queue->complete(lease) ? RunResult::completed : RunResult::lease_lost;
       } else {
-        settle_error(lease, error, source->cancelled(), report);
+        settle_error(lease, error, source.cancelled(), report);
       }
     } catch (const std::exception& e) {
       // The queue is unreachable: the lease expires and the job is taken again.
       report.result = RunResult::lease_lost;
       report.error = scrubbed(lease.job_id, describe(error ? error : std::current_exception()));
-      log(LogLevel::error, job + ": could not record the end of its run (" + e.what() +
+      log(LogLevel::error, job_name(lease.job_id) + ": could not record the end of its run (" + e.what() +
                                "); its lease will expire and it will run again");
     }
-    report.elapsed =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  }
 
+  void count(RunResult result) {
     {
       std::lock_guard lock(mutex);
       --stats.running;
-      switch (report.result) {
+      switch (result) {
         case RunResult::completed:
           ++stats.completed;
           break;
@@ -261,8 +300,11 @@ struct Worker::Impl {
       }
     }
     cv.notify_all();
+  }
 
-    std::string line = job + " " + std::string(to_string(report.result));
+  // Logs the run's end and hands the report to on_job_done.
+  void announce(const JobReport& report) const {
+    std::string line = job_name(report.job_id) + " " + std::string(to_string(report.result));
     if (report.outcome) line += " (" + std::string(to_string(*report.outcome)) + ")";
     line += " in " + std::to_string(report.elapsed.count()) + " ms";
     if (!report.error.empty()) line += ": " + report.error;
@@ -277,12 +319,6 @@ struct Worker::Impl {
       }
     }
   }
-
-  struct Deferral {
-    enum class Kind { none, release_now, release_later, hand_back, busy };
-    Kind kind = Kind::none;
-    std::string why;
-  };
 
   RunResult settle_deferral(const Lease& lease, const Deferral& deferral) {
     const auto in = [&](std::chrono::milliseconds delay) {
