@@ -109,7 +109,7 @@ struct Cursor {
   bool word(std::string& out) {
     out.clear();
     while (!done() && std::isalpha(static_cast<unsigned char>(s[i])) != 0) {
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i++])));
+      out += codec::ascii_lower(s[i++]);
     }
     return !out.empty();
   }
