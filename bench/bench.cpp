@@ -140,10 +140,14 @@ class BenchReplicator : public examples::StripeChargeReplicator {
     d.factory = Descriptor::factory_for<BenchReplicator>();
     return d;
   }
-  [[nodiscard]] bool pipelined_backfill() const override { return g_mode.pipelined; }
 
  protected:
-  [[nodiscard]] int parallel_backfill() const override { return g_mode.partitions; }
+  [[nodiscard]] BackfillOptions backfill_options() const override {
+    BackfillOptions options = StripeChargeReplicator::backfill_options();
+    options.pipelined = g_mode.pipelined;
+    options.parallel = g_mode.partitions;
+    return options;
+  }
   [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json& /*criteria*/) const override {
     std::vector<BackfillPartition> out;
     if (g_mode.partitions <= 1) return out;
@@ -345,7 +349,7 @@ struct Bench {
     auto r = registry->make(integration("bench_write", "http://127.0.0.1:1"), ctx);
     std::vector<Row> rows;
     rows.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) rows.push_back(*r->row_for(data.object(i), nullptr, nullptr));
+    for (std::size_t i = 0; i < n; ++i) rows.push_back(*r->row_for(Payload{.resource = data.object(i)}));
     return rows;
   }
 
@@ -441,7 +445,7 @@ struct Bench {
       // As the bench replicator (and the library's Paginator) parses a page.
       auto body = parse_json_limited(response.body, ctx.json_limits, "fetch-and-parse page");
       for (const auto& item : body["data"]) {
-        if (r->row_for(item, nullptr, nullptr)) ++items;
+        if (r->row_for(Payload{.resource = item})) ++items;
       }
     }
     if (items != objects) throw InvariantViolation("fetch-and-parse saw " + std::to_string(items) + " items");
@@ -649,7 +653,11 @@ struct Bench {
     [[nodiscard]] SteadyClock::time_point failed_at() const { return failed_at_; }
 
    protected:
-    [[nodiscard]] int parallel_backfill() const override { return 2; }
+    [[nodiscard]] BackfillOptions backfill_options() const override {
+      BackfillOptions options = BenchReplicator::backfill_options();
+      options.parallel = 2;
+      return options;
+    }
     [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json&) const override {
       return {{"slow", json::object()}, {"fail", json::object()}};
     }

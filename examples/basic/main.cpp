@@ -27,7 +27,7 @@ class WidgetReplicator final : public Replicator {
   // Rows are written in batches of this size (tiny here, so each page is its
   // own batch and the update rule decides between pages; within one batch a
   // later item with the same key replaces an earlier one).
-  [[nodiscard]] std::size_t backfill_batch_size() const override { return 2; }
+  [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = 2}; }
 
   BackfillPage fetch_backfill_page(const std::string& cursor, const std::optional<Timestamp>& /*last_backfilled*/,
                                    const CancellationToken& cancel) override {

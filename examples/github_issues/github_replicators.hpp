@@ -95,13 +95,13 @@ class GithubIssueCommentReplicator : public Replicator {
     }
     const auto parent = context().jobs->find_integration(integration().depends_on.value());
     const auto issues = context().registry->make(parent.value(), context());
-    const auto number = issues->table_spec().column_index("number").value();
-    context().replica->for_each(issues->table_spec(), [&](const Row& row) {
-      out.push_back(partition(row.values[number].get<long long>()));
+    const TableSpec& spec = issues->table_spec();
+    context().replica->for_each(spec, [&](const Row& row) {
+      out.push_back(partition(row.value(spec, "number").get<long long>()));
     });
     return out;
   }
-  int parallel_backfill() const override { return 2; }
+  BackfillOptions backfill_options() const override { return {.parallel = 2}; }
 
   BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string& token,
                                     const std::optional<Timestamp>& /*since*/,

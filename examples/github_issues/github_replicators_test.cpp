@@ -56,7 +56,7 @@ TEST_F(GithubTest, IssuesFollowLinkHeaderAndCommentsRunAsChildJobPerIssue) {
 
   const auto issue_rows = h.rows(*issues);
   ASSERT_EQ(issue_rows.size(), 3U);
-  EXPECT_EQ(issue_rows[0].values[4], json({"bug", "p1"}));  // labels as text[]
+  EXPECT_EQ(issue_rows[0].value(issues->table_spec(), "labels"), json({"bug", "p1"}));  // as text[]
 
   // The child job was enqueued on success; run it the way a queue would.
   ASSERT_EQ(h.queue->job_ids().size(), 1U);
@@ -65,8 +65,8 @@ TEST_F(GithubTest, IssuesFollowLinkHeaderAndCommentsRunAsChildJobPerIssue) {
 
   const auto comment_rows = h.rows(*comments);
   ASSERT_EQ(comment_rows.size(), 3U);
-  EXPECT_EQ(comment_rows[0].values[0], 1);  // issue_number from the URL
-  EXPECT_EQ(comment_rows[2].values[0], 3);
+  EXPECT_EQ(comment_rows[0].value(comments->table_spec(), "issue_number"), 1);  // from the URL
+  EXPECT_EQ(comment_rows[2].value(comments->table_spec(), "issue_number"), 3);
 }
 
 TEST_F(GithubTest, CriteriaLimitTheCommentBackfillToSomeIssues) {
@@ -83,7 +83,7 @@ TEST_F(GithubTest, IssueWebhookUnwrapsTheEvent) {
   issues->upsert_webhook_body({{"action", "edited"}, {"issue", issue(7, 7, "2024-03-01T00:00:00Z")}});
   const auto rows = h.rows(*issues);
   ASSERT_EQ(rows.size(), 1U);
-  EXPECT_EQ(rows[0].values[3], "octocat");
+  EXPECT_EQ(rows[0].value(issues->table_spec(), "user_login"), "octocat");
 }
 
 }  // namespace

@@ -51,12 +51,9 @@ class StripeChargeReplicator : public Replicator {
   }
 
   // Be polite to the API: backoff with jitter, honour Retry-After.
-  std::shared_ptr<const RetryPolicy> backfill_retry_policy() const override { return polite_retry_policy(); }
+  BackfillOptions backfill_options() const override { return {.retry_policy = polite_retry_policy()}; }
 
  private:
-  static long long unix_seconds(Timestamp t) {
-    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-  }
   pagination::StartingAfter pages_;
 };
 

@@ -37,8 +37,9 @@ TEST_F(StripeChargeTest, BackfillFollowsStartingAfterAndWritesColumns) {
   const auto rows = h.rows(*r);
   ASSERT_EQ(rows.size(), 3U);
   EXPECT_EQ(rows[1].key, "ch_2");
-  EXPECT_EQ(rows[1].values[0], 250);                          // amount
-  EXPECT_EQ(rows[1].values[5], "2023-11-14T22:16:40Z");        // updated, from unix seconds
+  const TableSpec& spec = r->table_spec();
+  EXPECT_EQ(rows[1].value(spec, "amount"), 250);
+  EXPECT_EQ(rows[1].value(spec, "updated"), "2023-11-14T22:16:40Z");  // from unix seconds
   ASSERT_EQ(h.http->requests().size(), 2U);
   EXPECT_NE(h.http->requests()[0].url.find("limit=100"), std::string::npos);
   EXPECT_EQ(h.http->requests()[0].headers.at(0).second, "Bearer bfkey");
@@ -63,13 +64,14 @@ TEST_F(StripeChargeTest, IncrementalBackfillAsksOnlyForUpdatedSinceLastRun) {
 TEST_F(StripeChargeTest, WebhookEventsUpsertAndOlderNeverOverwritesNewer) {
   auto r = h.replicator(si);
   auto event = [](const json& obj) { return json{{"type", "charge.updated"}, {"data", {{"object", obj}}}}; };
-  r->upsert_webhook_body(event(charge("ch_9", 2000, 500)));
-  r->upsert_webhook_body(event(charge("ch_9", 1000, 1)));  // older: ignored
+  const TableSpec& spec = r->table_spec();
+  EXPECT_EQ(r->upsert_webhook_body(event(charge("ch_9", 2000, 500))).changed_count(), 1U);
+  EXPECT_EQ(r->upsert_webhook_body(event(charge("ch_9", 1000, 1))).changed_count(), 0U);  // older: ignored
   auto rows = h.rows(*r);
   ASSERT_EQ(rows.size(), 1U);
-  EXPECT_EQ(rows[0].values[0], 500);
-  r->upsert_webhook_body(event(charge("ch_9", 3000, 700)));  // newer: wins
-  EXPECT_EQ(h.rows(*r)[0].values[0], 700);
+  EXPECT_EQ(rows[0].value(spec, "amount"), 500);
+  EXPECT_EQ(r->upsert_webhook_body(event(charge("ch_9", 3000, 700))).changed_count(), 1U);  // newer: wins
+  EXPECT_EQ(h.rows(*r)[0].value(spec, "amount"), 700);
 }
 
 TEST_F(StripeChargeTest, ServerErrorsAreRetriedPolitelyThenBecomeRetryOrDie) {

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/backfill_options.hpp"
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/checkpoint.hpp"
 #include "webhookdb/clock.hpp"
@@ -44,19 +45,6 @@ struct BackfillRuntime {
   std::string start_token;
   // True: after each written page the next token is saved as a checkpoint.
   bool checkpoints = false;
-};
-
-// Bounds on one run of the page loop, so that an API that never stops paging
-// (empty pages, each with a new cursor, or an endless stream of pages) cannot
-// hold a worker forever. Passing one fails the run with InvariantViolation
-// (not retried). A replicator sets them on the backfillers it makes:
-//
-//   backfiller->set_limits({.max_consecutive_empty_pages = 1000});
-struct BackfillLimits {
-  // Empty pages in a row that each still name a next page.
-  std::uint64_t max_consecutive_empty_pages = 100;
-  // Pages fetched by one backfill() call (a resumed run counts afresh).
-  std::uint64_t max_pages = 10'000'000;
 };
 
 class Backfiller {

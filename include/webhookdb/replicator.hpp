@@ -1,7 +1,20 @@
 #pragma once
 // Per-service logic. Subclass once per external resource: declare the columns
 // and the update rule, fetch pages, verify webhooks. The public entry points
-// (backfill, upsert_webhook, ...) are non-virtual and own the algorithm.
+// (backfill, upsert_webhook, ...) are non-virtual and own the algorithm; the
+// hooks a subclass overrides are protected (the backfillers reach the few
+// they call through internal::ReplicatorGate), and tuning is data
+// (BackfillOptions), not a row of virtual functions.
+//
+//   class Charges : public Replicator {
+//    protected:
+//     Column remote_key_column() const override { return Column("id", ColumnType::text); }
+//     std::vector<Column> denormalized_columns() const override { return {Column("amount", ColumnType::bigint)}; }
+//     UpdateRule update_rule() const override { return UpdateRule::always(); }
+//     BackfillOptions backfill_options() const override { return {.batch_size = 500}; }
+//     BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
+//                                      const CancellationToken& cancel) override;
+//   };
 
 #include <chrono>
 #include <exception>
@@ -15,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/backfill_job.hpp"
+#include "webhookdb/backfill_options.hpp"
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/descriptor.hpp"
@@ -23,6 +37,7 @@
 #include "webhookdb/job_store.hpp"
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/logger.hpp"
+#include "webhookdb/payload.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/retry_policy.hpp"
 #include "webhookdb/service_backfiller.hpp"
@@ -33,6 +48,9 @@
 namespace webhookdb {
 
 class Registry;
+namespace internal {
+class ReplicatorGate;
+}
 
 // The ports a replicator works through. Null members get defaults where one
 // makes sense (system clock, real sleeper, null logger); a missing store is
@@ -51,6 +69,21 @@ struct ReplicatorContext {
   // Size and nesting limits for webhook bodies (text and parsed). Deeper
   // documents are refused up front: copying or serializing them recurses.
   JsonLimits json_limits;
+};
+
+// What upsert_webhook did: the rows made from the request and, per row,
+// whether the store inserted or updated it. An older webhook that the update
+// rule refused is in `rows` with changed false: nothing was written for it.
+struct UpsertedRows {
+  std::vector<Row> rows;
+  // One flag per row, in the same order.
+  std::vector<bool> changed;
+
+  [[nodiscard]] std::size_t changed_count() const noexcept {
+    std::size_t n = 0;
+    for (bool c : changed) n += c ? 1U : 0U;
+    return n;
+  }
 };
 
 struct CredentialsVerification {
@@ -85,109 +118,102 @@ class Replicator {
   [[nodiscard]] CredentialsVerification verify_backfill_credentials();
 
   // --- Webhooks and rows ---
-  // The row(s) written (or that would be written when !upsert). Empty for a
-  // skipped resource. An array of resources with a non-null event is an
-  // InvalidPostcondition. Dependents are notified of each upserted row.
-  std::vector<Row> upsert_webhook(const WebhookRequest& request, bool upsert = true);
-  std::vector<Row> upsert_webhook_body(const nlohmann::json& body, bool upsert = true);
+  // Writes the rows of a request (update rule applied) and says which ones
+  // changed. Empty for a skipped resource. An array of resources with a
+  // non-null event is an InvalidPostcondition. Dependents are notified of
+  // each row.
+  UpsertedRows upsert_webhook(const WebhookRequest& request);
+  UpsertedRows upsert_webhook_body(const nlohmann::json& body);
+  // The rows upsert_webhook would write, checked as the write would check
+  // them (conversions, UTF-8); nothing is written.
+  [[nodiscard]] std::vector<Row> rows_for_webhook(const WebhookRequest& request) const;
+  [[nodiscard]] std::vector<Row> rows_for_webhook_body(const nlohmann::json& body) const;
+  // upsert_webhook's write step, for rows from rows_for_webhook (a receiver
+  // checks them before answering and writes them later).
+  UpsertedRows write_webhook_rows(std::vector<Row> rows);
   // Verification: 201 when the integration skips verification, else the hook.
   [[nodiscard]] WebhookResponse webhook_response(const WebhookRequest& request);
-  // The row for a resource, or nullopt when the replicator skips it.
-  [[nodiscard]] std::optional<Row> row_for(const nlohmann::json& resource, const nlohmann::json* event,
-                                           const WebhookRequest* request) const;
-  // The same, moving the resource into Row::data instead of copying it.
-  [[nodiscard]] std::optional<Row> row_for(nlohmann::json&& resource, const nlohmann::json* event,
-                                           const WebhookRequest* request) const;
+  // The row for a payload, or nullopt when the replicator skips it.
+  [[nodiscard]] std::optional<Row> row_for(const Payload& payload) const;
+  // The row for a bare resource (a backfill item), moved into Row::data
+  // instead of copied.
+  [[nodiscard]] std::optional<Row> row_for(nlohmann::json&& resource) const;
   // Writes rows through the replica store and notifies dependents. A row
   // holding a string that is not valid UTF-8 is an InvalidInput naming its
   // remote key and column, and nothing of the batch is written.
   UpsertResult write_rows(std::span<const Row> rows, const UpsertOptions& options);
-  // write_rows' first step alone: throws its InvalidInput for the first row
-  // holding a string that is not valid UTF-8.
-  void check_rows(std::span<const Row> rows) const;
-  // write_rows for rows that already passed check_rows (a batched backfiller
-  // checks a batch on its page loop while the one before is being written).
-  UpsertResult write_checked_rows(std::span<const Row> rows, const UpsertOptions& options);
 
   void create_table();
   void ensure_all_columns();
 
-  // --- Hooks a subclass may override (public so backfillers can call them) ---
-  // nullptr (the default): WebhookDB's page retries (3 attempts, waits 1 and
-  // 2 s) and server faults become RetryOrDie at once. Return
-  // polite_retry_policy() to opt in to backoff with jitter and Retry-After;
-  // server faults then become RetryOrDie only once its attempts are spent.
-  [[nodiscard]] virtual std::shared_ptr<const RetryPolicy> backfill_retry_policy() const;
-  [[nodiscard]] virtual int server_error_retries() const { return 2; }
-  [[nodiscard]] virtual std::chrono::seconds server_error_backoff() const { return std::chrono::seconds(63); }
-  [[nodiscard]] virtual BackfillWriteMode backfill_write_mode() const { return BackfillWriteMode::batched; }
-  // Rows per write in batched mode. Large enough that the pg adapter takes
-  // the staging-COPY path; a checkpoint is saved with each batch.
-  [[nodiscard]] virtual std::size_t backfill_batch_size() const { return 2000; }
-  // Fetch the next page while the current one is written. fetch_backfill_page
-  // then runs on another thread than the row writes.
-  [[nodiscard]] virtual bool pipelined_backfill() const { return true; }
+ protected:
+  // --- Table shape ---
+  [[nodiscard]] virtual Column remote_key_column() const = 0;
+  // A column declared with .enrichment() gives the table an `enrichment`
+  // jsonb column, filled from fetch_enrichment.
+  [[nodiscard]] virtual std::vector<Column> denormalized_columns() const = 0;
+  [[nodiscard]] virtual UpdateRule update_rule() const = 0;
+  [[nodiscard]] virtual std::vector<IndexSpec> extra_indexes() const { return {}; }
+
+  // --- Tuning: called once, validated (BrokenSpecification), cached ---
+  [[nodiscard]] virtual BackfillOptions backfill_options() const { return {}; }
+
+  // --- Payload -> row ---
+  // The resource and the event (null when none) of a request. Default: the
+  // parsed body is the resource.
+  [[nodiscard]] virtual std::pair<nlohmann::json, nlohmann::json> resource_and_event(
+      const WebhookRequest& request) const;
+  // The enrichment stored with a row. Called only when the table has an
+  // enrichment column (a column declared .enrichment()); nullopt (the
+  // default) stores null. payload.enrichment is null here.
+  [[nodiscard]] virtual std::optional<nlohmann::json> fetch_enrichment(const Payload& payload) const;
+  // What goes into the `data` column. nullopt (the default): the resource
+  // as it is (moved, not copied, on the backfill path).
+  [[nodiscard]] virtual std::optional<nlohmann::json> resource_to_data(const Payload& payload) const;
+  // Builds the row's key, values and enrichment from the columns; return
+  // nullopt to skip the resource. Row::data is filled afterwards from
+  // resource_to_data unless this hook set it.
+  [[nodiscard]] virtual std::optional<Row> prepare_for_insert(const Payload& payload) const;
+
+  // --- Backfill ---
+  // One page. Runs on a fetch thread when backfill_options().pipelined.
   virtual BackfillPage fetch_backfill_page(const std::string& token,
                                            const std::optional<Timestamp>& last_backfilled,
                                            const CancellationToken& cancel);
   // The page of one partition (see backfill_partitions). Default: ignores the
   // partition and calls the unpartitioned fetch.
   virtual BackfillPage fetch_partition_page(const BackfillPartition& partition, const std::string& token,
-                                           const std::optional<Timestamp>& last_backfilled,
-                                           const CancellationToken& cancel);
-  // Called on the dependent's replicator after `dependency` upserted `row`.
-  virtual void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed);
-
- protected:
-  // Table shape.
-  [[nodiscard]] virtual Column remote_key_column() const = 0;
-  [[nodiscard]] virtual std::vector<Column> denormalized_columns() const = 0;
-  [[nodiscard]] virtual UpdateRule update_rule() const = 0;
-  [[nodiscard]] virtual std::vector<IndexSpec> extra_indexes() const { return {}; }
-  [[nodiscard]] virtual bool has_enrichment() const { return false; }
-
-  // Payload -> row.
-  // The resource and the event (null when none) of a request. Default: the
-  // parsed body is the resource.
-  [[nodiscard]] virtual std::pair<nlohmann::json, nlohmann::json> resource_and_event(
-      const WebhookRequest& request) const;
-  [[nodiscard]] virtual nlohmann::json fetch_enrichment(const nlohmann::json& resource,
-                                                        const nlohmann::json* event,
-                                                        const WebhookRequest* request) const;
-  // What goes into the `data` column. nullopt (the default): the resource
-  // as it is (moved, not copied, on the backfill path).
-  [[nodiscard]] virtual std::optional<nlohmann::json> resource_to_data(const nlohmann::json& resource,
-                                                                       const nlohmann::json* event,
-                                                                       const WebhookRequest* request,
-                                                                       const nlohmann::json* enrichment) const;
-  // Builds the row's key, values and enrichment from the columns; return
-  // nullopt to skip the resource. Row::data is filled afterwards from
-  // resource_to_data unless this hook set it.
-  [[nodiscard]] virtual std::optional<Row> prepare_for_insert(const nlohmann::json& resource,
-                                                              const nlohmann::json* event,
-                                                              const WebhookRequest* request,
-                                                              const nlohmann::json* enrichment) const;
-
-  // Backfill.
+                                            const std::optional<Timestamp>& last_backfilled,
+                                            const CancellationToken& cancel);
   // Splits a backfill into partitions (time or id ranges). Default: none.
   [[nodiscard]] virtual std::vector<BackfillPartition> backfill_partitions(const nlohmann::json& criteria) const;
   // The backfillers for a job. Default: one ServiceBackfiller per partition,
   // or a single one when there are no partitions.
   [[nodiscard]] virtual std::vector<std::unique_ptr<Backfiller>> backfillers(const nlohmann::json& criteria);
-  // > 1 runs backfillers on a pool of that many threads.
-  [[nodiscard]] virtual int parallel_backfill() const { return 0; }
   // true: the error is handled, the job finishes without advancing
   // last_backfilled_at or enqueueing children. false: rethrown unchanged.
   virtual bool on_backfill_error(const std::exception& error);
 
-  // Webhooks. Default: 202 (accept).
+  // --- Webhooks ---
+  // Default: 202 (accept).
   [[nodiscard]] virtual WebhookResponse verify_webhook(const WebhookRequest& request);
+  // Called on the dependent's replicator after `dependency` upserted `row`.
+  virtual void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed);
 
  private:
+  friend class internal::ReplicatorGate;
+
   [[nodiscard]] TableSpec build_table_spec() const;
+  [[nodiscard]] const BackfillOptions& cached_backfill_options() const;
   template <class Resource>
-  [[nodiscard]] std::optional<Row> make_row(Resource&& resource, const nlohmann::json* event,
-                                            const WebhookRequest* request) const;
+  [[nodiscard]] std::optional<Row> make_row(Resource&& resource, const Payload& payload) const;
+  // write_rows' first step alone: throws its InvalidInput for the first row
+  // holding a string that is not valid UTF-8.
+  void check_rows(std::span<const Row> rows) const;
+  // write_rows for rows that already passed check_rows (a batched backfiller
+  // checks a batch on its page loop while the one before is being written).
+  UpsertResult write_checked_rows(std::span<const Row> rows, const UpsertOptions& options);
+  UpsertedRows write_checked_webhook_rows(std::vector<Row> rows);
   void notify_dependents(std::span<const Row> rows, const UpsertResult& result);
   [[nodiscard]] ReplicaStore& replica() const;
 
@@ -196,6 +222,8 @@ class Replicator {
   ReplicatorContext context_;
   mutable std::once_flag spec_once_;
   mutable std::unique_ptr<TableSpec> spec_;
+  mutable std::once_flag options_once_;
+  mutable std::unique_ptr<BackfillOptions> options_;
 };
 
 }  // namespace webhookdb

@@ -1,11 +1,18 @@
 #pragma once
 // One replicated row, as produced from a payload and written by a ReplicaStore.
+// Its values are positional (TableSpec::columns order); read one by name with
+// the table's spec:
+//
+//   const nlohmann::json& amount = row.value(replicator.table_spec(), "amount");
 
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace webhookdb {
+
+struct TableSpec;
 
 struct Row {
   // The remote key value (string or integer).
@@ -16,6 +23,13 @@ struct Row {
   nlohmann::json enrichment;
   // The stored resource (the `data` column).
   nlohmann::json data;
+
+  // The value of column `name` of `spec` (the table this row belongs to): the
+  // remote key, a denormalized column, "data" or "enrichment". The names stay
+  // in the spec, not in each row, so building rows costs nothing more.
+  // Throws InvalidPrecondition naming the column and table when the spec has
+  // no such column or the row is shorter than the spec.
+  [[nodiscard]] const nlohmann::json& value(const TableSpec& spec, const std::string& name) const;
 
   friend bool operator==(const Row&, const Row&) = default;
 };

@@ -5,20 +5,13 @@
 #include <optional>
 #include <string>
 
+#include "webhookdb/backfill_options.hpp"
 #include "webhookdb/bulk_backfiller.hpp"
 
 namespace webhookdb {
 
-enum class BackfillWriteMode {
-  // Rows are buffered and written in batches (staging COPY for large ones)
-  // with the update rule applied: as safe as per_item and much faster.
-  batched,
-  // WebhookDB's: each item goes through upsert_webhook_body.
-  per_item,
-};
-
 // One slice of a backfill (a time or id range) that runs as its own
-// backfiller, in parallel with the others when parallel_backfill() > 1.
+// backfiller, in parallel with the others when BackfillOptions::parallel > 1.
 struct BackfillPartition {
   // Stable across runs of a job: it is the backfiller's checkpoint key.
   std::string key;
@@ -33,7 +26,8 @@ class ServiceBackfiller : public BulkBackfiller {
 
  protected:
   // Timeouts, connection errors and 5xx become RetryOrDie with the
-  // replicator's server_error_retries()/server_error_backoff(); other HTTP
+  // server_error_retries/server_error_backoff of the replicator's
+  // BackfillOptions; other HTTP
   // errors propagate (and are retried by the page loop).
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) override;
@@ -52,8 +46,8 @@ class ServiceBackfiller : public BulkBackfiller {
 
  private:
   [[noreturn]] void retry_or_die(std::exception_ptr cause) const;
-  BackfillWriteMode mode_;
-  bool polite_;
+  // The replicator's, validated; it outlives its backfillers.
+  const BackfillOptions& options_;
   std::optional<BackfillPartition> partition_;
 };
 

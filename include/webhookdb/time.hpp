@@ -63,6 +63,14 @@ inline constexpr Timestamp kFirstTimestamp{std::chrono::microseconds{-210'866'80
 // outside the range above.
 [[nodiscard]] Timestamp timestamp_from_unix_seconds(double seconds);
 
+// A Timestamp as whole seconds since 1970, rounded down (an instant half a
+// second before 1970 is -1), for APIs filtering by Unix time:
+//
+//   query.emplace_back("created[gte]", std::to_string(unix_seconds(*since)));
+[[nodiscard]] inline std::int64_t unix_seconds(Timestamp t) noexcept {
+  return std::chrono::floor<std::chrono::seconds>(t).time_since_epoch().count();
+}
+
 // Parses an HTTP date (RFC 7231 IMF-fixdate, RFC 850 and asctime forms).
 [[nodiscard]] std::optional<Timestamp> parse_http_date(std::string_view text);
 

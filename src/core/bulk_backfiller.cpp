@@ -1,5 +1,6 @@
 #include "webhookdb/bulk_backfiller.hpp"
 
+#include "webhookdb/internal/replicator_gate.hpp"
 #include "webhookdb/replicator.hpp"
 
 namespace webhookdb {
@@ -30,7 +31,7 @@ void BulkBackfiller::handle_item(const nlohmann::json& item) { take_item(nlohman
 
 void BulkBackfiller::take_item(nlohmann::json&& item) {
   prepare_body(item);
-  auto row = replicator_.row_for(std::move(item), nullptr, nullptr);
+  auto row = replicator_.row_for(std::move(item));
   if (!row) return;
   // Keyed so that 1 and "1" stay distinct: a string as '"' and its bytes
   // (invalid UTF-8 included: write_rows rejects it by name), else JSON text.
@@ -73,7 +74,7 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
     return;
   }
   // Checked here, while the batch before this one may still be written.
-  replicator_.check_rows(pending_);
+  internal::ReplicatorGate(replicator_).check_rows(pending_);
   // The batch before this one is written first: checkpoints stay in order.
   // Its rows (and this batch's key index) are freed once the next write is
   // under way: freeing thousands of JSON documents takes milliseconds.
@@ -94,7 +95,7 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
   const auto index = std::move(pending_index_);
   pending_index_ = {};
   const auto write = [this, options](const std::vector<Row>& batch) {
-    const UpsertResult result = replicator_.write_checked_rows(batch, options);
+    const UpsertResult result = internal::ReplicatorGate(replicator_).write_checked_rows(batch, options);
     count_written(batch.size(), result.changed_count());
   };
   if (write_behind()) {

@@ -64,18 +64,28 @@ TableSpec Replicator::build_table_spec() const {
   spec.opaque_id = integration_.opaque_id;
   spec.remote_key = remote_key_column();
   spec.columns = denormalized_columns();
-  spec.enrichment = has_enrichment();
+  // The enrichment column exists when a column reads from it: nothing else
+  // would tell table creation that fetch_enrichment is overridden.
+  spec.enrichment = std::any_of(spec.columns.begin(), spec.columns.end(),
+                                [](const Column& column) { return column.from_enrichment; });
   spec.extra_indexes = extra_indexes();
   spec.update_rule = update_rule();
   return spec;
+}
+
+const BackfillOptions& Replicator::cached_backfill_options() const {
+  std::call_once(options_once_, [this] {
+    auto options = std::make_unique<BackfillOptions>(backfill_options());
+    options->validate("replicator " + descriptor_.name);
+    options_ = std::move(options);
+  });
+  return *options_;
 }
 
 ReplicaStore& Replicator::replica() const {
   if (!context_.replica) throw InvalidPrecondition("replicator " + descriptor_.name + " has no replica store");
   return *context_.replica;
 }
-
-std::shared_ptr<const RetryPolicy> Replicator::backfill_retry_policy() const { return nullptr; }
 
 BackfillPage Replicator::fetch_backfill_page(const std::string& /*token*/, const std::optional<Timestamp>& /*last*/,
                                              const CancellationToken& /*cancel*/) {
@@ -129,23 +139,13 @@ std::pair<nlohmann::json, nlohmann::json> Replicator::resource_and_event(const W
   return {parse_json_limited(request.body, context_.json_limits, where), nullptr};
 }
 
-nlohmann::json Replicator::fetch_enrichment(const nlohmann::json& /*resource*/, const nlohmann::json* /*event*/,
-                                            const WebhookRequest* /*request*/) const {
-  return nullptr;
-}
+std::optional<nlohmann::json> Replicator::fetch_enrichment(const Payload& /*payload*/) const { return std::nullopt; }
 
-std::optional<nlohmann::json> Replicator::resource_to_data(const nlohmann::json& /*resource*/,
-                                                           const nlohmann::json* /*event*/,
-                                                           const WebhookRequest* /*request*/,
-                                                           const nlohmann::json* /*enrichment*/) const {
-  return std::nullopt;
-}
+std::optional<nlohmann::json> Replicator::resource_to_data(const Payload& /*payload*/) const { return std::nullopt; }
 
-std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource, const nlohmann::json* event,
-                                                  const WebhookRequest* /*request*/,
-                                                  const nlohmann::json* enrichment) const {
+std::optional<Row> Replicator::prepare_for_insert(const Payload& payload) const {
   const TableSpec& spec = table_spec();
-  const ConvertContext ctx{resource, event, enrichment, {}};
+  const ConvertContext ctx{payload.resource, payload.event, payload.enrichment, {}};
   Row row;
   {
     ConvertContext key_ctx = ctx;
@@ -166,25 +166,26 @@ std::optional<Row> Replicator::prepare_for_insert(const nlohmann::json& resource
       throw InvalidInput(e.message(), e.where().empty() ? key : e.where() + ", " + key);
     }
   }
-  if (spec.enrichment) row.enrichment = enrichment != nullptr ? *enrichment : nlohmann::json(nullptr);
+  if (spec.enrichment) row.enrichment = payload.enrichment != nullptr ? *payload.enrichment : nlohmann::json(nullptr);
   return row;
 }
 
+// `resource` is payload.resource; passed apart so the backfill path can move it into Row::data.
 template <class Resource>
-std::optional<Row> Replicator::make_row(Resource&& resource, const nlohmann::json* event,
-                                        const WebhookRequest* request) const {
+std::optional<Row> Replicator::make_row(Resource&& resource, const Payload& payload) const {
   if (!resource.is_object()) {
     throw InvalidInput("resource must be a JSON object, got " + std::string(resource.type_name()), descriptor_.name);
   }
+  Payload full = payload;
+  full.enrichment = nullptr;
   nlohmann::json enrichment;
-  const nlohmann::json* enrichment_ptr = nullptr;
   if (table_spec().enrichment) {
-    enrichment = fetch_enrichment(resource, event, request);
-    enrichment_ptr = &enrichment;
+    if (auto fetched = fetch_enrichment(full)) enrichment = std::move(*fetched);
+    full.enrichment = &enrichment;
   }
-  auto row = prepare_for_insert(resource, event, request, enrichment_ptr);
+  auto row = prepare_for_insert(full);
   if (!row || !row->data.is_null()) return row;
-  if (auto data = resource_to_data(resource, event, request, enrichment_ptr)) {
+  if (auto data = resource_to_data(full)) {
     row->data = std::move(*data);
   } else {
     row->data = std::forward<Resource>(resource);
@@ -192,14 +193,11 @@ std::optional<Row> Replicator::make_row(Resource&& resource, const nlohmann::jso
   return row;
 }
 
-std::optional<Row> Replicator::row_for(const nlohmann::json& resource, const nlohmann::json* event,
-                                       const WebhookRequest* request) const {
-  return make_row(resource, event, request);
-}
+std::optional<Row> Replicator::row_for(const Payload& payload) const { return make_row(payload.resource, payload); }
 
-std::optional<Row> Replicator::row_for(nlohmann::json&& resource, const nlohmann::json* event,
-                                       const WebhookRequest* request) const {
-  return make_row(std::move(resource), event, request);
+std::optional<Row> Replicator::row_for(nlohmann::json&& resource) const {
+  const Payload payload{.resource = resource};
+  return make_row(std::move(resource), payload);
 }
 
 UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {
@@ -230,7 +228,7 @@ void Replicator::notify_dependents(std::span<const Row> rows, const UpsertResult
   }
 }
 
-std::vector<Row> Replicator::upsert_webhook(const WebhookRequest& request, bool upsert) {
+std::vector<Row> Replicator::rows_for_webhook(const WebhookRequest& request) const {
   auto [resource, event] = resource_and_event(request);
   const nlohmann::json* event_ptr = event.is_null() ? nullptr : &event;
   std::vector<Row> rows;
@@ -240,23 +238,44 @@ std::vector<Row> Replicator::upsert_webhook(const WebhookRequest& request, bool 
       throw InvalidPostcondition("resource_and_event returned an array of resources with a non-null event");
     }
     for (const auto& item : resource) {
-      if (auto row = row_for(item, nullptr, &request)) rows.push_back(std::move(*row));
+      if (auto row = row_for(Payload{.resource = item, .request = &request})) rows.push_back(std::move(*row));
     }
-  } else if (auto row = row_for(resource, event_ptr, &request)) {
+  } else if (auto row = row_for(Payload{.resource = resource, .event = event_ptr, .request = &request})) {
     rows.push_back(std::move(*row));
   }
-  if (upsert && !rows.empty()) {
-    UpsertOptions options;
-    options.method = WriteMethod::single_row;
-    options.apply_update_rule = true;
-    if (rows.size() > 1) options.method = WriteMethod::automatic;
-    write_rows(rows, options);
-  }
+  check_rows(rows);
   return rows;
 }
 
-std::vector<Row> Replicator::upsert_webhook_body(const nlohmann::json& body, bool upsert) {
-  return upsert_webhook(WebhookRequest::from_json(body, context_.json_limits.max_depth), upsert);
+std::vector<Row> Replicator::rows_for_webhook_body(const nlohmann::json& body) const {
+  return rows_for_webhook(WebhookRequest::from_json(body, context_.json_limits.max_depth));
+}
+
+UpsertedRows Replicator::upsert_webhook(const WebhookRequest& request) {
+  return write_checked_webhook_rows(rows_for_webhook(request));
+}
+
+UpsertedRows Replicator::upsert_webhook_body(const nlohmann::json& body) {
+  return upsert_webhook(WebhookRequest::from_json(body, context_.json_limits.max_depth));
+}
+
+UpsertedRows Replicator::write_webhook_rows(std::vector<Row> rows) {
+  check_rows(rows);
+  return write_checked_webhook_rows(std::move(rows));
+}
+
+UpsertedRows Replicator::write_checked_webhook_rows(std::vector<Row> rows) {
+  UpsertedRows out;
+  if (!rows.empty()) {
+    UpsertOptions options;
+    options.apply_update_rule = true;
+    options.method = rows.size() > 1 ? WriteMethod::automatic : WriteMethod::single_row;
+    out.changed = write_checked_rows(rows, options).changed;
+  }
+  // A store that reports fewer flags than rows wrote nothing it can vouch for.
+  out.changed.resize(rows.size(), false);
+  out.rows = std::move(rows);
+  return out;
 }
 
 void Replicator::create_table() { replica().create_table(table_spec()); }
@@ -292,6 +311,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     throw CredentialsMissing("backfill credentials missing for " + descriptor_.name + " integration " +
                              integration_.opaque_id);
   }
+  (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   Clock& now = *context_.clock;
   const std::optional<Timestamp> last_backfilled =
       job.incremental ? integration_.last_backfilled_at : std::optional<Timestamp>{};
@@ -335,7 +355,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
         b.backfill(last_backfilled);
       });
     }
-    run_tasks(std::move(tasks), parallel_backfill(), cancel);
+    run_tasks(std::move(tasks), cached_backfill_options().parallel, cancel);
   } catch (const std::exception& e) {
     if (on_backfill_error(e)) {
       job.finished_at = now.now();

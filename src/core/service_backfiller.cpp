@@ -1,5 +1,6 @@
 #include "webhookdb/service_backfiller.hpp"
 
+#include "webhookdb/internal/replicator_gate.hpp"
 #include "webhookdb/replicator.hpp"
 
 namespace webhookdb {
@@ -23,9 +24,9 @@ bool server_side(const std::exception_ptr& error) {
 }  // namespace
 
 ServiceBackfiller::ServiceBackfiller(Replicator& replicator)
-    : BulkBackfiller(replicator),
-      mode_(replicator.backfill_write_mode()),
-      polite_(replicator.backfill_retry_policy() != nullptr) {}
+    : BulkBackfiller(replicator), options_(internal::ReplicatorGate(replicator).backfill_options()) {
+  set_limits(options_.limits);
+}
 
 ServiceBackfiller::ServiceBackfiller(Replicator& replicator, BackfillPartition partition)
     : ServiceBackfiller(replicator) {
@@ -34,37 +35,38 @@ ServiceBackfiller::ServiceBackfiller(Replicator& replicator, BackfillPartition p
 }
 
 std::shared_ptr<const RetryPolicy> ServiceBackfiller::retry_policy() const {
-  if (auto policy = replicator().backfill_retry_policy()) return policy;
+  if (options_.retry_policy) return options_.retry_policy;
   return Backfiller::retry_policy();
 }
 
 void ServiceBackfiller::retry_or_die(std::exception_ptr cause) const {
   const std::string what = "server error during backfill of " + replicator().integration().opaque_id + ": " + describe(cause);
-  throw RetryOrDie(replicator().server_error_retries(), replicator().server_error_backoff(), std::move(cause), what);
+  throw RetryOrDie(options_.server_error_retries, options_.server_error_backoff, std::move(cause), what);
 }
 
 BackfillPage ServiceBackfiller::fetch_backfill_page(const std::string& token,
                                                     const std::optional<Timestamp>& last_backfilled,
                                                     const CancellationToken& cancel) {
   try {
-    if (partition_) return replicator().fetch_partition_page(*partition_, token, last_backfilled, cancel);
-    return replicator().fetch_backfill_page(token, last_backfilled, cancel);
+    internal::ReplicatorGate gate(replicator());
+    if (partition_) return gate.fetch_partition_page(*partition_, token, last_backfilled, cancel);
+    return gate.fetch_backfill_page(token, last_backfilled, cancel);
   } catch (const HttpBaseError&) {
     // WebhookDB's behaviour: server-side faults skip the page loop's retries
     // and go straight to the job system. With a polite retry policy the page
     // loop retries them first and give_up() maps them.
-    if (!polite_ && server_side(std::current_exception())) retry_or_die(std::current_exception());
+    if (!options_.retry_policy && server_side(std::current_exception())) retry_or_die(std::current_exception());
     throw;
   }
 }
 
 void ServiceBackfiller::give_up(std::exception_ptr error) {
-  if (polite_ && server_side(error)) retry_or_die(error);
+  if (options_.retry_policy && server_side(error)) retry_or_die(error);
   std::rethrow_exception(std::move(error));
 }
 
 void ServiceBackfiller::take_item(nlohmann::json&& item) {
-  if (mode_ == BackfillWriteMode::batched) {
+  if (options_.write_mode == BackfillWriteMode::batched) {
     BulkBackfiller::take_item(std::move(item));
     return;
   }
@@ -72,18 +74,18 @@ void ServiceBackfiller::take_item(nlohmann::json&& item) {
 }
 
 void ServiceBackfiller::handle_item(const nlohmann::json& item) {
-  if (mode_ == BackfillWriteMode::batched) {
+  if (options_.write_mode == BackfillWriteMode::batched) {
     BulkBackfiller::handle_item(item);
     return;
   }
-  const auto rows = replicator().upsert_webhook_body(item);
-  count_written(rows.size(), 0);
+  const UpsertedRows written = replicator().upsert_webhook_body(item);
+  count_written(written.rows.size(), written.changed_count());
 }
 
-bool ServiceBackfiller::pipelined() const { return replicator().pipelined_backfill(); }
+bool ServiceBackfiller::pipelined() const { return options_.pipelined; }
 
-bool ServiceBackfiller::write_behind() const { return mode_ == BackfillWriteMode::batched && pipelined(); }
+bool ServiceBackfiller::write_behind() const { return options_.write_mode == BackfillWriteMode::batched && pipelined(); }
 
-std::size_t ServiceBackfiller::backfill_batch_size() const { return std::max<std::size_t>(1, replicator().backfill_batch_size()); }
+std::size_t ServiceBackfiller::backfill_batch_size() const { return options_.batch_size; }
 
 }  // namespace webhookdb

@@ -16,9 +16,9 @@ class ChargeReplicatorBase : public Replicator {
                        std::string default_api_url)
       : Replicator(d, si, ctx), default_api_url_(std::move(default_api_url)) {}
 
-  [[nodiscard]] std::size_t backfill_batch_size() const override { return kPageSize; }
 
  protected:
+  [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = kPageSize}; }
   [[nodiscard]] Column remote_key_column() const override { return Column("stripe_id", ColumnType::text).key("id"); }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
     return {Column("amount", ColumnType::bigint),

@@ -5,7 +5,7 @@
 //   demo_charge_v1         GET <api_url>/v1/charges?limit=100&starting_after=<id>, Bearer <backfill_key>
 //   demo_charge_mirror_v1  depends on demo_charge_v1; the same charges through GET <api_url>/cursor
 //
-// Each page is written in its own batch (backfill_batch_size = page size), so
+// Each page is written in its own batch (BackfillOptions::batch_size = page size), so
 // a checkpoint follows every page.
 
 #include <string>

@@ -88,7 +88,7 @@ struct WebhookInboxProcessor::Impl {
       }
       request.json = std::move(parsed.value);
       std::unique_ptr<Replicator> replicator = context.registry->make(*si, context);
-      rows = replicator->upsert_webhook(request).size();
+      rows = replicator->upsert_webhook(request).rows.size();
       return std::nullopt;
     } catch (const InvalidInput& e) {
       return AttemptError{std::string("invalid webhook payload: ") + e.what(), true};

@@ -2,6 +2,7 @@
 
 #include "webhookdb/converters.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/url.hpp"
 
 namespace webhookdb::testing {
 
@@ -48,23 +49,6 @@ void FakeControl::record_backfill_error(const std::string& what) {
 }
 
 // --- helpers ---
-
-std::string url_encode(std::string_view text) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
-      out += ch;
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 0x0f];
-    }
-  }
-  return out;
-}
 
 nlohmann::json fake_item(const std::string& id, const std::string& at, const nlohmann::json& extra) {
   nlohmann::json item = extra.is_object() ? extra : nlohmann::json::object();
@@ -124,32 +108,10 @@ BackfillPage FakeReplicator::fetch_backfill_page(const std::string& token,
                                                  const std::optional<Timestamp>& last_backfilled,
                                                  const CancellationToken& cancel) {
   control_->record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled});
-  return fetch_page(url_with("token=" + url_encode(token)), cancel);
+  return fetch_page(url_with("token=" + url::percent_encode(token)), cancel);
 }
 
-int FakeReplicator::server_error_retries() const {
-  return control_->server_error_retries.value_or(Replicator::server_error_retries());
-}
-
-std::chrono::seconds FakeReplicator::server_error_backoff() const {
-  return control_->server_error_backoff.value_or(Replicator::server_error_backoff());
-}
-
-BackfillWriteMode FakeReplicator::backfill_write_mode() const {
-  return control_->write_mode.value_or(Replicator::backfill_write_mode());
-}
-
-std::size_t FakeReplicator::backfill_batch_size() const {
-  return control_->batch_size.value_or(Replicator::backfill_batch_size());
-}
-
-bool FakeReplicator::pipelined_backfill() const {
-  return control_->pipelined.value_or(Replicator::pipelined_backfill());
-}
-
-std::shared_ptr<const RetryPolicy> FakeReplicator::backfill_retry_policy() const {
-  return control_->retry_policy ? control_->retry_policy : Replicator::backfill_retry_policy();
-}
+BackfillOptions FakeReplicator::backfill_options() const { return control_->backfill_options; }
 
 void FakeReplicator::on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed) {
   control_->record_dependency_upsert(
@@ -161,8 +123,6 @@ std::vector<std::unique_ptr<Backfiller>> FakeReplicator::backfillers(const nlohm
   if (control_->make_backfillers) return control_->make_backfillers(*this, criteria);
   return Replicator::backfillers(criteria);
 }
-
-int FakeReplicator::parallel_backfill() const { return control_->parallel_backfill; }
 
 bool FakeReplicator::on_backfill_error(const std::exception& error) {
   control_->record_backfill_error(error.what());
@@ -187,7 +147,7 @@ class FakeWithCriteriaReplicator final : public FakeReplicator {
     control().record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled});
     const auto& p = partition.bounds.at("partition");
     const std::string name = p.is_string() ? p.get<std::string>() : p.dump();
-    return fetch_page(url_with("partition=" + url_encode(name) + "&token=" + url_encode(token)), cancel);
+    return fetch_page(url_with("partition=" + url::percent_encode(name) + "&token=" + url::percent_encode(token)), cancel);
   }
 
  protected:

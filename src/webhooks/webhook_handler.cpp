@@ -23,14 +23,6 @@ WebhookResponse internal_error() {
   return WebhookResponse::error(500, "internal error");
 }
 
-// The same options Replicator::upsert_webhook uses, for rows prepared earlier.
-void write_prepared(Replicator& replicator, const std::vector<Row>& rows) {
-  UpsertOptions options;
-  options.apply_update_rule = true;
-  options.method = rows.size() > 1 ? WriteMethod::automatic : WriteMethod::single_row;
-  replicator.write_rows(rows, options);
-}
-
 // The bytes a value takes in an index entry, near enough: its text.
 std::size_t indexed_size(const nlohmann::json& value) {
   if (value.is_string()) return value.get_ref<const std::string&>().size();
@@ -72,7 +64,7 @@ void check_indexable(const TableSpec& spec, const Row& row) {
 std::vector<Row> storable_rows(Replicator& replicator, const WebhookRequest& request) {
   std::vector<Row> rows;
   try {
-    rows = replicator.upsert_webhook(request, /*upsert=*/false);
+    rows = replicator.rows_for_webhook(request);
   } catch (const InvalidInput&) {
     throw;
   } catch (const StoreError&) {
@@ -89,7 +81,6 @@ std::vector<Row> storable_rows(Replicator& replicator, const WebhookRequest& req
   } catch (const std::exception&) {
     throw InvalidInput("the payload does not have the shape this integration reads", "webhook body");
   }
-  replicator.check_rows(rows);
   for (const Row& row : rows) check_indexable(replicator.table_spec(), row);
   return rows;
 }
@@ -246,13 +237,13 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
   // a 400 the sender sees, never a 202 and then a failure in a log.
   std::vector<Row> rows = storable_rows(*replicator, request);
   if (synchronous) {
-    if (!rows.empty()) write_prepared(*replicator, rows);
+    if (!rows.empty()) rows = replicator->write_webhook_rows(std::move(rows)).rows;
     return policy != nullptr ? policy->synchronous_response(rows, request)
                              : default_synchronous_response(rows);
   }
   if (rows.empty()) return verification;  // the replicator skips this resource
   if (options.inbox) return push_to_inbox(target_id, request, verification);
-  auto work = [replicator, rows = std::move(rows)] { write_prepared(*replicator, rows); };
+  auto work = [replicator, rows = std::move(rows)]() mutable { replicator->write_webhook_rows(std::move(rows)); };
   return enqueue_or_busy(std::move(work), target_id, verification);
 }
 
@@ -261,7 +252,7 @@ WebhookResponse WebhookHandler::Impl::process_enriched(const std::shared_ptr<Rep
                                                        const WebhookResponse& verification,
                                                        bool synchronous) {
   if (synchronous) {
-    std::vector<Row> rows = replicator->upsert_webhook(request);
+    std::vector<Row> rows = replicator->upsert_webhook(request).rows;
     return policy != nullptr ? policy->synchronous_response(rows, request)
                              : default_synchronous_response(rows);
   }

@@ -395,7 +395,7 @@ TEST_F(BackfillContract, SecretsNeverReachTheLog) {
   });
   h.http->respond(500, "boom").times(1);
   h.http->respond(401, "denied");
-  h.fake->retry_policy = polite_retry_policy({.max_attempts = 3, .seed = 7});
+  h.fake->backfill_options.retry_policy = polite_retry_policy({.max_attempts = 3, .seed = 7});
   auto r = h.replicator(si);
   auto job = h.job(si);
   EXPECT_THROW(r->backfill(job), HttpError);

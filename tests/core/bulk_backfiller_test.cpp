@@ -20,10 +20,9 @@ class SkippingFake final : public FakeReplicator {
   using FakeReplicator::FakeReplicator;
 
  protected:
-  std::optional<Row> prepare_for_insert(const nlohmann::json& resource, const nlohmann::json* event,
-                                        const WebhookRequest* request, const nlohmann::json* enrichment) const override {
-    if (resource.value("skip", false)) return std::nullopt;
-    return FakeReplicator::prepare_for_insert(resource, event, request, enrichment);
+  std::optional<Row> prepare_for_insert(const Payload& payload) const override {
+    if (payload.resource.value("skip", false)) return std::nullopt;
+    return FakeReplicator::prepare_for_insert(payload);
   }
 };
 

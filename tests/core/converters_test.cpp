@@ -295,5 +295,13 @@ TEST(ColumnValue, DigFollowsPaths) {
   EXPECT_EQ(sql_type(ColumnType::timestamptz), "timestamptz");
 }
 
+// The inverse of timestamp_from_unix_seconds for whole seconds, rounding down
+// (the README's replicator filters its API by it).
+TEST(UnixSeconds, AreWholeSecondsSince1970RoundedDown) {
+  EXPECT_EQ(unix_seconds(timestamp_from_unix_seconds(1'700'000'000)), 1'700'000'000);
+  EXPECT_EQ(unix_seconds(timestamp_from_text("1970-01-01T00:00:00.999999Z")), 0);
+  EXPECT_EQ(unix_seconds(timestamp_from_text("1969-12-31T23:59:59.5Z")), -1);
+}
+
 }  // namespace
 }  // namespace webhookdb

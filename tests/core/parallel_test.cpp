@@ -80,7 +80,7 @@ class ParallelBackfill : public ::testing::Test {
 };
 
 TEST_F(ParallelBackfill, PoolOfTwoAndThreeBackfillersFetchesEveryPageAndHandlesEveryItem) {
-  h.fake->parallel_backfill = 2;
+  h.fake->backfill_options.parallel = 2;
   bool released = false;
   backfillers([&] {
     std::vector<std::unique_ptr<Backfiller>> out;
@@ -122,7 +122,7 @@ TEST_F(ParallelBackfill, PoolOfTwoAndThreeBackfillersFetchesEveryPageAndHandlesE
 TEST_F(ParallelBackfill, PartitionsRunInParallelAndWriteEveryRow) {
   auto csi = h.integration("fake_with_criteria_v1");
   auto cr = h.replicator(csi);
-  h.fake->parallel_backfill = 2;
+  h.fake->backfill_options.parallel = 2;
   for (std::string p : {"a", "b", "c"}) {
     h.http->on("partition=" + p + "&token=p3").respond_json(fake_page({fake_item(p + "5", "2024-01-01T00:00:00Z")}));
     h.http->on("partition=" + p + "&token=p2")
@@ -141,7 +141,7 @@ TEST_F(ParallelBackfill, PartitionsRunInParallelAndWriteEveryRow) {
 }
 
 TEST_F(ParallelBackfill, TheErrorIsRethrown) {
-  h.fake->parallel_backfill = 2;
+  h.fake->backfill_options.parallel = 2;
   backfillers([&] {
     std::vector<std::unique_ptr<Backfiller>> out;
     for (int i = 0; i < 3; ++i) out.push_back(noted(notes, i, 2));
@@ -160,7 +160,7 @@ TEST_F(ParallelBackfill, TheErrorIsRethrown) {
 }
 
 TEST_F(ParallelBackfill, AfterTheFirstErrorNothingStartsAndRunningOnesAreCancelled) {
-  h.fake->parallel_backfill = 2;
+  h.fake->backfill_options.parallel = 2;
   std::atomic<bool> observed_cancel{false};
   backfillers([&] {
     std::vector<std::unique_ptr<Backfiller>> out;
@@ -196,7 +196,7 @@ TEST_F(ParallelBackfill, AfterTheFirstErrorNothingStartsAndRunningOnesAreCancell
 TEST_F(ParallelBackfill, AbortLatencyWithAnInFlightRequestIsUnderOneSecond) {
   auto csi = h.integration("fake_with_criteria_v1");
   auto cr = h.replicator(csi);
-  h.fake->parallel_backfill = 2;
+  h.fake->backfill_options.parallel = 2;
   std::mutex mutex;
   Clock::time_point failed_at{};
   h.http->on("partition=slow").hang_until_cancelled(30s);
@@ -225,7 +225,7 @@ TEST_F(ParallelBackfill, AbortLatencyWithAnInFlightRequestIsUnderOneSecond) {
 }
 
 TEST_F(ParallelBackfill, CancellingTheJobStopsEveryBackfiller) {
-  h.fake->parallel_backfill = 3;
+  h.fake->backfill_options.parallel = 3;
   std::atomic<int> cancelled{0};
   backfillers([&] {
     std::vector<std::unique_ptr<Backfiller>> out;
@@ -255,7 +255,7 @@ TEST_F(ParallelBackfill, CancellingTheJobStopsEveryBackfiller) {
 }
 
 TEST_F(ParallelBackfill, SerialModeRunsBackfillersInOrderAndStopsAtTheFirstError) {
-  h.fake->parallel_backfill = 1;
+  h.fake->backfill_options.parallel = 1;
   backfillers([&] {
     std::vector<std::unique_ptr<Backfiller>> out;
     for (int i = 0; i < 4; ++i) out.push_back(noted(notes, i, 2));
@@ -268,7 +268,7 @@ TEST_F(ParallelBackfill, SerialModeRunsBackfillersInOrderAndStopsAtTheFirstError
 }
 
 TEST_F(ParallelBackfill, ManyBackfillersOnAPoolOfFourRepeatedly) {
-  h.fake->parallel_backfill = 4;
+  h.fake->backfill_options.parallel = 4;
   for (int round = 0; round < 10; ++round) {
     Notes round_notes;
     backfillers([&] {

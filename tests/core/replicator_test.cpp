@@ -4,7 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <span>
+#include <type_traits>
+
 #include "support.hpp"
+#include "webhookdb/internal/replicator_gate.hpp"
 #include "webhookdb/testing/test_harness.hpp"
 
 namespace webhookdb {
@@ -23,6 +27,20 @@ class ArrayWithEventFake final : public FakeReplicator {
     return {request.json["items"], request.json["event"]};
   }
 };
+
+// The public surface is what a host calls: hooks and write steps are out of reach.
+template <class R>
+concept HookIsPublic = requires(R& r) { r.fetch_backfill_page("", std::nullopt, CancellationToken{}); };
+template <class R>
+concept WriteStepIsPublic = requires(R& r, std::span<const Row> rows) { r.check_rows(rows); };
+template <class R>
+concept PayloadHookIsPublic = requires(const R& r, const Payload& p) { r.prepare_for_insert(p); };
+template <class R>
+concept OptionsArePublic = requires(const R& r) { r.backfill_options(); };
+static_assert(!HookIsPublic<Replicator> && !WriteStepIsPublic<Replicator> && !PayloadHookIsPublic<Replicator> &&
+              !OptionsArePublic<Replicator>);
+// Only the backfillers named in it may open the gate.
+static_assert(!std::is_constructible_v<internal::ReplicatorGate, Replicator&>);
 
 class ReplicatorTest : public ::testing::Test {
  protected:
@@ -46,8 +64,10 @@ TEST_F(ReplicatorTest, TheFakesTableSpec) {
 }
 
 TEST_F(ReplicatorTest, UpsertWebhookBodyWritesAndReturnsTheRow) {
-  auto rows = r->upsert_webhook_body(fake_item("x", "2024-01-01T01:00:00+01:00"));
+  const UpsertedRows written = r->upsert_webhook_body(fake_item("x", "2024-01-01T01:00:00+01:00"));
+  const std::vector<Row>& rows = written.rows;
   ASSERT_EQ(rows.size(), 1U);
+  EXPECT_THAT(written.changed, ::testing::ElementsAre(true));
   EXPECT_EQ(rows[0].key, "x");
   EXPECT_EQ(rows[0].values[0], "2024-01-01T00:00:00Z") << "converted to UTC";
   const auto stored = h.replica->find(r->table_spec(), "x");
@@ -55,10 +75,32 @@ TEST_F(ReplicatorTest, UpsertWebhookBodyWritesAndReturnsTheRow) {
   EXPECT_EQ(*stored, rows[0]);
 }
 
-TEST_F(ReplicatorTest, UpsertFalseOnlyReturnsTheRow) {
-  auto rows = r->upsert_webhook_body(fake_item("x", "2024-01-01T00:00:00Z"), /*upsert=*/false);
+TEST_F(ReplicatorTest, RowsForWebhookOnlyReturnsTheRow) {
+  auto rows = r->rows_for_webhook_body(fake_item("x", "2024-01-01T00:00:00Z"));
   EXPECT_EQ(rows.size(), 1U);
   EXPECT_EQ(h.replica->count(r->table_spec()), 0U);
+  // Checked as a write would check them: invalid UTF-8 is refused here.
+  EXPECT_THROW((void)r->rows_for_webhook_body(fake_item("y", "2024-01-01T00:00:00Z", {{"v", "\xff"}})),
+               InvalidInput);
+  // write_webhook_rows writes them later (what a receiver does after its 2xx).
+  const UpsertedRows written = r->write_webhook_rows(std::move(rows));
+  EXPECT_THAT(written.changed, ::testing::ElementsAre(true));
+  EXPECT_EQ(h.replica->count(r->table_spec()), 1U);
+}
+
+TEST_F(ReplicatorTest, ARowsValuesAreReadByColumnName) {
+  const Row row = r->upsert_webhook_body(fake_item("x", "2024-01-01T01:00:00+01:00", {{"v", 1}})).rows.at(0);
+  const TableSpec& spec = r->table_spec();
+  EXPECT_EQ(row.value(spec, "at"), "2024-01-01T00:00:00Z");
+  EXPECT_EQ(row.value(spec, "my_id"), "x");
+  EXPECT_EQ(row.value(spec, "data")["v"], 1);
+  try {
+    (void)row.value(spec, "amount");
+    FAIL() << "expected InvalidPrecondition";
+  } catch (const InvalidPrecondition& e) {
+    EXPECT_THAT(e.what(), HasSubstr("no column 'amount'"));
+  }
+  EXPECT_THROW((void)row.value(spec, "enrichment"), InvalidPrecondition) << "the fake's table has none";
 }
 
 TEST_F(ReplicatorTest, NewerWebhooksWinOlderOnesDoNot) {
@@ -67,6 +109,72 @@ TEST_F(ReplicatorTest, NewerWebhooksWinOlderOnesDoNot) {
   EXPECT_EQ(h.replica->find(r->table_spec(), "x")->data["v"], 2);
   r->upsert_webhook_body(fake_item("x", "2024-01-03T00:00:00Z", {{"v", 3}}));
   EXPECT_EQ(h.replica->find(r->table_spec(), "x")->data["v"], 3);
+}
+
+// An older webhook the update rule refuses is returned, but not as written.
+TEST_F(ReplicatorTest, UpsertWebhookSaysWhichRowsChanged) {
+  EXPECT_THAT(r->upsert_webhook_body(fake_item("x", "2024-01-02T00:00:00Z")).changed, ::testing::ElementsAre(true));
+  const UpsertedRows older = r->upsert_webhook_body(fake_item("x", "2024-01-01T00:00:00Z"));
+  ASSERT_EQ(older.rows.size(), 1U);
+  EXPECT_THAT(older.changed, ::testing::ElementsAre(false));
+  EXPECT_EQ(older.changed_count(), 0U);
+  const UpsertedRows both = r->upsert_webhook(WebhookRequest::from_json(
+      nlohmann::json::array({fake_item("x", "2024-01-03T00:00:00Z"), fake_item("y", "2024-01-01T00:00:00Z")})));
+  EXPECT_THAT(both.changed, ::testing::ElementsAre(true, true));
+  EXPECT_THAT(r->upsert_webhook_body(fake_item("y", "2024-01-01T00:00:00Z")).changed, ::testing::ElementsAre(false))
+      << "the same version again changes nothing";
+}
+
+// --- BackfillOptions: returned once, validated once ---
+
+TEST_F(ReplicatorTest, NonsenseBackfillOptionsAreABrokenSpecificationNamingTheField) {
+  const auto refused = [&](const std::function<void(BackfillOptions&)>& set, const std::string& field) {
+    h.fake->backfill_options = {};
+    set(h.fake->backfill_options);
+    auto fresh = h.replicator(si);
+    auto job = h.job(si);
+    try {
+      fresh->backfill(job);
+      ADD_FAILURE() << field << ": expected BrokenSpecification";
+    } catch (const BrokenSpecification& e) {
+      EXPECT_THAT(e.what(), HasSubstr(field));
+    }
+    EXPECT_FALSE(job.started_at) << field << ": refused before the job started";
+    EXPECT_TRUE(h.http->urls().empty()) << field << ": no page fetched";
+  };
+  refused([](BackfillOptions& o) { o.batch_size = 0; }, "batch_size");
+  refused([](BackfillOptions& o) { o.parallel = -1; }, "parallel");
+  refused([](BackfillOptions& o) { o.server_error_retries = -1; }, "server_error_retries");
+  refused([](BackfillOptions& o) { o.server_error_backoff = std::chrono::seconds(-1); }, "server_error_backoff");
+  refused([](BackfillOptions& o) { o.limits.max_pages = 0; }, "limits.max_pages");
+  refused([](BackfillOptions& o) { o.limits.max_consecutive_empty_pages = 0; }, "max_consecutive_empty_pages");
+}
+
+TEST_F(ReplicatorTest, BackfillOptionsAreReadOnce) {
+  h.fake->backfill_options.batch_size = 1;
+  auto fresh = h.replicator(si);
+  h.http->respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z")}));
+  auto job = h.job(si);
+  fresh->backfill(job);
+  h.fake->backfill_options.batch_size = 0;  // too late: the first run cached them
+  h.http->respond_json(fake_page({fake_item("b", "2024-01-01T00:00:00Z")}));
+  auto again = h.job(si);
+  EXPECT_NO_THROW(fresh->backfill(again));
+  EXPECT_EQ(h.rows(*fresh).size(), 2U);
+}
+
+TEST_F(ReplicatorTest, BackfillOptionsLimitsReachTheDefaultBackfillers) {
+  h.fake->backfill_options.limits.max_consecutive_empty_pages = 2;
+  auto fresh = h.replicator(si);
+  for (int i = 0; i < 5; ++i) h.http->respond_json(fake_page({}, "t" + std::to_string(i)));
+  auto job = h.job(si);
+  try {
+    fresh->backfill(job);
+    FAIL() << "expected InvariantViolation";
+  } catch (const InvariantViolation& e) {
+    EXPECT_THAT(e.what(), HasSubstr("2 consecutive empty pages"));
+  }
+  EXPECT_EQ(h.http->urls().size(), 2U);
 }
 
 TEST_F(ReplicatorTest, AMissingRequiredKeyIsInvalidInputNamingTheColumn) {
@@ -88,14 +196,14 @@ TEST_F(ReplicatorTest, AnArrayOfResourcesWithAnEventIsInvalidPostcondition) {
   WebhookRequest ok = WebhookRequest::from_json(
       {{"items", {fake_item("a", "2024-01-01T00:00:00Z"), fake_item("b", "2024-01-01T00:00:00Z")}},
        {"event", nullptr}});
-  EXPECT_EQ(fake.upsert_webhook(ok).size(), 2U);
+  EXPECT_EQ(fake.upsert_webhook(ok).rows.size(), 2U);
   EXPECT_EQ(h.replica->count(r->table_spec()), 2U);
 }
 
 TEST_F(ReplicatorTest, AnUnparsedBodyIsParsed) {
   WebhookRequest request;
   request.body = fake_item("p", "2024-01-01T00:00:00Z").dump();
-  EXPECT_EQ(r->upsert_webhook(request).size(), 1U);
+  EXPECT_EQ(r->upsert_webhook(request).rows.size(), 1U);
   WebhookRequest broken;
   broken.body = "{not json";
   EXPECT_THROW(r->upsert_webhook(broken), InvalidInput);

@@ -82,8 +82,8 @@ TEST_F(ServiceBackfillerTest, ServerErrorsBecomeRetryOrDie) {
 }
 
 TEST_F(ServiceBackfillerTest, TheReplicatorsRetriesAndBackoffAreUsed) {
-  h.fake->server_error_retries = 5;
-  h.fake->server_error_backoff = 10s;
+  h.fake->backfill_options.server_error_retries = 5;
+  h.fake->backfill_options.server_error_backoff = 10s;
   h.http->respond(503, "busy");
   auto e = as_retry_or_die(backfill_error());
   EXPECT_EQ(e.retries(), 5);
@@ -113,7 +113,7 @@ TEST_F(ServiceBackfillerTest, UnauthorizedPropagatesAfterOneTry) {
 
 TEST_F(ServiceBackfillerTest, AServerErrorAfterGoodPagesKeepsTheWrittenRows) {
   auto si = h.integration();
-  h.fake->batch_size = 1;
+  h.fake->backfill_options.batch_size = 1;
   h.http->on("token=p2").respond(503, "busy");
   h.http->on("token=").respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z")}, "p2"));
   auto r = h.replicator(si);
@@ -123,7 +123,7 @@ TEST_F(ServiceBackfillerTest, AServerErrorAfterGoodPagesKeepsTheWrittenRows) {
 }
 
 TEST_F(ServiceBackfillerTest, WithAPolitePolicyServerErrorsAreRetriedFirst) {
-  h.fake->retry_policy = polite_retry_policy({.max_attempts = 3, .seed = 42});
+  h.fake->backfill_options.retry_policy = polite_retry_policy({.max_attempts = 3, .seed = 42});
   h.http->respond(503, "busy").repeat();
   auto e = as_retry_or_die(backfill_error());
   EXPECT_EQ(e.retries(), 2);
@@ -132,7 +132,7 @@ TEST_F(ServiceBackfillerTest, WithAPolitePolicyServerErrorsAreRetriedFirst) {
 }
 
 TEST_F(ServiceBackfillerTest, PerItemModeUpsertsEachItemThroughTheWebhookPath) {
-  h.fake->write_mode = BackfillWriteMode::per_item;
+  h.fake->backfill_options.write_mode = BackfillWriteMode::per_item;
   h.http->respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z"), fake_item("b", "2024-01-02T00:00:00Z")}));
   auto si = h.integration();
   auto r = h.replicator(si);
@@ -163,8 +163,8 @@ TEST_F(ServiceBackfillerTest, BatchedModeWritesWithTheUpdateRule) {
 // A pipelined backfill of six pages of five items in batches of ten: three
 // batches, each flushed by the last item of an even page.
 void six_pages_in_batches_of_ten(TestHarness& h) {
-  h.fake->batch_size = 10;
-  h.fake->pipelined = true;
+  h.fake->backfill_options.batch_size = 10;
+  h.fake->backfill_options.pipelined = true;
   for (int page = 0; page < 6; ++page) {
     std::vector<nlohmann::json> items;
     for (int i = 0; i < 5; ++i) items.push_back(fake_item("k" + std::to_string(page * 5 + i), "2024-01-01T00:00:00Z"));

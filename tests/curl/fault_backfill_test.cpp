@@ -28,20 +28,15 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::int64_t unix_seconds(Timestamp t) {
-  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
 class ChargeReplicator final : public Replicator {
  public:
   using Replicator::Replicator;
 
-  // The one-line opt-in to polite retries.
-  [[nodiscard]] std::shared_ptr<const RetryPolicy> backfill_retry_policy() const override {
-    return polite_retry_policy();
+  // The one-line opt-in to polite retries; and let the job system re-run the
+  // job more often than WebhookDB's 2 times.
+  [[nodiscard]] BackfillOptions backfill_options() const override {
+    return {.retry_policy = polite_retry_policy(), .server_error_retries = 10};
   }
-  // Let the job system re-run the job more often than WebhookDB's 2 times.
-  [[nodiscard]] int server_error_retries() const override { return 10; }
 
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
                                    const CancellationToken& cancel) override {

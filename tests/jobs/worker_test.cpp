@@ -112,7 +112,7 @@ class TrackedReplicator final : public Replicator {
   ~TrackedReplicator() override {
     if (g_tracker != nullptr) g_tracker->leave(integration().id);
   }
-  [[nodiscard]] std::size_t backfill_batch_size() const override { return 100; }
+  [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = 100}; }
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& /*last*/,
                                    const CancellationToken& cancel) override {
     HttpRequest first{.url = integration().api_url + "/v1/charges"};

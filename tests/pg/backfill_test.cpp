@@ -90,7 +90,7 @@ class PgBackfillTest : public test::PgTest {
 };
 
 TEST_F(PgBackfillTest, SerialBackfillWritesEveryPage) {
-  fake->batch_size = 1500;  // the staging COPY path for full batches
+  fake->backfill_options.batch_size = 1500;  // the staging COPY path for full batches
   const auto si = integration("fake_v1");
   auto r = registry->make(si, context());
   r->create_table();
@@ -121,7 +121,7 @@ TEST_F(PgBackfillTest, SerialBackfillWritesEveryPage) {
 }
 
 TEST_F(PgBackfillTest, ParallelBackfillOfPartitions) {
-  fake->parallel_backfill = 3;
+  fake->backfill_options.parallel = 3;
   const auto si = integration("fake_with_criteria_v1");
   auto r = registry->make(si, context());
   r->create_table();
@@ -146,7 +146,7 @@ TEST_F(PgBackfillTest, ParallelBackfillOfPartitions) {
 }
 
 TEST_F(PgBackfillTest, AFailedRunResumesAtItsCheckpoint) {
-  fake->batch_size = 100;  // one written batch per page, each with its checkpoint
+  fake->backfill_options.batch_size = 100;  // one written batch per page, each with its checkpoint
   const auto si = integration("fake_v1");
   registry->make(si, context())->create_table();
   http->script().respond_json(fake_page(items("a", 0, 100, 1), "p2"));

@@ -36,8 +36,7 @@ class EveryTypeReplicator final : public Replicator {
   }
 
   // Small batches, so each page of a backfill is written before the next.
-  [[nodiscard]] std::size_t backfill_batch_size() const override { return 2; }
-  [[nodiscard]] bool pipelined_backfill() const override { return false; }
+  [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = 2, .pipelined = false}; }
 
   // GET <api_url>?cursor=<token>, {"data": [...], "next_cursor": ...}.
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>&,

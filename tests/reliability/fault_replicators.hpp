@@ -29,19 +29,19 @@ class FaultReplicatorBase : public Replicator {
  public:
   using Replicator::Replicator;
 
-  [[nodiscard]] std::size_t backfill_batch_size() const override { return kFaultPageSize; }
-  [[nodiscard]] std::shared_ptr<const RetryPolicy> backfill_retry_policy() const override {
+
+ protected:
+  [[nodiscard]] BackfillOptions backfill_options() const override {
     PoliteRetryOptions o;
     o.max_attempts = 8;
     o.base = std::chrono::milliseconds(100);
     o.cap = std::chrono::milliseconds(2'000);
     o.max_total_wait = std::chrono::milliseconds(20'000);
-    return polite_retry_policy(o);
+    return {.batch_size = kFaultPageSize,
+            .retry_policy = polite_retry_policy(o),
+            .server_error_retries = 20,
+            .server_error_backoff = std::chrono::seconds(1)};
   }
-  [[nodiscard]] int server_error_retries() const override { return 20; }
-  [[nodiscard]] std::chrono::seconds server_error_backoff() const override { return std::chrono::seconds(1); }
-
- protected:
   [[nodiscard]] Column remote_key_column() const override { return Column("stripe_id", ColumnType::text).key("id"); }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
     return {Column("amount", ColumnType::bigint),

@@ -117,7 +117,7 @@ class MalformedInput : public test::PgTest {
 };
 
 TEST_F(MalformedInput, AGoodResourceFillsEveryColumn) {
-  auto rows = replicator_->upsert_webhook_body(good("ch_1"));
+  auto rows = replicator_->upsert_webhook_body(good("ch_1")).rows;
   ASSERT_EQ(rows.size(), 1U);
   auto stored = replica_->find(spec(), "ch_1");
   ASSERT_TRUE(stored);
@@ -190,7 +190,7 @@ TEST_F(MalformedInput, BadResourcesAreInvalidInputNamingWhereAndKeepEarlierRows)
         invalid_input(c.label, [&] { (void)replicator_->upsert_webhook_body(c.resource); });
     EXPECT_NE(message.find(c.must_mention), std::string::npos) << c.label << ": " << message;
     // row_for says the same, without writing.
-    (void)invalid_input(c.label + " (row_for)", [&] { (void)replicator_->row_for(c.resource, nullptr, nullptr); });
+    (void)invalid_input(c.label + " (row_for)", [&] { (void)replicator_->row_for(Payload{.resource = c.resource}); });
   }
   EXPECT_EQ(all_rows(), before) << "a rejected resource changed stored rows";
 }
@@ -214,7 +214,7 @@ TEST_F(MalformedInput, MalformedBodiesAndNonObjectsAreInvalidInput) {
     (void)invalid_input("resource " + resource.dump(), [&] { (void)replicator_->upsert_webhook_body(resource); });
   }
   // null is "no resource": nothing written, no error.
-  EXPECT_TRUE(replicator_->upsert_webhook_body(nullptr).empty());
+  EXPECT_TRUE(replicator_->upsert_webhook_body(nullptr).rows.empty());
   EXPECT_EQ(all_rows(), before);
 }
 
@@ -227,8 +227,8 @@ TEST_F(MalformedInput, InvalidUtf8InAValueIsInvalidInputNamingTheKeyAndWritesNot
   std::string message = invalid_input("utf8 body", [&] { (void)replicator_->upsert_webhook_body(bad); });
   EXPECT_EQ(all_rows(), before);
   // Through row_for + write_rows with a good row first: the batch is atomic.
-  auto row_good = replicator_->row_for(good("ch_3"), nullptr, nullptr);
-  auto row_bad = replicator_->row_for(bad, nullptr, nullptr);
+  auto row_good = replicator_->row_for(good("ch_3"));
+  auto row_bad = replicator_->row_for(Payload{.resource = bad});
   ASSERT_TRUE(row_good && row_bad);
   for (auto method : {WriteMethod::single_row, WriteMethod::multi_row, WriteMethod::staging_copy}) {
     UpsertOptions options;
@@ -244,7 +244,7 @@ TEST_F(MalformedInput, InvalidUtf8InAValueIsInvalidInputNamingTheKeyAndWritesNot
   // InvalidInput (the key is quoted in the message).
   json bad_key = good("ch_\xFF");
   bad_key["count"] = "three";
-  (void)invalid_input("utf8 key", [&] { (void)replicator_->row_for(bad_key, nullptr, nullptr); });
+  (void)invalid_input("utf8 key", [&] { (void)replicator_->row_for(Payload{.resource = bad_key}); });
   EXPECT_EQ(all_rows(), before);
 }
 
@@ -278,12 +278,12 @@ TEST_F(MalformedInput, ConvertersSurviveHostileStrings) {
   r["num_text"] = std::string(10'000, '9');
   r["at"] = std::string(100'000, '2');
   try {
-    (void)replicator_->row_for(r, nullptr, nullptr);
+    (void)replicator_->row_for(Payload{.resource = r});
   } catch (const InvalidInput&) {
   }
   json r2 = good("ch_long2");
   r2["ref"] = long_ref;
-  auto row = replicator_->row_for(r2, nullptr, nullptr);
+  auto row = replicator_->row_for(Payload{.resource = r2});
   ASSERT_TRUE(row);
   EXPECT_EQ(row->values[column("code")], json(long_ref.substr(3)));
   for (const std::string t : {"9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2024-02-29T24:00:00Z",
@@ -292,7 +292,7 @@ TEST_F(MalformedInput, ConvertersSurviveHostileStrings) {
     json x = good("ch_t");
     x["at"] = t;
     try {
-      auto rr = replicator_->row_for(x, nullptr, nullptr);
+      auto rr = replicator_->row_for(Payload{.resource = x});
       ASSERT_TRUE(rr);
       replicator_->write_rows(std::vector<Row>{*rr}, {});
     } catch (const InvalidInput&) {
@@ -305,7 +305,7 @@ TEST_F(MalformedInput, ConvertersSurviveHostileStrings) {
     x["created_unix"] = n;
     x["ms"] = n;
     try {
-      auto rr = replicator_->row_for(x, nullptr, nullptr);
+      auto rr = replicator_->row_for(Payload{.resource = x});
       ASSERT_TRUE(rr);
       replicator_->write_rows(std::vector<Row>{*rr}, {});
     } catch (const InvalidInput&) {

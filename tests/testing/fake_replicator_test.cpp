@@ -14,7 +14,7 @@ using ::testing::HasSubstr;
 TEST(FakeReplicator, FetchesPagesWithTheTokenInTheQuery) {
   TestHarness h;
   auto si = h.integration();
-  auto r = h.replicator(si);
+  auto r = h.fake_replicator(si);
   h.http->respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z")}, "next token/1"));
   const auto page = r->fetch_backfill_page("a b&c", std::nullopt, CancellationToken{});
   EXPECT_THAT(h.http->urls(), ElementsAre("https://api.example.test/fake_v1?token=a%20b%26c"));
@@ -25,7 +25,7 @@ TEST(FakeReplicator, FetchesPagesWithTheTokenInTheQuery) {
 
 TEST(FakeReplicator, AMissingItemsKeyIsANullPage) {
   TestHarness h;
-  auto r = h.replicator(h.integration());
+  auto r = h.fake_replicator(h.integration());
   h.http->respond_json({{"data", nlohmann::json::array()}});
   EXPECT_TRUE(r->fetch_backfill_page("", std::nullopt, CancellationToken{}).items.is_null());
   h.http->respond(200, "<html>");
@@ -37,7 +37,7 @@ TEST(FakeReplicator, AMissingItemsKeyIsANullPage) {
 TEST(FakeReplicator, AnApiUrlWithAQueryGetsAnAmpersand) {
   TestHarness h;
   auto si = h.integration("fake_v1", [](ServiceIntegration& s) { s.api_url = "https://api.example.test/x?v=2"; });
-  auto r = h.replicator(si);
+  auto r = h.fake_replicator(si);
   h.http->respond_json(fake_page({}));
   (void)r->fetch_backfill_page("t", std::nullopt, CancellationToken{});
   EXPECT_THAT(h.http->urls(), ElementsAre("https://api.example.test/x?v=2&token=t"));
@@ -45,18 +45,19 @@ TEST(FakeReplicator, AnApiUrlWithAQueryGetsAnAmpersand) {
 
 TEST(FakeReplicator, KnobsReachTheReplicator) {
   TestHarness h;
-  auto r = h.replicator(h.integration());
-  EXPECT_EQ(r->server_error_retries(), 2);
-  EXPECT_EQ(r->server_error_backoff(), std::chrono::seconds(63));
-  h.fake->server_error_retries = 9;
-  h.fake->server_error_backoff = std::chrono::seconds(1);
-  h.fake->batch_size = 7;
-  h.fake->pipelined = false;
-  EXPECT_EQ(r->server_error_retries(), 9);
-  EXPECT_EQ(r->server_error_backoff(), std::chrono::seconds(1));
-  EXPECT_EQ(r->backfill_batch_size(), 7U);
-  EXPECT_FALSE(r->pipelined_backfill());
-  EXPECT_EQ(r->backfill_retry_policy(), nullptr);
+  auto r = h.fake_replicator(h.integration());
+  EXPECT_EQ(r->backfill_options().server_error_retries, 2);
+  EXPECT_EQ(r->backfill_options().server_error_backoff, std::chrono::seconds(63));
+  h.fake->backfill_options.server_error_retries = 9;
+  h.fake->backfill_options.server_error_backoff = std::chrono::seconds(1);
+  h.fake->backfill_options.batch_size = 7;
+  h.fake->backfill_options.pipelined = false;
+  const BackfillOptions options = r->backfill_options();
+  EXPECT_EQ(options.server_error_retries, 9);
+  EXPECT_EQ(options.server_error_backoff, std::chrono::seconds(1));
+  EXPECT_EQ(options.batch_size, 7U);
+  EXPECT_FALSE(options.pipelined);
+  EXPECT_EQ(options.retry_policy, nullptr);
 }
 
 TEST(FakeReplicator, OlderWebhooksDoNotOverwriteNewerRows) {

@@ -73,7 +73,7 @@ class UpsertPayloads : public ::testing::Test {
 
 TEST_F(UpsertPayloads, EventWrappedResource) {
   auto r = env.make(env.charges);
-  auto rows = r->upsert_webhook(env.signed_request(charge_event(charge("ch_1", 2, 500)).dump()));
+  auto rows = r->upsert_webhook(env.signed_request(charge_event(charge("ch_1", 2, 500)).dump())).rows;
   ASSERT_EQ(rows.size(), 1U);
   auto stored = env.find("ch_1");
   ASSERT_TRUE(stored);
@@ -94,7 +94,7 @@ TEST_F(UpsertPayloads, BareResource) {
 TEST_F(UpsertPayloads, ArrayOfResources) {
   auto r = env.make(env.charges);
   const json body = json::array({charge("a", 1), charge("b", 1), charge("c", 1)});
-  auto rows = r->upsert_webhook(env.signed_request(body.dump()));
+  auto rows = r->upsert_webhook(env.signed_request(body.dump())).rows;
   EXPECT_EQ(rows.size(), 3U);
   EXPECT_EQ(env.count(), 3U);
 }

@@ -114,14 +114,16 @@ class ChargeReplicator : public Replicator, public WebhookPolicy {
  protected:
   [[nodiscard]] Column remote_key_column() const override { return {"id", ColumnType::text}; }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
-    return {Column("version", ColumnType::integer), Column("amount", ColumnType::integer).optional()};
+    std::vector<Column> columns{Column("version", ColumnType::integer),
+                                Column("amount", ColumnType::integer).optional()};
+    // A column read from the enrichment gives the table its enrichment column.
+    if (config_->enrichment) columns.push_back(Column("enriched", ColumnType::text).enrichment().optional());
+    return columns;
   }
   [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::when_newer("version"); }
-  [[nodiscard]] bool has_enrichment() const override { return config_->enrichment; }
-  [[nodiscard]] json fetch_enrichment(const json& resource, const json* /*event*/,
-                                      const WebhookRequest* /*request*/) const override {
+  [[nodiscard]] std::optional<json> fetch_enrichment(const Payload& payload) const override {
     config_->enrichments.fetch_add(1);
-    return json{{"enriched", resource.value("id", "")}};
+    return json{{"enriched", payload.resource.value("id", "")}};
   }
   [[nodiscard]] std::pair<json, json> resource_and_event(const WebhookRequest& request) const override {
     return event_wrapped_resource_and_event(request);

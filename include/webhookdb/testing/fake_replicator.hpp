@@ -42,17 +42,11 @@ class FakeControl {
       std::function<std::vector<std::unique_ptr<Backfiller>>(Replicator& replicator, const nlohmann::json& criteria)>;
 
   // --- Knobs (set them before the replicators run) ---
-  int parallel_backfill = 0;
+  // The replicators' backfill_options() (each replicator reads them once, at
+  // its first backfill).
+  BackfillOptions backfill_options;
   // on_backfill_error(e); unset: not handled (rethrown).
   std::function<bool(const std::exception&)> on_backfill_error;
-  std::optional<int> server_error_retries;
-  std::optional<std::chrono::seconds> server_error_backoff;
-  std::optional<BackfillWriteMode> write_mode;
-  std::optional<std::size_t> batch_size;
-  // pipelined_backfill(); unset: the Replicator's default.
-  std::optional<bool> pipelined;
-  // Non-null: the replicators' backfill_retry_policy().
-  std::shared_ptr<const RetryPolicy> retry_policy;
   // Replaces every variant's backfillers(criteria), e.g. with ScriptedBackfillers.
   BackfillersFn make_backfillers;
   // Replaces verify_webhook (default 202).
@@ -96,6 +90,7 @@ class FakeReplicator : public Replicator {
 
   [[nodiscard]] FakeControl& control() const noexcept { return *control_; }
 
+  // Public here (protected in Replicator) so tests can call the fake's hooks.
   // GET <api_url>?token=<token> through context().http.
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) override;
@@ -104,12 +99,8 @@ class FakeReplicator : public Replicator {
   // <api_url> with `params` ("a=b&c=d") appended as its query.
   [[nodiscard]] std::string url_with(const std::string& params) const;
 
-  [[nodiscard]] int server_error_retries() const override;
-  [[nodiscard]] std::chrono::seconds server_error_backoff() const override;
-  [[nodiscard]] BackfillWriteMode backfill_write_mode() const override;
-  [[nodiscard]] std::size_t backfill_batch_size() const override;
-  [[nodiscard]] bool pipelined_backfill() const override;
-  [[nodiscard]] std::shared_ptr<const RetryPolicy> backfill_retry_policy() const override;
+  // control().backfill_options.
+  [[nodiscard]] BackfillOptions backfill_options() const override;
   void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed) override;
 
  protected:
@@ -117,7 +108,6 @@ class FakeReplicator : public Replicator {
   [[nodiscard]] std::vector<Column> denormalized_columns() const override;
   [[nodiscard]] UpdateRule update_rule() const override;
   [[nodiscard]] std::vector<std::unique_ptr<Backfiller>> backfillers(const nlohmann::json& criteria) override;
-  [[nodiscard]] int parallel_backfill() const override;
   bool on_backfill_error(const std::exception& error) override;
   [[nodiscard]] WebhookResponse verify_webhook(const WebhookRequest& request) override;
 
@@ -125,8 +115,6 @@ class FakeReplicator : public Replicator {
   std::shared_ptr<FakeControl> control_;
 };
 
-// Percent-encodes everything but unreserved characters (RFC 3986).
-[[nodiscard]] std::string url_encode(std::string_view text);
 
 // A null `control` gets a fresh one (shared by nothing else).
 [[nodiscard]] Descriptor fake_v1(std::shared_ptr<FakeControl> control = nullptr);

@@ -84,6 +84,16 @@ struct TestHarness {
     return r;
   }
 
+  // The same for one of the fakes, typed so a test can call its hooks
+  // (public in FakeReplicator). Throws InvalidPrecondition for another service.
+  std::unique_ptr<FakeReplicator> fake_replicator(const ServiceIntegration& integration) const {
+    auto r = replicator(integration);
+    auto* typed = dynamic_cast<FakeReplicator*>(r.get());
+    if (typed == nullptr) throw InvalidPrecondition(integration.service_name + " is not a fake replicator");
+    (void)r.release();
+    return std::unique_ptr<FakeReplicator>(typed);
+  }
+
   // A job in the job store (with children for dependents).
   [[nodiscard]] BackfillJob job(const ServiceIntegration& integration, bool incremental = false,
                                 const nlohmann::json& criteria = nlohmann::json::object()) const {

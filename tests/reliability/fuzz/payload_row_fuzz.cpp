@@ -95,7 +95,7 @@ void check_value(const webhookdb::Column& col, const json& v) {
 void row_for(const json& resource, const json* event) {
   std::optional<webhookdb::Row> row;
   try {
-    row = replicator().row_for(resource, event, nullptr);
+    row = replicator().row_for(Payload{.resource = resource, .event = event});
   } catch (const webhookdb::InvalidInput&) {
     return;  // a clear rejection is fine
   }
