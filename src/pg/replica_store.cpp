@@ -271,9 +271,11 @@ struct EncodedBatch {
   [[nodiscard]] const CellRef* row(std::size_t i) const noexcept { return cells.data() + i * width; }
 };
 
-EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows,
-                          const KeyedBatch& keyed) {
-  EncodedBatch batch;
+// Fills `batch` in place: its cells point into its arena, which a move
+// would not carry along when the text is short enough for the string's own
+// buffer (a one-row batch of a few bytes).
+void encode_batch(const TableSpec& spec, const TableSql& t, std::span<const Row> rows,
+                  const KeyedBatch& keyed, EncodedBatch& batch) {
   batch.width = t.insert_cols.size();
   struct Span {
     std::size_t off;
@@ -293,7 +295,6 @@ EncodedBatch encode_batch(const TableSpec& spec, const TableSql& t, std::span<co
   }
   batch.cells.reserve(spans.size());
   for (const auto& s : spans) batch.cells.push_back({batch.arena.data() + s.off, s.len, s.null});
-  return batch;
 }
 
 // Appends `text` as one element of a PostgreSQL array literal.
@@ -570,7 +571,7 @@ class BatchWriter {
     }
     // The INSERT paths bind every cell: encode them all before any SQL runs.
     // The COPY path encodes each row as it streams it.
-    if (method_ != WriteMethod::staging_copy) encoded_ = encode_batch(spec_, t_, rows_, batch_);
+    if (method_ != WriteMethod::staging_copy) encode_batch(spec_, t_, rows_, batch_, encoded_);
     if (copies()) plan_sql_ = plan_query();
     direct_new_rows_ = method_ == WriteMethod::staging_copy;
     if (!direct_new_rows_) guess_ = CopyGuess::ask;
