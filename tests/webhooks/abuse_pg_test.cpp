@@ -105,6 +105,40 @@ TEST_F(AbusePg, KeyTooLargeForTheIndexIs400NotA202ThenALostWrite) {
   EXPECT_TRUE(env->find(longest));
 }
 
+// Values the server would refuse (an `integer` column: past int4, a
+// fraction, an array; the version the update rule compares) are found before
+// the answer: a 400, never a 202 followed by a failed write. A numeric string
+// is a number PostgreSQL reads, so it is accepted.
+TEST_F(AbusePg, ValuesTheServerWouldRefuseAre400BeforeAny202) {
+  start();
+  const std::vector<json> bad_amounts = {
+      json(3'000'000'000LL), json(-2'147'483'649LL), json(1e300),   json(1.5),
+      json("12x"),           json::array({1}),       json::object()};
+  int i = 0;
+  for (const auto& amount : bad_amounts) {
+    json c = charge("ch_bad_" + std::to_string(i++), 1);
+    c["amount"] = amount;
+    const auto r = post_signed(charge_event(c));
+    EXPECT_EQ(r.status, 400) << amount.dump() << ": " << r.body;
+    EXPECT_NE(r.body.find("amount"), std::string::npos) << "names the column: " << r.body;
+  }
+  json huge_version = charge("ch_bad_version", 1);
+  huge_version["version"] = 1e19;
+  EXPECT_EQ(post_signed(charge_event(huge_version)).status, 400);
+  receiver->handler().wait_idle();
+  EXPECT_EQ(receiver->handler().stats().failed_async, 0U) << "nothing was accepted and then failed";
+  json edge = charge("ch_edge", 1);
+  edge["amount"] = 2'147'483'647;
+  EXPECT_EQ(post_signed(charge_event(edge)).status, 202) << "int4's largest value is fine";
+  json text_number = charge("ch_text_number", 1);
+  text_number["amount"] = "12";
+  EXPECT_EQ(post_signed(charge_event(text_number)).status, 202);
+  receiver->handler().wait_idle();
+  EXPECT_EQ(receiver->handler().stats().failed_async, 0U);
+  EXPECT_TRUE(env->find("ch_edge"));
+  EXPECT_TRUE(env->find("ch_text_number"));
+}
+
 TEST_F(AbusePg, KeyTooLargeForTheIndexIs400WhenSynchronous) {
   WebhookReceiverOptions options;
   options.handler.process_synchronously = true;
