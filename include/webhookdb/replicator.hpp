@@ -9,7 +9,9 @@
 //   class Charges : public Replicator {
 //    protected:
 //     Column remote_key_column() const override { return Column("id", ColumnType::text); }
-//     std::vector<Column> denormalized_columns() const override { return {Column("amount", ColumnType::bigint)}; }
+//     std::vector<Column> denormalized_columns() const override {
+//       return {Column("amount", ColumnType::bigint)};
+//     }
 //     UpdateRule update_rule() const override { return UpdateRule::always(); }
 //     BackfillOptions backfill_options() const override { return {.batch_size = 500}; }
 //     BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
@@ -186,7 +188,8 @@ class Replicator {
                                             const std::optional<Timestamp>& last_backfilled,
                                             const CancellationToken& cancel);
   // Splits a backfill into partitions (time or id ranges). Default: none.
-  [[nodiscard]] virtual std::vector<BackfillPartition> backfill_partitions(const nlohmann::json& criteria) const;
+  [[nodiscard]] virtual std::vector<BackfillPartition> backfill_partitions(
+      const nlohmann::json& criteria) const;
   // The backfillers for a job. Default: one ServiceBackfiller per partition,
   // or a single one when there are no partitions.
   [[nodiscard]] virtual std::vector<std::unique_ptr<Backfiller>> backfillers(const nlohmann::json& criteria);

@@ -26,13 +26,16 @@ class ReplicatorGate {
 
   explicit ReplicatorGate(Replicator& replicator) noexcept : replicator_(replicator) {}
 
-  [[nodiscard]] const BackfillOptions& backfill_options() const { return replicator_.cached_backfill_options(); }
+  [[nodiscard]] const BackfillOptions& backfill_options() const {
+    return replicator_.cached_backfill_options();
+  }
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) {
     return replicator_.fetch_backfill_page(token, last_backfilled, cancel);
   }
   BackfillPage fetch_partition_page(const BackfillPartition& partition, const std::string& token,
-                                    const std::optional<Timestamp>& last_backfilled, const CancellationToken& cancel) {
+                                    const std::optional<Timestamp>& last_backfilled,
+                                    const CancellationToken& cancel) {
     return replicator_.fetch_partition_page(partition, token, last_backfilled, cancel);
   }
   void check_rows(std::span<const Row> rows) const { replicator_.check_rows(rows); }
