@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,11 @@
 namespace webhookdb {
 
 struct BackfillPage {
+  BackfillPage() = default;
+  // BackfillPage{items, next, bytes}, as before `url` and `items_path` came.
+  BackfillPage(nlohmann::json page_items, std::string next_token = {}, std::size_t body_bytes = 0)
+      : items(std::move(page_items)), next(std::move(next_token)), bytes(body_bytes) {}
+
   // A JSON array of items. null means the response lacked the items (an
   // error); an empty array is a legitimate empty page.
   nlohmann::json items;
@@ -30,6 +36,11 @@ struct BackfillPage {
   std::string next;
   // Size of the response body, for progress.
   std::size_t bytes = 0;
+  // Where a page without items came from, for the error: the request's URL
+  // and the path the items were looked for at ("data", "results.items").
+  // The paginators fill them; empty when unknown.
+  std::string url;
+  std::string items_path;
 };
 
 // What the running job gives a backfiller. Defaults make a standalone

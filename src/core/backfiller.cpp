@@ -122,8 +122,11 @@ void Backfiller::report(bool done) {
 namespace {
 void check_page(const BackfillPage& page, const std::string& integration) {
   if (page.items.is_null()) {
-    throw InvalidPostcondition("backfill page is missing (null), the response probably lacks a key" +
-                               std::string(integration.empty() ? "" : " (integration " + integration + ")"));
+    std::string message = "backfill page is missing (null), the response probably lacks a key";
+    if (!page.items_path.empty()) message += ": no array at '" + page.items_path + "'";
+    if (!page.url.empty()) message += " in the response of " + redact_url(page.url);
+    if (!integration.empty()) message += " (integration " + integration + ")";
+    throw InvalidPostcondition(message);
   }
   if (!page.items.is_array()) {
     throw InvalidPostcondition("backfill page items must be an array, got " +

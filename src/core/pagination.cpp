@@ -343,7 +343,12 @@ BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const 
   page.next = std::move(next);
   page.bytes = response.body.size();
   // `items` points into the local `body`, which is not const: move it out.
-  if (items != nullptr) page.items = std::move(*const_cast<nlohmann::json*>(items));
+  if (items != nullptr) {
+    page.items = std::move(*const_cast<nlohmann::json*>(items));
+  } else {
+    page.url = redact_url(request.url);
+    for (const auto& step : items_path()) page.items_path += (page.items_path.empty() ? "" : ".") + step;
+  }
   return page;
 }
 

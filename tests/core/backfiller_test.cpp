@@ -15,6 +15,7 @@ using namespace webhookdb::testing;
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::vector<std::string> tokens(const ScriptedBackfiller& b) {
   std::vector<std::string> out;
@@ -71,6 +72,24 @@ TEST_F(BackfillerTest, ANullPageIsAnErrorAboutAMissingKey) {
     EXPECT_THAT(e.what(), HasSubstr("lacks a key"));
   }
   EXPECT_EQ(b.fetch_count(), 1U) << "a shape error is not retried";
+}
+
+TEST_F(BackfillerTest, ANullPageNamesThePathLookedForAndTheRedactedUrl) {
+  ScriptedBackfiller b([](const std::string&, const std::optional<Timestamp>&, const CancellationToken&) {
+    BackfillPage page;
+    page.url = "https://api.test/v1/items?api_key=SECRET_k1&limit=100";
+    page.items_path = "results.items";
+    return page;
+  });
+  prepare(b);
+  try {
+    b.backfill(std::nullopt);
+    FAIL() << "expected an error";
+  } catch (const InvalidPostcondition& e) {
+    EXPECT_THAT(e.what(), HasSubstr("lacks a key: no array at 'results.items'"));
+    EXPECT_THAT(e.what(), HasSubstr("https://api.test/v1/items"));
+    EXPECT_THAT(e.what(), Not(HasSubstr("SECRET_k1")));
+  }
 }
 
 TEST_F(BackfillerTest, AnEmptyPageIsNotAnError) {

@@ -16,6 +16,7 @@ namespace webhookdb {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // GET https://api.test/p<n>?limit=1[&cursor=<c>]: one item per page; the
 // cursor after `c` is c+1 up to `pages`, except that a partition that
@@ -153,6 +154,19 @@ TEST(PaginatorWalks, ATotalPagesBeyondAnyPageNumberIsRefusedNamingTheField) {
       EXPECT_THAT(e.what(), HasSubstr("meta.total_pages")) << e.what();
     }
   }
+}
+
+TEST(PaginatorWalks, APageWithoutItsItemsSaysWhereItLookedAndWhichUrlAnswered) {
+  testing::MockHttpClient http;
+  http.call([](const HttpRequest& r, const CancellationToken&) {
+    return json_response(r, {{"results", nlohmann::json::array()}});
+  });
+  pagination::Cursor pages{{.items_path = {"data", "items"}}};
+  const auto page = pages.fetch(http, HttpRequest{.url = "https://api.test/items?api_key=SECRET_k1"}, "");
+  EXPECT_TRUE(page.items.is_null());
+  EXPECT_EQ(page.items_path, "data.items");
+  EXPECT_THAT(page.url, HasSubstr("https://api.test/items"));
+  EXPECT_THAT(page.url, Not(HasSubstr("SECRET_k1")));
 }
 
 TEST(PaginatorWalks, ATotalBeyondAnyOffsetIsRefusedNamingTheField) {
