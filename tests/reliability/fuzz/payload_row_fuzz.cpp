@@ -17,6 +17,7 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/json_text.hpp"
+#include "webhookdb/payload.hpp"
 #include "webhookdb/time.hpp"
 
 namespace {
@@ -95,7 +96,7 @@ void check_value(const webhookdb::Column& col, const json& v) {
 void row_for(const json& resource, const json* event) {
   std::optional<webhookdb::Row> row;
   try {
-    row = replicator().row_for(Payload{.resource = resource, .event = event});
+    row = replicator().row_for(webhookdb::Payload{.resource = resource, .event = event});
   } catch (const webhookdb::InvalidInput&) {
     return;  // a clear rejection is fine
   }
