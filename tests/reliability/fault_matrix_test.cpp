@@ -237,6 +237,11 @@ class FaultMatrix : public test::PgTest {
     return w;
   }
 
+  // What webhookdb-fault-worker calls its connections (see fault_worker.cpp).
+  [[nodiscard]] std::string worker_application_name() const {
+    return "webhookdb-fault-worker " + schema_name();
+  }
+
   std::string all_logs() const {
     std::string out;
     for (const auto& [name, text] : logs_) out += text;
@@ -266,11 +271,13 @@ class FaultMatrix : public test::PgTest {
         if (terminator_paused_.load()) continue;
         try {
           const auto pick = [&] {
+            // Only this test's workers: ctest runs other tests' on the same server.
             return admin.exec(
                 "SELECT pid, (state <> 'idle' AND query ~* '^\\s*(insert|copy|with)') AS writer"
-                " FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
+                " FROM pg_stat_activity WHERE application_name = $1"
                 " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-                " ORDER BY writer DESC, random() LIMIT 1");
+                " ORDER BY writer DESC, random() LIMIT 1",
+                {worker_application_name()});
           };
           auto r = pick();
           // A write is a short window between page fetches (shorter still,
@@ -322,8 +329,9 @@ class FaultMatrix : public test::PgTest {
       // Polled from another connection: pg_stat_activity is a snapshot per transaction.
       const auto waiting = [&] {
         return admin_exec(
-                   "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-fault-worker'"
-                   " AND wait_event_type = 'Lock'")
+                   "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                   " AND wait_event_type = 'Lock'",
+                   {worker_application_name()})
                    .rows.at(0)
                    .at(0) != std::optional<std::string>("0");
       };

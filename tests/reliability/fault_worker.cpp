@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
     config.replica_schema = config.schema;
     const int concurrency = std::stoi(arg("--concurrency", "1"));
     config.pool_size = concurrency + 4;
-    config.application_name = "webhookdb-fault-worker";
+    // The schema tells one test's workers from another's on a shared server
+    // (the fault matrix's terminator must only hit its own).
+    config.application_name = "webhookdb-fault-worker " + config.schema;
     config.statement_timeout = std::chrono::milliseconds(std::stoll(arg("--statement-timeout-ms", "0")));
     config.acquire_timeout = std::chrono::seconds(20);
     // Backends are terminated under it: run a batch again on a fresh
@@ -63,7 +65,8 @@ int main(int argc, char** argv) {
     auto replica_store = std::make_shared<pg::PgReplicaStore>(pool);
 
     jobs::PgJobQueueOptions queue_options;
-    queue_options.lease = std::chrono::milliseconds(std::llround(std::stod(arg("--lease-seconds", "3")) * 1000.0));
+    queue_options.lease =
+        std::chrono::milliseconds(std::llround(std::stod(arg("--lease-seconds", "3")) * 1000.0));
     queue_options.logger = logger;
     queue_options.migrate = false;  // the test created it
     auto queue = std::make_shared<jobs::PgJobQueue>(pool, queue_options);
