@@ -14,8 +14,10 @@
 //   }
 //
 // Every style:
-// - sends `first` for the empty token and derives later requests from it
-//   (headers and timeout kept);
+// - builds every request from `first`, the first page's too (token ""):
+//   Paginator::request_for is called for the empty token as well, so a style
+//   that sets a limit or a cursor field sets it on the first request (headers,
+//   method and timeout kept);
 // - throws HttpError for a status >= 300 that is not followed, and
 //   HttpConnectionError (retryable, like a truncated transfer) when a 2xx body
 //   is empty or not JSON (a cut-off body, a proxy's HTML page);
@@ -143,7 +145,7 @@ class RepeatGuard {
   std::uint64_t uses_ = 0;
 };
 
-// The base of every style.
+// The base of every style. A style of your own overrides the three hooks.
 class Paginator {
  public:
   Paginator() = default;
@@ -151,7 +153,7 @@ class Paginator {
   Paginator(const Paginator&) = delete;
   Paginator& operator=(const Paginator&) = delete;
 
-  // The page for `token` ("" is the first page, which is `first`).
+  // The page for `token` ("" is the first page), requested as request_for(first, token).
   BackfillPage fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
                      const CancellationToken& cancel = CancellationToken{});
 
@@ -160,6 +162,9 @@ class Paginator {
   [[nodiscard]] const JsonLimits& json_limits() const noexcept { return json_limits_; }
 
  protected:
+  // The request for `token`, built from `first`. Called for every page, the
+  // first one too: `token` is "" there, and the request it returns (not
+  // `first` itself) is what is sent, so a limit added here is on page one.
   [[nodiscard]] virtual HttpRequest request_for(const HttpRequest& first, const std::string& token) const = 0;
   [[nodiscard]] virtual const JsonPath& items_path() const = 0;
   // `items` is null when the body lacks them.
@@ -326,6 +331,58 @@ class NextUrl final : public Paginator {
 
  private:
   NextUrlOptions options_;
+};
+
+// A cursor carried in a POST JSON body (search and query endpoints).
+// `first` is the POST with its JSON object body (filters, sorts, properties);
+// each page's request is `first` with `limit_field` and, after the first
+// page, `cursor_field` set in that body (Content-Type: application/json added
+// when absent). The next cursor is read at `next_cursor_path`; null, "" or
+// missing ends the walk, and so does has_more = false when has_more_path is
+// set. The defaults are HubSpot's CRM search:
+//
+//   POST /crm/v3/objects/contacts/search  {"filterGroups": [...], "limit": 100, "after": "200"}
+//   -> {"total": 1200, "results": [...], "paging": {"next": {"after": "300"}}}
+//
+//   pagination::BodyCursor contacts_{{.limit = 100}};
+//   HttpRequest first{.method = "POST", .url = base + "/crm/v3/objects/contacts/search",
+//                     .body = R"({"sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]})"};
+//   return contacts_.fetch(*context().http, first, token, cancel);
+//
+// Notion's database query (`POST /v1/databases/{id}/query`, body
+// {"page_size": 100, "start_cursor": "..."}, response {"results": [...],
+// "next_cursor": "...", "has_more": true}) is
+//
+//   pagination::BodyCursor pages_{{.limit_field = "page_size", .cursor_field = "start_cursor",
+//                                  .next_cursor_path = {"next_cursor"}, .has_more_path = {"has_more"}}};
+//
+// The constructor throws BrokenSpecification naming the field for options
+// that cannot work; fetch throws InvalidPrecondition when `first` is a GET or
+// HEAD, or its body is not a JSON object (empty counts as {}).
+struct BodyCursorOptions {
+  int limit = 100;                    // 0: not sent
+  std::string limit_field = "limit";  // top-level fields of the request body
+  std::string cursor_field = "after";
+  JsonPath items_path{"results"};
+  JsonPath next_cursor_path{"paging", "next", "after"};
+  // Empty: not read. Else has_more = false ends the walk whatever the cursor
+  // says, and has_more = true without a cursor is an InvalidInput.
+  JsonPath has_more_path{};
+};
+
+class BodyCursor final : public Paginator {
+ public:
+  explicit BodyCursor(BodyCursorOptions options = {});
+
+ protected:
+  [[nodiscard]] HttpRequest request_for(const HttpRequest& first, const std::string& token) const override;
+  [[nodiscard]] const JsonPath& items_path() const override { return options_.items_path; }
+  [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
+                                       const HttpResponse& response, const nlohmann::json& body,
+                                       const nlohmann::json* items, const std::string& token) const override;
+
+ private:
+  BodyCursorOptions options_;
 };
 
 }  // namespace webhookdb::pagination
