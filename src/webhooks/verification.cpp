@@ -1,11 +1,13 @@
 #include "webhookdb/webhooks/verification.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <optional>
 #include <vector>
 
 #include "webhookdb/codec.hpp"
 #include "webhookdb/http_client.hpp"
+#include "webhookdb/url.hpp"
 #include "webhookdb/webhooks/hmac.hpp"
 #include "webhookdb/webhooks/replay_guard.hpp"
 
@@ -63,13 +65,73 @@ Verification verify_body_hmac(const WebhookRequest& request, std::string_view se
   return Verification::ok();
 }
 
-std::optional<std::int64_t> parse_unix_seconds(std::string_view text) {
-  if (text.empty() || text.size() > 12) return std::nullopt;
+// A non-negative decimal of at most `max_digits` digits: 12 for seconds and
+// 15 for milliseconds reach past the year 30000 and stay far from overflowing
+// Timestamp's microseconds.
+std::optional<std::int64_t> parse_unix_time(std::string_view text, std::size_t max_digits) {
+  if (text.empty() || text.size() > max_digits) return std::nullopt;
   std::int64_t value = 0;
   const auto* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc{} || ptr != end || value < 0) return std::nullopt;
   return value;
+}
+
+// A request whose signature matched, for the checks that follow.
+struct MatchedSignature {
+  Timestamp signed_at;
+  std::string_view timestamp_text;  // as sent
+  std::string_view timestamp_header;
+  std::string_view signature_header;
+  std::string_view signature;  // decoded
+};
+
+// The checks after a signature matched: signed_at within `tolerance` of now
+// (either way), then the replay guard, which remembers the signature until
+// the timestamp expires.
+Verification fresh_and_first_use(const MatchedSignature& matched, const Clock& clock,
+                                 std::chrono::seconds tolerance, ReplayGuard* replay_guard) {
+  const Timestamp now = clock.now();
+  const auto skew = now > matched.signed_at ? now - matched.signed_at : matched.signed_at - now;
+  if (skew > tolerance) {
+    return Verification::fail("webhook timestamp in " + std::string(matched.timestamp_header) +
+                              " header is outside the tolerance (expired or replayed)");
+  }
+  if (replay_guard != nullptr &&
+      !replay_guard->first_use(std::string(matched.timestamp_text) + "." + codec::hex_encode(matched.signature),
+                               matched.signed_at + tolerance, now)) {
+    return Verification::fail("webhook signature in " + std::string(matched.signature_header) +
+                              " header was already used (replay)");
+  }
+  return Verification::ok();
+}
+
+// What Slack signs: "v0:" + the timestamp as sent + ":" + the raw body.
+std::string slack_payload(std::string_view timestamp, std::string_view body) {
+  std::string payload = "v0:";
+  payload += timestamp;
+  payload += ':';
+  payload += body;
+  return payload;
+}
+
+// What HubSpot v3 signs: method + URI (signed form) + raw body + timestamp as sent.
+std::string hubspot_payload(std::string_view method, std::string_view uri, std::string_view body,
+                            std::string_view timestamp) {
+  std::string payload(method);
+  payload += uri;
+  payload += body;
+  payload += timestamp;
+  return payload;
+}
+
+// HubSpot decodes these escapes in the URI before signing it (and no others).
+std::optional<char> hubspot_decoded(char hi, char lo) {
+  static constexpr std::string_view kDecoded = ":/?@!$'()*,;";
+  const auto bytes = codec::hex_decode(std::string{hi, lo});
+  if (!bytes || bytes->size() != 1) return std::nullopt;
+  const char c = (*bytes)[0];
+  return kDecoded.find(c) != std::string_view::npos ? std::optional<char>(c) : std::nullopt;
 }
 
 }  // namespace
@@ -111,7 +173,7 @@ Verification verify_stripe_signature(const WebhookRequest& request, std::string_
     const std::string_view val = element.substr(eq + 1);
     if (key == "t") {
       if (timestamp) return malformed_header(header, "more than one timestamp");
-      timestamp = parse_unix_seconds(val);
+      timestamp = parse_unix_time(val, 12);
       timestamp_text = val;
       if (!timestamp) return malformed_header(header, "timestamp is not a unix time");
     } else if (key == options.scheme) {
@@ -134,21 +196,13 @@ Verification verify_stripe_signature(const WebhookRequest& request, std::string_
     if (constant_time_equals(candidate, expected)) matched = &candidate;
   }
   if (matched == nullptr) return mismatch(header);
-
-  const Timestamp signed_at{std::chrono::seconds(*timestamp)};
-  const Timestamp now = clock.now();
-  const auto skew = now > signed_at ? now - signed_at : signed_at - now;
-  if (skew > options.tolerance) {
-    return Verification::fail("webhook timestamp in " + std::string(header) +
-                              " header is outside the tolerance (expired or replayed)");
-  }
-  if (options.replay_guard != nullptr &&
-      !options.replay_guard->first_use(std::to_string(*timestamp) + "." + codec::hex_encode(*matched),
-                                       signed_at + options.tolerance, now)) {
-    return Verification::fail("webhook signature in " + std::string(header) +
-                              " header was already used (replay)");
-  }
-  return Verification::ok();
+  const std::string normalised_timestamp = std::to_string(*timestamp);  // the replay key's, as before
+  return fresh_and_first_use({.signed_at = Timestamp{std::chrono::seconds(*timestamp)},
+                              .timestamp_text = normalised_timestamp,
+                              .timestamp_header = header,
+                              .signature_header = header,
+                              .signature = *matched},
+                             clock, options.tolerance, options.replay_guard);
 }
 
 std::string stripe_signature_header(std::string_view secret, std::int64_t unix_seconds, std::string_view body,
@@ -158,6 +212,92 @@ std::string stripe_signature_header(std::string_view secret, std::int64_t unix_s
   payload += body;
   return "t=" + std::to_string(unix_seconds) + "," + std::string(scheme) + "=" +
          hmac_sha256_hex(secret, payload);
+}
+
+// --- Slack ---
+
+Verification verify_slack_signature(const WebhookRequest& request, std::string_view signing_secret,
+                                    const Clock& clock, const SlackSignatureOptions& options) {
+  const std::string_view header = options.signature_header;
+  const auto signature = header_value(request, header);
+  if (!signature) return missing_header(header);
+  const auto timestamp = header_value(request, options.timestamp_header);
+  if (!timestamp) return missing_header(options.timestamp_header);
+  if (signing_secret.empty()) return no_secret();
+  const auto seconds = parse_unix_time(*timestamp, 12);
+  if (!seconds) return malformed_header(options.timestamp_header, "not a unix time in seconds");
+
+  std::string_view text = *signature;
+  if (!text.starts_with("v0=")) return malformed_header(header, "expected prefix 'v0='");
+  text.remove_prefix(3);
+  const auto provided = codec::hex_decode(text);
+  if (!provided || provided->size() != kSha256Bytes) return malformed_header(header, "expected 64 hex digits");
+
+  if (!constant_time_equals(*provided, hmac_sha256(signing_secret, slack_payload(*timestamp, request.body)))) {
+    return mismatch(header);
+  }
+  return fresh_and_first_use({.signed_at = Timestamp{std::chrono::seconds(*seconds)},
+                              .timestamp_text = *timestamp,
+                              .timestamp_header = options.timestamp_header,
+                              .signature_header = header,
+                              .signature = *provided},
+                             clock, options.tolerance, options.replay_guard);
+}
+
+std::string slack_signature(std::string_view signing_secret, std::string_view timestamp, std::string_view body) {
+  return "v0=" + hmac_sha256_hex(signing_secret, slack_payload(timestamp, body));
+}
+
+// --- HubSpot v3 ---
+
+std::string hubspot_signed_uri(std::string_view uri) {
+  std::string out;
+  out.reserve(uri.size());
+  for (std::size_t i = 0; i < uri.size(); ++i) {
+    if (uri[i] == '%' && i + 2 < uri.size()) {
+      if (const auto c = hubspot_decoded(uri[i + 1], uri[i + 2])) {
+        out += *c;
+        i += 2;
+        continue;
+      }
+    }
+    out += uri[i];
+  }
+  return out;
+}
+
+std::string hubspot_signature_v3(std::string_view client_secret, std::string_view method, std::string_view uri,
+                                 std::string_view body, std::string_view timestamp_millis) {
+  return hmac_sha256_base64(client_secret, hubspot_payload(method, uri, body, timestamp_millis));
+}
+
+Verification verify_hubspot_signature_v3(const WebhookRequest& request, std::string_view client_secret,
+                                         const Clock& clock, const HubSpotSignatureOptions& options) {
+  const std::string_view header = options.signature_header;
+  const auto signature = header_value(request, header);
+  if (!signature) return missing_header(header);
+  const auto timestamp = header_value(request, options.timestamp_header);
+  if (!timestamp) return missing_header(options.timestamp_header);
+  if (client_secret.empty()) return no_secret();
+  if (!url::is_http_url(options.public_base_url)) {
+    return Verification::fail("HubSpot public_base_url not configured; cannot verify the signed URI");
+  }
+  const auto millis = parse_unix_time(*timestamp, 15);
+  if (!millis) return malformed_header(options.timestamp_header, "not a unix time in milliseconds");
+  const auto provided = codec::try_base64_decode(*signature);
+  if (!provided || provided->size() != kSha256Bytes) return malformed_header(header, "expected base64 of 32 bytes");
+
+  std::string_view base = options.public_base_url;
+  if (base.ends_with('/') && request.path.starts_with('/')) base.remove_suffix(1);
+  const std::string uri = hubspot_signed_uri(std::string(base) + request.path);
+  const std::string expected = hmac_sha256(client_secret, hubspot_payload(request.method, uri, request.body, *timestamp));
+  if (!constant_time_equals(*provided, expected)) return mismatch(header);
+  return fresh_and_first_use({.signed_at = Timestamp{std::chrono::milliseconds(*millis)},
+                              .timestamp_text = *timestamp,
+                              .timestamp_header = options.timestamp_header,
+                              .signature_header = header,
+                              .signature = *provided},
+                             clock, options.tolerance, options.replay_guard);
 }
 
 }  // namespace webhookdb::webhooks

@@ -6,6 +6,9 @@
 //     return webhooks::verify_stripe_signature(r, integration().webhook_secret, clock());
 //   }
 //
+// Slack (verify_slack_signature) and HubSpot v3 (verify_hubspot_signature_v3)
+// sign a timestamp, and HubSpot the method and URI, with the body.
+//
 // A failure is a 401 whose message says what was wrong (missing header,
 // malformed header, expired timestamp, mismatch) and never contains the
 // secret or the expected signature. Signatures are compared as decoded bytes
@@ -76,5 +79,59 @@ struct SignedHeaderOptions {
 // The header value a Stripe-style sender would send; for tests and senders.
 [[nodiscard]] std::string stripe_signature_header(std::string_view secret, std::int64_t unix_seconds,
                                                   std::string_view body, std::string_view scheme = "v1");
+
+// --- Schemes that sign more than the body ---
+// Each checks the signature first, then that the timestamp is within
+// `tolerance` of the clock's now, either way (a timestamp in the future would
+// let a captured request be replayed until it is stale), then the replay guard
+// when one is given.
+
+struct SlackSignatureOptions {
+  std::string signature_header = "X-Slack-Signature";
+  std::string timestamp_header = "X-Slack-Request-Timestamp";  // unix seconds
+  std::chrono::seconds tolerance{300};
+  // Optional, not owned: rejects a second delivery of one signature.
+  ReplayGuard* replay_guard = nullptr;
+};
+
+// Slack: X-Slack-Signature is "v0=" + hex HMAC-SHA256 under the signing secret
+// of "v0:" + X-Slack-Request-Timestamp (as sent) + ":" + the raw body.
+[[nodiscard]] Verification verify_slack_signature(const WebhookRequest& request, std::string_view signing_secret,
+                                                  const Clock& clock, const SlackSignatureOptions& options = {});
+
+// The X-Slack-Signature value a sender would send; for tests and senders.
+[[nodiscard]] std::string slack_signature(std::string_view signing_secret, std::string_view timestamp,
+                                          std::string_view body);
+
+struct HubSpotSignatureOptions {
+  // Required: the scheme, host and any path prefix HubSpot calls, up to
+  // where WebhookRequest::path begins ("https://hooks.example.com"). HubSpot
+  // signs the full URI it called; behind a proxy the receiver sees neither
+  // the scheme nor a trustworthy host, so they are configured, not guessed.
+  std::string public_base_url;
+  std::string signature_header = "X-HubSpot-Signature-v3";
+  std::string timestamp_header = "X-HubSpot-Request-Timestamp";  // unix milliseconds
+  std::chrono::seconds tolerance{300};
+  // Optional, not owned: rejects a second delivery of one signature.
+  ReplayGuard* replay_guard = nullptr;
+};
+
+// HubSpot v3: X-HubSpot-Signature-v3 is base64 HMAC-SHA256 under the app's
+// client secret of method + URI + raw body + X-HubSpot-Request-Timestamp (as
+// sent, milliseconds), the URI being public_base_url + request.path with the
+// escapes HubSpot decodes before signing decoded (hubspot_signed_uri).
+[[nodiscard]] Verification verify_hubspot_signature_v3(const WebhookRequest& request,
+                                                       std::string_view client_secret, const Clock& clock,
+                                                       const HubSpotSignatureOptions& options);
+
+// `uri` as HubSpot signs it: %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B
+// (either case) decoded to : / ? @ ! $ ' ( ) * , ; and every other escape kept.
+[[nodiscard]] std::string hubspot_signed_uri(std::string_view uri);
+
+// The X-HubSpot-Signature-v3 value a sender would send for `uri` (already in
+// its signed form); for tests and senders.
+[[nodiscard]] std::string hubspot_signature_v3(std::string_view client_secret, std::string_view method,
+                                               std::string_view uri, std::string_view body,
+                                               std::string_view timestamp_millis);
 
 }  // namespace webhookdb::webhooks
