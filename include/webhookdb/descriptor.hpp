@@ -6,6 +6,7 @@
 #include <string>
 
 #include "webhookdb/service_integration.hpp"
+#include "webhookdb/webhook.hpp"
 
 namespace webhookdb {
 
@@ -24,6 +25,10 @@ struct Descriptor {
   bool supports_backfill = false;
   // Name of the descriptor this one depends on; empty for none.
   std::string dependency_descriptor;
+  // Where a webhook names its topic (a header, or a field of the event), read
+  // by the payload hooks as Payload::topic; empty: no topic. Registry::add
+  // validates it.
+  WebhookTopic webhook_topic;
   ReplicatorFactory factory;
 
   // A factory for a Replicator subclass whose constructor takes

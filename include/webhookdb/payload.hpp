@@ -5,6 +5,12 @@
 //   std::optional<nlohmann::json> resource_to_data(const Payload& p) const override {
 //     return p.event != nullptr ? *p.event : p.resource;
 //   }
+//   std::optional<Row> prepare_for_insert(const Payload& p) const override {
+//     if (p.request != nullptr && !p.topic.starts_with("orders/")) return std::nullopt;  // not ours
+//     return Replicator::prepare_for_insert(p);
+//   }
+
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +28,10 @@ struct Payload {
   // What fetch_enrichment returned; null when the table has no enrichment
   // column (and always inside fetch_enrichment itself).
   const nlohmann::json* enrichment = nullptr;
+  // The webhook's topic, as the Descriptor's webhook_topic names it
+  // ("orders/updated"); empty on backfills, when the descriptor names no
+  // topic, and when the request carries none.
+  std::string_view topic;
 };
 
 }  // namespace webhookdb

@@ -8,6 +8,7 @@ namespace webhookdb {
 void Registry::add(Descriptor descriptor) {
   if (descriptor.name.empty()) throw InvalidPrecondition("descriptor has no name");
   if (!descriptor.factory) throw InvalidPrecondition("descriptor '" + descriptor.name + "' has no factory");
+  descriptor.webhook_topic.validate("descriptor '" + descriptor.name + "'");
   std::lock_guard lock(mutex_);
   const std::string name = descriptor.name;
   auto [it, inserted] = descriptors_.emplace(name, std::make_shared<const Descriptor>(std::move(descriptor)));

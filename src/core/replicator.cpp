@@ -233,14 +233,18 @@ std::vector<Row> Replicator::rows_for_webhook(const WebhookRequest& request) con
   const nlohmann::json* event_ptr = event.is_null() ? nullptr : &event;
   std::vector<Row> rows;
   if (resource.is_null()) return rows;
+  const std::string topic = descriptor_.webhook_topic.of(request, event_ptr);
   if (resource.is_array()) {
     if (event_ptr != nullptr) {
       throw InvalidPostcondition("resource_and_event returned an array of resources with a non-null event");
     }
     for (const auto& item : resource) {
-      if (auto row = row_for(Payload{.resource = item, .request = &request})) rows.push_back(std::move(*row));
+      if (auto row = row_for(Payload{.resource = item, .request = &request, .topic = topic})) {
+        rows.push_back(std::move(*row));
+      }
     }
-  } else if (auto row = row_for(Payload{.resource = resource, .event = event_ptr, .request = &request})) {
+  } else if (auto row = row_for(
+                 Payload{.resource = resource, .event = event_ptr, .request = &request, .topic = topic})) {
     rows.push_back(std::move(*row));
   }
   check_rows(rows);

@@ -378,5 +378,120 @@ TEST_F(Handler, ManyThreadsAtOnceEachRowOnce) {
   EXPECT_EQ(store->rows_written(), static_cast<std::size_t>(kThreads * kPerThread));
 }
 
+// --- The webhook topic reaches the replicator's hooks ---
+
+// Shopify-style orders: the topic is in X-Shopify-Topic (or, for the Stripe-style
+// descriptor, the event's "type"). orders/* topics become rows that remember
+// their topic; anything else is acknowledged and ignored.
+class TopicOrders final : public Replicator {
+ public:
+  using Replicator::Replicator;
+
+  static Descriptor descriptor(std::string name, WebhookTopic topic) {
+    return Descriptor{.name = std::move(name),
+                      .resource_name_singular = "order",
+                      .resource_name_plural = "orders",
+                      .supports_webhooks = true,
+                      .webhook_topic = std::move(topic),
+                      .factory = Descriptor::factory_for<TopicOrders>()};
+  }
+
+ protected:
+  [[nodiscard]] Column remote_key_column() const override { return {"id", ColumnType::bigint}; }
+  [[nodiscard]] std::vector<Column> denormalized_columns() const override { return {}; }
+  [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::always(); }
+  [[nodiscard]] std::pair<json, json> resource_and_event(const WebhookRequest& request) const override {
+    return event_wrapped_resource_and_event(request);
+  }
+  [[nodiscard]] std::optional<Row> prepare_for_insert(const Payload& payload) const override {
+    if (!payload.topic.starts_with("orders/")) return std::nullopt;
+    return Replicator::prepare_for_insert(payload);
+  }
+  [[nodiscard]] std::optional<json> resource_to_data(const Payload& payload) const override {
+    json data = payload.resource;
+    data["_topic"] = std::string(payload.topic);
+    return data;
+  }
+};
+
+class HandlerTopic : public Handler {
+ protected:
+  void SetUp() override {
+    env.registry->add(TopicOrders::descriptor("test_shopify_order_v1", {.header = "X-Shopify-Topic"}));
+    env.registry->add(TopicOrders::descriptor("test_stripe_order_v1", {.event_path = {"type"}}));
+    orders = add("test_shopify_order_v1");
+    events = add("test_stripe_order_v1");
+  }
+  ServiceIntegration add(const std::string& service) {
+    ServiceIntegration si;
+    si.service_name = service;
+    si.table_name = service + "_" + env.suffix;
+    si = env.jobs->create_integration(si);
+    env.make(si)->create_table();
+    return si;
+  }
+  static WebhookRequest with_topic(const json& body, const std::string& topic) {
+    WebhookRequest request;
+    request.body = body.dump();
+    if (!topic.empty()) request.headers = {{"X-Shopify-Topic", topic}};
+    return request;
+  }
+  std::optional<Row> find(const ServiceIntegration& si, std::int64_t id) {
+    return env.replica->find(env.make(si)->table_spec(), json(id));
+  }
+  ServiceIntegration orders;
+  ServiceIntegration events;
+};
+
+TEST_F(HandlerTopic, TheTopicHeaderReachesTheHooksWhichRouteOrIgnoreByIt) {
+  WebhookHandlerOptions options;
+  options.process_synchronously = true;
+  WebhookHandler handler(env.context(), options);
+  EXPECT_EQ(handler.handle(orders.opaque_id, with_topic({{"id", 1}}, " orders/updated ")).status, 200);
+  EXPECT_EQ(handler.handle(orders.opaque_id, with_topic({{"id", 2}}, "customers/create")).status, 200);
+  EXPECT_EQ(handler.handle(orders.opaque_id, with_topic({{"id", 3}}, "")).status, 200);
+  const auto written = find(orders, 1);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(written->data.at("_topic"), "orders/updated");
+  EXPECT_FALSE(find(orders, 2)) << "another topic is acknowledged and ignored";
+  EXPECT_FALSE(find(orders, 3)) << "no topic header: ignored too";
+  // Header names are case-insensitive, and the asynchronous path sees the topic as well.
+  WebhookHandler async(env.context());
+  auto lower = with_topic({{"id", 4}}, "");
+  lower.headers = {{"x-shopify-topic", "orders/create"}};
+  EXPECT_EQ(async.handle(orders.opaque_id, lower).status, 202);
+  async.wait_idle();
+  ASSERT_TRUE(find(orders, 4));
+  EXPECT_EQ(find(orders, 4)->data.at("_topic"), "orders/create");
+}
+
+TEST_F(HandlerTopic, AnEventFieldCanNameTheTopicAndBackfillsHaveNone) {
+  auto replicator = env.make(events);
+  const json event{{"type", "orders/paid"}, {"data", {{"object", {{"id", 7}}}}}};
+  ASSERT_EQ(replicator->upsert_webhook(WebhookRequest::from_json(event)).changed_count(), 1U);
+  EXPECT_EQ(find(events, 7)->data.at("_topic"), "orders/paid");
+  const json other{{"type", "refund.created"}, {"data", {{"object", {{"id", 8}}}}}};
+  EXPECT_TRUE(replicator->upsert_webhook(WebhookRequest::from_json(other)).rows.empty());
+  // A backfill item has no topic: this replicator skips it.
+  EXPECT_FALSE(replicator->row_for(json{{"id", 9}}));
+}
+
+TEST(WebhookTopicSpec, AHeaderNameThatIsNotATokenIsABrokenSpecification) {
+  Registry registry;
+  try {
+    registry.add(TopicOrders::descriptor("bad_topic_v1", {.header = "X-Shopify Topic:"}));
+    FAIL() << "accepted";
+  } catch (const BrokenSpecification& e) {
+    EXPECT_NE(std::string(e.what()).find("descriptor 'bad_topic_v1'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("webhook_topic.header"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(registry.add(TopicOrders::descriptor("good_topic_v1", {.header = "X-GitHub-Event"})));
+  EXPECT_EQ((WebhookTopic{.header = "X-GitHub-Event"}.of(
+                WebhookRequest{.headers = {{"X-GitHub-Event", "issues"}}})),
+            "issues");
+  const json number_type{{"type", 42}};
+  EXPECT_EQ((WebhookTopic{.event_path = {"type"}}.of(WebhookRequest{}, &number_type)), "42");
+}
+
 }  // namespace
 }  // namespace webhookdb::webhooks
