@@ -1,8 +1,11 @@
-// examples/basic: a replicator for a tiny "widget" API, backfilled from three
-// pages (served by the mock HTTP client) into the in-memory replica store.
+// examples/basic: a replicator for a tiny, made-up "widget" API, backfilled
+// from three pages (served by the mock HTTP client) into the in-memory replica
+// store.
 //
-// The API: GET <api_url>?cursor=<c> answers {"data": [...], "next_cursor": "..."}.
-// A widget: {"id": "w1", "updated": "2024-01-01T10:00:00Z", "color": "red"}.
+// The API: GET <api_url>?limit=N&cursor=<c> answers {"data": [...], "next_cursor": "..."}
+// (no cursor on the first page; an empty or missing next_cursor ends the walk),
+// which is what pagination::Cursor walks. A widget:
+// {"id": "w1", "updated": "2024-01-01T10:00:00Z", "color": "red"}.
 
 #include <cstdio>
 #include <iostream>
@@ -12,6 +15,7 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
 #include "webhookdb/memory/memory_replica_store.hpp"
+#include "webhookdb/pagination.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/testing/mock_http_client.hpp"
 
@@ -29,21 +33,17 @@ class WidgetReplicator final : public Replicator {
   // later item with the same key replaces an earlier one).
   [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = 2}; }
 
+ protected:
+  // The paginator sends `first` for the empty token and derives the next
+  // requests from it (&cursor=...); it parses each body within JsonLimits
+  // (64 MiB, 512 levels unless set_json_limits says otherwise).
   BackfillPage fetch_backfill_page(const std::string& cursor, const std::optional<Timestamp>& /*last_backfilled*/,
                                    const CancellationToken& cancel) override {
-    HttpRequest request;
-    request.url = integration().api_url + "?cursor=" + cursor;
-    request.headers = {{"Authorization", "Bearer " + integration().backfill_key}};
-    const HttpResponse response = context().http->send(request, cancel);
-    const json body = json::parse(response.body);
-    BackfillPage page;
-    page.items = body.contains("data") ? body["data"] : json(nullptr);
-    page.next = body.value("next_cursor", "");
-    page.bytes = response.body.size();
-    return page;
+    HttpRequest first{.url = integration().api_url,
+                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    return pages_.fetch(*context().http, first, cursor, cancel);
   }
 
- protected:
   [[nodiscard]] Column remote_key_column() const override { return Column("widget_id", ColumnType::text).key("id"); }
   [[nodiscard]] std::vector<Column> denormalized_columns() const override {
     return {
@@ -53,6 +53,9 @@ class WidgetReplicator final : public Replicator {
   }
   // Older data never overwrites newer data.
   [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }
+
+ private:
+  pagination::Cursor pages_{{.limit = 2}};
 };
 
 json widget(const std::string& id, const std::string& updated, const std::string& color) {
@@ -70,7 +73,7 @@ int main() {
     http->on("cursor=c1").respond_json(
         {{"data", {widget("w3", "Thu, 04 Jan 2024 09:00:00 +0000", "red"), widget("w4", "2024-01-03T00:00:00Z", "blue")}},
          {"next_cursor", "c2"}});
-    http->on("cursor=").respond_json(
+    http->on("/v1/widgets?limit=2").respond_json(
         {{"data", {widget("w1", "2024-01-01T10:00:00Z", "red"), widget("w2", "2024-01-05T00:00:00Z", "blue")}},
          {"next_cursor", "c1"}});
 
@@ -102,9 +105,12 @@ int main() {
     replicator.backfill(job);
 
     std::printf("%-6s %-22s %s\n", "id", "updated_at", "color");
-    replica->for_each(replicator.table_spec(), [](const Row& row) {
-      std::printf("%-6s %-22s %s\n", row.key.get<std::string>().c_str(), row.values[0].get<std::string>().c_str(),
-                  row.values[1].is_null() ? "-" : row.values[1].get<std::string>().c_str());
+    const TableSpec& spec = replicator.table_spec();
+    replica->for_each(spec, [&spec](const Row& row) {
+      const json& color = row.value(spec, "color");
+      std::printf("%-6s %-22s %s\n", row.key.get<std::string>().c_str(),
+                  row.value(spec, "updated_at").get<std::string>().c_str(),
+                  color.is_null() ? "-" : color.get<std::string>().c_str());
     });
     std::printf("%zu rows from %zu requests; last_backfilled_at %s\n", replica->count(replicator.table_spec()),
                 http->request_count(), format_timestamp(*replicator.integration().last_backfilled_at).c_str());

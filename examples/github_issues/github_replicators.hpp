@@ -1,6 +1,15 @@
 #pragma once
-// GitHub-style issues (Link-header pagination) and their comments, a dependent
-// integration whose backfill runs as a child job, one partition per issue.
+// GitHub issues of one repository (https://docs.github.com/en/rest/issues/issues#list-repository-issues),
+// replicated as WebhookDB's github_issue_v1 does, and their comments, a dependent integration whose
+// backfill runs as a child job, one partition per issue. The integration's api_url is the repository's
+// API URL (https://api.github.com/repos/OWNER/REPO).
+// - a backfill walks GET <api_url>/issues?state=all&per_page=100 by the Link header's rel="next" (GitHub
+//   points it at /repositories/<id>/issues?...&page=N); an incremental one adds sort=updated and
+//   since=<ISO-8601>, which GitHub compares with updated_at. The list includes pull requests: they
+//   carry a "pull_request" object.
+// - a webhook (X-GitHub-Event: issues) is {"action":"opened","issue":{...},"repository":{...}}; other
+//   events sent to the same hook (ping when it is created, pushes) carry no issue and are skipped.
+// Tested with GitHub's published webhook payloads: fixtures/.
 
 #include <map>
 #include <memory>
@@ -33,27 +42,34 @@ class GithubIssueReplicator : public Replicator {
             Column("state", ColumnType::text),
             Column("user_login", ColumnType::text).key({"user", "login"}).optional(),
             Column("labels", ColumnType::text_array).optional().convert(label_names()),
+            Column("pull_request_url", ColumnType::text).key({"pull_request", "url"}).optional(),
+            Column("closed_at", ColumnType::timestamptz).optional().convert(converters::time()),
             Column("updated_at", ColumnType::timestamptz).convert(converters::time()).indexed()};
   }
   UpdateRule update_rule() const override { return UpdateRule::when_newer("updated_at"); }
 
-  // Webhooks: {"action": "edited", "issue": {...}}.
   std::pair<nlohmann::json, nlohmann::json> resource_and_event(const WebhookRequest& request) const override {
-    auto body = request.json.is_null() ? nlohmann::json::parse(request.body) : request.json;
-    if (body.contains("issue")) return {body["issue"], body};
-    return {body, nullptr};
+    auto body = Replicator::resource_and_event(request).first;  // parsed within the context's JSON limits
+    if (const nlohmann::json* issue = json_at(body, {"issue"})) {
+      auto resource = *issue;
+      return {std::move(resource), std::move(body)};
+    }
+    if (find_header(request.headers, "X-GitHub-Event")) return {nullptr, nullptr};  // ping, push...: skipped
+    return {std::move(body), nullptr};  // a bare issue
   }
 
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
                                    const CancellationToken& cancel) override {
     pagination::QueryParams query{{"state", "all"}, {"per_page", "100"}};
-    if (since) query.emplace_back("since", format_timestamp(*since));
+    if (since) query.insert(query.end(), {{"sort", "updated"}, {"since", format_timestamp(floor_seconds(*since))}});
     HttpRequest first{.url = pagination::with_query(integration().api_url + "/issues", query),
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+                      .headers = {{"Accept", "application/vnd.github+json"}, {"X-GitHub-Api-Version", "2022-11-28"},
+                                  {"Authorization", "Bearer " + integration().backfill_key}}};
     return pages_.fetch(*context().http, first, token, cancel);
   }
 
  private:
+  static Timestamp floor_seconds(Timestamp t) { return std::chrono::floor<std::chrono::seconds>(t); }
   static Converter label_names() {
     return {[](const nlohmann::json& labels, const ConvertContext&) {
       nlohmann::json names = nlohmann::json::array();

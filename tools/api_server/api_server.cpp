@@ -1,5 +1,7 @@
 #include "api_server/api_server.hpp"
 
+#include "api_server/shapes.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -428,7 +430,7 @@ std::string make_head(int status, std::string_view content_type, std::size_t len
 }
 
 bool is_data_path(std::string_view path) {
-  return path == "/v1/charges" || path == "/cursor" || path == "/link" || path == "/pages" || path == "/offset" ||
+  return path == "/v1/charges" || path == shapes::kStripeChargesPath || shapes::is_github_issues_path(path) || path == "/cursor" || path == "/link" || path == "/pages" || path == "/offset" ||
          path == "/nexturl" || path.rfind("/broken/", 0) == 0;
 }
 
@@ -485,6 +487,21 @@ std::string ServerState::retry_after_value(const Request& req) const {
 Reply ServerState::data_reply(const Target& t, const std::string& host) {
   Reply r;
   r.data = true;
+  if (t.path == shapes::kStripeChargesPath || shapes::is_github_issues_path(t.path)) {
+    shapes::Page page;
+    try {
+      page = t.path == shapes::kStripeChargesPath ? shapes::stripe_charges(dataset, t.query)
+                                                  : shapes::github_issues(dataset, t.query, "http://" + host);
+    } catch (const shapes::BadParameter& e) {
+      throw BadRequest{e.what()};
+    }
+    r.status = page.status;
+    r.data = page.status == 200;
+    r.body = std::move(page.body);
+    r.headers = std::move(page.headers);
+    r.items = page.items;
+    return r;
+  }
   const auto since = number_param(t, "updated_since");
   const std::optional<std::int64_t> since64 =
       since ? std::optional<std::int64_t>(static_cast<std::int64_t>(*since)) : std::nullopt;

@@ -5,7 +5,12 @@
 // faults by seed and rate. It listens on 127.0.0.1 (an ephemeral port by
 // default) and runs on its own threads; start() and stop() from a test.
 //
-// Data paths (all take updated_since=<unix seconds> and limit=N):
+// Data paths in the shapes of real APIs (see shapes.hpp), for the examples
+// named after them:
+//   GET /stripe/v1/charges?limit=N&starting_after=<id>&created[gte]=<unix>   Stripe's charges list
+//   GET /repos/<owner>/<repo>/issues?page=N&per_page=M&since=<ISO-8601>     GitHub's issues, Link headers
+// Made-up data paths (all take updated_since=<unix seconds> and limit=N; the
+// objects are Stripe-charge-like, with a made-up `updated` field):
 //   GET /v1/charges?starting_after=<id>     {"object":"list","data":[...],"has_more":b}
 //   GET /cursor?cursor=<c>                  {"data":[...],"next_cursor":"c..."|null}
 //   GET /link?after=<pos>                   [...] with Link: <...>; rel="next"

@@ -72,6 +72,7 @@ Dataset::Dataset(std::size_t objects, std::uint64_t seed, std::size_t duplicates
     };
     o.text = o.doc.dump();
     o.updated = updated;
+    o.created = created;
     by_id_.emplace(o.id, i);
     objects_.push_back(std::move(o));
   }

@@ -36,6 +36,8 @@ class Dataset {
   [[nodiscard]] nlohmann::json object(std::size_t index) const;
   [[nodiscard]] std::vector<nlohmann::json> objects() const;
   [[nodiscard]] std::int64_t updated(std::size_t index) const;
+  // `created` (unix seconds) of an object: ascending with the index, never touched.
+  [[nodiscard]] std::int64_t created(std::size_t index) const { return objects_.at(index).created; }
   // Indexes of the objects that have a stale copy.
   [[nodiscard]] std::vector<std::size_t> duplicated_indexes() const;
 
@@ -68,6 +70,7 @@ class Dataset {
     nlohmann::ordered_json doc;
     std::string text;  // doc.dump(), kept for fast pages
     std::int64_t updated = 0;
+    std::int64_t created = 0;
   };
   struct Stale {
     std::string text;
