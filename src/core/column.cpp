@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "webhookdb/codec.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/time.hpp"
 
@@ -40,6 +41,84 @@ bool is_uuid(const std::string& s) {
   return true;
 }
 
+enum class NumericText { ok, malformed, overflows };
+
+// Whether PostgreSQL's numeric input takes `text`, so that a string a numeric
+// column accepts is one the server accepts (strtod, used before, let "0x10",
+// "0x1p3" and "1e999999" through, and the write failed after the webhook had
+// been answered). Blanks around it; a sign; digits with at most one point; an
+// exponent of at most 9 digits; or NaN, [+-]Infinity, [+-]inf in any case.
+// PostgreSQL 15 refuses more than 131072 digits before the point or 16383
+// after ("value overflows numeric format"), exponent included: 1e131071 and
+// 1e-16383 are the largest and smallest it takes.
+NumericText numeric_text(std::string_view text) {
+  std::string_view s = codec::trim(text);
+  const bool signed_text = !s.empty() && (s.front() == '+' || s.front() == '-');
+  if (signed_text) s.remove_prefix(1);
+  const std::string lower = codec::ascii_lower(s);
+  if (lower == "inf" || lower == "infinity" || (!signed_text && lower == "nan")) return NumericText::ok;
+  const auto digits_at = [&](std::size_t from) {
+    std::size_t n = 0;
+    while (from + n < s.size() && s[from + n] >= '0' && s[from + n] <= '9') ++n;
+    return n;
+  };
+  const std::size_t int_len = digits_at(0);
+  std::size_t i = int_len;
+  std::size_t frac_len = 0;
+  const bool point = i < s.size() && s[i] == '.';
+  if (point) {
+    frac_len = digits_at(i + 1);
+    i += 1 + frac_len;
+  }
+  if (int_len + frac_len == 0) return NumericText::malformed;
+  std::int64_t exponent = 0;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    const bool negative = i < s.size() && s[i] == '-';
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    const std::size_t exp_len = digits_at(i);
+    if (exp_len == 0 || exp_len > 9) return NumericText::malformed;
+    for (std::size_t k = 0; k < exp_len; ++k) exponent = exponent * 10 + (s[i + k] - '0');
+    if (negative) exponent = -exponent;
+    i += exp_len;
+  }
+  if (i != s.size()) return NumericText::malformed;
+  if (static_cast<std::int64_t>(frac_len) - exponent > 16383) return NumericText::overflows;
+  // The first significant digit's power of ten.
+  const std::string_view int_part = s.substr(0, int_len);
+  const std::string_view frac_part = point ? s.substr(int_len + 1, frac_len) : std::string_view{};
+  std::int64_t power = 0;
+  bool nonzero = false;
+  if (const auto p = int_part.find_first_not_of('0'); p != std::string_view::npos) {
+    power = static_cast<std::int64_t>(int_len - 1 - p);
+    nonzero = true;
+  } else if (const auto q = frac_part.find_first_not_of('0'); q != std::string_view::npos) {
+    power = -1 - static_cast<std::int64_t>(q);
+    nonzero = true;
+  }
+  if (nonzero && power + exponent > 131071) return NumericText::overflows;
+  return NumericText::ok;
+}
+
+json as_numeric(const Column& col, json v) {
+  if (v.is_number()) return v;
+  if (!v.is_string()) wrong_type(col, "numeric", v);
+  switch (numeric_text(v.get_ref<const std::string&>())) {
+    case NumericText::ok:
+      return v;
+    case NumericText::overflows:
+      throw InvalidInput(
+          "numeric value out of PostgreSQL's range (131072 digits before the point, 16383 after)",
+          "column '" + col.name + "'");
+    case NumericText::malformed:
+      break;
+  }
+  throw InvalidInput(
+      "not a decimal number: expected digits with an optional sign, point and exponent, or NaN or "
+      "Infinity",
+      "column '" + col.name + "'");
+}
+
 json as_integer(const Column& col, const json& v, bool big) {
   std::int64_t n = 0;
   if (v.is_number_integer()) {
@@ -49,7 +128,8 @@ json as_integer(const Column& col, const json& v, bool big) {
     }
   } else if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.2e18) wrong_type(col, "integer", v);
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.2e18)
+      wrong_type(col, big ? "bigint" : "integer", v);
     n = static_cast<std::int64_t>(d);
   } else if (v.is_string()) {
     // Integer text, as PostgreSQL's cast accepts it ("42", "-7").
@@ -82,14 +162,7 @@ json check_scalar(const Column& col, ColumnType type, json v) {
     case ColumnType::bigint:
       return as_integer(col, v, true);
     case ColumnType::numeric:
-      if (v.is_number()) return v;
-      if (v.is_string()) {
-        const auto& s = v.get_ref<const std::string&>();
-        char* end = nullptr;
-        (void)std::strtod(s.c_str(), &end);
-        if (!s.empty() && end == s.c_str() + s.size()) return v;
-      }
-      wrong_type(col, "numeric", v);
+      return as_numeric(col, std::move(v));
     case ColumnType::double_precision:
       if (v.is_number()) return v.get<double>();
       wrong_type(col, "double precision", v);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "support.hpp"
+#include "support/column_type_cases.hpp"
 #include "webhookdb/column.hpp"
 #include "webhookdb/converters.hpp"
 #include "webhookdb/testing/test_harness.hpp"
@@ -301,6 +302,70 @@ TEST(UnixSeconds, AreWholeSecondsSince1970RoundedDown) {
   EXPECT_EQ(unix_seconds(timestamp_from_unix_seconds(1'700'000'000)), 1'700'000'000);
   EXPECT_EQ(unix_seconds(timestamp_from_text("1970-01-01T00:00:00.999999Z")), 0);
   EXPECT_EQ(unix_seconds(timestamp_from_text("1969-12-31T23:59:59.5Z")), -1);
+}
+
+// --- The README's column-type table, row by row (tests/support/column_type_cases.hpp) ---
+
+json column_value(ColumnType type, const json& input, const Converter& converter) {
+  const json resource{{"v", input}};
+  Column column("v", type);
+  if (converter.fn) column.convert(converter);
+  return column.value_from(ConvertContext{resource, nullptr, nullptr, "v"});
+}
+
+TEST(ColumnTypes, EachAcceptedRowOfTheReadmeTableStoresWhatItSays) {
+  for (const auto& c : test::accepted_column_type_cases()) {
+    SCOPED_TRACE(std::string(sql_type(c.type)) + " <- " + c.input.dump() + " " + c.label);
+    EXPECT_EQ(column_value(c.type, c.input, c.converter), c.stored);
+  }
+}
+
+TEST(ColumnTypes, EachRefusedRowOfTheReadmeTableIsAnInvalidInputNamingTheColumn) {
+  for (const auto& c : test::refused_column_type_cases()) {
+    SCOPED_TRACE(std::string(sql_type(c.type)) + " <- " + c.input.dump());
+    try {
+      const json stored = column_value(c.type, c.input, c.converter);
+      ADD_FAILURE() << "accepted as " << stored.dump();
+    } catch (const InvalidInput& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(c.message));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("column 'v'"));
+    }
+  }
+}
+
+TEST(ColumnTypes, NullIsSqlNullAndAMissingKeyIsRefusedUnlessOptional) {
+  for (const ColumnType type : {ColumnType::text, ColumnType::bigint, ColumnType::numeric,
+                                ColumnType::timestamptz, ColumnType::jsonb, ColumnType::text_array}) {
+    EXPECT_TRUE(column_value(type, nullptr, {}).is_null()) << sql_type(type);
+    const json empty = json::object();
+    EXPECT_THROW((void)Column("v", type).value_from(ConvertContext{empty, nullptr, nullptr, "v"}),
+                 InvalidInput);
+    EXPECT_TRUE(
+        Column("v", type).optional().value_from(ConvertContext{empty, nullptr, nullptr, "v"}).is_null());
+  }
+}
+
+// The numeric check follows PostgreSQL 15's numeric input at its edges (the
+// server's own answers are checked in tests/pg/column_types_test.cpp).
+TEST(ColumnTypes, NumericTextFollowsPostgresSyntaxAndRange) {
+  const auto takes = [](const std::string& text) {
+    try {
+      (void)column_value(ColumnType::numeric, text, {});
+      return true;
+    } catch (const InvalidInput&) {
+      return false;
+    }
+  };
+  for (const std::string ok :
+       {"1e131071", "1e-16383", "0e999999", "+.5", "5.", "-0", "inf", "+Infinity", "nan", "\t42\n", "1E+3"}) {
+    EXPECT_TRUE(takes(ok)) << ok;
+  }
+  for (const std::string refused : {"1e131072", "1e-16384", "0.0000e-20000", "0x1p3", "- 1", "1 e5", "1e",
+                                    "e5", ".", "1.2.3", "-nan", "1e1234567890", "١٢"}) {
+    EXPECT_FALSE(takes(refused)) << refused;
+  }
+  EXPECT_TRUE(takes("1" + std::string(131071, '0'))) << "131072 digits before the point";
+  EXPECT_FALSE(takes("1" + std::string(131072, '0'))) << "131073";
 }
 
 }  // namespace
