@@ -489,12 +489,14 @@ BodyCursor::BodyCursor(BodyCursorOptions options) : options_(std::move(options))
     throw BrokenSpecification("pagination::BodyCursorOptions: " + what);
   };
   if (options_.limit < 0) refuse("limit is " + std::to_string(options_.limit) + "; 0 (not sent) or more");
-  if (options_.cursor_field.empty()) refuse("cursor_field is empty; the request body needs a field for the cursor");
+  if (options_.cursor_field.empty())
+    refuse("cursor_field is empty; the request body needs a field for the cursor");
   if (options_.limit > 0 && options_.limit_field.empty()) refuse("limit_field is empty but limit is set");
   if (options_.limit > 0 && options_.limit_field == options_.cursor_field) {
     refuse("limit_field and cursor_field are both '" + options_.cursor_field + "'");
   }
-  if (options_.next_cursor_path.empty()) refuse("next_cursor_path is empty; the response must name the next cursor");
+  if (options_.next_cursor_path.empty())
+    refuse("next_cursor_path is empty; the response must name the next cursor");
 }
 
 HttpRequest BodyCursor::request_for(const HttpRequest& first, const std::string& token) const {
@@ -502,8 +504,8 @@ HttpRequest BodyCursor::request_for(const HttpRequest& first, const std::string&
     throw InvalidPrecondition("pagination::BodyCursor sends its cursor in the request body, but " +
                               describe_request(first) + " has none: make the first request a POST");
   }
-  nlohmann::json body = trim(first.body).empty() ? nlohmann::json::object()
-                                                 : nlohmann::json::parse(first.body, nullptr, false);
+  nlohmann::json body =
+      trim(first.body).empty() ? nlohmann::json::object() : nlohmann::json::parse(first.body, nullptr, false);
   if (!body.is_object()) {
     throw InvalidPrecondition("pagination::BodyCursor: the body of " + describe_request(first) +
                               " is not a JSON object; the cursor goes into one");
@@ -512,13 +514,16 @@ HttpRequest BodyCursor::request_for(const HttpRequest& first, const std::string&
   if (!token.empty()) body[options_.cursor_field] = token;
   HttpRequest request = first;
   request.body = body.dump();
-  if (!find_header(request.headers, "Content-Type")) request.headers.emplace_back("Content-Type", "application/json");
+  if (!find_header(request.headers, "Content-Type"))
+    request.headers.emplace_back("Content-Type", "application/json");
   return request;
 }
 
 std::string BodyCursor::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
-                                   const nlohmann::json& body, const nlohmann::json*, const std::string&) const {
-  const nlohmann::json* more = options_.has_more_path.empty() ? nullptr : json_at(body, options_.has_more_path);
+                                   const nlohmann::json& body, const nlohmann::json*,
+                                   const std::string&) const {
+  const nlohmann::json* more =
+      options_.has_more_path.empty() ? nullptr : json_at(body, options_.has_more_path);
   const bool says_more = more != nullptr && more->is_boolean() && more->get<bool>();
   if (more != nullptr && more->is_boolean() && !says_more) return {};
   const nlohmann::json* next = json_at(body, options_.next_cursor_path);

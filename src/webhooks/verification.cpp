@@ -97,9 +97,9 @@ Verification fresh_and_first_use(const MatchedSignature& matched, const Clock& c
     return Verification::fail("webhook timestamp in " + std::string(matched.timestamp_header) +
                               " header is outside the tolerance (expired or replayed)");
   }
-  if (replay_guard != nullptr &&
-      !replay_guard->first_use(std::string(matched.timestamp_text) + "." + codec::hex_encode(matched.signature),
-                               matched.signed_at + tolerance, now)) {
+  if (replay_guard != nullptr && !replay_guard->first_use(std::string(matched.timestamp_text) + "." +
+                                                              codec::hex_encode(matched.signature),
+                                                          matched.signed_at + tolerance, now)) {
     return Verification::fail("webhook signature in " + std::string(matched.signature_header) +
                               " header was already used (replay)");
   }
@@ -107,31 +107,35 @@ Verification fresh_and_first_use(const MatchedSignature& matched, const Clock& c
 }
 
 // What Slack signs: "v0:" + the timestamp as sent + ":" + the raw body.
-std::string slack_payload(std::string_view timestamp, std::string_view body) {
+std::string slack_payload(const WebhookRequest& request, std::string_view timestamp) {
   std::string payload = "v0:";
   payload += timestamp;
   payload += ':';
-  payload += body;
+  payload += request.body;
   return payload;
 }
 
-// What HubSpot v3 signs: method + URI (signed form) + raw body + timestamp as sent.
-std::string hubspot_payload(std::string_view method, std::string_view uri, std::string_view body,
-                            std::string_view timestamp) {
-  std::string payload(method);
-  payload += uri;
-  payload += body;
-  payload += timestamp;
-  return payload;
-}
-
-// HubSpot decodes these escapes in the URI before signing it (and no others).
-std::optional<char> hubspot_decoded(char hi, char lo) {
+// HubSpot decodes these escapes in the URI before signing it (and no others):
+// `hex` is the two digits after a '%'.
+std::optional<char> hubspot_decoded(std::string_view hex) {
   static constexpr std::string_view kDecoded = ":/?@!$'()*,;";
-  const auto bytes = codec::hex_decode(std::string{hi, lo});
+  const auto bytes = codec::hex_decode(hex);
   if (!bytes || bytes->size() != 1) return std::nullopt;
   const char c = (*bytes)[0];
   return kDecoded.find(c) != std::string_view::npos ? std::optional<char>(c) : std::nullopt;
+}
+
+// What HubSpot v3 signs: method + the full URI (signed form) + raw body +
+// the timestamp as sent.
+std::string hubspot_payload(const WebhookRequest& request, const HubSpotSignatureOptions& options,
+                            std::string_view timestamp) {
+  std::string_view base = options.public_base_url;
+  if (base.ends_with('/') && request.path.starts_with('/')) base.remove_suffix(1);
+  std::string payload = request.method;
+  payload += hubspot_signed_uri(std::string(base) + request.path);
+  payload += request.body;
+  payload += timestamp;
+  return payload;
 }
 
 }  // namespace
@@ -231,9 +235,11 @@ Verification verify_slack_signature(const WebhookRequest& request, std::string_v
   if (!text.starts_with("v0=")) return malformed_header(header, "expected prefix 'v0='");
   text.remove_prefix(3);
   const auto provided = codec::hex_decode(text);
-  if (!provided || provided->size() != kSha256Bytes) return malformed_header(header, "expected 64 hex digits");
+  if (!provided || provided->size() != kSha256Bytes)
+    return malformed_header(header, "expected 64 hex digits");
 
-  if (!constant_time_equals(*provided, hmac_sha256(signing_secret, slack_payload(*timestamp, request.body)))) {
+  if (!constant_time_equals(*provided,
+                            hmac_sha256(signing_secret, slack_payload(request, *timestamp)))) {
     return mismatch(header);
   }
   return fresh_and_first_use({.signed_at = Timestamp{std::chrono::seconds(*seconds)},
@@ -244,8 +250,10 @@ Verification verify_slack_signature(const WebhookRequest& request, std::string_v
                              clock, options.tolerance, options.replay_guard);
 }
 
-std::string slack_signature(std::string_view signing_secret, std::string_view timestamp, std::string_view body) {
-  return "v0=" + hmac_sha256_hex(signing_secret, slack_payload(timestamp, body));
+std::string slack_signature(std::string_view signing_secret, const WebhookRequest& request,
+                            const SlackSignatureOptions& options) {
+  const std::string timestamp = header_value(request, options.timestamp_header).value_or("");
+  return "v0=" + hmac_sha256_hex(signing_secret, slack_payload(request, timestamp));
 }
 
 // --- HubSpot v3 ---
@@ -255,7 +263,7 @@ std::string hubspot_signed_uri(std::string_view uri) {
   out.reserve(uri.size());
   for (std::size_t i = 0; i < uri.size(); ++i) {
     if (uri[i] == '%' && i + 2 < uri.size()) {
-      if (const auto c = hubspot_decoded(uri[i + 1], uri[i + 2])) {
+      if (const auto c = hubspot_decoded(uri.substr(i + 1, 2))) {
         out += *c;
         i += 2;
         continue;
@@ -266,9 +274,10 @@ std::string hubspot_signed_uri(std::string_view uri) {
   return out;
 }
 
-std::string hubspot_signature_v3(std::string_view client_secret, std::string_view method, std::string_view uri,
-                                 std::string_view body, std::string_view timestamp_millis) {
-  return hmac_sha256_base64(client_secret, hubspot_payload(method, uri, body, timestamp_millis));
+std::string hubspot_signature_v3(std::string_view client_secret, const WebhookRequest& request,
+                                 const HubSpotSignatureOptions& options) {
+  const std::string timestamp = header_value(request, options.timestamp_header).value_or("");
+  return hmac_sha256_base64(client_secret, hubspot_payload(request, options, timestamp));
 }
 
 Verification verify_hubspot_signature_v3(const WebhookRequest& request, std::string_view client_secret,
@@ -285,12 +294,10 @@ Verification verify_hubspot_signature_v3(const WebhookRequest& request, std::str
   const auto millis = parse_unix_time(*timestamp, 15);
   if (!millis) return malformed_header(options.timestamp_header, "not a unix time in milliseconds");
   const auto provided = codec::try_base64_decode(*signature);
-  if (!provided || provided->size() != kSha256Bytes) return malformed_header(header, "expected base64 of 32 bytes");
+  if (!provided || provided->size() != kSha256Bytes)
+    return malformed_header(header, "expected base64 of 32 bytes");
 
-  std::string_view base = options.public_base_url;
-  if (base.ends_with('/') && request.path.starts_with('/')) base.remove_suffix(1);
-  const std::string uri = hubspot_signed_uri(std::string(base) + request.path);
-  const std::string expected = hmac_sha256(client_secret, hubspot_payload(request.method, uri, request.body, *timestamp));
+  const std::string expected = hmac_sha256(client_secret, hubspot_payload(request, options, *timestamp));
   if (!constant_time_equals(*provided, expected)) return mismatch(header);
   return fresh_and_first_use({.signed_at = Timestamp{std::chrono::milliseconds(*millis)},
                               .timestamp_text = *timestamp,

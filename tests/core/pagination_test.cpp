@@ -122,7 +122,8 @@ nlohmann::json hubspot_search(const nlohmann::json& request, int total) {
   const int after = request.contains("after") ? std::stoi(request.at("after").get<std::string>()) : 0;
   nlohmann::json page{{"total", total}, {"results", nlohmann::json::array()}};
   for (int id = after + 1; id <= std::min(total, after + limit); ++id) {
-    page["results"].push_back({{"id", std::to_string(id)}, {"properties", {{"email", "c" + std::to_string(id)}}}});
+    page["results"].push_back(
+        {{"id", std::to_string(id)}, {"properties", {{"email", "c" + std::to_string(id)}}}});
   }
   if (after + limit < total) page["paging"] = {{"next", {{"after", std::to_string(after + limit)}}}};
   return page;
@@ -203,7 +204,8 @@ TEST(PaginationBodyCursor, HasMoreWithoutACursorIsRefusedNamingBothFields) {
     (void)pages.fetch(http, HttpRequest{.method = "POST", .url = "https://api.notion.test/q"}, "");
     FAIL() << "expected InvalidInput";
   } catch (const InvalidInput& e) {
-    EXPECT_NE(std::string(e.what()).find("'has_more' is true but 'next_cursor'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'has_more' is true but 'next_cursor'"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -212,8 +214,9 @@ TEST(PaginationBodyCursor, AGetOrABodyThatIsNotAnObjectIsRefusedBeforeSending) {
   pn::BodyCursor pages;
   EXPECT_THROW((void)pages.fetch(http, HttpRequest{.url = "https://api.hubapi.test/search"}, ""),
                InvalidPrecondition);
-  EXPECT_THROW((void)pages.fetch(http, HttpRequest{.method = "POST", .url = "https://x/s", .body = "[1]"}, ""),
-               InvalidPrecondition);
+  EXPECT_THROW(
+      (void)pages.fetch(http, HttpRequest{.method = "POST", .url = "https://x/s", .body = "[1]"}, ""),
+      InvalidPrecondition);
   EXPECT_THROW((void)pages.fetch(http, HttpRequest{.method = "POST", .url = "https://x/s", .body = "{"}, ""),
                InvalidPrecondition);
   EXPECT_TRUE(http.sent.empty());
@@ -239,7 +242,8 @@ TEST(PaginationBodyCursor, OptionsThatCannotWorkAreRefusedNamingTheField) {
 TEST(PaginationBodyCursor, ARepeatedCursorIsCaught) {
   ScriptedHttp http([](const nlohmann::json& request) {
     const std::string after = request.value("after", "");
-    return nlohmann::json{{"results", {{{"id", after}}}}, {"paging", {{"next", {{"after", after == "a" ? "b" : "a"}}}}}};
+    return nlohmann::json{{"results", {{{"id", after}}}},
+                          {"paging", {{"next", {{"after", after == "a" ? "b" : "a"}}}}}};
   });
   pn::BodyCursor pages;
   std::string token;

@@ -37,7 +37,8 @@ MiniResponse hubspot_search(const MiniRequest& request) {
   const int after = body.contains("after") ? std::stoi(body.at("after").get<std::string>()) : 0;
   nlohmann::json page{{"total", kContacts}, {"results", nlohmann::json::array()}};
   for (int id = after + 1; id <= std::min(kContacts, after + limit); ++id) {
-    page["results"].push_back({{"id", std::to_string(id)}, {"properties", {{"hs_object_id", std::to_string(id)}}}});
+    page["results"].push_back(
+        {{"id", std::to_string(id)}, {"properties", {{"hs_object_id", std::to_string(id)}}}});
   }
   if (after + limit < kContacts) page["paging"] = {{"next", {{"after", std::to_string(after + limit)}}}};
   return MiniResponse{200, {{"Content-Type", "application/json"}}, page.dump(), {}};

@@ -96,12 +96,14 @@ struct SlackSignatureOptions {
 
 // Slack: X-Slack-Signature is "v0=" + hex HMAC-SHA256 under the signing secret
 // of "v0:" + X-Slack-Request-Timestamp (as sent) + ":" + the raw body.
-[[nodiscard]] Verification verify_slack_signature(const WebhookRequest& request, std::string_view signing_secret,
-                                                  const Clock& clock, const SlackSignatureOptions& options = {});
+[[nodiscard]] Verification verify_slack_signature(const WebhookRequest& request,
+                                                  std::string_view signing_secret, const Clock& clock,
+                                                  const SlackSignatureOptions& options = {});
 
-// The X-Slack-Signature value a sender would send; for tests and senders.
-[[nodiscard]] std::string slack_signature(std::string_view signing_secret, std::string_view timestamp,
-                                          std::string_view body);
+// The X-Slack-Signature value a sender would send for `request` (its body
+// and its timestamp header, "" when it has none); for tests and senders.
+[[nodiscard]] std::string slack_signature(std::string_view signing_secret, const WebhookRequest& request,
+                                          const SlackSignatureOptions& options = {});
 
 struct HubSpotSignatureOptions {
   // Required: the scheme, host and any path prefix HubSpot calls, up to
@@ -128,10 +130,10 @@ struct HubSpotSignatureOptions {
 // (either case) decoded to : / ? @ ! $ ' ( ) * , ; and every other escape kept.
 [[nodiscard]] std::string hubspot_signed_uri(std::string_view uri);
 
-// The X-HubSpot-Signature-v3 value a sender would send for `uri` (already in
-// its signed form); for tests and senders.
-[[nodiscard]] std::string hubspot_signature_v3(std::string_view client_secret, std::string_view method,
-                                               std::string_view uri, std::string_view body,
-                                               std::string_view timestamp_millis);
+// The X-HubSpot-Signature-v3 value a sender would send for `request` (its
+// method, path, body and timestamp header, "" when it has none) arriving
+// under options.public_base_url; for tests and senders.
+[[nodiscard]] std::string hubspot_signature_v3(std::string_view client_secret, const WebhookRequest& request,
+                                               const HubSpotSignatureOptions& options);
 
 }  // namespace webhookdb::webhooks

@@ -1,5 +1,6 @@
-// Webhook signature header parsing (the Stripe-style "t=...,v1=..." parser and
-// the HMAC verifiers) and the codecs they use: no crash or UB on any header or
+// Webhook signature header parsing (the Stripe-style "t=...,v1=..." parser,
+// the HMAC verifiers, Slack's and HubSpot v3's, whose URI decoding reads the
+// fuzzed text as a path too) and the codecs they use: no crash or UB on any header or
 // body, no fuzzed header is ever accepted (it cannot know the secret), a
 // header made with the secret always is, failure reasons never hold the secret
 // or the expected signature, and hex/base64 round trip.
@@ -61,6 +62,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_failure(wh::verify_hmac_sha256_hex(request, kSecret, "X-Hub-Signature-256", "sha256="),
                 wh::hmac_sha256_hex(kSecret, body), "hex");
   check_failure(wh::verify_shopify_hmac(request, kSecret), wh::hmac_sha256_hex(kSecret, body), "base64");
+
+  // Slack and HubSpot v3: the fuzzed text as the signature (and as the path HubSpot signs).
+  const std::string slack_ts = std::to_string(kNow);
+  const std::string hubspot_ts = std::to_string(kNow * 1000);
+  const wh::HubSpotSignatureOptions hubspot{.public_base_url = "https://hooks.test"};
+  webhookdb::WebhookRequest fuzzed_schemes;
+  fuzzed_schemes.body = body;
+  fuzzed_schemes.path = "/h?" + header;
+  fuzzed_schemes.headers = {{"X-Slack-Signature", header},
+                            {"X-Slack-Request-Timestamp", slack_ts},
+                            {"X-HubSpot-Signature-v3", header},
+                            {"X-HubSpot-Request-Timestamp", hubspot_ts}};
+  const std::string slack_good = wh::slack_signature(kSecret, fuzzed_schemes);
+  const std::string hubspot_good = wh::hubspot_signature_v3(kSecret, fuzzed_schemes, hubspot);
+  check_failure(wh::verify_slack_signature(fuzzed_schemes, kSecret, clock), slack_good.substr(3), "slack");
+  check_failure(wh::verify_hubspot_signature_v3(fuzzed_schemes, kSecret, clock, hubspot), hubspot_good,
+                "hubspot");
+  fuzzed_schemes.headers = {{"X-Slack-Signature", slack_good},
+                            {"X-Slack-Request-Timestamp", slack_ts},
+                            {"X-HubSpot-Signature-v3", hubspot_good},
+                            {"X-HubSpot-Request-Timestamp", hubspot_ts}};
+  FUZZ_CHECK(wh::verify_slack_signature(fuzzed_schemes, kSecret, clock).valid,
+             "a correct Slack signature was refused");
+  FUZZ_CHECK(wh::verify_hubspot_signature_v3(fuzzed_schemes, kSecret, clock, hubspot).valid,
+             "a correct HubSpot signature was refused for path " + printable(fuzzed_schemes.path));
 
   // Made with the secret: always valid, also with the fuzzed text as extra elements.
   webhookdb::WebhookRequest signed_request;
