@@ -11,10 +11,6 @@
 //   events sent to the same hook (ping when it is created, pushes) carry no issue and are skipped.
 // Tested with GitHub's published webhook payloads: fixtures/.
 
-#include <map>
-#include <memory>
-#include <mutex>
-
 #include <webhookdb/converters.hpp>
 #include <webhookdb/pagination.hpp>
 #include <webhookdb/registry.hpp>
@@ -125,22 +121,16 @@ class GithubIssueCommentReplicator : public Replicator {
     const auto number = p.bounds["number"].get<long long>();
     HttpRequest first{.url = integration().api_url + "/issues/" + std::to_string(number) + "/comments?per_page=100",
                       .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
-    return paginator(p.key).fetch(*context().http, first, token, cancel);
+    return pages_.fetch(*context().http, first, token, cancel);
   }
 
  private:
   static BackfillPartition partition(long long number) {
     return {"issue:" + std::to_string(number), {{"number", number}}};
   }
-  // One paginator per partition: each walks its own pages.
-  pagination::LinkHeader& paginator(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    auto& p = paginators_[key];
-    if (!p) p = std::make_unique<pagination::LinkHeader>();
-    return *p;
-  }
-  std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<pagination::LinkHeader>> paginators_;
+  // Shared by the partitions' concurrent walks: each has its own `first`
+  // request, by which the paginator keeps their states apart.
+  pagination::LinkHeader pages_;
 };
 
 }  // namespace examples
