@@ -28,14 +28,17 @@ std::int64_t integer(std::string_view name, std::string_view text) {
   return out;
 }
 
-std::int64_t bounded(const Params& query, std::string_view name, std::int64_t fallback, std::int64_t low,
-                     std::int64_t high) {
+struct Bounds {
+  std::int64_t fallback, low, high;
+};
+
+std::int64_t bounded(const Params& query, std::string_view name, Bounds b) {
   const auto text = param(query, name);
-  if (!text) return fallback;
+  if (!text) return b.fallback;
   const auto value = integer(name, *text);
-  if (value < low || value > high) {
-    throw BadParameter(std::string(name) + " must be between " + std::to_string(low) + " and " +
-                       std::to_string(high));
+  if (value < b.low || value > b.high) {
+    throw BadParameter(std::string(name) + " must be between " + std::to_string(b.low) + " and " +
+                       std::to_string(b.high));
   }
   return value;
 }
@@ -141,9 +144,9 @@ std::int64_t parse_iso8601(std::string_view text) {
   const year_month_day date{year{field(0, 4)}, month{static_cast<unsigned>(field(5, 2))},
                             day{static_cast<unsigned>(field(8, 2))}};
   if (!date.ok()) throw bad();
-  const int h = field(11, 2);
-  const int m = field(14, 2);
-  const int s = field(17, 2);
+  const std::int64_t h = field(11, 2);
+  const std::int64_t m = field(14, 2);
+  const std::int64_t s = field(17, 2);
   if (h > 23 || m > 59 || s > 59) throw bad();
   return sys_days{date}.time_since_epoch() / seconds{1} + h * 3600 + m * 60 + s;
 }
@@ -291,7 +294,7 @@ json github_issue(const Dataset& data, std::size_t index, std::string_view base_
 }
 
 Page stripe_charges(const Dataset& data, const Params& query) {
-  const auto limit = static_cast<std::size_t>(bounded(query, "limit", 10, 1, 100));
+  const auto limit = static_cast<std::size_t>(bounded(query, "limit", {.fallback = 10, .low = 1, .high = 100}));
   const CreatedFilter filter = created_filter(query);
   // Newest first: object size()-1 down to 0; starting_after=<id> continues below it.
   std::size_t end = data.size();  // one past the next index to look at, counting down
@@ -325,8 +328,8 @@ Page stripe_charges(const Dataset& data, const Params& query) {
 }
 
 Page github_issues(const Dataset& data, const Params& query, std::string_view base_url) {
-  const auto per_page = bounded(query, "per_page", 30, 1, 100);
-  const auto page = bounded(query, "page", 1, 1, 1'000'000);
+  const auto per_page = bounded(query, "per_page", {.fallback = 30, .low = 1, .high = 100});
+  const auto page = bounded(query, "page", {.fallback = 1, .low = 1, .high = 1'000'000});
   const std::string state = param(query, "state").value_or("open");
   const std::string sort = param(query, "sort").value_or("created");
   const std::string direction = param(query, "direction").value_or("desc");
