@@ -40,7 +40,7 @@ struct AttemptError {
 }  // namespace
 
 struct WebhookInboxProcessor::Impl {
-  std::shared_ptr<PgWebhookInbox> inbox;
+  std::shared_ptr<pg::PgWebhookInbox> inbox;
   ReplicatorContext context;
   WebhookInboxProcessorOptions options;
   std::shared_ptr<Logger> logger;
@@ -69,7 +69,7 @@ struct WebhookInboxProcessor::Impl {
   }
 
   // Writes one row's webhook; the error when it did not.
-  std::optional<AttemptError> write(const InboxDelivery& delivery, std::optional<ServiceIntegration>& si,
+  std::optional<AttemptError> write(const pg::InboxDelivery& delivery, std::optional<ServiceIntegration>& si,
                                     std::size_t& rows) {
     try {
       si = context.jobs->find_integration_by_opaque_id(delivery.opaque_id);
@@ -101,7 +101,7 @@ struct WebhookInboxProcessor::Impl {
     }
   }
 
-  InboxReport process(const InboxDelivery& delivery) {
+  InboxReport process(const pg::InboxDelivery& delivery) {
     InboxReport report;
     report.id = delivery.id;
     report.opaque_id = delivery.opaque_id;
@@ -123,19 +123,19 @@ struct WebhookInboxProcessor::Impl {
     }
     report.error = scrubbed(error->message, si, delivery.request);
     switch (inbox->fail(delivery, report.error, error->permanent)) {
-      case InboxFailure::retrying:
+      case pg::InboxFailure::retrying:
         report.result = InboxResult::retrying;
         retrying.fetch_add(1, std::memory_order_relaxed);
         log(LogLevel::warn, where + " (attempt " + std::to_string(delivery.attempt) + ") failed, will retry: " +
                                 report.error);
         break;
-      case InboxFailure::failed:
+      case pg::InboxFailure::failed:
         report.result = InboxResult::failed;
         failed.fetch_add(1, std::memory_order_relaxed);
         log(LogLevel::error, where + " failed for good (attempt " + std::to_string(delivery.attempt) +
                                  "): " + report.error);
         break;
-      case InboxFailure::lease_lost:
+      case pg::InboxFailure::lease_lost:
         report.result = InboxResult::lease_lost;
         lease_lost.fetch_add(1, std::memory_order_relaxed);
         log(LogLevel::warn, where + " failed after its lease expired: " + report.error);
@@ -153,7 +153,7 @@ struct WebhookInboxProcessor::Impl {
   }
 };
 
-WebhookInboxProcessor::WebhookInboxProcessor(std::shared_ptr<PgWebhookInbox> inbox, ReplicatorContext context,
+WebhookInboxProcessor::WebhookInboxProcessor(std::shared_ptr<pg::PgWebhookInbox> inbox, ReplicatorContext context,
                                              WebhookInboxProcessorOptions options)
     : impl_(std::make_unique<Impl>()) {
   if (!inbox) throw InvalidPrecondition("WebhookInboxProcessor needs an inbox");

@@ -65,7 +65,7 @@ struct Worker::Impl {
 
   std::shared_ptr<const Registry> registry;
   ReplicatorContext context;
-  std::shared_ptr<PgJobQueue> queue;
+  std::shared_ptr<pg::PgJobQueue> queue;
   WorkerOptions options;
   std::shared_ptr<Logger> logger;
   std::unique_ptr<JobRunner> runner;
@@ -83,7 +83,7 @@ struct Worker::Impl {
   // Running jobs: their lease (renewed by the heartbeat) and how to cancel
   // each; jobs whose lease another worker took.
   struct Held {
-    Lease lease;
+    pg::Lease lease;
     std::shared_ptr<CancellationSource> source;
   };
   std::map<std::int64_t, Held> held;
@@ -107,7 +107,7 @@ struct Worker::Impl {
     int failures = 0;
     while (!stop_requested.load(std::memory_order_acquire)) {
       const std::uint64_t generation = queue->wake_generation();
-      std::optional<Lease> lease;
+      std::optional<pg::Lease> lease;
       try {
         lease = queue->take(options.owner);
         failures = 0;
@@ -188,7 +188,7 @@ struct Worker::Impl {
 
   // Runs one leased job: runs it (or defers it), records its end in the
   // queue, counts it, and reports it.
-  void run_one(const Lease& lease) {
+  void run_one(const pg::Lease& lease) {
     const auto started = std::chrono::steady_clock::now();
     auto source = std::make_shared<CancellationSource>(jobs_stop.token());
     hold(lease, source);
@@ -208,7 +208,7 @@ struct Worker::Impl {
 
   // The job is running here: the heartbeat renews its lease, and cancels it
   // through `source` if the lease is lost.
-  void hold(const Lease& lease, const std::shared_ptr<CancellationSource>& source) {
+  void hold(const pg::Lease& lease, const std::shared_ptr<CancellationSource>& source) {
     {
       std::lock_guard lock(mutex);
       held[lease.job_id] = Held{lease, source};
@@ -222,7 +222,7 @@ struct Worker::Impl {
 
   // Runs the job, unless it has to go back first (the worker is stopping, or
   // a live previous holder keeps it); sets report.outcome when it ran.
-  Ending run_or_defer(const Lease& lease, const CancellationToken& token, JobReport& report) {
+  Ending run_or_defer(const pg::Lease& lease, const CancellationToken& token, JobReport& report) {
     Ending ending;
     Deferral& deferral = ending.deferral;
     try {
@@ -254,7 +254,7 @@ struct Worker::Impl {
   }
 
   // Records the end of the run in the queue (report.result, report.error).
-  void settle(const Lease& lease, const Ending& ending, const CancellationSource& source, JobReport& report) {
+  void settle(const pg::Lease& lease, const Ending& ending, const CancellationSource& source, JobReport& report) {
     const std::exception_ptr& error = ending.error;
     try {
       if (ending.lost) {
@@ -320,7 +320,7 @@ struct Worker::Impl {
     }
   }
 
-  RunResult settle_deferral(const Lease& lease, const Deferral& deferral) {
+  RunResult settle_deferral(const pg::Lease& lease, const Deferral& deferral) {
     const auto in = [&](std::chrono::milliseconds delay) {
       return queue->options().clock->now() + std::chrono::duration_cast<std::chrono::microseconds>(delay);
     };
@@ -342,15 +342,15 @@ struct Worker::Impl {
     return ok(queue->release(lease));
   }
 
-  void settle_error(const Lease& lease, const std::exception_ptr& error, bool cancelled, JobReport& report) {
+  void settle_error(const pg::Lease& lease, const std::exception_ptr& error, bool cancelled, JobReport& report) {
     const std::string message = scrubbed(lease.job_id, describe(error));
     report.error = message;
     try {
       std::rethrow_exception(error);
     } catch (const RetryOrDie& e) {
       const auto decision = queue->retry_or_fail(lease, e.retries(), e.backoff(), message);
-      report.result = decision == RetryDecision::retried  ? RunResult::retried
-                      : decision == RetryDecision::failed ? RunResult::failed
+      report.result = decision == pg::RetryDecision::retried  ? RunResult::retried
+                      : decision == pg::RetryDecision::failed ? RunResult::failed
                                                           : RunResult::lease_lost;
       return;
     } catch (const std::exception& e) {
@@ -365,8 +365,8 @@ struct Worker::Impl {
         const auto decision =
             queue->retry_or_fail(lease, options.transient_retries,
                                  transient_delay(options.transient_backoff, lease.attempt), message);
-        report.result = decision == RetryDecision::retried  ? RunResult::retried
-                        : decision == RetryDecision::failed ? RunResult::failed
+        report.result = decision == pg::RetryDecision::retried  ? RunResult::retried
+                        : decision == pg::RetryDecision::failed ? RunResult::failed
                                                             : RunResult::lease_lost;
         return;
       }
@@ -379,7 +379,7 @@ struct Worker::Impl {
     const auto interval = heartbeat_interval();
     int failures = 0;
     while (true) {
-      std::vector<Lease> snapshot;
+      std::vector<pg::Lease> snapshot;
       {
         std::unique_lock lock(mutex);
         if (cv.wait_for(lock, interval, [&] { return heartbeat_stop; })) return;
@@ -417,7 +417,7 @@ struct Worker::Impl {
 };
 
 Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context,
-               std::shared_ptr<PgJobQueue> queue, WorkerOptions options)
+               std::shared_ptr<pg::PgJobQueue> queue, WorkerOptions options)
     : impl_(std::make_shared<Impl>()) {
   if (!registry) throw InvalidPrecondition("Worker needs a registry");
   if (!queue) throw InvalidPrecondition("Worker needs a job queue");

@@ -12,7 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "webhookdb/errors.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
@@ -234,10 +234,10 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     job_store->migrate();
     replica_store->migrate();
 
-    PgJobQueueOptions queue_options;
+    pg::PgJobQueueOptions queue_options;
     queue_options.lease = settings.lease;
     queue_options.logger = logger;
-    auto queue = std::make_shared<PgJobQueue>(pool, queue_options);
+    auto queue = std::make_shared<pg::PgJobQueue>(pool, queue_options);
 
     auto registry = std::make_shared<Registry>();
     hooks.register_replicators(*registry, settings);

@@ -19,7 +19,7 @@
 #include "api_server/api_server.hpp"
 #include "jobs/demo_replicators.hpp"
 #include "support/pg_test_env.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 #include "webhookdb/replicator.hpp"
@@ -119,7 +119,7 @@ class JobsProcessTest : public test::PgTest {
     pool_ = std::make_shared<pg::ConnectionPool>(config(6));
     jobs_ = std::make_shared<pg::PgJobStore>(pool_);
     replica_ = std::make_shared<pg::PgReplicaStore>(pool_);
-    queue_ = std::make_shared<PgJobQueue>(pool_);
+    queue_ = std::make_shared<pg::PgJobQueue>(pool_);
     registry_ = std::make_shared<Registry>();
     demo::register_demo_replicators(*registry_);
     char dir[] = "/tmp/webhookdb-worker-test.XXXXXX";
@@ -198,7 +198,7 @@ class JobsProcessTest : public test::PgTest {
   bool all_done(const std::vector<std::int64_t>& ids, std::chrono::milliseconds timeout) {
     return wait_until(
         [&] {
-          auto done = queue_->entries(QueueState::done);
+          auto done = queue_->entries(pg::QueueState::done);
           std::set<std::int64_t> ids_done;
           for (const auto& e : done) ids_done.insert(e.job_id);
           return std::all_of(ids.begin(), ids.end(), [&](auto id) { return ids_done.count(id) > 0; });
@@ -237,7 +237,7 @@ class JobsProcessTest : public test::PgTest {
   std::shared_ptr<pg::ConnectionPool> pool_;
   std::shared_ptr<pg::PgJobStore> jobs_;
   std::shared_ptr<pg::PgReplicaStore> replica_;
-  std::shared_ptr<PgJobQueue> queue_;
+  std::shared_ptr<pg::PgJobQueue> queue_;
   std::shared_ptr<Registry> registry_;
   std::unique_ptr<ApiServer> server_;
   std::map<std::string, std::unique_ptr<WorkerProcess>> workers_;
@@ -282,7 +282,7 @@ TEST_F(JobsProcessTest, ThreeWorkersRunThirtyIntegrationsEachJobOnceChildrenAfte
             << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms\n";
 
   for (const auto& e : queue_->entries()) {
-    EXPECT_EQ(e.state, QueueState::done) << e.job_id;
+    EXPECT_EQ(e.state, pg::QueueState::done) << e.job_id;
     EXPECT_EQ(e.attempts, 1) << "job " << e.job_id << " ran more than once";
   }
   for (auto id : all_ids) {
@@ -315,7 +315,7 @@ TEST_F(JobsProcessTest, ThreeWorkersRunThirtyIntegrationsEachJobOnceChildrenAfte
   EXPECT_EQ(takes.size(), 30U);
   for (const auto& [id, n] : takes) EXPECT_EQ(n, 1) << "job " << id;
   EXPECT_GE(busy.size(), 2U) << "the jobs were shared between the processes";
-  EXPECT_TRUE(queue_->entries(QueueState::running).empty());
+  EXPECT_TRUE(queue_->entries(pg::QueueState::running).empty());
 }
 
 TEST_F(JobsProcessTest, AKilledWorkersJobIsFinishedByAnotherAfterItsLeaseWithoutRefetchingCheckpointedPages) {
@@ -351,7 +351,7 @@ TEST_F(JobsProcessTest, AKilledWorkersJobIsFinishedByAnotherAfterItsLeaseWithout
   EXPECT_GE(checkpointed, 4U);
   EXPECT_LT(checkpointed, kPages);
   auto e = queue_->entry(job.id);
-  EXPECT_EQ(e->state, QueueState::running);
+  EXPECT_EQ(e->state, pg::QueueState::running);
   EXPECT_EQ(e->lease_owner, "doomed") << "the dead worker still holds the lease until it expires";
 
   spawn("heir1", 1, 2);
@@ -382,10 +382,10 @@ TEST_F(JobsProcessTest, SigtermDrainsCleanlyAndTheNextWorkerResumes) {
   terminate("first");
 
   auto e = queue_->entry(job.id);
-  EXPECT_EQ(e->state, QueueState::queued) << "given back to the queue";
+  EXPECT_EQ(e->state, pg::QueueState::queued) << "given back to the queue";
   EXPECT_TRUE(e->lease_owner.empty());
   EXPECT_FALSE(e->lease_expires_at);
-  EXPECT_TRUE(queue_->entries(QueueState::running).empty()) << "no job left leased";
+  EXPECT_TRUE(queue_->entries(pg::QueueState::running).empty()) << "no job left leased";
   EXPECT_FALSE(jobs_->find_job(job.id)->finished_at);
 
   const std::size_t checkpointed = pages_checkpointed(job.id);
@@ -419,8 +419,8 @@ TEST_F(JobsProcessTest, SigintDrainsAndExitsZeroLikeSigterm) {
   EXPECT_EQ(w.wait_exit(15s), std::optional<int>(0));
   logs_["interrupted"] = w.log();
   EXPECT_NE(logs_["interrupted"].find("received SIGINT"), std::string::npos);
-  EXPECT_TRUE(queue_->entries(QueueState::running).empty()) << "no job left leased";
-  EXPECT_EQ(queue_->entry(job.id)->state, QueueState::queued) << "given back to the queue";
+  EXPECT_TRUE(queue_->entries(pg::QueueState::running).empty()) << "no job left leased";
+  EXPECT_EQ(queue_->entry(job.id)->state, pg::QueueState::queued) << "given back to the queue";
 }
 
 TEST_F(JobsProcessTest, CommandLine) {

@@ -190,13 +190,13 @@ class JobsWorkerTest : public test::PgTest {
     server_->start();
   }
 
-  std::shared_ptr<PgJobQueue> make_queue(std::chrono::milliseconds lease = 2s,
+  std::shared_ptr<pg::PgJobQueue> make_queue(std::chrono::milliseconds lease = 2s,
                                          std::shared_ptr<Clock> clock = nullptr) {
-    PgJobQueueOptions o;
+    pg::PgJobQueueOptions o;
     o.lease = lease;
     o.clock = std::move(clock);
     o.logger = logger_;
-    return std::make_shared<PgJobQueue>(pool_, o);
+    return std::make_shared<pg::PgJobQueue>(pool_, o);
   }
 
   ReplicatorContext context() const {
@@ -209,7 +209,7 @@ class JobsWorkerTest : public test::PgTest {
     return ctx;
   }
 
-  Worker& start_worker(std::shared_ptr<PgJobQueue> queue, int concurrency = 2,
+  Worker& start_worker(std::shared_ptr<pg::PgJobQueue> queue, int concurrency = 2,
                        std::function<void(WorkerOptions&)> customize = {}) {
     WorkerOptions o;
     o.concurrency = concurrency;
@@ -273,7 +273,7 @@ class JobsWorkerTest : public test::PgTest {
   std::shared_ptr<Registry> registry_;
   std::shared_ptr<testing::CapturingLogger> logger_;
   std::unique_ptr<ApiServer> server_;
-  std::shared_ptr<PgJobQueue> queue_;
+  std::shared_ptr<pg::PgJobQueue> queue_;
   std::vector<std::unique_ptr<Worker>> workers_;
   Reports reports_;
   int tables_ = 0;
@@ -293,7 +293,7 @@ TEST_F(JobsWorkerTest, RunsAJobTreeChildrenAfterParents) {
   ASSERT_TRUE(wait_until(
       [&] {
         auto e = queue_->entry(children[0].id);
-        return e && e->state == QueueState::done;
+        return e && e->state == pg::QueueState::done;
       },
       30s));
   auto p = jobs_->find_job(root.id);
@@ -304,7 +304,7 @@ TEST_F(JobsWorkerTest, RunsAJobTreeChildrenAfterParents) {
   EXPECT_EQ(status(*jobs_, *p), JobStatus::finished);
   for (auto id : {root.id, children[0].id}) {
     auto e = queue_->entry(id);
-    EXPECT_EQ(e->state, QueueState::done);
+    EXPECT_EQ(e->state, pg::QueueState::done);
     EXPECT_EQ(e->attempts, 1);
     EXPECT_TRUE(replica_->load_checkpoints(id).empty()) << "checkpoints are cleared when the job finishes";
   }
@@ -351,16 +351,16 @@ TEST_F(JobsWorkerTest, FollowsTheJobRunnersSemantics) {
   for (const auto& [id, r] : by_job) {
     if (id == locked_job.id) continue;
     EXPECT_EQ(r.result, RunResult::completed) << id;
-    EXPECT_EQ(queue_->entry(id)->state, QueueState::done) << id;
+    EXPECT_EQ(queue_->entry(id)->state, pg::QueueState::done) << id;
   }
   EXPECT_TRUE(jobs_->find_job(bare_job.id)->finished_at);
   // Another run holds the integration: the job waits its turn, never finished by the lock.
   EXPECT_EQ(by_job.at(locked_job.id).result, RunResult::released);
   EXPECT_FALSE(jobs_->find_job(locked_job.id)->finished_at) << "a locked-out job is not finished";
-  EXPECT_NE(queue_->entry(locked_job.id)->state, QueueState::done);
+  EXPECT_NE(queue_->entry(locked_job.id)->state, pg::QueueState::done);
   EXPECT_EQ(server_->stats().data_requests, 0U) << "none of these fetched anything";
   lock.reset();  // the other run ended
-  ASSERT_TRUE(wait_until([&] { return queue_->entry(locked_job.id)->state == QueueState::done; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return queue_->entry(locked_job.id)->state == pg::QueueState::done; }, 20s));
   EXPECT_TRUE(jobs_->find_job(locked_job.id)->finished_at);
   EXPECT_EQ(reports_.of(locked_job.id).back().outcome, std::optional<JobRunOutcome>(JobRunOutcome::ran));
   EXPECT_LE(queue_->entry(locked_job.id)->attempts, 1) << "waiting turns are not counted as attempts";
@@ -384,7 +384,7 @@ TEST_F(JobsWorkerTest, AFinishedJobWhoseChildrenWereNeverEnqueuedEnqueuesThem) {
   ASSERT_TRUE(wait_until(
       [&] {
         auto e = queue_->entry(child.id);
-        return e && e->state == QueueState::done;
+        return e && e->state == pg::QueueState::done;
       },
       20s));
   EXPECT_TRUE(jobs_->find_job(child.id)->finished_at);
@@ -401,7 +401,7 @@ TEST_F(JobsWorkerTest, RetryOrDieRunsAgainAfterItsBackoffThenFailsForGood) {
   start_worker(queue_, 1, [](WorkerOptions& o) { o.poll_interval = 50ms; });
   const auto start = clock->now();
 
-  auto entry_is = [&](QueueState state, int attempts) {
+  auto entry_is = [&](pg::QueueState state, int attempts) {
     return wait_until(
         [&] {
           auto e = queue_->entry(job.id);
@@ -409,7 +409,7 @@ TEST_F(JobsWorkerTest, RetryOrDieRunsAgainAfterItsBackoffThenFailsForGood) {
         },
         10s);
   };
-  ASSERT_TRUE(entry_is(QueueState::queued, 1));
+  ASSERT_TRUE(entry_is(pg::QueueState::queued, 1));
   auto e = queue_->entry(job.id);
   EXPECT_EQ(e->run_at, std::optional<Timestamp>(start + 63s)) << "WebhookDB's backoff, on the injected clock";
   EXPECT_EQ(e->retries_left, std::optional<int>(1));
@@ -421,12 +421,12 @@ TEST_F(JobsWorkerTest, RetryOrDieRunsAgainAfterItsBackoffThenFailsForGood) {
   EXPECT_EQ(server_->stats().data_requests, 1U) << "a 503 costs one request and a re-run";
 
   clock->advance(63s);
-  ASSERT_TRUE(entry_is(QueueState::queued, 2));
+  ASSERT_TRUE(entry_is(pg::QueueState::queued, 2));
   EXPECT_EQ(queue_->entry(job.id)->retries_left, std::optional<int>(0));
   EXPECT_EQ(server_->stats().data_requests, 2U);
 
   clock->advance(63s);
-  ASSERT_TRUE(entry_is(QueueState::failed, 3));
+  ASSERT_TRUE(entry_is(pg::QueueState::failed, 3));
   EXPECT_EQ(server_->stats().data_requests, 3U);
   clock->advance(1h);
   std::this_thread::sleep_for(300ms);
@@ -436,7 +436,7 @@ TEST_F(JobsWorkerTest, RetryOrDieRunsAgainAfterItsBackoffThenFailsForGood) {
 
   // The operator re-enqueues it; the API is healthy by now.
   ASSERT_TRUE(queue_->requeue_failed(job.id));
-  ASSERT_TRUE(entry_is(QueueState::done, 1));
+  ASSERT_TRUE(entry_is(pg::QueueState::done, 1));
   expect_table_equals_source(si);
 }
 
@@ -461,11 +461,11 @@ TEST_F(JobsWorkerTest, ErrorsAreRecordedWithoutSecrets) {
   ASSERT_TRUE(reports_.wait_for(2, 20s));
 
   auto f = queue_->entry(fatal_job.id);
-  EXPECT_EQ(f->state, QueueState::failed) << "a non-retryable error fails the job at once";
+  EXPECT_EQ(f->state, pg::QueueState::failed) << "a non-retryable error fails the job at once";
   EXPECT_NE(f->last_error.find("the API refused key REDACTED and secret REDACTED"), std::string::npos)
       << f->last_error;
   auto t = queue_->entry(transient_job.id);
-  EXPECT_EQ(t->state, QueueState::queued) << "a retryable error is re-run later";
+  EXPECT_EQ(t->state, pg::QueueState::queued) << "a retryable error is re-run later";
   EXPECT_EQ(t->retries_left, std::optional<int>(2));
   ASSERT_TRUE(t->run_at);
   EXPECT_NE(t->last_error.find("REDACTED"), std::string::npos);
@@ -499,7 +499,7 @@ TEST_F(JobsWorkerTest, NeverTwoRunsOfOneIntegrationAtOnce) {
       [&] {
         for (auto id : ids) {
           auto e = queue_->entry(id);
-          if (!e || e->state != QueueState::done) return false;
+          if (!e || e->state != pg::QueueState::done) return false;
         }
         return true;
       },
@@ -538,7 +538,7 @@ TEST_F(JobsWorkerTest, StopCancelsAtAPageBoundaryAndAnotherWorkerResumes) {
   EXPECT_EQ(reports_.of(job.id)[0].result, RunResult::released);
 
   auto e = queue_->entry(job.id);
-  EXPECT_EQ(e->state, QueueState::queued) << "given back, for another worker";
+  EXPECT_EQ(e->state, pg::QueueState::queued) << "given back, for another worker";
   EXPECT_TRUE(e->lease_owner.empty());
   EXPECT_FALSE(e->lease_expires_at);
   auto stored = jobs_->find_job(job.id);
@@ -560,7 +560,7 @@ TEST_F(JobsWorkerTest, StopCancelsAtAPageBoundaryAndAnotherWorkerResumes) {
 
   const auto requests_before = server_->stats().data_requests;
   start_worker(queue_, 1);
-  ASSERT_TRUE(wait_until([&] { return queue_->entry(job.id)->state == QueueState::done; }, 30s));
+  ASSERT_TRUE(wait_until([&] { return queue_->entry(job.id)->state == pg::QueueState::done; }, 30s));
   expect_table_equals_source(si);
   EXPECT_EQ(server_->stats().data_requests - requests_before, 20 - pages_done)
       << "the second worker resumed at the checkpoint";
@@ -583,7 +583,7 @@ TEST_F(JobsWorkerTest, ALostLeaseCancelsTheRunAndLeavesTheRowToItsNewHolder) {
   ASSERT_TRUE(reports_.wait_for(1, 5s));
   EXPECT_EQ(reports_.all()[0].result, RunResult::lease_lost);
   auto e = queue_->entry(job.id);
-  EXPECT_EQ(e->state, QueueState::running);
+  EXPECT_EQ(e->state, pg::QueueState::running);
   EXPECT_EQ(e->lease_owner, "thief");
   EXPECT_LT(server_->stats().pages, 20U) << "the run stopped early";
 }
@@ -613,13 +613,13 @@ TEST_F(JobsWorkerTest, ATakeOverWaitsWhileThePreviousHolderStillHoldsTheIntegrat
   EXPECT_NE(r.error.find("slowpoke"), std::string::npos) << r.error;
   EXPECT_FALSE(jobs_->find_job(job.id)->finished_at) << "not marked finished while half done";
   auto e = queue_->entry(job.id);
-  EXPECT_EQ(e->state, QueueState::running) << "handed back to its live holder";
+  EXPECT_EQ(e->state, pg::QueueState::running) << "handed back to its live holder";
   EXPECT_EQ(e->lease_owner, "slowpoke");
   EXPECT_EQ(e->attempts, 1) << "the take-over that gave it back is not counted";
   ASSERT_TRUE(e->lease_expires_at);
 
   lock.reset();  // slowpoke died: its lease runs out, the next take resumes the job
-  ASSERT_TRUE(wait_until([&] { return queue_->entry(job.id)->state == QueueState::done; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return queue_->entry(job.id)->state == pg::QueueState::done; }, 20s));
   expect_table_equals_source(si);
 }
 

@@ -38,7 +38,7 @@
 #include "reliability/fault_replicators.hpp"
 #include "support/pg_test_env.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
@@ -179,7 +179,7 @@ class FaultMatrix : public test::PgTest {
     replica_ = std::make_shared<pg::PgReplicaStore>(pool_);
     jobs_->migrate();
     replica_->migrate();
-    queue_ = std::make_shared<jobs::PgJobQueue>(pool_);
+    queue_ = std::make_shared<pg::PgJobQueue>(pool_);
     register_fault_replicators(*registry_);
     char dir[] = "/tmp/webhookdb-fault-matrix.XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -384,7 +384,7 @@ class FaultMatrix : public test::PgTest {
   std::shared_ptr<pg::ConnectionPool> pool_;
   std::shared_ptr<pg::PgJobStore> jobs_;
   std::shared_ptr<pg::PgReplicaStore> replica_;
-  std::shared_ptr<jobs::PgJobQueue> queue_;
+  std::shared_ptr<pg::PgJobQueue> queue_;
   std::shared_ptr<Registry> registry_ = std::make_shared<Registry>();
   std::unique_ptr<tools::ApiServer> server_;
   std::map<std::string, std::unique_ptr<WorkerProcess>> workers_;
@@ -461,8 +461,8 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
   const auto all_done = [&] {
     auto a = queue_->entry(job_a.id);
     auto b = queue_->entry(job_b.id);
-    auto finished = [](const std::optional<jobs::QueueEntry>& e) {
-      return e && (e->state == jobs::QueueState::done || e->state == jobs::QueueState::failed);
+    auto finished = [](const std::optional<pg::QueueEntry>& e) {
+      return e && (e->state == pg::QueueState::done || e->state == pg::QueueState::failed);
     };
     return finished(a) && finished(b);
   };
@@ -470,7 +470,7 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
     const auto pages = server_->stats().pages;
     if (!killed && pages >= kill_threshold) {
       // SIGKILL a worker in the middle of its job, then start it again.
-      for (const auto& e : queue_->entries(jobs::QueueState::running)) {
+      for (const auto& e : queue_->entries(pg::QueueState::running)) {
         if (!e.lease_owner.empty()) {
           killed_owner = e.lease_owner;
           killed_job = e.job_id;
@@ -491,7 +491,7 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
     }
     if (!locked && pages >= lock_threshold) {
       // The table of a running job, so that its writer hits the timeout.
-      for (const auto& e : queue_->entries(jobs::QueueState::running)) {
+      for (const auto& e : queue_->entries(pg::QueueState::running)) {
         const auto& si = e.job_id == job_a.id ? charges : cursor;
         std::cerr << "fault matrix: locking " << si.table_name << " until a writer times out\n";
         hold_lock_past_statement_timeout(si);
@@ -523,11 +523,11 @@ TEST_F(FaultMatrix, TwoWorkersSurviveEveryFaultAndTheTablesEqualTheSource) {
   for (const auto& e : queue_->entries()) {
     const auto job = jobs_->find_job(e.job_id);
     ASSERT_TRUE(job);
-    if (e.state == jobs::QueueState::done) {
+    if (e.state == pg::QueueState::done) {
       EXPECT_TRUE(job->finished_at) << "job " << e.job_id << " done in the queue but not finished";
     } else {
       all_finished = false;
-      EXPECT_EQ(e.state, jobs::QueueState::failed);
+      EXPECT_EQ(e.state, pg::QueueState::failed);
       EXPECT_FALSE(e.last_error.empty()) << "job " << e.job_id << " failed without a reason";
       ADD_FAILURE() << "job " << e.job_id << " failed: " << e.last_error;
     }
@@ -654,7 +654,7 @@ TEST_F(FaultMatrix, AWorkerPausedForLongerThanTwoLeasesKeepsItsJobAndEveryJobFin
   std::string holder;
   while (holder.empty() && std::chrono::steady_clock::now() - started < 60s) {
     const auto e = queue_->entry(root.id);
-    if (e && e->state == jobs::QueueState::running && server_->stats().pages >= 30) holder = e->lease_owner;
+    if (e && e->state == pg::QueueState::running && server_->stats().pages >= 30) holder = e->lease_owner;
     std::this_thread::sleep_for(10ms);
   }
   ASSERT_FALSE(holder.empty()) << "the parent job never got going";
@@ -673,7 +673,7 @@ TEST_F(FaultMatrix, AWorkerPausedForLongerThanTwoLeasesKeepsItsJobAndEveryJobFin
 
   const auto done = [&](std::int64_t id) {
     const auto e = queue_->entry(id);
-    return e && (e->state == jobs::QueueState::done || e->state == jobs::QueueState::failed);
+    return e && (e->state == pg::QueueState::done || e->state == pg::QueueState::failed);
   };
   while (!(done(root.id) && done(children[0].id)) && std::chrono::steady_clock::now() - started < 3min) {
     std::this_thread::sleep_for(50ms);
@@ -686,7 +686,7 @@ TEST_F(FaultMatrix, AWorkerPausedForLongerThanTwoLeasesKeepsItsJobAndEveryJobFin
   }
   const std::string logs = all_logs();
   for (const auto id : {root.id, children[0].id}) {
-    EXPECT_EQ(queue_->entry(id)->state, jobs::QueueState::done)
+    EXPECT_EQ(queue_->entry(id)->state, pg::QueueState::done)
         << "job " << id << ": " << queue_->entry(id)->last_error;
     EXPECT_TRUE(jobs_->find_job(id)->finished_at) << "job " << id;
     EXPECT_EQ(occurrences(logs, "job " + std::to_string(id) + " completed (ran)"), 1U)
@@ -726,9 +726,9 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
   };
   const auto orphan_si = make_integration("orphan");
   const auto busy_si = make_integration("busy");
-  jobs::PgJobQueueOptions qo;
+  pg::PgJobQueueOptions qo;
   qo.lease = 1s;
-  auto queue = std::make_shared<jobs::PgJobQueue>(pool_, qo);
+  auto queue = std::make_shared<pg::PgJobQueue>(pool_, qo);
   const auto orphan = jobs_->create_recursive(orphan_si, false, json::object());
   const auto busy = jobs_->create_recursive(busy_si, false, json::object());
 
@@ -747,7 +747,7 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
   restarted.start();
   ASSERT_TRUE(queue->entry(busy.id));
   const auto started = std::chrono::steady_clock::now();
-  while (queue->entry(busy.id)->state != jobs::QueueState::running &&
+  while (queue->entry(busy.id)->state != pg::QueueState::running &&
          std::chrono::steady_clock::now() - started < 10s) {
     std::this_thread::sleep_for(20ms);
   }
@@ -765,13 +765,13 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
     }
     std::this_thread::sleep_for(50ms);
   }
-  const bool busy_still_running = queue->entry(busy.id)->state == jobs::QueueState::running;
+  const bool busy_still_running = queue->entry(busy.id)->state == pg::QueueState::running;
   other.stop();
   restarted.stop();
   EXPECT_TRUE(busy_still_running) << "the busy job ended too early for this test to mean anything";
   EXPECT_TRUE(recovered)
       << "the orphaned job's lease was kept alive by a new worker that shares the dead one's "
-         "owner name (PgJobQueue::renew renews every lease of the name, not the jobs this "
+         "owner name (pg::PgJobQueue::renew renews every lease of the name, not the jobs this "
          "worker runs)";
 }
 

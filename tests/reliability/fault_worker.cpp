@@ -18,7 +18,7 @@
 
 #include "reliability/fault_replicators.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
@@ -64,12 +64,12 @@ int main(int argc, char** argv) {
     auto job_store = std::make_shared<pg::PgJobStore>(pool);
     auto replica_store = std::make_shared<pg::PgReplicaStore>(pool);
 
-    jobs::PgJobQueueOptions queue_options;
+    pg::PgJobQueueOptions queue_options;
     queue_options.lease =
         std::chrono::milliseconds(std::llround(std::stod(arg("--lease-seconds", "3")) * 1000.0));
     queue_options.logger = logger;
     queue_options.migrate = false;  // the test created it
-    auto queue = std::make_shared<jobs::PgJobQueue>(pool, queue_options);
+    auto queue = std::make_shared<pg::PgJobQueue>(pool, queue_options);
 
     auto registry = std::make_shared<Registry>();
     reliability::register_fault_replicators(*registry);

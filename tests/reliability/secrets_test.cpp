@@ -25,7 +25,7 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/http_auth.hpp"
 #include "webhookdb/job_runner.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/jobs/worker_main.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
@@ -488,10 +488,10 @@ TEST_F(DatabaseSecretsTest, TheWorkerRecordsFailedJobsWithoutSecrets) {
   auto logger = std::make_shared<testing::CapturingLogger>();
   auto registry = std::make_shared<Registry>();
   registry->add(secretive_descriptor());
-  jobs::PgJobQueueOptions qo;
+  pg::PgJobQueueOptions qo;
   qo.logger = logger;
   qo.lease = 5s;
-  auto queue = std::make_shared<jobs::PgJobQueue>(pool, qo);
+  auto queue = std::make_shared<pg::PgJobQueue>(pool, qo);
 
   ReplicatorContext ctx;
   auto authed = std::make_shared<BasicAuth>(curl::make_curl_client(), kBackfillKey, kBackfillSecret);

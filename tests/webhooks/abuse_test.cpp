@@ -20,7 +20,7 @@
 #include "webhook_test_env.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
 #include "webhookdb/memory/memory_replica_store.hpp"
-#include "webhookdb/webhooks/memory_webhook_inbox.hpp"
+#include "webhookdb/memory/memory_webhook_inbox.hpp"
 #include "webhookdb/webhooks/webhook_receiver.hpp"
 
 namespace webhookdb::webhooks {
@@ -136,7 +136,7 @@ TEST_F(Abuse, RemoteKeyTooLongToIndexIs400BeforeAny202) {
 }
 
 TEST_F(Abuse, WithAnInboxAnUnstorablePayloadIsRefusedNotStored) {
-  auto inbox = std::make_shared<MemoryWebhookInbox>();
+  auto inbox = std::make_shared<memory::MemoryWebhookInbox>();
   options.handler.inbox = inbox;
   start();
   const auto r = post_signed(charge_event(charge(random_key(8 * 1024), 1)));

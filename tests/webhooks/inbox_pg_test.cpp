@@ -17,13 +17,13 @@
 #include "support/pg_test_env.hpp"
 #include "webhook_test_env.hpp"
 #include "webhookdb/errors.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
-#include "webhookdb/jobs/pg_webhook_inbox.hpp"
+#include "webhookdb/pg/job_queue.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/jobs/webhook_inbox_processor.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
-#include "webhookdb/webhooks/memory_webhook_inbox.hpp"
+#include "webhookdb/memory/memory_webhook_inbox.hpp"
 #include "webhookdb/webhooks/webhook_handler.hpp"
 #include "webhookdb/webhooks/webhook_receiver.hpp"
 
@@ -35,8 +35,8 @@ using namespace test;
 using namespace std::chrono_literals;
 using jobs::InboxReport;
 using jobs::InboxResult;
-using jobs::PgWebhookInbox;
-using jobs::PgWebhookInboxOptions;
+using pg::PgWebhookInbox;
+using pg::PgWebhookInboxOptions;
 using jobs::WebhookInboxProcessor;
 using jobs::WebhookInboxProcessorOptions;
 
@@ -150,17 +150,17 @@ class InboxPg : public webhookdb::test::PgTest {
     PgTest::TearDown();
   }
 
-  std::shared_ptr<PgWebhookInbox> make_inbox(int max_attempts = 10, std::chrono::milliseconds lease = 30s) {
-    PgWebhookInboxOptions o;
+  std::shared_ptr<pg::PgWebhookInbox> make_inbox(int max_attempts = 10, std::chrono::milliseconds lease = 30s) {
+    pg::PgWebhookInboxOptions o;
     o.clock = env->clock;  // backoffs move with the test's clock
     o.logger = env->logger;
     o.max_attempts = max_attempts;
     o.lease = lease;
     o.backoff = 10s;
     o.max_backoff = 60s;
-    return std::make_shared<PgWebhookInbox>(pool, o);
+    return std::make_shared<pg::PgWebhookInbox>(pool, o);
   }
-  std::unique_ptr<WebhookInboxProcessor> make_processor(std::shared_ptr<PgWebhookInbox> inbox,
+  std::unique_ptr<WebhookInboxProcessor> make_processor(std::shared_ptr<pg::PgWebhookInbox> inbox,
                                                         const std::string& owner, std::size_t batch = 4) {
     WebhookInboxProcessorOptions o;
     o.owner = owner;
@@ -309,7 +309,7 @@ TEST_F(InboxPg, AnotherProcessorFinishesARowWhoseProcessorDied) {
   EXPECT_EQ(inbox->pending_count(), 0U);
   // The dead processor's late calls change nothing.
   EXPECT_FALSE(inbox->done(dead[0]));
-  EXPECT_EQ(inbox->fail(dead[0], "late"), jobs::InboxFailure::lease_lost);
+  EXPECT_EQ(inbox->fail(dead[0], "late"), pg::InboxFailure::lease_lost);
 }
 
 TEST_F(InboxPg, ARowWhoseProcessorDiesEveryTimeFailsAfterMaxAttempts) {
@@ -547,7 +547,7 @@ TEST_F(InboxPg, TheHandlerAnswers500WhenTheInboxCannotStoreAndUsesThePoolWithout
     EXPECT_EQ(handler.stats().inboxed, 0U);
   }
   {
-    auto memory = std::make_shared<MemoryWebhookInbox>();
+    auto memory = std::make_shared<memory::MemoryWebhookInbox>();
     WebhookHandlerOptions options;
     options.inbox = memory;
     WebhookHandler handler(env->context(), options);
@@ -572,7 +572,7 @@ TEST_F(InboxPg, TheHandlerAnswers500WhenTheInboxCannotStoreAndUsesThePoolWithout
 
 TEST_F(InboxPg, AWorkerWithAnInboxWritesItsWebhooksAndStopsWithIt) {
   auto inbox = make_inbox();
-  auto queue = std::make_shared<jobs::PgJobQueue>(pool);
+  auto queue = std::make_shared<pg::PgJobQueue>(pool);
   jobs::WorkerOptions options;
   options.concurrency = 1;
   options.owner = "worker_with_inbox";

@@ -6,7 +6,7 @@
 // whose processor died is written again by another, which the update rule
 // makes harmless.
 //
-//   auto inbox = std::make_shared<jobs::PgWebhookInbox>(pool);
+//   auto inbox = std::make_shared<pg::PgWebhookInbox>(pool);
 //   jobs::WebhookInboxProcessor processor(inbox, context);
 //   std::thread t([&] { processor.run(stop.token()); });   // any number, in any process
 //
@@ -23,7 +23,7 @@
 #include <string>
 
 #include "webhookdb/cancellation.hpp"
-#include "webhookdb/jobs/pg_webhook_inbox.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"
 #include "webhookdb/replicator.hpp"
 
 namespace webhookdb::jobs {
@@ -67,7 +67,7 @@ class WebhookInboxProcessor {
  public:
   // The context needs a job store (integrations) and a registry (replicators);
   // an InvalidPrecondition otherwise.
-  WebhookInboxProcessor(std::shared_ptr<PgWebhookInbox> inbox, ReplicatorContext context,
+  WebhookInboxProcessor(std::shared_ptr<pg::PgWebhookInbox> inbox, ReplicatorContext context,
                         WebhookInboxProcessorOptions options = {});
   ~WebhookInboxProcessor();
   WebhookInboxProcessor(const WebhookInboxProcessor&) = delete;

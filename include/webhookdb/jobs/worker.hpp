@@ -1,7 +1,7 @@
 #pragma once
 // Runs backfill jobs from a PgJobQueue, up to N at once, in this process.
 //
-//   auto queue = std::make_shared<jobs::PgJobQueue>(config);
+//   auto queue = std::make_shared<pg::PgJobQueue>(config);
 //   jobs::Worker worker(registry, context, queue, {.concurrency = 4});
 //   worker.start();
 //   ...
@@ -38,8 +38,8 @@
 #include <string>
 
 #include "webhookdb/job_runner.hpp"
-#include "webhookdb/jobs/pg_job_queue.hpp"
-#include "webhookdb/jobs/pg_webhook_inbox.hpp"
+#include "webhookdb/pg/job_queue.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
@@ -83,7 +83,7 @@ struct WorkerOptions {
   // Set: one more thread writes the webhooks waiting in this inbox (a
   // WebhookInboxProcessor under this worker's owner name), stopped by stop()
   // with the runners (rows not started go back to the inbox).
-  std::shared_ptr<PgWebhookInbox> webhook_inbox;
+  std::shared_ptr<pg::PgWebhookInbox> webhook_inbox;
 };
 
 struct WorkerStats {
@@ -101,7 +101,7 @@ class Worker {
   // The context needs a job store and a replica store; its queue is replaced
   // by `queue` so children are enqueued where this worker (and its peers) take them.
   Worker(std::shared_ptr<const Registry> registry, ReplicatorContext context,
-         std::shared_ptr<PgJobQueue> queue, WorkerOptions options = {});
+         std::shared_ptr<pg::PgJobQueue> queue, WorkerOptions options = {});
   // stop().
   ~Worker();
   Worker(const Worker&) = delete;

@@ -4,6 +4,8 @@
 #include "webhookdb/pg/advisory_lock.hpp"
 #include "webhookdb/pg/config.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/migrations.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"

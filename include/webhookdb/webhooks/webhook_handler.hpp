@@ -2,7 +2,7 @@
 // The transport-independent part of webhook ingestion: look up the
 // integration, make its replicator, dispatch, verify, validate, then upsert
 // now (synchronous) or later (asynchronous): stored in a WebhookInbox when one
-// is set (durable with jobs::PgWebhookInbox: a crash after the 202 loses
+// is set (durable with pg::PgWebhookInbox: a crash after the 202 loses
 // nothing), else on a bounded in-memory worker pool. The Beast
 // WebhookReceiver calls it; a host with its own HTTP server can too.
 //

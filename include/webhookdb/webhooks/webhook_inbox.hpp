@@ -2,7 +2,7 @@
 // Where accepted webhooks wait to be written. With an inbox, the handler
 // answers 202 only once the request is stored there, and a processor writes it
 // later (at least once: a repeated upsert is harmless under the update rule).
-// A durable inbox (jobs::PgWebhookInbox) means a crash or a store failure
+// A durable inbox (pg::PgWebhookInbox) means a crash or a store failure
 // after the 202 loses nothing.
 //
 // Header-only (std + nlohmann + core's WebhookRequest), so an implementation

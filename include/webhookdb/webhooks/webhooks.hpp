@@ -3,7 +3,6 @@
 
 #include "webhookdb/webhooks/event_payload.hpp"
 #include "webhookdb/webhooks/hmac.hpp"
-#include "webhookdb/webhooks/memory_webhook_inbox.hpp"
 #include "webhookdb/webhooks/replay_guard.hpp"
 #include "webhookdb/webhooks/verification.hpp"
 #include "webhookdb/webhooks/webhook_handler.hpp"

@@ -1,4 +1,4 @@
-#include "jobs/listener.hpp"
+#include "pg/listener.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -12,7 +12,7 @@
 
 #include "webhookdb/errors.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 namespace {
 
 class Receiver final : public pqxx::notification_receiver {
@@ -98,4 +98,4 @@ void Listener::run() {
   }
 }
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

@@ -1,7 +1,7 @@
 // PgJobQueue against a real PostgreSQL: leases, SKIP LOCKED, run_at with an
 // injected clock, RetryOrDie budgets, the failed state, NOTIFY wake-ups.
 
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/testing/manual_clock.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 namespace {
 
 using namespace std::chrono_literals;
@@ -527,4 +527,4 @@ TEST_F(JobsQueueTest, RejectsBadOptions) {
 }
 
 }  // namespace
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

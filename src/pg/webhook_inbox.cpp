@@ -1,4 +1,4 @@
-#include "webhookdb/jobs/pg_webhook_inbox.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,12 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "jobs/listener.hpp"
-#include "jobs/pg_text.hpp"
+#include "pg/listener.hpp"
+#include "pg/queue_text.hpp"
 #include "pg/sql.hpp"
 #include "webhookdb/errors.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 namespace {
 
 // The helpers shared with the other queue (pg_text.hpp).
@@ -435,4 +435,4 @@ std::size_t PgWebhookInbox::requeue_all_failed() {
   return n;
 }
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

@@ -14,7 +14,7 @@
 
 #include "webhookdb/time.hpp"
 
-namespace webhookdb::jobs::detail {
+namespace webhookdb::pg::detail {
 
 // NOTIFY channels are identifiers: `base`, then [a-z0-9_] of a non-public
 // schema, 63 bytes at most.
@@ -68,4 +68,4 @@ inline std::string new_lease_token() {
   return buf;
 }
 
-}  // namespace webhookdb::jobs::detail
+}  // namespace webhookdb::pg::detail

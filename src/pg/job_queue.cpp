@@ -1,4 +1,4 @@
-#include "webhookdb/jobs/pg_job_queue.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -7,12 +7,12 @@
 #include <mutex>
 #include <random>
 
-#include "jobs/listener.hpp"
-#include "jobs/pg_text.hpp"
+#include "pg/listener.hpp"
+#include "pg/queue_text.hpp"
 #include "pg/sql.hpp"
 #include "webhookdb/errors.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 namespace {
 
 // The helpers shared with the other queue (pg_text.hpp).
@@ -571,4 +571,4 @@ std::size_t PgJobQueue::purge_done(Timestamp before) {
   return r.affected_rows;
 }
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

@@ -12,14 +12,14 @@
 
 #include "webhookdb/webhooks/webhook_inbox.hpp"
 
-namespace webhookdb::webhooks {
+namespace webhookdb::memory {
 
 struct InboxMessage {
   std::string opaque_id;
   WebhookRequest request;
 };
 
-class MemoryWebhookInbox final : public WebhookInbox {
+class MemoryWebhookInbox final : public webhooks::WebhookInbox {
  public:
   void push(const std::string& opaque_id, const WebhookRequest& request) override;
 
@@ -35,4 +35,4 @@ class MemoryWebhookInbox final : public WebhookInbox {
   std::deque<InboxMessage> messages_;
 };
 
-}  // namespace webhookdb::webhooks
+}  // namespace webhookdb::memory

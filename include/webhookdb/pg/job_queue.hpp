@@ -32,7 +32,7 @@
 #include "webhookdb/pg/migrations.hpp"
 #include "webhookdb/time.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 
 enum class QueueState {
   queued,   // waiting for run_at (or due now)
@@ -201,4 +201,4 @@ class PgJobQueue final : public JobQueue {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

@@ -1,8 +1,8 @@
-#include "webhookdb/webhooks/memory_webhook_inbox.hpp"
+#include "webhookdb/memory/memory_webhook_inbox.hpp"
 
 #include <algorithm>
 
-namespace webhookdb::webhooks {
+namespace webhookdb::memory {
 
 void MemoryWebhookInbox::push(const std::string& opaque_id, const WebhookRequest& request) {
   {
@@ -34,4 +34,4 @@ bool MemoryWebhookInbox::wait_for_size(std::size_t count, std::chrono::milliseco
   return changed_.wait_for(lock, timeout, [&] { return messages_.size() >= count; });
 }
 
-}  // namespace webhookdb::webhooks
+}  // namespace webhookdb::memory

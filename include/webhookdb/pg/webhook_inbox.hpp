@@ -35,7 +35,7 @@
 #include "webhookdb/webhook.hpp"
 #include "webhookdb/webhooks/webhook_inbox.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 
 // One webhook taken by a processor.
 struct InboxDelivery {
@@ -162,4 +162,4 @@ class PgWebhookInbox final : public webhooks::WebhookInbox {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg

@@ -13,7 +13,7 @@
 
 #include "webhookdb/logger.hpp"
 
-namespace webhookdb::jobs {
+namespace webhookdb::pg {
 
 class Listener {
  public:
@@ -43,4 +43,4 @@ class Listener {
   std::thread thread_;
 };
 
-}  // namespace webhookdb::jobs
+}  // namespace webhookdb::pg
