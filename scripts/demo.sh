@@ -29,7 +29,7 @@ url=$WEBHOOKDB_TEST_DATABASE_URL
 
 build/release/examples/demo/webhookdb-demo --database-url "$url" "${args[@]}"
 
-query='select stripe_id, amount, currency, status, updated from stripe_charges order by updated desc, stripe_id limit 5'
+query='select charge_id, amount, currency, status, updated from local_charges order by updated desc, charge_id limit 5'
 echo
 echo "Look at the table:"
 echo "  psql '$url' -c '$query'"

@@ -24,12 +24,50 @@
 #include <webhookdb/webhookdb.hpp>
 
 #include "api_server/api_server.hpp"
-#include "stripe_charges/stripe_charge_replicator.hpp"
 
 namespace {
 
 using namespace webhookdb;
 using Clock = std::chrono::steady_clock;
+
+// The local API server's made-up charges API (/v1/charges): Stripe-like
+// charges that carry an `updated` time and are listed by it (updated_since),
+// which Stripe's real API cannot do (examples/stripe_charges follows Stripe).
+class LocalChargeReplicator : public Replicator {
+ public:
+  using Replicator::Replicator;
+
+  static Descriptor descriptor() {
+    return {.name = "local_charge_v1", .resource_name_singular = "Local Charge",
+            .resource_name_plural = "Local Charges", .supports_backfill = true,
+            .factory = Descriptor::factory_for<LocalChargeReplicator>()};
+  }
+
+ protected:
+  Column remote_key_column() const override { return Column("charge_id", ColumnType::text).key("id"); }
+  std::vector<Column> denormalized_columns() const override {
+    return {Column("amount", ColumnType::bigint),
+            Column("currency", ColumnType::text),
+            Column("customer", ColumnType::text).optional().indexed(),
+            Column("status", ColumnType::text),
+            Column("created", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed(),
+            Column("updated", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed()};
+  }
+  UpdateRule update_rule() const override { return UpdateRule::when_newer("updated"); }
+
+  BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
+                                   const CancellationToken& cancel) override {
+    pagination::QueryParams query;
+    if (since) query.emplace_back("updated_since", std::to_string(unix_seconds(*since)));
+    HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges", query),
+                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    return pages_.fetch(*context().http, first, token, cancel);
+  }
+  BackfillOptions backfill_options() const override { return {.retry_policy = polite_retry_policy()}; }
+
+ private:
+  pagination::StartingAfter pages_;
+};
 
 struct Options {
   std::string database_url;
@@ -244,7 +282,7 @@ int run(const Options& o) {
   pg::Config config{.url = o.database_url, .pool_size = 4};
   auto pool = std::make_shared<pg::ConnectionPool>(config);
   auto registry = std::make_shared<Registry>();
-  registry->add(examples::StripeChargeReplicator::descriptor());
+  registry->add(LocalChargeReplicator::descriptor());
 
   ReplicatorContext ctx;
   ctx.http = curl::make_curl_client(curl::CurlOptions{.timeout = std::chrono::seconds(10)});
@@ -254,10 +292,10 @@ int run(const Options& o) {
 
   // A second run of the demo on the same database starts clean: the earlier
   // run's integration (one per table) goes, with its jobs.
-  if (auto earlier = ctx.jobs->find_integration_by_table("stripe_charges"))
+  if (auto earlier = ctx.jobs->find_integration_by_table("local_charges"))
     ctx.jobs->delete_integration(earlier->id);
-  ServiceIntegration si = ctx.jobs->create_integration({.service_name = "stripe_charge_v1",
-                                                        .table_name = "stripe_charges",
+  ServiceIntegration si = ctx.jobs->create_integration({.service_name = "local_charge_v1",
+                                                        .table_name = "local_charges",
                                                         .api_url = server.base_url(),
                                                         .backfill_key = "sk_test_demo_secret"});
   auto replicator = registry->make(si, ctx);

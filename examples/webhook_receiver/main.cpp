@@ -150,8 +150,10 @@ int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const 
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   const json charge{{"id", "ch_selftest_1"}, {"amount", 1234}, {"currency", "usd"}, {"status", "succeeded"},
-                    {"created", now - 60}, {"updated", now}};
-  const std::string event = json{{"type", "charge.succeeded"}, {"data", {{"object", charge}}}}.dump();
+                    {"object", "charge"}, {"created", now - 60}};
+  // A Stripe event: the charge in data.object, the event's time in `created`.
+  const std::string event = json{{"id", "evt_selftest_1"}, {"object", "event"}, {"created", now},
+                                 {"type", "charge.succeeded"}, {"data", {{"object", charge}}}}.dump();
   const json issue{{"id", 424242}, {"number", 7}, {"title", "Self-test"}, {"state", "open"},
                    {"user", {{"login", "octo"}}}, {"labels", json::array()}, {"updated_at", "2024-05-01T10:00:00Z"}};
   const std::string issue_event = json{{"action", "opened"}, {"issue", issue}}.dump();
