@@ -59,10 +59,20 @@ struct BackfillOptions {
   std::chrono::seconds server_error_backoff{63};
   // Applied to the default backfillers (ServiceBackfiller).
   BackfillLimits limits;
+  // An incremental backfill asks for changes since
+  // floor_to_second(last_backfilled_at - incremental_lookback). Our mark
+  // carries microseconds while many sources stamp whole seconds: an order
+  // updated at 12:00:00.7, stored by Shopify as "12:00:00", after a run that
+  // started at 12:00:00.3 fails both `updated_at >= 12:00:00.3` and, without
+  // the lookback, an exclusive `updated_at > 12:00:00`. Truncating plus the
+  // default 1 s catch it under either filter; rows fetched twice are refused
+  // or rewritten by the update rule. Raise it for APIs whose updated-since
+  // filters are eventually consistent (indexes that lag their writes).
+  std::chrono::microseconds incremental_lookback = std::chrono::seconds(1);
 
   // Throws BrokenSpecification naming `owner` and the field for a value that
-  // cannot work: batch size or a limit of 0, negative threads, retries or
-  // backoff.
+  // cannot work: batch size or a limit of 0, negative threads, retries,
+  // backoff or lookback.
   void validate(const std::string& owner) const;
 };
 

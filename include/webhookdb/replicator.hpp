@@ -88,6 +88,12 @@ struct UpsertedRows {
   }
 };
 
+// What an incremental backfill asks its pages for: `last_backfilled_at`
+// minus options.incremental_lookback, truncated down to the whole second (see
+// BackfillOptions::incremental_lookback). nullopt stays nullopt.
+[[nodiscard]] std::optional<Timestamp> incremental_since(const std::optional<Timestamp>& last_backfilled_at,
+                                                         const BackfillOptions& options);
+
 struct CredentialsVerification {
   bool verified = false;
   // The HTTP status that made it fail, 0 otherwise.

@@ -39,6 +39,17 @@ void check_utf8(const TableSpec& spec, const Row& row) {
 
 }  // namespace
 
+std::optional<Timestamp> incremental_since(const std::optional<Timestamp>& last_backfilled_at,
+                                           const BackfillOptions& options) {
+  if (!last_backfilled_at) return std::nullopt;
+  // Never before the first instant a timestamptz holds (a lookback of years
+  // on an early mark would otherwise leave the range PostgreSQL accepts).
+  Timestamp since = *last_backfilled_at - options.incremental_lookback;
+  if (*last_backfilled_at - kFirstTimestamp < options.incremental_lookback) since = kFirstTimestamp;
+  // floor, not duration_cast: before 1970 the latter rounds toward zero (up).
+  return std::chrono::floor<std::chrono::seconds>(since);
+}
+
 Replicator::Replicator(const Descriptor& descriptor, const ServiceIntegration& integration,
                        const ReplicatorContext& context)
     : descriptor_(descriptor), integration_(integration), context_(context) {
@@ -318,7 +329,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   Clock& now = *context_.clock;
   const std::optional<Timestamp> last_backfilled =
-      job.incremental ? integration_.last_backfilled_at : std::optional<Timestamp>{};
+      job.incremental ? incremental_since(integration_.last_backfilled_at, cached_backfill_options())
+                      : std::optional<Timestamp>{};
   // Taken before any page is fetched: rows changed during the run are caught next time.
   const Timestamp new_last_backfilled = now.now();
   job.started_at = now.now();

@@ -124,8 +124,9 @@ TEST_F(BackfillContract, IncrementalPassesLastBackfilledAndSetsItToTheTimeBefore
 
   const auto fetches = h.fake->fetches();
   ASSERT_EQ(fetches.size(), 2U);
-  EXPECT_EQ(fetches[0].last_backfilled, previous);
-  EXPECT_EQ(fetches[1].last_backfilled, previous);
+  // The mark less the default incremental_lookback (1 s; tests/core/lookback_test.cpp).
+  EXPECT_EQ(fetches[0].last_backfilled, previous - std::chrono::seconds(1));
+  EXPECT_EQ(fetches[1].last_backfilled, previous - std::chrono::seconds(1));
   EXPECT_EQ(r->integration().last_backfilled_at, before_fetch);
   EXPECT_EQ(h.jobs->find_integration(si.id)->last_backfilled_at, before_fetch);
   EXPECT_EQ(*job.finished_at, before_fetch + std::chrono::hours(2));
@@ -368,7 +369,7 @@ TEST_F(BackfillContract, ScriptedBackfillersSeeTheJobsRuntime) {
   ASSERT_EQ(seen.size(), 2U);
   EXPECT_EQ(seen[0].token, "");
   EXPECT_EQ(seen[1].token, "page1");
-  EXPECT_EQ(seen[0].last_backfilled, previous);
+  EXPECT_EQ(seen[0].last_backfilled, previous - std::chrono::seconds(1));  // default lookback
 }
 
 TEST_F(BackfillContract, ProgressIsReportedToTheSink) {
