@@ -1,9 +1,11 @@
 #include "webhookdb/pg/job_store.hpp"
 
+#include <array>
 #include <mutex>
 #include <set>
 
 #include "pg/pool_impl.hpp"
+#include "pg/secret_box.hpp"
 #include "pg/sql.hpp"
 #include "pg/values.hpp"
 #include "webhookdb/errors.hpp"
@@ -46,7 +48,36 @@ std::optional<std::int64_t> id_field(const pqxx::field& f) {
   return f.as<std::int64_t>();
 }
 
-ServiceIntegration integration_from(const pqxx::row& r) {
+// The secret columns, as stored: sealed under the current key, or plain text
+// (rows written before encryption, or a store that opted into plain text).
+struct SecretColumn {
+  const char* column;
+  const char* what;
+  std::string ServiceIntegration::*field;
+};
+constexpr std::array<SecretColumn, 3> kSecretColumns = {{
+    {"backfill_key", "backfill key", &ServiceIntegration::backfill_key},
+    {"backfill_secret", "backfill secret", &ServiceIntegration::backfill_secret},
+    {"webhook_secret", "webhook secret", &ServiceIntegration::webhook_secret},
+}};
+
+// Binds a sealed value to its row and column: a value copied to another row
+// or column fails authentication.
+std::string secret_aad(std::int64_t id, const SecretColumn& c) {
+  return std::string("webhookdb_service_integrations.") + c.column + ":" + std::to_string(id);
+}
+
+std::string integration_name(std::int64_t id, const std::string& opaque_id) {
+  return "integration " + std::to_string(id) + (opaque_id.empty() ? "" : " (" + opaque_id + ")");
+}
+
+// Which stored secrets a rewrite touches.
+enum class Rewrite {
+  plain_only,       // migrating plain-text rows
+  not_current_key,  // rotation: plain text and values under previous keys
+};
+
+ServiceIntegration integration_from_stored(const pqxx::row& r) {
   ServiceIntegration si;
   si.id = r[0].as<std::int64_t>();
   si.opaque_id = r[1].as<std::string>();
@@ -59,6 +90,17 @@ ServiceIntegration integration_from(const pqxx::row& r) {
   si.depends_on = id_field(r[8]);
   si.last_backfilled_at = ts_field(r[9]);
   si.skip_webhook_verification = r[10].as<bool>();
+  return si;
+}
+
+ServiceIntegration integration_from(const pqxx::row& r, const SecretKeys& keys) {
+  ServiceIntegration si = integration_from_stored(r);
+  for (const auto& c : kSecretColumns) {
+    std::string& value = si.*c.field;
+    if (!detail::is_sealed(value)) continue;
+    value = detail::open(keys, value, secret_aad(si.id, c),
+                         "the " + std::string(c.what) + " of " + integration_name(si.id, si.opaque_id));
+  }
   return si;
 }
 
@@ -122,8 +164,61 @@ struct PgJobStore::State {
   bool migrated = false;
   std::string integrations;  // quoted, qualified
   std::string jobs;
+  SecretKeys keys;
 
   ConnectionPool::Impl& impl() const { return pool->impl(); }
+
+  // The text stored for one secret of integration `si` (whose id is known):
+  // sealed under the current key, '' for '', or plain text when the host opted
+  // into it; else InvalidPrecondition.
+  std::string stored_secret(const ServiceIntegration& si, const SecretColumn& c) const {
+    const std::string& value = checked(si.*c.field, c.what);
+    if (value.empty()) return value;
+    if (keys.current) return detail::seal(*keys.current, value, secret_aad(si.id, c));
+    if (keys.plain_text == PlainTextSecrets::refused) {
+      throw InvalidPrecondition("refusing to store the " + std::string(c.what) + " of " +
+                                integration_name(si.id, si.opaque_id) +
+                                " in plain text: no secret key is configured (set WEBHOOKDB_SECRET_KEY or"
+                                " WEBHOOKDB_SECRET_KEY_FILE, see webhookdb/pg/secret_key.hpp)");
+    }
+    if (detail::is_sealed(value)) {
+      throw InvalidInput("the " + std::string(c.what) + " of " + integration_name(si.id, si.opaque_id) +
+                         " starts with " + std::string(detail::kSealedPrefix) +
+                         ", reserved for encrypted values");
+    }
+    return value;
+  }
+
+  // Seals the secrets `which` selects of every integration under the current
+  // key, in one transaction (rows locked, so concurrent rewriters wait and
+  // then find nothing left to do). Returns the number of rows rewritten.
+  std::size_t rewrite_secrets(Rewrite which) const {
+    if (!keys.current) throw InvalidPrecondition("re-encrypting secrets needs a current secret key");
+    const std::string current = std::string(detail::kSealedPrefix) + "v1:" + keys.current->id() + ":";
+    std::string where;
+    for (const auto& c : kSecretColumns) {
+      const std::string col = c.column;
+      where += (where.empty() ? "" : " OR ") + std::string("(") + col + " <> '' AND " +
+               (which == Rewrite::plain_only ? "NOT starts_with(" + col + ", 'wdbenc:')"
+                                             : "NOT starts_with(" + col + ", $1)") +
+               ")";
+    }
+    auto& i = impl();
+    return i.in_transaction("encrypting integration secrets", i.config.retries, [&](pqxx::work& tx) {
+      const std::string select = std::string("SELECT ") + kIntegrationColumns + " FROM " + integrations +
+                                 " WHERE " + where + " ORDER BY id FOR UPDATE";
+      const pqxx::result rows =
+          which == Rewrite::plain_only ? tx.exec(select) : tx.exec_params(select, current);
+      for (const auto& row : rows) {
+        ServiceIntegration si = integration_from(row, keys);
+        tx.exec_params("UPDATE " + integrations +
+                           " SET backfill_key = $2, backfill_secret = $3, webhook_secret = $4 WHERE id = $1",
+                       si.id, stored_secret(si, kSecretColumns[0]), stored_secret(si, kSecretColumns[1]),
+                       stored_secret(si, kSecretColumns[2]));
+      }
+      return static_cast<std::size_t>(rows.size());
+    });
+  }
 
   // Inserts one job inside `tx`; returns it complete.
   BackfillJob insert_job(pqxx::work& tx, BackfillJob job) const {
@@ -185,11 +280,12 @@ struct PgJobStore::State {
   }
 };
 
-PgJobStore::PgJobStore(Config config, std::shared_ptr<Clock> clock)
-    : PgJobStore(std::make_shared<ConnectionPool>(std::move(config)), std::move(clock)) {}
+PgJobStore::PgJobStore(Config config, std::shared_ptr<Clock> clock, SecretKeys keys)
+    : PgJobStore(std::make_shared<ConnectionPool>(std::move(config)), std::move(clock), std::move(keys)) {}
 
-PgJobStore::PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock)
+PgJobStore::PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock, SecretKeys keys)
     : state_(std::make_unique<State>()) {
+  state_->keys = std::move(keys);
   if (!pool) throw InvalidPrecondition("PgJobStore needs a connection pool");
   state_->pool = std::move(pool);
   state_->clock = clock ? std::move(clock) : system_clock();
@@ -257,7 +353,15 @@ void PgJobStore::migrate() {
   std::lock_guard lock(state_->migrate_mutex);
   if (state_->migrated) return;
   pg::migrate(*state_->pool, "job_store", migrations());
+  // Rows written in plain text (before encryption, or by a store that opted
+  // into it) are sealed as soon as a store with a key migrates.
+  if (state_->keys.current) (void)state_->rewrite_secrets(Rewrite::plain_only);
   state_->migrated = true;
+}
+
+std::size_t PgJobStore::reencrypt_secrets() {
+  migrate();
+  return state_->rewrite_secrets(Rewrite::not_current_key);
 }
 
 ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
@@ -266,19 +370,21 @@ ServiceIntegration PgJobStore::create_integration(ServiceIntegration si) {
   validate_table_name(checked(si.table_name, "table name"));
   auto& impl = state_->impl();
   si.id = impl.in_transaction("creating an integration", impl.config.retries, [&](pqxx::work& tx) {
+    // The id first: it is the associated data the secrets are sealed with.
+    ServiceIntegration row = si;
+    row.id = tx.exec_params("SELECT nextval(pg_get_serial_sequence($1, 'id'))", state_->integrations)[0][0]
+                 .as<std::int64_t>();
     try {
-      return tx
-          .exec_params("INSERT INTO " + state_->integrations +
-                           " (opaque_id, service_name, table_name, api_url, backfill_key, backfill_secret,"
-                           " webhook_secret, depends_on_id, last_backfilled_at, skip_webhook_verification)"
-                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, $10) RETURNING id",
-                       checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
-                       checked(si.table_name, "table name"), checked(si.api_url, "api url"),
-                       checked(si.backfill_key, "backfill key"),
-                       checked(si.backfill_secret, "backfill secret"),
-                       checked(si.webhook_secret, "webhook secret"), si.depends_on,
-                       ts_param(si.last_backfilled_at), si.skip_webhook_verification)[0][0]
-          .as<std::int64_t>();
+      tx.exec_params("INSERT INTO " + state_->integrations +
+                         " (id, opaque_id, service_name, table_name, api_url, backfill_key, backfill_secret,"
+                         " webhook_secret, depends_on_id, last_backfilled_at, skip_webhook_verification)"
+                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11)",
+                     row.id, checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
+                     checked(si.table_name, "table name"), checked(si.api_url, "api url"),
+                     state_->stored_secret(row, kSecretColumns[0]), state_->stored_secret(row, kSecretColumns[1]),
+                     state_->stored_secret(row, kSecretColumns[2]), si.depends_on,
+                     ts_param(si.last_backfilled_at), si.skip_webhook_verification);
+      return row.id;
     } catch (const pqxx::unique_violation& e) {
       integration_conflict(e, si);
     } catch (const pqxx::foreign_key_violation&) {
@@ -296,7 +402,7 @@ std::optional<ServiceIntegration> PgJobStore::find_integration(std::int64_t id) 
     const auto r = tx.exec_params(
         std::string("SELECT ") + kIntegrationColumns + " FROM " + state_->integrations + " WHERE id = $1",
         id);
-    if (!r.empty()) out = integration_from(r[0]);
+    if (!r.empty()) out = integration_from(r[0], state_->keys);
     return out;
   });
 }
@@ -309,7 +415,7 @@ std::optional<ServiceIntegration> PgJobStore::find_integration_by_opaque_id(cons
     const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
                                       state_->integrations + " WHERE opaque_id = $1",
                                   opaque_id);
-    if (!r.empty()) out = integration_from(r[0]);
+    if (!r.empty()) out = integration_from(r[0], state_->keys);
     return out;
   });
 }
@@ -324,7 +430,7 @@ std::optional<ServiceIntegration> PgJobStore::find_integration_by_table(const st
     const auto r = tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
                                       state_->integrations + " WHERE table_name = $1",
                                   table_name);
-    if (!r.empty()) out = integration_from(r[0]);
+    if (!r.empty()) out = integration_from(r[0], state_->keys);
     return out;
   });
 }
@@ -345,8 +451,8 @@ void PgJobStore::update_integration(const ServiceIntegration& si) {
                   " updated_at = now() WHERE id = $1",
               si.id, checked(si.opaque_id, "opaque id"), checked(si.service_name, "service name"),
               checked(si.table_name, "table name"), checked(si.api_url, "api url"),
-              checked(si.backfill_key, "backfill key"), checked(si.backfill_secret, "backfill secret"),
-              checked(si.webhook_secret, "webhook secret"), si.depends_on, ts_param(si.last_backfilled_at),
+              state_->stored_secret(si, kSecretColumns[0]), state_->stored_secret(si, kSecretColumns[1]),
+              state_->stored_secret(si, kSecretColumns[2]), si.depends_on, ts_param(si.last_backfilled_at),
               si.skip_webhook_verification);
         } catch (const pqxx::unique_violation& e) {
           integration_conflict(e, si);
@@ -367,7 +473,7 @@ std::vector<ServiceIntegration> PgJobStore::dependents_of(std::int64_t integrati
     for (const auto& row : tx.exec_params(std::string("SELECT ") + kIntegrationColumns + " FROM " +
                                               state_->integrations + " WHERE depends_on_id = $1 ORDER BY id",
                                           integration_id)) {
-      out.push_back(integration_from(row));
+      out.push_back(integration_from(row, state_->keys));
     }
     return out;
   });

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdio>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -9,6 +12,7 @@
 #include "webhookdb/backfill_job.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/pg/job_store.hpp"
+#include "webhookdb/pg/secret_key.hpp"
 #include "webhookdb/testing/manual_clock.hpp"
 
 namespace webhookdb::pg {
@@ -21,13 +25,24 @@ std::vector<std::string> unusable_table_names() {
           std::string("nul\0x", 5), "bad \xff"};
 }
 
+// Two keys, as an operator makes them: openssl rand -base64 32 / -hex 32.
+constexpr const char* kKeyA = "q2v1Xb1Jz4Lr8kM0pO9sT3uW6yZ5aB7cD2eF4gH6iJ8=";
+constexpr const char* kKeyB = "5f1c0a9e8d7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877";
+
+SecretKeys keys_with(const char* current, std::vector<SecretKey> previous = {}) {
+  SecretKeys keys;
+  keys.current = SecretKey::parse(current, "test key");
+  keys.previous = std::move(previous);
+  return keys;
+}
+
 class PgJobStoreTest : public test::PgTest {
  protected:
   void SetUp() override {
     test::PgTest::SetUp();
     if (HasFatalFailure()) return;
     clock = std::make_shared<testing::ManualClock>();
-    store = std::make_unique<PgJobStore>(config(2), clock);
+    store = std::make_unique<PgJobStore>(config(2), clock, keys_with(kKeyA));
   }
   void TearDown() override {
     store.reset();
@@ -49,9 +64,35 @@ class PgJobStoreTest : public test::PgTest {
                            .rows.at(0)
                            .at(0));
   }
+  // What a database dump shows of the integrations table: pg_dump's data,
+  // or the table's rows as text (what COPY ... TO writes) without pg_dump.
+  std::string dump_integrations() const {
+    const std::string table = schema().name() + ".webhookdb_service_integrations";
+    const std::string cmd = "pg_dump --data-only --table='" + table + "' '" + schema().url() + "' 2>/dev/null";
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      std::array<char, 4096> buf{};
+      std::size_t n = 0;
+      while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+      if (::pclose(p) == 0 && out.find("COPY ") != std::string::npos) return out;
+    }
+    return admin_exec("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM " + schema().quoted() +
+                      ".webhookdb_service_integrations t")
+        .rows.at(0)
+        .at(0)
+        .value_or("");
+  }
   std::shared_ptr<testing::ManualClock> clock;
   std::unique_ptr<PgJobStore> store;
 };
+
+void expect_no_secret_of(const std::string& text, const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    for (const std::string& secret : {"key-" + name, "secret-" + name, "whsec-" + name}) {
+      EXPECT_EQ(text.find(secret), std::string::npos) << secret << " in:\n" << text;
+    }
+  }
+}
 
 TEST_F(PgJobStoreTest, IntegrationsRoundTripEveryField) {
   ServiceIntegration si;
@@ -331,6 +372,204 @@ TEST_F(PgJobStoreTest, MigratingADatabaseWhereTwoIntegrationsShareATableNamesIt)
              ".webhookdb_service_integrations SET table_name = 'once' WHERE opaque_id = 'svi_b'");
   PgJobStore fixed(config(1));
   EXPECT_NO_THROW(fixed.migrate());
+}
+
+// Issue 21 item 3: a dump of the integrations table holds no secret, only
+// ciphertexts under the current key, and the store reads every field back.
+TEST_F(PgJobStoreTest, ADumpOfTheIntegrationsTableHoldsNoSecret) {
+  const auto a = make("alpha");
+  const auto b = make("beta", a.id);
+  const std::string dump = dump_integrations();
+  EXPECT_NE(dump.find("alpha"), std::string::npos) << "the dump holds the rows:\n" << dump;
+  expect_no_secret_of(dump, {"alpha", "beta"});
+  EXPECT_NE(dump.find("wdbenc:v1:" + SecretKey::parse(kKeyA, "a").id() + ":"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find(kKeyA), std::string::npos);
+  EXPECT_EQ(store->find_integration(a.id), a);
+  EXPECT_EQ(store->find_integration(b.id), b);
+  EXPECT_EQ(store->dependents_of(a.id).at(0), b);
+  auto changed = b;
+  changed.webhook_secret = "whsec-changed";
+  store->update_integration(changed);
+  EXPECT_EQ(store->find_integration_by_table("beta"), changed);
+  expect_no_secret_of(dump_integrations(), {"alpha", "beta", "changed"});
+}
+
+// A value changed in the database, or moved to another row or column, does not
+// decrypt: InvariantViolation naming the integration and the field, no secret.
+TEST_F(PgJobStoreTest, ATamperedOrMovedCiphertextFailsNamingTheIntegration) {
+  const auto a = make("alpha");
+  const auto b = make("beta");
+  const std::string t = schema().quoted() + ".webhookdb_service_integrations";
+  const auto expect_unreadable = [&](const ServiceIntegration& si, const std::string& field) {
+    try {
+      (void)store->find_integration(si.id);
+      ADD_FAILURE() << "read a " << field << " that was changed in the database";
+    } catch (const InvariantViolation& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(si.opaque_id), std::string::npos) << what;
+      EXPECT_NE(what.find(field), std::string::npos) << what;
+      EXPECT_NE(what.find("tampered"), std::string::npos) << what;
+      expect_no_secret_of(what, {"alpha", "beta"});
+      EXPECT_EQ(what.find("wdbenc:v1:"), std::string::npos) << "the ciphertext is not repeated: " << what;
+    }
+  };
+  // One byte of the ciphertext flipped (a base64 character swapped).
+  admin_exec("UPDATE " + t +
+                 " SET backfill_secret = overlay(backfill_secret placing"
+                 " (CASE WHEN substr(backfill_secret, 30, 1) = 'A' THEN 'B' ELSE 'A' END) from 30 for 1)"
+                 " WHERE id = $1",
+             {std::to_string(a.id)});
+  expect_unreadable(a, "backfill secret");
+  // b's webhook secret copied into a's row: the row id is the associated data.
+  admin_exec("UPDATE " + t + " SET backfill_secret = '', webhook_secret = (SELECT webhook_secret FROM " + t +
+                 " WHERE id = $2) WHERE id = $1",
+             {std::to_string(a.id), std::to_string(b.id)});
+  expect_unreadable(a, "webhook secret");
+  // b's key moved into its secret's column: the column is bound too.
+  admin_exec("UPDATE " + t + " SET backfill_secret = backfill_key WHERE id = $1", {std::to_string(b.id)});
+  expect_unreadable(b, "backfill secret");
+  // A store without the key says which key is missing.
+  PgJobStore keyless(config(1), clock, SecretKeys::plain_text_for_tests());
+  auto c = make("gamma");
+  try {
+    (void)keyless.find_integration(c.id);
+    ADD_FAILURE() << "decrypted without the key";
+  } catch (const InvariantViolation& e) {
+    EXPECT_NE(std::string(e.what()).find("not configured"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(c.opaque_id), std::string::npos) << e.what();
+  }
+}
+
+// Rotation: key B is current, A only decrypts; reencrypt_secrets() rewrites
+// every row under B, and then a store with B alone reads everything.
+TEST_F(PgJobStoreTest, RotationReencryptsEveryRowAndRetiresTheOldKey) {
+  std::vector<ServiceIntegration> made;
+  for (const char* name : {"r1", "r2", "r3"}) made.push_back(make(name));
+  made.push_back(store->create_integration(ServiceIntegration{.service_name = "x", .table_name = "nosecret"}));
+  const SecretKey a = SecretKey::parse(kKeyA, "a");
+  const SecretKey b = SecretKey::parse(kKeyB, "b");
+  PgJobStore rotating(config(1), clock, keys_with(kKeyB, {a}));
+  EXPECT_EQ(rotating.find_integration(made[0].id), made[0]) << "the previous key decrypts";
+  EXPECT_EQ(rotating.reencrypt_secrets(), 3U) << "every row with a secret, once";
+  EXPECT_EQ(rotating.reencrypt_secrets(), 0U) << "nothing left under the old key";
+  const std::string dump = dump_integrations();
+  EXPECT_EQ(dump.find(":" + a.id() + ":"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("wdbenc:v1:" + b.id() + ":"), std::string::npos) << dump;
+  expect_no_secret_of(dump, {"r1", "r2", "r3"});
+  PgJobStore retired(config(1), clock, keys_with(kKeyB));
+  for (const auto& si : made) EXPECT_EQ(retired.find_integration(si.id), si);
+  try {
+    (void)store->find_integration(made[0].id);
+    ADD_FAILURE() << "the retired key still decrypts";
+  } catch (const InvariantViolation& e) {
+    EXPECT_NE(std::string(e.what()).find("key " + b.id()), std::string::npos) << e.what();
+  }
+  PgJobStore plain(config(1), clock, SecretKeys::plain_text_for_tests());
+  EXPECT_THROW((void)plain.reencrypt_secrets(), InvalidPrecondition);
+}
+
+// Rows written in plain text (before encryption existed, or by a store that
+// opted into it) are encrypted when a store with a key migrates.
+TEST_F(PgJobStoreTest, PlainTextRowsAreEncryptedByTheMigration) {
+  PgJobStore plain(config(1), clock, SecretKeys::plain_text_for_tests());
+  std::vector<ServiceIntegration> made;
+  for (const std::string name : {"p1", "p2"}) {
+    ServiceIntegration si;
+    si.service_name = "x";
+    si.table_name = name;
+    si.backfill_key = "key-" + name;
+    si.backfill_secret = "secret-" + name;
+    si.webhook_secret = "whsec-" + name;
+    made.push_back(plain.create_integration(si));
+  }
+  EXPECT_NE(dump_integrations().find("secret-p1"), std::string::npos) << "stored as it is";
+  PgJobStore keyed(config(1), clock, keys_with(kKeyA));
+  keyed.migrate();
+  expect_no_secret_of(dump_integrations(), {"p1", "p2"});
+  for (const auto& si : made) EXPECT_EQ(keyed.find_integration(si.id), si);
+  // A value that looks sealed cannot be stored as plain text.
+  ServiceIntegration odd;
+  odd.service_name = "x";
+  odd.table_name = "odd";
+  odd.backfill_key = "wdbenc:v1:00000000:AAAA";
+  EXPECT_THROW(plain.create_integration(odd), InvalidInput);
+}
+
+// Without a key and without the opt-in, a secret is refused, clearly; an
+// integration without secrets is stored.
+TEST_F(PgJobStoreTest, WithoutAKeySecretsAreRefused) {
+  PgJobStore keyless(config(1), clock, SecretKeys{});
+  ServiceIntegration si;
+  si.service_name = "x";
+  si.table_name = "refused";
+  si.webhook_secret = "whsec-refused";
+  try {
+    (void)keyless.create_integration(si);
+    ADD_FAILURE() << "stored a secret in plain text";
+  } catch (const InvalidPrecondition& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("webhook secret"), std::string::npos) << what;
+    EXPECT_NE(what.find("WEBHOOKDB_SECRET_KEY"), std::string::npos) << what;
+    EXPECT_EQ(what.find("whsec-refused"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(keyless.find_integration_by_table("refused")) << "nothing was written";
+  si.webhook_secret.clear();
+  const auto created = keyless.create_integration(si);
+  EXPECT_EQ(keyless.find_integration(created.id), created);
+  auto with_secret = created;
+  with_secret.backfill_key = "key-refused";
+  EXPECT_THROW(keyless.update_integration(with_secret), InvalidPrecondition);
+}
+
+TEST(SecretKeyTest, ParsesBase64AndHexOf32BytesAndNamesTheSourceOfABadOne) {
+  const SecretKey a = SecretKey::parse(kKeyA, "a");
+  EXPECT_EQ(a.bytes().size(), 32U);
+  EXPECT_EQ(a.id().size(), 8U);
+  EXPECT_EQ(SecretKey::parse(std::string(" ") + kKeyA + "\n", "a").id(), a.id());
+  EXPECT_NE(SecretKey::parse(kKeyB, "b").id(), a.id());
+  for (const std::string& bad :
+       std::vector<std::string>{"", "c2hvcnQ=", "zz" + std::string(62, '0'), std::string(kKeyA) + "AAAA"}) {
+    try {
+      (void)SecretKey::parse(bad, "MY_VARIABLE");
+      ADD_FAILURE() << "accepted a bad key";
+    } catch (const InvalidInput& e) {
+      EXPECT_NE(std::string(e.what()).find("MY_VARIABLE"), std::string::npos) << e.what();
+      if (!bad.empty()) {
+        EXPECT_EQ(std::string(e.what()).find(bad), std::string::npos) << e.what();
+      }
+    }
+  }
+  EXPECT_THROW((void)SecretKey::from_file("/nonexistent/webhookdb.key"), InvalidInput);
+}
+
+TEST(SecretKeyTest, FromTheEnvironment) {
+  std::map<std::string, std::string> env;
+  const auto getenv = [&](const char* name) -> const char* {
+    const auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  auto keys = SecretKeys::from_environment(getenv);
+  EXPECT_FALSE(keys.current);
+  EXPECT_EQ(keys.plain_text, PlainTextSecrets::refused);
+  env["WEBHOOKDB_PLAINTEXT_SECRETS"] = "1";
+  EXPECT_EQ(SecretKeys::from_environment(getenv).plain_text, PlainTextSecrets::allowed);
+  env["WEBHOOKDB_SECRET_KEY"] = kKeyB;
+  env["WEBHOOKDB_PREVIOUS_SECRET_KEYS"] = std::string(kKeyA) + ", " + kKeyA;
+  keys = SecretKeys::from_environment(getenv);
+  ASSERT_TRUE(keys.current);
+  EXPECT_EQ(keys.current->id(), SecretKey::parse(kKeyB, "b").id());
+  ASSERT_EQ(keys.previous.size(), 2U);
+  env["WEBHOOKDB_SECRET_KEY_FILE"] = "/nonexistent";
+  EXPECT_THROW((void)SecretKeys::from_environment(getenv), InvalidInput);
+  env.erase("WEBHOOKDB_SECRET_KEY_FILE");
+  env["WEBHOOKDB_PREVIOUS_SECRET_KEYS"] = "not-a-key";
+  try {
+    (void)SecretKeys::from_environment(getenv);
+    ADD_FAILURE() << "accepted a bad previous key";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("WEBHOOKDB_PREVIOUS_SECRET_KEYS"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("not-a-key"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

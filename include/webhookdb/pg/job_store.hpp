@@ -16,11 +16,18 @@
 #include "webhookdb/pg/config.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 #include "webhookdb/pg/migrations.hpp"
+#include "webhookdb/pg/secret_key.hpp"
 
 namespace webhookdb::pg {
 
-// Thread-safe. Secrets (backfill key and secret, webhook secret) are stored in
-// the table as they are and never appear in a log line or an error message.
+// Thread-safe. Secrets (backfill key and secret, webhook secret) are stored
+// encrypted under the host's key (webhookdb/pg/secret_key.hpp): AES-256-GCM with
+// the row id and column as associated data, so a dump of the table reveals no
+// secret and a value copied to another row does not decrypt. Without a key, a
+// store refuses to write a non-empty secret (InvalidPrecondition) unless the
+// host opted into plain text. Secrets never appear in a log line or an error.
+// A value that does not decrypt (tampered with, wrong row, key not configured)
+// is an InvariantViolation naming the integration and the column.
 //
 // Integration locks are session-level advisory locks on
 // (oid of webhookdb_service_integrations, integration id), each held by a
@@ -29,9 +36,13 @@ namespace webhookdb::pg {
 // server ends the session and the lock is gone at once: no lock rows to expire.
 class PgJobStore final : public JobStore {
  public:
-  // created_at of jobs comes from `clock`. Migrations run on first use (or migrate()).
-  explicit PgJobStore(Config config, std::shared_ptr<Clock> clock = system_clock());
-  explicit PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock = system_clock());
+  // created_at of jobs comes from `clock`. Migrations run on first use (or
+  // migrate()); with a current key they also encrypt any plain-text secrets.
+  // `keys` defaults to SecretKeys::from_environment() (WEBHOOKDB_SECRET_KEY...).
+  explicit PgJobStore(Config config, std::shared_ptr<Clock> clock = system_clock(),
+                      SecretKeys keys = SecretKeys::from_environment());
+  explicit PgJobStore(std::shared_ptr<ConnectionPool> pool, std::shared_ptr<Clock> clock = system_clock(),
+                      SecretKeys keys = SecretKeys::from_environment());
   ~PgJobStore() override;
   PgJobStore(const PgJobStore&) = delete;
   PgJobStore& operator=(const PgJobStore&) = delete;
@@ -68,6 +79,11 @@ class PgJobStore final : public JobStore {
 
   // Runs the pending migrations of component "job_store".
   void migrate();
+  // Key rotation: re-encrypts under the current key every secret stored in
+  // plain text or under a previous key, in one transaction; afterwards the
+  // previous keys are no longer needed. Returns the number of integrations
+  // rewritten. InvalidPrecondition without a current key.
+  std::size_t reencrypt_secrets();
   [[nodiscard]] ConnectionPool& pool() const noexcept;
   [[nodiscard]] static const std::vector<Migration>& migrations();
 
