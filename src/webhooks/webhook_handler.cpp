@@ -3,8 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
 #include <mutex>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -22,6 +27,26 @@ namespace {
 WebhookResponse internal_error() {
   return WebhookResponse::error(500, "internal error");
 }
+
+WebhookResponse retry_later(std::string text) {
+  WebhookResponse out = WebhookResponse::error(503, std::move(text));
+  out.headers.emplace_back("Retry-After", "1");
+  return out;
+}
+
+// A verified request waiting for its micro-batch's commit.
+struct Batched {
+  enum class Kind { rows, inbox };
+  Kind kind = Kind::rows;
+  std::shared_ptr<Replicator> replicator;
+  WebhookPolicy* policy = nullptr;
+  std::string target_id;
+  std::vector<Row> rows;
+  WebhookRequest request;
+  WebhookResponse verification;
+  std::function<void(WebhookResponse)> done;
+  std::chrono::steady_clock::time_point queued_at;
+};
 
 // The bytes a value takes in an index entry, near enough: its text.
 std::size_t indexed_size(const nlohmann::json& value) {
@@ -108,12 +133,79 @@ struct WebhookHandler::Impl {
   std::atomic<std::uint64_t> processed_async{0};
   std::atomic<std::uint64_t> failed_async{0};
   std::atomic<std::uint64_t> inboxed{0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> batched{0};
+  std::atomic<std::uint64_t> batch_failures{0};
+
+  // The micro-batch queue and its writers.
+  mutable std::mutex batch_mutex;
+  std::condition_variable batch_ready;
+  std::condition_variable batch_room;
+  std::deque<Batched> batch_queue;
+  bool batch_stopping = false;
+  std::vector<std::thread> writers;
 
   Impl(ReplicatorContext ctx, WebhookHandlerOptions opts)
       : context(std::move(ctx)),
         options(std::move(opts)),
         logger(context.logger ? context.logger : std::make_shared<NullLogger>()),
-        pool(options.worker_threads == 0 ? 1 : options.worker_threads) {}
+        pool(options.worker_threads == 0 ? 1 : options.worker_threads) {
+    if (options.max_batch == 0) options.max_batch = 1;
+    if (options.max_queued == 0) options.max_queued = 1;
+    const std::size_t n = std::max<std::size_t>(options.batch_writers, 1);
+    writers.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) writers.emplace_back([this] { write_batches(); });
+  }
+  ~Impl() { stop_writers(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void stop_writers() {
+    {
+      std::lock_guard lock(batch_mutex);
+      batch_stopping = true;
+    }
+    batch_ready.notify_all();
+    batch_room.notify_all();
+    for (auto& writer : writers) {
+      if (writer.joinable()) writer.join();
+    }
+    writers.clear();
+  }
+
+  // Answers one request (counted). `done` must not throw; if it does, it is swallowed.
+  void finish(std::function<void(WebhookResponse)>& done, WebhookResponse response) {
+    try {
+      done(count(std::move(response)));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): an answer callback must not kill a writer
+    }
+  }
+
+  // Queues `item` for a batch writer; answers it 503 itself when the queue
+  // stays full for queue_wait or the handler is draining.
+  void submit(Batched item) {
+    {
+      std::unique_lock lock(batch_mutex);
+      const bool room = batch_room.wait_for(lock, options.queue_wait, [this] {
+        return batch_stopping || batch_queue.size() < options.max_queued;
+      });
+      if (room && !batch_stopping) {
+        item.queued_at = std::chrono::steady_clock::now();
+        batch_queue.push_back(std::move(item));
+        lock.unlock();
+        batch_ready.notify_all();
+        return;
+      }
+    }
+    log(LogLevel::warn, item.target_id, "batch queue full or draining; answered 503");
+    finish(item.done, retry_later("webhook queue is full; retry later"));
+  }
+
+  void write_batches();
+  void commit(std::vector<Batched>& batch);
+  void commit_inbox(std::vector<Batched>& batch, const std::vector<std::size_t>& members);
+  void commit_rows(std::vector<Batched>& batch, const std::vector<std::size_t>& members);
+  WebhookResponse rows_response(Batched& item);
 
   void log(LogLevel level, const std::string& opaque_id, const std::string& text) const {
     logger->log(level, "webhook for " + opaque_id + ": " + text);
@@ -160,17 +252,148 @@ struct WebhookHandler::Impl {
     return true;
   }
 
-  WebhookResponse process(const std::string& opaque_id, WebhookRequest& request);
-  WebhookResponse process_enriched(const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy,
-                                   WebhookRequest& request, const WebhookResponse& verification,
-                                   bool synchronous);
-  WebhookResponse push_to_inbox(const std::string& target_id, const WebhookRequest& request,
-                                const WebhookResponse& verification);
+  // An answer now, or nullopt when the request joined a batch (which answers it through `done`).
+  std::optional<WebhookResponse> process(const std::string& opaque_id, WebhookRequest& request,
+                                         std::function<void(WebhookResponse)>& done);
+  std::optional<WebhookResponse> process_enriched(const std::shared_ptr<Replicator>& replicator,
+                                                  WebhookPolicy* policy, WebhookRequest& request,
+                                                  const WebhookResponse& verification, bool synchronous,
+                                                  std::function<void(WebhookResponse)>& done);
+  void push_to_inbox(const std::string& target_id, WebhookRequest& request, const WebhookResponse& verification,
+                     std::function<void(WebhookResponse)>& done);
   WebhookResponse enqueue_or_busy(std::function<void()> work, const std::string& target_id,
                                   const WebhookResponse& verification);
 };
 
-WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request) {
+void WebhookHandler::Impl::write_batches() {
+  for (;;) {
+    std::vector<Batched> batch;
+    {
+      std::unique_lock lock(batch_mutex);
+      batch_ready.wait(lock, [this] { return batch_stopping || !batch_queue.empty(); });
+      if (batch_queue.empty()) return;  // stopping, and nothing left to commit
+      const auto close_at = batch_queue.front().queued_at + options.batch_window;
+      batch_ready.wait_until(lock, close_at, [this] {
+        return batch_stopping || batch_queue.empty() || batch_queue.size() >= options.max_batch;
+      });
+      if (batch_queue.empty()) continue;  // another writer took them
+      const std::size_t n = std::min(batch_queue.size(), options.max_batch);
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(batch_queue.front()));
+        batch_queue.pop_front();
+      }
+    }
+    batch_room.notify_all();
+    commit(batch);
+  }
+}
+
+void WebhookHandler::Impl::commit(std::vector<Batched>& batch) {
+  std::vector<std::size_t> inbox_members;
+  std::map<std::string, std::vector<std::size_t>> by_integration;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].kind == Batched::Kind::inbox) {
+      inbox_members.push_back(i);
+    } else {
+      by_integration[batch[i].target_id].push_back(i);
+    }
+  }
+  if (!inbox_members.empty()) commit_inbox(batch, inbox_members);
+  for (const auto& [target_id, members] : by_integration) commit_rows(batch, members);
+}
+
+void WebhookHandler::Impl::commit_inbox(std::vector<Batched>& batch, const std::vector<std::size_t>& members) {
+  std::vector<WebhookInbox::Entry> entries;
+  entries.reserve(members.size());
+  for (std::size_t i : members) entries.push_back({batch[i].target_id, &batch[i].request});
+  batches.fetch_add(1, std::memory_order_relaxed);
+  try {
+    options.inbox->push_batch(entries);
+  } catch (const InvalidInput& e) {
+    if (members.size() > 1) {
+      // One entry the inbox refuses must not fail its neighbours: one by one.
+      for (std::size_t i : members) commit_inbox(batch, {i});
+      return;
+    }
+    batched.fetch_add(1, std::memory_order_relaxed);
+    finish(batch[members[0]].done, WebhookResponse::error(400, std::string("invalid webhook payload: ") + e.what()));
+    return;
+  } catch (const std::exception& e) {
+    batch_failures.fetch_add(1, std::memory_order_relaxed);
+    logger->log(LogLevel::error, "webhook inbox batch of " + std::to_string(members.size()) +
+                                     " failed; answered 503: " + e.what());
+    for (std::size_t i : members) {
+      batched.fetch_add(1, std::memory_order_relaxed);
+      finish(batch[i].done, retry_later("the webhook could not be stored; retry later"));
+    }
+    return;
+  }
+  inboxed.fetch_add(members.size(), std::memory_order_relaxed);
+  for (std::size_t i : members) {
+    batched.fetch_add(1, std::memory_order_relaxed);
+    finish(batch[i].done, batch[i].verification);
+  }
+}
+
+WebhookResponse WebhookHandler::Impl::rows_response(Batched& item) {
+  try {
+    return item.policy != nullptr ? item.policy->synchronous_response(item.rows, item.request)
+                                  : default_synchronous_response(item.rows);
+  } catch (const std::exception& e) {
+    log(LogLevel::error, item.target_id, std::string("synchronous response failed: ") + e.what());
+    return internal_error();
+  }
+}
+
+void WebhookHandler::Impl::commit_rows(std::vector<Batched>& batch, const std::vector<std::size_t>& members) {
+  Replicator& replicator = *batch[members[0]].replicator;
+  const TableSpec& spec = replicator.table_spec();
+  // Two versions of one key: the one the update rule lets replace the other is
+  // written (the store alone would keep the later one, whichever is newer).
+  std::vector<Row> rows;
+  std::unordered_map<std::string, std::size_t> position;
+  for (std::size_t i : members) {
+    for (const Row& row : batch[i].rows) {
+      std::string key = row.key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      auto [at, inserted] = position.try_emplace(std::move(key), rows.size());
+      if (inserted) {
+        rows.push_back(row);
+      } else if (spec.update_rule.allows(spec, rows[at->second], row)) {
+        rows[at->second] = row;
+      }
+    }
+  }
+  batches.fetch_add(1, std::memory_order_relaxed);
+  try {
+    replicator.write_webhook_rows(std::move(rows));
+  } catch (const InvalidInput& e) {
+    if (members.size() > 1) {
+      // A row the store refuses must not fail its neighbours: one by one.
+      for (std::size_t i : members) commit_rows(batch, {i});
+      return;
+    }
+    batched.fetch_add(1, std::memory_order_relaxed);
+    finish(batch[members[0]].done, WebhookResponse::error(400, std::string("invalid webhook payload: ") + e.what()));
+    return;
+  } catch (const std::exception& e) {
+    batch_failures.fetch_add(1, std::memory_order_relaxed);
+    log(LogLevel::error, batch[members[0]].target_id,
+        "batch of " + std::to_string(members.size()) + " failed; answered 503: " + e.what());
+    for (std::size_t i : members) {
+      batched.fetch_add(1, std::memory_order_relaxed);
+      finish(batch[i].done, retry_later("the webhook could not be stored; retry later"));
+    }
+    return;
+  }
+  for (std::size_t i : members) {
+    batched.fetch_add(1, std::memory_order_relaxed);
+    finish(batch[i].done, rows_response(batch[i]));
+  }
+}
+
+std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request,
+                                                             std::function<void(WebhookResponse)>& done) {
   std::optional<ServiceIntegration> integration;
   try {
     integration = context.jobs->find_integration_by_opaque_id(opaque_id);
@@ -231,44 +454,65 @@ WebhookResponse WebhookHandler::Impl::process(const std::string& opaque_id, Webh
   // Enrichment may call out over HTTP: the whole upsert is left to the write
   // (now, the worker, or the inbox's processor), unchecked before the answer.
   if (replicator->table_spec().enrichment)
-    return process_enriched(replicator, policy, request, verification, synchronous);
+    return process_enriched(replicator, policy, request, verification, synchronous, done);
 
   // Rows are built and checked now, so a payload that cannot become a row is
   // a 400 the sender sees, never a 202 and then a failure in a log.
   std::vector<Row> rows = storable_rows(*replicator, request);
   if (synchronous) {
-    if (!rows.empty()) rows = replicator->write_webhook_rows(std::move(rows)).rows;
-    return policy != nullptr ? policy->synchronous_response(rows, request)
-                             : default_synchronous_response(rows);
+    if (rows.empty()) {
+      return policy != nullptr ? policy->synchronous_response(rows, request)
+                               : default_synchronous_response(rows);
+    }
+    Batched item;
+    item.kind = Batched::Kind::rows;
+    item.replicator = replicator;
+    item.policy = policy;
+    item.target_id = target_id;
+    item.rows = std::move(rows);
+    item.request = std::move(request);
+    item.done = std::move(done);
+    submit(std::move(item));
+    return std::nullopt;
   }
   if (rows.empty()) return verification;  // the replicator skips this resource
-  if (options.inbox) return push_to_inbox(target_id, request, verification);
+  if (options.inbox) {
+    push_to_inbox(target_id, request, verification, done);
+    return std::nullopt;
+  }
   auto work = [replicator, rows = std::move(rows)]() mutable { replicator->write_webhook_rows(std::move(rows)); };
   return enqueue_or_busy(std::move(work), target_id, verification);
 }
 
-WebhookResponse WebhookHandler::Impl::process_enriched(const std::shared_ptr<Replicator>& replicator,
-                                                       WebhookPolicy* policy, WebhookRequest& request,
-                                                       const WebhookResponse& verification,
-                                                       bool synchronous) {
+std::optional<WebhookResponse> WebhookHandler::Impl::process_enriched(
+    const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy, WebhookRequest& request,
+    const WebhookResponse& verification, bool synchronous, std::function<void(WebhookResponse)>& done) {
   if (synchronous) {
     std::vector<Row> rows = replicator->upsert_webhook(request).rows;
     return policy != nullptr ? policy->synchronous_response(rows, request)
                              : default_synchronous_response(rows);
   }
   const std::string& target_id = replicator->integration().opaque_id;
-  if (options.inbox) return push_to_inbox(target_id, request, verification);
+  if (options.inbox) {
+    push_to_inbox(target_id, request, verification, done);
+    return std::nullopt;
+  }
   auto work = [replicator, request = std::move(request)] { replicator->upsert_webhook(request); };
   return enqueue_or_busy(std::move(work), target_id, verification);
 }
 
-WebhookResponse WebhookHandler::Impl::push_to_inbox(const std::string& target_id,
-                                                    const WebhookRequest& request,
-                                                    const WebhookResponse& verification) {
-  // Throws when not stored: handle() answers 500 and the sender retries.
-  options.inbox->push(target_id, request);
-  inboxed.fetch_add(1, std::memory_order_relaxed);
-  return verification;
+void WebhookHandler::Impl::push_to_inbox(const std::string& target_id, WebhookRequest& request,
+                                         const WebhookResponse& verification,
+                                         std::function<void(WebhookResponse)>& done) {
+  // Answered once the batch holding it is committed (503 when that fails).
+  Batched item;
+  item.kind = Batched::Kind::inbox;
+  item.target_id = target_id;
+  item.request = std::move(request);
+  item.request.json = nullptr;  // the inbox stores the raw body
+  item.verification = verification;
+  item.done = std::move(done);
+  submit(std::move(item));
 }
 
 WebhookResponse WebhookHandler::Impl::enqueue_or_busy(std::function<void()> work,
@@ -293,25 +537,41 @@ WebhookHandler::~WebhookHandler() {
 }
 
 WebhookResponse WebhookHandler::handle(const std::string& opaque_id, WebhookRequest request) {
+  // Shared: the writer may still be inside set_value when get() returns.
+  auto answer = std::make_shared<std::promise<WebhookResponse>>();
+  auto future = answer->get_future();
+  handle_async(opaque_id, std::move(request), [answer](WebhookResponse out) { answer->set_value(std::move(out)); });
+  return future.get();
+}
+
+void WebhookHandler::handle_async(const std::string& opaque_id, WebhookRequest request,
+                                  std::function<void(WebhookResponse)> done) {
   Impl& impl = *impl_;
   impl.requests.fetch_add(1, std::memory_order_relaxed);
+  std::optional<WebhookResponse> out;
   try {
-    return impl.count(impl.process(opaque_id, request));
+    out = impl.process(opaque_id, request, done);
   } catch (const InvalidInput& e) {
-    return impl.count(WebhookResponse::error(400, std::string("invalid webhook payload: ") + e.what()));
+    out = WebhookResponse::error(400, std::string("invalid webhook payload: ") + e.what());
   } catch (const nlohmann::json::exception&) {
     // A replicator hook read the payload as a shape it does not have.
-    return impl.count(WebhookResponse::error(400, "invalid webhook payload: unexpected JSON shape"));
+    out = WebhookResponse::error(400, "invalid webhook payload: unexpected JSON shape");
   } catch (const StoreError& e) {
     impl.log(LogLevel::error, opaque_id, std::string("store failed: ") + e.what());
-    return impl.count(internal_error());
+    out = internal_error();
   } catch (const std::exception& e) {
     impl.log(LogLevel::error, opaque_id, std::string("failed: ") + e.what());
-    return impl.count(internal_error());
+    out = internal_error();
   } catch (...) {
     impl.log(LogLevel::error, opaque_id, "failed with an unknown exception");
-    return impl.count(internal_error());
+    out = internal_error();
   }
+  if (out) impl.finish(done, std::move(*out));
+}
+
+bool WebhookHandler::queue_above(double fraction) const {
+  std::lock_guard lock(impl_->batch_mutex);
+  return static_cast<double>(impl_->batch_queue.size()) >= fraction * static_cast<double>(impl_->options.max_queued);
 }
 
 void WebhookHandler::wait_idle() {
@@ -332,6 +592,7 @@ void WebhookHandler::drain() {
     std::lock_guard lock(impl_->mutex);
     impl_->draining = true;
   }
+  impl_->stop_writers();
   impl_->pool.join();
   impl_->drained = true;
 }
@@ -347,6 +608,13 @@ WebhookStats WebhookHandler::stats() const {
   s.processed_async = impl.processed_async.load();
   s.failed_async = impl.failed_async.load();
   s.inboxed = impl.inboxed.load();
+  s.batches = impl.batches.load();
+  s.batched = impl.batched.load();
+  s.batch_failures = impl.batch_failures.load();
+  {
+    std::lock_guard lock(impl.batch_mutex);
+    s.queued = impl.batch_queue.size();
+  }
   {
     std::lock_guard lock(impl.mutex);
     s.pending = impl.pending;

@@ -37,6 +37,8 @@ constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
 constexpr std::chrono::milliseconds kLingerTime{1000};
 // Bodies over this may take only three quarters of the in-flight budget.
 constexpr std::size_t kSmallBody = 64 * 1024;
+// How long a read is put off at a time while the handler's queue is full.
+constexpr std::chrono::milliseconds kSlowStep{5};
 
 WebhookResponse busy(std::string text) {
   WebhookResponse out = WebhookResponse::error(503, std::move(text));
@@ -87,6 +89,7 @@ struct ReceiverCore {
   std::atomic<std::size_t> peak_body_bytes{0};
   std::atomic<std::uint64_t> refused_busy{0};
   std::atomic<std::uint64_t> handler_timeouts{0};
+  std::atomic<std::uint64_t> slowed_reads{0};
   net::io_context ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   tcp::acceptor acceptor;
@@ -117,7 +120,6 @@ struct ReceiverCore {
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
   [[nodiscard]] Routed route(const http::request<http::string_body>& request) const;
-  [[nodiscard]] WebhookResponse run_handler(const std::string& opaque_id, WebhookRequest request) noexcept;
 
   void connection_opened() noexcept { raise_peak(peak_connections, connections.fetch_add(1) + 1); }
   void connection_closed();
@@ -166,6 +168,21 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void read_header() {
     if (stopping_) return close();
+    // Back-pressure: while the handler's batch queue is over half full, the
+    // next request is read later (up to handler_deadline), so a burst waits in
+    // socket buffers instead of being refused.
+    if (impl_.handler.queue_above(0.5) && slowed_ < impl_.options.handler_deadline) {
+      impl_.slowed_reads.fetch_add(1, std::memory_order_relaxed);
+      slowed_ += kSlowStep;
+      waiting_ = true;
+      deadline_.expires_after(kSlowStep);
+      deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (ec) return;
+        self->read_header();
+      });
+      return;
+    }
+    slowed_ = std::chrono::milliseconds{0};
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(impl_.options.max_header_bytes));
     // Also refuses a Content-Length over the limit before any body is read.
@@ -256,20 +273,37 @@ class Session : public std::enable_shared_from_this<Session> {
       self->impl_.handler_timeouts.fetch_add(1, std::memory_order_relaxed);
       self->answer(busy("the database is slow to answer; retry later"), version, false);
     });
+    // The handler verifies on the handler pool and answers through a callback,
+    // on a batch writer once the request's micro-batch is committed: the pool
+    // is free for the next request meanwhile.
+    struct Pending {
+      std::shared_ptr<Session> self;
+      beast::tcp_stream::executor_type executor;
+      net::executor_work_guard<beast::tcp_stream::executor_type> work;
+      std::shared_ptr<BodyReservation> reservation;
+      unsigned version;
+      bool keep_alive;
+      void reply(WebhookResponse out) {
+        reservation.reset();
+        net::post(executor, [self = self, out = std::move(out), version = version, keep_alive = keep_alive]() mutable {
+          self->deadline_.cancel();
+          self->answer(std::move(out), version, keep_alive);
+        });
+      }
+    };
     auto executor = stream_.get_executor();
-    net::post(impl_.handler_pool,
-              [self = shared_from_this(), abandoned, executor, work = net::make_work_guard(executor),
-               reservation = std::move(reservation_), id = std::move(opaque_id), request = std::move(request),
-               version, keep_alive]() mutable {
-                WebhookResponse out = abandoned->load() ? busy("the database is slow to answer; retry later")
-                                                        : self->impl_.run_handler(id, std::move(request));
-                request = {};
-                reservation.reset();
-                net::post(executor, [self, out = std::move(out), version, keep_alive]() mutable {
-                  self->deadline_.cancel();
-                  self->answer(std::move(out), version, keep_alive);
-                });
-              });
+    auto pending = std::make_shared<Pending>(Pending{shared_from_this(), executor, net::make_work_guard(executor),
+                                                     std::move(reservation_), version, keep_alive});
+    net::post(impl_.handler_pool, [pending, abandoned, id = std::move(opaque_id),
+                                   request = std::move(request)]() mutable {
+      if (abandoned->load()) return pending->reply(busy("the database is slow to answer; retry later"));
+      try {
+        pending->self->impl_.handler.handle_async(id, std::move(request),
+                                                  [pending](WebhookResponse out) { pending->reply(std::move(out)); });
+      } catch (...) {
+        pending->reply(WebhookResponse::error(500, "internal error"));
+      }
+    });
   }
 
   // The first of the handler's answer and the deadline's 503 wins.
@@ -357,6 +391,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<BodyReservation> reservation_;
   std::unique_ptr<std::array<char, 4096>> scratch_;
   std::size_t lingered_ = 0;
+  // Time this request's read has been put off by back-pressure.
+  std::chrono::milliseconds slowed_{0};
   // Only touched on the session's strand.
   bool waiting_ = false;
   bool stopping_ = false;
@@ -418,14 +454,6 @@ bool ReceiverCore::try_reserve(std::size_t bytes) noexcept {
   } while (!body_bytes.compare_exchange_weak(held, held + bytes));
   raise_peak(peak_body_bytes, held + bytes);
   return true;
-}
-
-WebhookResponse ReceiverCore::run_handler(const std::string& opaque_id, WebhookRequest request) noexcept {
-  try {
-    return handler.handle(opaque_id, std::move(request));
-  } catch (...) {
-    return WebhookResponse::error(500, "internal error");
-  }
 }
 
 Routed ReceiverCore::route(const http::request<http::string_body>& request) const {
@@ -564,6 +592,7 @@ ReceiverStats WebhookReceiver::stats() const {
   s.peak_body_bytes_in_flight = impl.peak_body_bytes.load();
   s.refused_busy = impl.refused_busy.load();
   s.handler_timeouts = impl.handler_timeouts.load();
+  s.slowed_reads = impl.slowed_reads.load();
   return s;
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <latch>
@@ -282,15 +283,16 @@ TEST_F(Handler, DrainFinishesQueuedWorkThenRefuses) {
   handler.drain();  // idempotent
 }
 
-TEST_F(Handler, StoreFailureIs500WithAGenericMessage) {
+TEST_F(Handler, StoreFailureIs503WithRetryAfterAndAGenericMessage) {
   WebhookHandlerOptions options;
   options.process_synchronously = true;
   WebhookHandler handler(env.context(), options);
   store->fail_next_upserts(1, std::make_exception_ptr(StoreError("db at postgresql://u:hunter2@h/db failed", true)));
   const auto r = post(handler, charge("a", 1));
-  EXPECT_EQ(r.status, 500);
-  EXPECT_EQ(r.body, "internal error");
-  EXPECT_EQ(handler.stats().failed, 1U);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body.find("hunter2"), std::string::npos) << r.body;
+  EXPECT_TRUE(std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "Retry-After"; }));
+  EXPECT_EQ(handler.stats().unavailable, 1U);
   expect_no_secret_logged();
 }
 

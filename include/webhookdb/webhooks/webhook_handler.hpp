@@ -6,6 +6,18 @@
 // nothing), else on a bounded in-memory worker pool. The Beast
 // WebhookReceiver calls it; a host with its own HTTP server can too.
 //
+// Micro-batched durable acknowledgement: in synchronous mode and with an
+// inbox, a verified request whose rows are built joins a batch; a batch
+// writer commits the batch (per integration, its rows through the replica
+// store's multi-row/COPY upsert; every inbox entry through
+// WebhookInbox::push_batch) in one transaction, and only then is each of its
+// requests answered. A batch closes batch_window after its first request or
+// at max_batch requests, whichever comes first. Two versions of one key in a
+// batch: the one the table's update rule prefers is written (the newer). A
+// batch whose commit fails answers each request 503 with Retry-After (none
+// was answered 2xx); a store that refuses a row as invalid (InvalidInput)
+// makes the batch's requests be written one by one, so only that one is a 400.
+//
 // Statuses: 2xx accepted (the verification's status, 202 by default; 200 with
 // the row when synchronous), 400 malformed JSON / invalid UTF-8 / not an
 // object or array / too deeply nested / a resource that cannot become a row,
@@ -62,6 +74,20 @@ struct WebhookHandlerOptions {
   // Called on a worker thread when an asynchronous write fails (after it is
   // logged). Must not throw.
   std::function<void(const std::string& opaque_id, std::exception_ptr error)> on_async_error;
+
+  // --- Micro-batches (synchronous mode and the inbox) ---
+  // How long a batch waits for more requests after its first one. Zero:
+  // each batch is what was queued when a writer became free.
+  std::chrono::microseconds batch_window{3'000};
+  // A batch is committed at this many requests without waiting out the window.
+  std::size_t max_batch = 256;
+  // Threads committing batches (one commits while the next fills).
+  std::size_t batch_writers = 2;
+  // Requests waiting for a batch writer (bounded queue). When full,
+  // handle_async() waits up to queue_wait for room, then answers 503 with
+  // Retry-After.
+  std::size_t max_queued = 8192;
+  std::chrono::milliseconds queue_wait{5'000};
 };
 
 struct WebhookStats {
@@ -74,6 +100,10 @@ struct WebhookStats {
   std::uint64_t failed_async = 0;     // asynchronous writes that threw
   std::uint64_t inboxed = 0;          // asynchronous webhooks stored in the inbox
   std::uint64_t pending = 0;          // asynchronous writes queued or running now
+  std::uint64_t batches = 0;          // micro-batches committed (or failed)
+  std::uint64_t batched = 0;          // requests answered from a micro-batch
+  std::uint64_t batch_failures = 0;   // micro-batches whose commit failed
+  std::uint64_t queued = 0;           // requests waiting for a batch writer now
 };
 
 class WebhookHandler {
@@ -88,13 +118,23 @@ class WebhookHandler {
 
   // Handles one POST for integration `opaque_id`. Thread-safe; never throws
   // for anything the request contains.
+  // Waits for its micro-batch's commit.
   WebhookResponse handle(const std::string& opaque_id, WebhookRequest request);
+  // The same, answering through `done` (exactly once; on the calling thread
+  // for an answer that needs no write, else on a batch writer once the batch
+  // is committed or failed). Blocks only while the batch queue is full.
+  // `done` must not throw.
+  void handle_async(const std::string& opaque_id, WebhookRequest request,
+                    std::function<void(WebhookResponse)> done);
+  // True when the batch queue is at least `fraction` full (0..1): a receiver
+  // slows its reading then.
+  [[nodiscard]] bool queue_above(double fraction) const;
 
   // Blocks until no asynchronous write is queued or running.
   void wait_idle();
   [[nodiscard]] bool wait_idle_for(std::chrono::milliseconds timeout);
-  // Stops taking asynchronous work (503 from now on), finishes what is
-  // queued, joins the workers. Idempotent. Must not be called from a worker.
+  // Stops taking asynchronous work and batches (503 from now on), commits
+  // the batches queued and finishes what is queued, joins the workers. Idempotent. Must not be called from a worker.
   void drain();
 
   [[nodiscard]] WebhookStats stats() const;

@@ -9,6 +9,7 @@
 // in another component does not link webhookdb::webhooks.
 
 #include <string>
+#include <vector>
 
 #include "webhookdb/webhook.hpp"
 
@@ -22,6 +23,18 @@ class WebhookInbox {
   // Returns once stored; throws (a StoreError, say) when it was not, and then
   // the sender must not be told it was accepted. Thread-safe.
   virtual void push(const std::string& opaque_id, const WebhookRequest& request) = 0;
+
+  struct Entry {
+    std::string opaque_id;
+    const WebhookRequest* request = nullptr;
+  };
+  // Stores every entry, or throws having stored none it would vouch for (the
+  // handler's micro-batches: one transaction for many webhooks). The default
+  // pushes them one by one: an inbox that can do better (pg::PgWebhookInbox)
+  // overrides it. After a throw some may be stored: delivery is at least once.
+  virtual void push_batch(const std::vector<Entry>& entries) {
+    for (const Entry& entry : entries) push(entry.opaque_id, *entry.request);
+  }
 };
 
 }  // namespace webhookdb::webhooks

@@ -22,6 +22,14 @@
 // while the database stalls. Open connections are capped (past the cap new
 // ones wait in the listen backlog) and so are the body bytes being received
 // or handled (counted by declared length, a chunked body as max_body_bytes).
+//
+// Durable answers: the handler commits requests in micro-batches (see
+// WebhookHandlerOptions::batch_window, max_batch) and each is answered after
+// its batch's commit. Back-pressure: while the handler's batch queue is over
+// half full, each connection puts off reading its next request (5 ms at a
+// time, up to handler_deadline), so a burst waits in socket buffers rather
+// than being refused; a request still unanswered at handler_deadline, or
+// refused by a full queue, is a 503 with Retry-After.
 
 #include <chrono>
 #include <cstddef>
@@ -72,6 +80,7 @@ struct ReceiverStats {
   std::size_t peak_body_bytes_in_flight = 0;
   std::uint64_t refused_busy = 0;      // 503: the body budget was spent
   std::uint64_t handler_timeouts = 0;  // 503: the handler missed its deadline
+  std::uint64_t slowed_reads = 0;      // reads put off (5 ms each) while the batch queue was over half full
 };
 
 class WebhookReceiver {
