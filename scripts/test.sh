@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a throwaway
 # PostgreSQL, builds the library, tools and examples in Release (running the
-# examples' tests and the benchmark smoke run), builds the outside consumer
-# against the installed package, then runs the whole suite (the fault matrix
-# included) under ASan+UBSan and under TSan, and bounded libFuzzer runs.
+# examples' tests and the benchmark smoke run), gates on clang-tidy
+# (scripts/tidy.sh), builds the outside consumer against the installed
+# package, then runs the whole suite (the fault matrix included) under
+# ASan+UBSan and under TSan, and bounded libFuzzer runs.
 # Stops PostgreSQL on exit.
 #   scripts/test.sh                      everything
 #   SKIP_SANITIZERS=1 scripts/test.sh    the whole suite in one plain Release build
@@ -48,6 +49,9 @@ cmake -S . -B build/release "${common[@]}" -DCMAKE_BUILD_TYPE=Release "-DWEBHOOK
 cmake --build build/release -j "$jobs"
 section "tests (Release${plain_labels:+: examples and benchmark smoke run})"
 run_suite build/release
+
+section "clang-tidy (function size, swappable parameters)"
+bash scripts/tidy.sh build/tidy
 
 section "install + outside consumer (find_package)"
 prefix=$(mktemp -d /tmp/webhookdb-prefix.XXXXXX)

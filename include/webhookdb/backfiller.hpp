@@ -124,6 +124,7 @@ class Backfiller {
   [[nodiscard]] virtual bool pipelined() const { return false; }
   [[nodiscard]] virtual std::size_t pipeline_depth() const { return 2; }
   // Adapters report rows they wrote, for progress.
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): rows written, then those changed
   void count_written(std::uint64_t rows, std::uint64_t changed);
 
   // The checkpoint to save with rows written now: the token of the page whose

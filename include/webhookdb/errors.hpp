@@ -85,6 +85,8 @@ class StoreError : public Error {
 class HttpBaseError : public Error {
  public:
   // `url` must already have secrets redacted (see redact_url).
+  // message, then method, then url: distinct roles, one order in every HttpError:
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
   HttpBaseError(const std::string& message, std::string method, std::string url)
       : Error(message), method_(std::move(method)), url_(std::move(url)) {}
   [[nodiscard]] const std::string& method() const noexcept { return method_; }

@@ -36,6 +36,8 @@ BackfillProgress Backfiller::progress() const {
   return counters_->progress;
 }
 
+// rows written, then those changed (changed <= rows), as UpsertedRows:
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 void Backfiller::count_written(std::uint64_t rows, std::uint64_t changed) {
   std::lock_guard lock(counters_->mutex);
   counters_->progress.rows_written += rows;

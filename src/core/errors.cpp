@@ -28,6 +28,8 @@ bool credential_header(std::string_view name) {
          secret_looking(n);
 }
 
+// the HttpBaseError order (method, url), then the excerpt:
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 std::string http_error_message(int status, const std::string& method, const std::string& url,
                                const std::string& excerpt) {
   std::string msg = "HTTP " + std::to_string(status) + " from " + method + " " + url;

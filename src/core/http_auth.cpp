@@ -77,6 +77,7 @@ bool secret_query_name(std::string_view name) {
   return redact_url(probe) != probe;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): header name, then value
 void add_header_value(SecretSet& set, std::string_view name, std::string_view value) {
   set.add(value);
   if (codec::iequals(name, "cookie")) {
@@ -158,6 +159,7 @@ std::string redact_secrets(std::string text, std::vector<std::string> secrets) {
   return text;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): user, then password: the order of RFC 7617
 std::string basic_auth_value(std::string_view user, std::string_view password) {
   std::string credentials(user);
   credentials += ':';

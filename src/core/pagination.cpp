@@ -113,22 +113,54 @@ std::vector<std::string> Link::rels() const {
   return out;
 }
 
-std::vector<Link> parse_link_header(std::string_view value) {
-  std::vector<Link> links;
-  std::size_t i = 0;
-  const std::size_t n = value.size();
-  auto skip_space = [&] {
-    while (i < n && is_space(value[i])) ++i;
-  };
+namespace {
+
+// RFC 8288 Link header scanner: one function per part of the grammar.
+class LinkScanner {
+ public:
+  explicit LinkScanner(std::string_view value) : v_(value) {}
+
+  std::vector<Link> links() {
+    std::vector<Link> out;
+    while (i_ < v_.size()) {
+      skip_space();
+      if (i_ < v_.size() && v_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ >= v_.size()) break;
+      if (v_[i_] != '<') {
+        skip_to_next_link();
+        continue;
+      }
+      const auto close = v_.find('>', i_ + 1);
+      if (close == std::string_view::npos) break;
+      Link link;
+      link.target = std::string(trim(v_.substr(i_ + 1, close - i_ - 1)));
+      i_ = close + 1;
+      if (!read_params(link)) {
+        skip_to_next_link();
+        continue;
+      }
+      out.push_back(std::move(link));
+    }
+    return out;
+  }
+
+ private:
+  void skip_space() {
+    while (i_ < v_.size() && is_space(v_[i_])) ++i_;
+  }
+
   // Skips to just past the next ',' outside quotes and <...>.
-  auto skip_to_next_link = [&] {
+  void skip_to_next_link() {
     bool quoted = false;
     bool bracketed = false;
-    for (; i < n; ++i) {
-      const char c = value[i];
+    for (; i_ < v_.size(); ++i_) {
+      const char c = v_[i_];
       if (quoted) {
         if (c == '\\')
-          ++i;
+          ++i_;
         else if (c == '"')
           quoted = false;
       } else if (bracketed) {
@@ -138,71 +170,62 @@ std::vector<Link> parse_link_header(std::string_view value) {
       } else if (c == '<') {
         bracketed = true;
       } else if (c == ',') {
-        ++i;
+        ++i_;
         return;
       }
     }
-  };
-  while (i < n) {
-    skip_space();
-    if (i < n && value[i] == ',') {
-      ++i;
-      continue;
-    }
-    if (i >= n) break;
-    if (value[i] != '<') {
-      skip_to_next_link();
-      continue;
-    }
-    const auto close = value.find('>', i + 1);
-    if (close == std::string_view::npos) break;
-    Link link;
-    link.target = std::string(trim(value.substr(i + 1, close - i - 1)));
-    i = close + 1;
-    bool malformed = false;
+  }
+
+  // `;name[=value]` pairs up to the next ',' or the end; false when malformed.
+  bool read_params(Link& link) {
     while (true) {
       skip_space();
-      if (i >= n || value[i] == ',') break;
-      if (value[i] != ';') {
-        malformed = true;
-        break;
-      }
-      ++i;
+      if (i_ >= v_.size() || v_[i_] == ',') return true;
+      if (v_[i_] != ';') return false;
+      ++i_;
       skip_space();
-      const std::size_t name_start = i;
-      while (i < n && value[i] != '=' && value[i] != ';' && value[i] != ',' && !is_space(value[i])) ++i;
-      std::string name = codec::ascii_lower(value.substr(name_start, i - name_start));
+      const std::size_t name_start = i_;
+      while (i_ < v_.size() && v_[i_] != '=' && v_[i_] != ';' && v_[i_] != ',' && !is_space(v_[i_])) ++i_;
+      std::string name = codec::ascii_lower(v_.substr(name_start, i_ - name_start));
       skip_space();
       std::string param_value;
-      if (i < n && value[i] == '=') {
-        ++i;
+      if (i_ < v_.size() && v_[i_] == '=') {
+        ++i_;
         skip_space();
-        if (i < n && value[i] == '"') {
-          ++i;
-          while (i < n && value[i] != '"') {
-            if (value[i] == '\\' && i + 1 < n) ++i;
-            param_value += value[i];
-            ++i;
-          }
-          if (i < n) ++i;  // closing quote
-        } else {
-          const std::size_t v_start = i;
-          while (i < n && value[i] != ';' && value[i] != ',') ++i;
-          param_value = std::string(trim(value.substr(v_start, i - v_start)));
-        }
+        param_value = read_value();
       }
       // A trailing '*' names the RFC 8187 extended form; keep the plain one first.
       if (!name.empty()) link.params.emplace(std::move(name), std::move(param_value));
     }
-    if (malformed) {
-      skip_to_next_link();
-      continue;
-    }
-    links.push_back(std::move(link));
   }
-  return links;
-}
 
+  // A quoted-string (backslash escapes) or a token up to ';' or ','.
+  std::string read_value() {
+    std::string out;
+    if (i_ < v_.size() && v_[i_] == '"') {
+      ++i_;
+      while (i_ < v_.size() && v_[i_] != '"') {
+        if (v_[i_] == '\\' && i_ + 1 < v_.size()) ++i_;
+        out += v_[i_];
+        ++i_;
+      }
+      if (i_ < v_.size()) ++i_;  // closing quote
+      return out;
+    }
+    const std::size_t start = i_;
+    while (i_ < v_.size() && v_[i_] != ';' && v_[i_] != ',') ++i_;
+    return std::string(trim(v_.substr(start, i_ - start)));
+  }
+
+  std::string_view v_;
+  std::size_t i_ = 0;
+};
+
+}  // namespace
+
+std::vector<Link> parse_link_header(std::string_view value) { return LinkScanner(value).links(); }
+
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the base url, then the rel looked for
 std::optional<std::string> find_link(const Headers& headers, std::string_view base_url,
                                      std::string_view rel) {
   const std::string wanted = codec::ascii_lower(rel);
@@ -256,6 +279,7 @@ bool RepeatGuard::remember(Walk& walk, const std::string& token) {
   return true;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the walk, then its token
 void RepeatGuard::begin(const std::string& walk, const std::string& token) {
   std::lock_guard lock(mutex_);
   auto it = walks_.find(walk);
@@ -278,6 +302,7 @@ void RepeatGuard::begin(const std::string& walk, const std::string& token) {
   it->second.used = ++uses_;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the walk, the token asked and the next one answered
 void RepeatGuard::end(const std::string& walk, const std::string& token, const std::string& next,
                       const nlohmann::json& items) {
   std::lock_guard lock(mutex_);

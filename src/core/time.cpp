@@ -96,6 +96,7 @@ struct Cursor {
     while (!done() && std::isspace(static_cast<unsigned char>(s[i])) != 0) ++i;
   }
   // min_n..max_n digits, and no digit right after them.
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): a range: min then max
   bool digits(int min_n, int max_n, std::int64_t& out) {
     int n = 0;
     out = 0;
@@ -375,6 +376,7 @@ std::string excerpt(std::string_view text) {
 // Writes `value` in decimal, zero-padded to `width`. By hand: this runs for
 // every timestamp column of every row, and snprintf costs more than the rest
 // of the row's conversion.
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): value, then field width, as printf
 void put(std::string& out, std::int64_t value, int width) {
   char digits[20];
   int n = 0;

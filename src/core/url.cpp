@@ -182,6 +182,7 @@ std::string with_query(std::string_view url, const QueryParams& params) {
   return out + fragment;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): url, then name, then value
 std::string set_query_param(std::string_view url, std::string_view name, std::string_view value) {
   const UrlParts p = split_url(url);
   std::string query;
@@ -212,6 +213,7 @@ std::string set_query_param(std::string_view url, std::string_view name, std::st
   return join_url(p.scheme, p.has_authority, p.authority, p.path, true, query, p.has_fragment, p.fragment);
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): url, then the name looked up, as every URL API
 std::optional<std::string> query_param(std::string_view url, std::string_view name) {
   const UrlParts p = split_url(url);
   if (!p.has_query) return std::nullopt;
@@ -229,6 +231,8 @@ std::optional<std::string> query_param(std::string_view url, std::string_view na
   return std::nullopt;
 }
 
+// base, then the reference resolved against it (RFC 3986 order):
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 std::string resolve_url(std::string_view base, std::string_view reference) {
   reference = codec::trim(reference);
   const UrlParts r = split_url(reference);

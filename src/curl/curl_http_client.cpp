@@ -185,6 +185,8 @@ std::string curl_detail(CURLcode code, const char* errbuf, const std::string& ra
 
 // An HttpError whose excerpt and headers hold none of the credentials the
 // request sent: some APIs echo the key they rejected ("invalid api key ...").
+// the HttpBaseError order (method, url), then the response:
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 [[noreturn]] void throw_http_error(long status, const std::string& method, const std::string& shown_url,
                                    const std::string& body, const Headers& headers,
                                    const std::vector<std::string>& secrets) {
@@ -200,6 +202,8 @@ std::string curl_detail(CURLcode code, const char* errbuf, const std::string& ra
   throw HttpError(static_cast<int>(status), method, shown_url, std::move(excerpt), std::move(shown));
 }
 
+// the request, where it is sent from, and its redacted url:
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 void validate(const HttpRequest& request, const std::string& where, const std::string& shown_url) {
   if (!is_http_url(request.url))
     throw InvalidPrecondition(where + ": only http and https URLs are supported");

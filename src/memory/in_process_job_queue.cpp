@@ -100,17 +100,21 @@ struct InProcessJobQueue::Impl {
     if (--outstanding == 0) idle.notify_all();
   }
 
+  // Once stop() began, a job about to run (or to be scheduled again) ends
+  // as cancelled instead. Called with `mutex` held.
+  bool cancelled_by_stop_locked(std::int64_t job_id) {
+    if (!stopping) return false;
+    records[job_id].state = QueuedJobState::cancelled;
+    if (--outstanding == 0) idle.notify_all();
+    return true;
+  }
+
   // Runs on a pool thread; nothing may escape.
   void run(std::int64_t job_id) noexcept {
     Handler h;
     {
       std::lock_guard lock(mutex);
-      if (stopping) {
-        auto& rec = records[job_id];
-        rec.state = QueuedJobState::cancelled;
-        if (--outstanding == 0) idle.notify_all();
-        return;
-      }
+      if (cancelled_by_stop_locked(job_id)) return;
       auto& rec = records[job_id];
       rec.state = QueuedJobState::running;
       ++rec.runs;
@@ -138,12 +142,7 @@ struct InProcessJobQueue::Impl {
   void run_later(std::int64_t job_id, const RunLater& e) noexcept {
     try {
       std::lock_guard lock(mutex);
-      if (stopping) {
-        auto& rec = records[job_id];
-        rec.state = QueuedJobState::cancelled;
-        if (--outstanding == 0) idle.notify_all();
-        return;
-      }
+      if (cancelled_by_stop_locked(job_id)) return;
       // This run stays counted in `outstanding` for the next one.
       schedule_locked(job_id, e.delay());
     } catch (...) {

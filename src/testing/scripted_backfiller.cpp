@@ -30,6 +30,7 @@ ScriptedBackfiller& ScriptedBackfiller::fail_token(const std::string& token, int
   return *this;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): which page, then how many times
 ScriptedBackfiller& ScriptedBackfiller::fail_page(std::size_t page_index, int times, std::exception_ptr error) {
   if (page_index >= pages_.size()) {
     throw InvalidPrecondition("ScriptedBackfiller::fail_page: no page " + std::to_string(page_index));

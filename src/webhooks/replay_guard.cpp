@@ -4,6 +4,7 @@ namespace webhookdb::webhooks {
 
 ReplayGuard::ReplayGuard(std::size_t max_entries) : max_entries_(max_entries == 0 ? 1 : max_entries) {}
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): expiry, then now, as the header declares
 bool ReplayGuard::first_use(std::string_view signature, Timestamp expires_at, Timestamp now) {
   std::lock_guard lock(mutex_);
   while (!by_expiry_.empty() && by_expiry_.begin()->first < now) {

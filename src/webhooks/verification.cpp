@@ -43,6 +43,7 @@ Verification no_secret() {
 
 enum class Encoding { hex, base64 };
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): secret, then where the signature is and its prefix
 Verification verify_body_hmac(const WebhookRequest& request, std::string_view secret, std::string_view header,
                               std::string_view prefix, Encoding encoding) {
   auto value = header_value(request, header);
@@ -209,6 +210,7 @@ Verification verify_stripe_signature(const WebhookRequest& request, std::string_
                              clock, options.tolerance, options.replay_guard);
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): secret, time, body: the order Stripe signs them
 std::string stripe_signature_header(std::string_view secret, std::int64_t unix_seconds, std::string_view body,
                                     std::string_view scheme) {
   std::string payload = std::to_string(unix_seconds);

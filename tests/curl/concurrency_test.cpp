@@ -14,7 +14,7 @@
 #include "server_fixture.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 namespace {
 
 using std::chrono::milliseconds;
@@ -142,4 +142,4 @@ TEST(ApiServerConcurrency, ManyKeepAliveConnectionsAtOnce) {
 }
 
 }  // namespace
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

@@ -15,7 +15,7 @@
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/http_auth.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 namespace {
 
 using curl::CurlHttpClient;
@@ -389,4 +389,4 @@ TEST(CurlClient, ServesThousandsOfPagesPerSecondOnOneConnection) {
 }
 
 }  // namespace
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

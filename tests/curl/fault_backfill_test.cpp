@@ -23,7 +23,7 @@
 #include "webhookdb/testing/manual_clock.hpp"
 #include "webhookdb/testing/recording_sleeper.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 namespace {
 
 using std::chrono::milliseconds;
@@ -180,4 +180,4 @@ TEST(FaultBackfill, TenPercentFaultsEndWithExactlyTheSourceRows) {
 }
 
 }  // namespace
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

@@ -13,7 +13,7 @@
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pagination.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 namespace {
 
 namespace pn = webhookdb::pagination;
@@ -284,4 +284,4 @@ TEST(PaginationOrigin, RelativeNextUrlsResolveAgainstTheRequest) {
 }
 
 }  // namespace
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

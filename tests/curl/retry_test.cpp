@@ -16,7 +16,7 @@
 #include "webhookdb/retry_policy.hpp"
 #include "webhookdb/testing/recording_sleeper.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 namespace {
 
 using std::chrono::milliseconds;
@@ -304,4 +304,4 @@ TEST(RetryAfterHonoured, TheWebhookdbDefaultStaysTheDefault) {
 }
 
 }  // namespace
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

@@ -9,7 +9,7 @@
 
 #include "api_server/api_server.hpp"
 
-namespace webhookdb::curl_tests {
+namespace webhookdb::test {
 
 inline std::unique_ptr<tools::ApiServer> start_server(tools::ApiServerOptions options = {}) {
   auto server = std::make_unique<tools::ApiServer>(std::move(options));
@@ -21,4 +21,4 @@ inline std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_poin
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since);
 }
 
-}  // namespace webhookdb::curl_tests
+}  // namespace webhookdb::test

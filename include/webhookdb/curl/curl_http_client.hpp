@@ -34,6 +34,7 @@ enum class CrossOriginRedirect : std::uint8_t {
 // since the same page would be as large again.
 class ResponseTooLarge : public InvalidInput {
  public:
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): message first, as every Error
   ResponseTooLarge(const std::string& message, std::string url, std::size_t limit)
       : InvalidInput(message), url_(std::move(url)), limit_(limit) {}
   // Redacted.

@@ -24,6 +24,7 @@ class ReplayGuard {
   // True the first time `signature` is offered; false for a replay. The entry
   // is kept until `expires_at`, after which the timestamp check rejects the
   // request anyway. Expired entries are pruned relative to `now`.
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): expiry, then now
   bool first_use(std::string_view signature, Timestamp expires_at, Timestamp now);
 
   [[nodiscard]] std::size_t size() const;
