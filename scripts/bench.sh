@@ -2,17 +2,26 @@
 # The full benchmark: builds, starts a throwaway PostgreSQL with fsync on,
 # runs webhookdb-bench (write paths vs raw COPY, end to end, peak RSS at
 # 100,000 and 1,000,000 objects, abort latency), prints a table and writes
-# bench-results.json. Takes several minutes and ~3 GB of disk.
-#   scripts/bench.sh [--smoke]
+# bench-results.json; then webhookdb-queue-bench (the job queue against a bare
+# SKIP LOCKED claim-and-delete: take-and-complete at 2,000 and 100,000 queued,
+# tiny jobs with 2 worker processes and PostgreSQL CPU per job, fairness,
+# enqueue-to-start with 32 idle runners) into queue-bench-results.json.
+# Takes several minutes and ~3 GB of disk.
+#   scripts/bench.sh [--smoke]   (--smoke: both, small and quick)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 source scripts/pg.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release --target webhookdb-bench webhookdb-api-server -j "$(nproc)"
+cmake --build build/release --target webhookdb-bench webhookdb-api-server webhookdb-queue-bench webhookdb-worker \
+  -j "$(nproc)"
 trap pg_stop EXIT
 PG_DURABLE=1 pg_start webhookdb_bench
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(date -u +%Y-%m-%d)"
 build/release/bench/webhookdb-bench --server-exe build/release/tools/api_server/webhookdb-api-server \
   --json bench-results.json "$@"
+smoke=()
+for arg in "$@"; do [[ $arg == --smoke ]] && smoke=(--smoke); done
+build/release/bench/webhookdb-queue-bench --worker-exe build/release/src/jobs/webhookdb-worker \
+  --json queue-bench-results.json "${smoke[@]}"

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "webhookdb/errors.hpp"
@@ -85,6 +86,9 @@ struct Worker::Impl {
   struct Held {
     pg::Lease lease;
     std::shared_ptr<CancellationSource> source;
+    std::chrono::steady_clock::time_point started;
+    // Cancelled by time slicing: it goes back to the queue behind the waiting jobs.
+    bool yielding = false;
   };
   std::map<std::int64_t, Held> held;
   std::set<std::int64_t> lost;
@@ -184,6 +188,7 @@ struct Worker::Impl {
     Deferral deferral;         // why the job goes back without running to its end
     std::exception_ptr error;  // what the run threw
     bool lost = false;         // another worker took the lease over meanwhile
+    bool yielded = false;      // time slicing cancelled it for waiting jobs
   };
 
   // Runs one leased job: runs it (or defers it), records its end in the
@@ -196,11 +201,15 @@ struct Worker::Impl {
     report.job_id = lease.job_id;
     report.attempt = lease.attempt;
     Ending ending = run_or_defer(lease, source->token(), report);
-    ending.lost = let_go(lease.job_id);
+    std::tie(ending.lost, ending.yielded) = let_go(lease.job_id);
     settle(lease, ending, *source, report);
     report.elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-    count(report.result);
+    if (ending.yielded && report.result == RunResult::released) {
+      report.error = "yielded its runner to waiting jobs after " + std::to_string(report.elapsed.count()) +
+                     " ms (time slice); it resumes at its checkpoint";
+    }
+    count(report.result, ending.yielded && report.result == RunResult::released);
     announce(report);
   }
 
@@ -211,7 +220,7 @@ struct Worker::Impl {
   void hold(const pg::Lease& lease, const std::shared_ptr<CancellationSource>& source) {
     {
       std::lock_guard lock(mutex);
-      held[lease.job_id] = Held{lease, source};
+      held[lease.job_id] = Held{lease, source, std::chrono::steady_clock::now(), false};
       ++stats.taken;
       ++stats.running;
     }
@@ -246,15 +255,21 @@ struct Worker::Impl {
     return ending;
   }
 
-  // The job no longer runs here; true when its lease was lost meanwhile.
-  bool let_go(std::int64_t job_id) {
+  // The job no longer runs here: whether its lease was lost meanwhile, and
+  // whether time slicing cancelled it.
+  std::pair<bool, bool> let_go(std::int64_t job_id) {
     std::lock_guard lock(mutex);
-    held.erase(job_id);
-    return lost.erase(job_id) > 0;
+    bool yielding = false;
+    if (auto it = held.find(job_id); it != held.end()) {
+      yielding = it->second.yielding;
+      held.erase(it);
+    }
+    return {lost.erase(job_id) > 0, yielding};
   }
 
   // Records the end of the run in the queue (report.result, report.error).
-  void settle(const pg::Lease& lease, const Ending& ending, const CancellationSource& source, JobReport& report) {
+  void settle(const pg::Lease& lease, const Ending& ending, const CancellationSource& source,
+              JobReport& report) {
     const std::exception_ptr& error = ending.error;
     try {
       if (ending.lost) {
@@ -266,7 +281,7 @@ struct Worker::Impl {
       } else if (!error) {
         report.result = queue->complete(lease) ? RunResult::completed : RunResult::lease_lost;
       } else {
-        settle_error(lease, error, source.cancelled(), report);
+        settle_error(lease, ending, source.cancelled(), report);
       }
     } catch (const std::exception& e) {
       // The queue is unreachable: the lease expires and the job is taken again.
@@ -277,10 +292,11 @@ struct Worker::Impl {
     }
   }
 
-  void count(RunResult result) {
+  void count(RunResult result, bool yielded) {
     {
       std::lock_guard lock(mutex);
       --stats.running;
+      if (yielded) ++stats.yielded;
       switch (result) {
         case RunResult::completed:
           ++stats.completed;
@@ -308,9 +324,10 @@ struct Worker::Impl {
     if (report.outcome) line += " (" + std::string(to_string(*report.outcome)) + ")";
     line += " in " + std::to_string(report.elapsed.count()) + " ms";
     if (!report.error.empty()) line += ": " + report.error;
-    const LogLevel level = report.result == RunResult::failed      ? LogLevel::error
-                           : report.result == RunResult::completed ? LogLevel::info
-                                                                   : LogLevel::warn;
+    const bool yielded = report.result == RunResult::released && report.error.rfind("yielded", 0) == 0;
+    const LogLevel level = report.result == RunResult::failed                 ? LogLevel::error
+                           : report.result == RunResult::completed || yielded ? LogLevel::info
+                                                                              : LogLevel::warn;
     log(level, line);
     if (options.on_job_done) {
       try {
@@ -342,7 +359,8 @@ struct Worker::Impl {
     return ok(queue->release(lease));
   }
 
-  void settle_error(const pg::Lease& lease, const std::exception_ptr& error, bool cancelled, JobReport& report) {
+  void settle_error(const pg::Lease& lease, const Ending& ending, bool cancelled, JobReport& report) {
+    const std::exception_ptr& error = ending.error;
     const std::string message = scrubbed(lease.job_id, describe(error));
     report.error = message;
     try {
@@ -351,12 +369,16 @@ struct Worker::Impl {
       const auto decision = queue->retry_or_fail(lease, e.retries(), e.backoff(), message);
       report.result = decision == pg::RetryDecision::retried  ? RunResult::retried
                       : decision == pg::RetryDecision::failed ? RunResult::failed
-                                                          : RunResult::lease_lost;
+                                                              : RunResult::lease_lost;
       return;
     } catch (const std::exception& e) {
       if (cancelled || dynamic_cast<const Cancelled*>(&e) != nullptr) {
         // Stopped on purpose: its checkpoints stay, the next holder resumes.
-        report.result = queue->release(lease) ? RunResult::released : RunResult::lease_lost;
+        // A yield goes behind the jobs that arrive within the next slice too.
+        const bool kept = ending.yielded && !stop_requested.load(std::memory_order_acquire)
+                              ? queue->yield_to_waiting(lease, options.time_slice)
+                              : queue->release(lease);
+        report.result = kept ? RunResult::released : RunResult::lease_lost;
         report.error.clear();
         return;
       }
@@ -367,7 +389,7 @@ struct Worker::Impl {
                                  transient_delay(options.transient_backoff, lease.attempt), message);
         report.result = decision == pg::RetryDecision::retried  ? RunResult::retried
                         : decision == pg::RetryDecision::failed ? RunResult::failed
-                                                            : RunResult::lease_lost;
+                                                                : RunResult::lease_lost;
         return;
       }
     } catch (...) {
@@ -375,43 +397,107 @@ struct Worker::Impl {
     report.result = queue->fail(lease, message) ? RunResult::failed : RunResult::lease_lost;
   }
 
+  // Renews the leases of the running jobs every heartbeat interval and, with
+  // time slicing, looks every 50 ms for a job to yield.
   void heartbeat_loop() {
     const auto interval = heartbeat_interval();
+    const bool slicing = options.time_slice.count() > 0;
+    const auto tick = slicing ? std::min(interval, std::chrono::milliseconds(50)) : interval;
+    auto next_renewal = std::chrono::steady_clock::now() + interval;
+    Fairness fairness;
     int failures = 0;
     while (true) {
-      std::vector<pg::Lease> snapshot;
       {
         std::unique_lock lock(mutex);
-        if (cv.wait_for(lock, interval, [&] { return heartbeat_stop; })) return;
-        for (const auto& [id, h] : held) snapshot.push_back(h.lease);
+        if (cv.wait_for(lock, tick, [&] { return heartbeat_stop; })) return;
       }
-      if (snapshot.empty()) continue;
-      std::vector<std::int64_t> still;
-      try {
-        // Only the leases this worker runs: never those a dead process left
-        // under the same owner name.
-        still = queue->renew(snapshot);
-        failures = 0;
-      } catch (const std::exception& e) {
-        if (failures++ % 10 == 0)
-          log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
-        continue;
+      if (slicing) yield_for_waiting_jobs(fairness);
+      if (std::chrono::steady_clock::now() < next_renewal) continue;
+      next_renewal = std::chrono::steady_clock::now() + interval;
+      renew_leases(failures);
+    }
+  }
+
+  void renew_leases(int& failures) {
+    std::vector<pg::Lease> snapshot;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, h] : held) snapshot.push_back(h.lease);
+    }
+    if (snapshot.empty()) return;
+    std::vector<std::int64_t> still;
+    try {
+      // Only the leases this worker runs: never those a dead process left
+      // under the same owner name.
+      still = queue->renew(snapshot);
+      failures = 0;
+    } catch (const std::exception& e) {
+      if (failures++ % 10 == 0)
+        log(LogLevel::warn, "worker " + options.owner + ": lease renewal failed (" + e.what() + ")");
+      return;
+    }
+    for (const auto& lease : snapshot) {
+      const std::int64_t id = lease.job_id;
+      if (std::binary_search(still.begin(), still.end(), id)) continue;
+      std::shared_ptr<CancellationSource> source;
+      {
+        std::lock_guard lock(mutex);
+        auto it = held.find(id);
+        if (it == held.end() || it->second.lease.token != lease.token) continue;  // ended meanwhile
+        lost.insert(id);
+        source = it->second.source;
       }
-      for (const auto& lease : snapshot) {
-        const std::int64_t id = lease.job_id;
-        if (std::binary_search(still.begin(), still.end(), id)) continue;
-        std::shared_ptr<CancellationSource> source;
-        {
-          std::lock_guard lock(mutex);
-          auto it = held.find(id);
-          if (it == held.end() || it->second.lease.token != lease.token) continue;  // ended meanwhile
-          lost.insert(id);
-          source = it->second.source;
-        }
-        log(LogLevel::warn, "job " + std::to_string(id) + ": " + options.owner +
-                                " lost its lease (another worker took the job over); cancelling this run");
-        source->cancel();
+      log(LogLevel::warn, "job " + std::to_string(id) + ": " + options.owner +
+                              " lost its lease (another worker took the job over); cancelling this run");
+      source->cancel();
+    }
+  }
+
+  // When the database was last asked whether jobs wait.
+  struct Fairness {
+    std::uint64_t generation = 0;
+    std::chrono::steady_clock::time_point asked{};
+  };
+
+  // Time slicing: when every runner is busy and some jobs ran longer than a
+  // slice, asks how many jobs are due (only after a notification, or once a
+  // slice) and cancels that many of the longest-running ones; they stop at a
+  // page boundary and settle() gives them back to the queue.
+  void yield_for_waiting_jobs(Fairness& fairness) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> over;
+    {
+      std::lock_guard lock(mutex);
+      if (stats.running < options.concurrency || stop_requested.load(std::memory_order_acquire)) return;
+      for (const auto& [id, h] : held) {
+        if (!h.yielding && now - h.started >= options.time_slice) over.emplace_back(h.started, id);
       }
+    }
+    if (over.empty()) return;
+    const std::uint64_t generation = queue->wake_generation();
+    if (generation == fairness.generation && now - fairness.asked < options.time_slice) return;
+    fairness.generation = generation;
+    fairness.asked = now;
+    std::size_t due = 0;
+    try {
+      due = queue->due_count(over.size());
+    } catch (const std::exception& e) {
+      log(LogLevel::warn, "worker " + options.owner + ": could not look for waiting jobs (" + e.what() + ")");
+      return;
+    }
+    std::sort(over.begin(), over.end());  // the longest-running first
+    for (std::size_t i = 0; i < due && i < over.size(); ++i) {
+      std::shared_ptr<CancellationSource> source;
+      {
+        std::lock_guard lock(mutex);
+        auto it = held.find(over[i].second);
+        if (it == held.end() || it->second.yielding) continue;
+        it->second.yielding = true;
+        source = it->second.source;
+      }
+      log(LogLevel::info, "job " + std::to_string(over[i].second) +
+                              " ran longer than its time slice while jobs wait: it yields at its next page");
+      source->cancel();
     }
   }
 };
@@ -428,6 +514,7 @@ Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext conte
                               std::to_string(options.concurrency));
   }
   if (options.poll_interval.count() <= 0) throw InvalidPrecondition("Worker poll interval must be positive");
+  if (options.time_slice.count() < 0) throw InvalidPrecondition("Worker time_slice must not be negative");
   if (options.busy_retry_delay.count() < 0)
     throw InvalidPrecondition("Worker busy_retry_delay must not be negative");
   if (options.owner.empty()) options.owner = default_worker_owner();

@@ -6,6 +6,7 @@
 
 #include "pg/pool_impl.hpp"
 #include "pg/secret_box.hpp"
+#include "pg/session_lock.hpp"
 #include "pg/sql.hpp"
 #include "pg/values.hpp"
 #include "webhookdb/errors.hpp"
@@ -134,25 +135,14 @@ json checked_criteria(const json& criteria) {
   return c;
 }
 
-// Held by its own connection; closing it releases the lock for sure.
+// Held on a pooled lock session (src/pg/session_lock.hpp): released before
+// the session is reused, and a session whose lock state is unknown is closed.
 class PgIntegrationLock final : public IntegrationLock {
  public:
-  PgIntegrationLock(std::unique_ptr<pqxx::connection> conn, std::int32_t classid, std::int32_t objid)
-      : conn_(std::move(conn)), classid_(classid), objid_(objid) {}
-  ~PgIntegrationLock() override {
-    try {
-      pqxx::nontransaction tx(*conn_);
-      tx.exec_params("SELECT pg_advisory_unlock($1::integer, $2::integer)", classid_, objid_);
-    } catch (...) {
-    }
-  }
-  PgIntegrationLock(const PgIntegrationLock&) = delete;
-  PgIntegrationLock& operator=(const PgIntegrationLock&) = delete;
+  explicit PgIntegrationLock(std::unique_ptr<detail::SessionLock> lock) : lock_(std::move(lock)) {}
 
  private:
-  std::unique_ptr<pqxx::connection> conn_;
-  std::int32_t classid_;
-  std::int32_t objid_;
+  std::unique_ptr<detail::SessionLock> lock_;
 };
 
 }  // namespace
@@ -345,6 +335,10 @@ const std::vector<Migration>& PgJobStore::migrations() {
        " give each its own table_name, then migrate again', shared; END IF; END $$;"
        "CREATE UNIQUE INDEX webhookdb_service_integrations_table_name_key"
        " ON {schema}.webhookdb_service_integrations (table_name) WHERE table_name <> '';"},
+      // A job the job queue (PgJobQueue) failed for good is finished here too,
+      // with its error, so the two tables never disagree.
+      {3, "backfill job error",
+       "ALTER TABLE {schema}.webhookdb_backfill_jobs ADD COLUMN IF NOT EXISTS error text;"},
   };
   return steps;
 }
@@ -557,23 +551,10 @@ void PgJobStore::delete_job(std::int64_t id) {
 std::unique_ptr<IntegrationLock> PgJobStore::try_lock_integration(std::int64_t integration_id) {
   migrate();
   const std::int32_t objid = advisory_lock_key(integration_id);
-  auto& impl = state_->impl();
-  std::unique_ptr<pqxx::connection> conn = impl.connect();
-  try {
-    pqxx::nontransaction tx(*conn);
-    const auto oid =
-        tx.exec_params("SELECT to_regclass($1)::oid", state_->integrations)[0][0].as<std::uint32_t>();
-    const std::int32_t classid = advisory_lock_namespace(oid);
-    if (!tx.exec_params("SELECT pg_try_advisory_lock($1::integer, $2::integer)", classid, objid)[0][0]
-             .as<bool>()) {
-      return nullptr;
-    }
-    return std::make_unique<PgIntegrationLock>(std::move(conn), classid, objid);
-  } catch (const webhookdb::Error&) {
-    throw;
-  } catch (...) {
-    impl.translate("locking integration " + std::to_string(integration_id), std::current_exception());
-  }
+  auto lock = detail::try_session_lock(state_->impl(), state_->integrations, objid,
+                                       "locking integration " + std::to_string(integration_id));
+  if (!lock) return nullptr;
+  return std::make_unique<PgIntegrationLock>(std::move(lock));
 }
 
 }  // namespace webhookdb::pg

@@ -28,13 +28,15 @@ class Receiver final : public pqxx::notification_receiver {
 }  // namespace
 
 Listener::Listener(std::string url, std::string channel, std::shared_ptr<Logger> logger,
-                   std::function<void()> on_notify)
+                   std::function<void()> on_notify, std::function<void()> on_connect)
     : url_(std::move(url)),
       channel_(std::move(channel)),
       logger_(logger ? std::move(logger) : std::make_shared<NullLogger>()),
-      on_notify_(std::move(on_notify)) {
+      on_notify_(std::move(on_notify)),
+      on_connect_(on_connect ? std::move(on_connect) : on_notify_) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd for the job queue listener");
+  if (stop_fd_ < 0)
+    throw std::system_error(errno, std::generic_category(), "eventfd for the job queue listener");
   thread_ = std::thread([this] { run(); });
 }
 
@@ -65,7 +67,7 @@ void Listener::run() {
         check.exec("SELECT 1");
       }
       // Wake waiters first: whatever was sent while not listening is missed.
-      on_notify_();
+      on_connect_();
       connected_.store(true, std::memory_order_release);
       if (failures > 0) logger_->log(LogLevel::info, "job queue listener reconnected");
       failures = 0;

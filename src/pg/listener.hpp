@@ -18,9 +18,11 @@ namespace webhookdb::pg {
 class Listener {
  public:
   // `on_notify` runs on the listener thread for every notification on
-  // `channel`, and once after each (re)connect (notifications sent while
-  // disconnected are lost, so waiters should look again).
-  Listener(std::string url, std::string channel, std::shared_ptr<Logger> logger, std::function<void()> on_notify);
+  // `channel`; `on_connect` once after each (re)connect (notifications sent
+  // while disconnected are lost, so every waiter should look again); when
+  // `on_connect` is empty, `on_notify` runs then instead.
+  Listener(std::string url, std::string channel, std::shared_ptr<Logger> logger,
+           std::function<void()> on_notify, std::function<void()> on_connect = {});
   // Stops and joins the thread.
   ~Listener();
   Listener(const Listener&) = delete;
@@ -37,6 +39,7 @@ class Listener {
   std::string channel_;
   std::shared_ptr<Logger> logger_;
   std::function<void()> on_notify_;
+  std::function<void()> on_connect_;
   int stop_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> connected_{false};

@@ -4,6 +4,7 @@
 
 #include <pqxx/pqxx>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -64,8 +65,24 @@ struct ConnectionPool::Impl {
     bool broken_ = false;
   };
 
-  // A configured connection outside the pool (advisory locks, LISTEN).
+  // A configured connection outside the pool (LISTEN, PgReplicaStore's advisory locks).
   [[nodiscard]] std::unique_ptr<pqxx::connection> connect() const;
+
+  // Session-level advisory locks (integration locks) live on connections of
+  // their own, pooled apart from `idle`: a job holds its lock for its whole
+  // run, and must never hold one of the connections its statements wait for.
+  // Reused instead of a new session per lock (a new session cost the server
+  // 30-38 ms of CPU, most of a tiny job's cost).
+  enum class LockState {
+    none_held,  // every lock taken on it was released (pg_advisory_unlock said so)
+    unknown,    // an error, or an unlock that found nothing: close it, never reuse it
+  };
+  // An idle lock connection that looks alive, or a new one.
+  [[nodiscard]] std::unique_ptr<pqxx::connection> acquire_lock_connection();
+  // Kept for reuse only when `state` is none_held (else closed, which ends
+  // any lock it still holds); at most kMaxIdleLockConnections stay idle.
+  void release_lock_connection(std::unique_ptr<pqxx::connection> conn, LockState state) noexcept;
+  static constexpr std::size_t kMaxIdleLockConnections = 64;
   // Waits for a connection (StoreError, retryable, after acquire_timeout).
   [[nodiscard]] Lease acquire();
 
@@ -97,6 +114,8 @@ struct ConnectionPool::Impl {
   std::condition_variable available;
   std::deque<std::unique_ptr<pqxx::connection>> idle;
   std::size_t open = 0;  // idle + leased
+  std::deque<std::unique_ptr<pqxx::connection>> lock_idle;
+  mutable std::atomic<std::size_t> connections_opened{0};  // by connect(), ever
 };
 
 template <class Fn>

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "support/pg_test_env.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/testing/manual_clock.hpp"
 
 namespace webhookdb::pg {
@@ -30,11 +32,13 @@ class JobsQueueTest : public test::PgTest {
     clock_ = std::make_shared<ManualClock>();
   }
 
-  std::shared_ptr<PgJobQueue> make_queue(std::chrono::milliseconds lease = 30s, int max_attempts = 20) {
+  std::shared_ptr<PgJobQueue> make_queue(std::chrono::milliseconds lease = 30s, int max_attempts = 20,
+                                         double retry_jitter = 0.0) {
     PgJobQueueOptions o;
     o.clock = clock_;
     o.lease = lease;
     o.max_attempts = max_attempts;
+    o.retry_jitter = retry_jitter;
     return std::make_shared<PgJobQueue>(config(), o);
   }
 
@@ -62,7 +66,7 @@ TEST_F(JobsQueueTest, MigrationIsVersionedAndIdempotent) {
   auto q1 = make_queue();
   auto q2 = make_queue();  // a second process starting: nothing to do
   q2->migrate();
-  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), (std::vector<int>{1, 2, 3}));
   auto r = admin_exec("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_job_queue");
   EXPECT_EQ(r.rows.at(0).at(0).value_or(""), "0");
 }
@@ -82,7 +86,7 @@ TEST_F(JobsQueueTest, ConcurrentMigrationsFromManyQueuesAgree) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   auto q = make_queue();
-  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), (std::vector<int>{1, 2, 3}));
 }
 
 TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {
@@ -504,6 +508,235 @@ TEST_F(JobsQueueTest, WaitForWorkTimesOutOrStopsOnCancel) {
   q->wait_for_work(q->wake_generation(), 20s, source.token());
   t.join();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+// Without jitter, a fleet's failures retried in lockstep (63.0 s apart, every one).
+TEST_F(JobsQueueTest, RetriesBackOffWithJitterNeverSoonerThanAsked) {
+  auto q = make_queue(30s, 20, 0.25);
+  const auto start = clock_->now();
+  std::set<Timestamp> due_times;
+  for (std::int64_t id = 1; id <= 20; ++id) {
+    q->enqueue(id);
+    auto l = q->take("w");
+    ASSERT_TRUE(l);
+    ASSERT_EQ(q->retry_or_fail(*l, 2, 63s, "HTTP 503"), RetryDecision::retried);
+    const auto e = q->entry(l->job_id);
+    ASSERT_TRUE(e->run_at);
+    EXPECT_GE(*e->run_at, start + 63s) << "never sooner than the backoff";
+    EXPECT_LE(*e->run_at, start + 63s * 1.25 + 1ms);
+    due_times.insert(*e->run_at);
+  }
+  EXPECT_GE(due_times.size(), 15U) << "20 failures at the same moment must not retry in lockstep";
+}
+
+// The queue said failed while the jobs table said "not finished": a failed
+// job must be finished with its error in both, and requeue_failed undoes it.
+TEST_F(JobsQueueTest, AJobFailedForGoodIsFinishedWithItsErrorInTheJobsTable) {
+  auto pool = std::make_shared<pg::ConnectionPool>(config());
+  pg::PgJobStore store(pool, clock_);
+  store.migrate();
+  auto si = store.create_integration(ServiceIntegration{.service_name = "svc", .table_name = "t_fail"});
+  auto q = make_queue(30s, 2);
+  const auto job_error = [&](std::int64_t id) {
+    return admin_exec(
+               "SELECT error FROM " + schema().quoted() + ".webhookdb_backfill_jobs WHERE id = $1::bigint",
+               {std::to_string(id)})
+        .rows.at(0)
+        .at(0);
+  };
+
+  // fail()
+  auto j1 = store.create_job(BackfillJob{.service_integration_id = si.id});
+  q->enqueue(j1.id);
+  auto l1 = q->take("w");
+  ASSERT_TRUE(l1);
+  EXPECT_FALSE(store.find_job(j1.id)->finished_at);
+  ASSERT_TRUE(q->fail(*l1, "HTTP 401 (bad key)"));
+  EXPECT_TRUE(store.find_job(j1.id)->finished_at);
+  EXPECT_EQ(job_error(j1.id), std::optional<std::string>("HTTP 401 (bad key)"));
+
+  // retry_or_fail with its retries used up
+  auto j2 = store.create_job(BackfillJob{.service_integration_id = si.id});
+  q->enqueue(j2.id);
+  auto l2 = q->take("w");
+  ASSERT_TRUE(l2);
+  ASSERT_EQ(q->retry_or_fail(*l2, 0, 63s, "HTTP 503"), RetryDecision::failed);
+  EXPECT_TRUE(store.find_job(j2.id)->finished_at);
+  EXPECT_EQ(job_error(j2.id), std::optional<std::string>("HTTP 503"));
+
+  // a lease lost max_attempts times
+  auto j3 = store.create_job(BackfillJob{.service_integration_id = si.id});
+  q->enqueue(j3.id);
+  ASSERT_TRUE(q->take("a"));
+  expire_lease(j3.id);
+  ASSERT_TRUE(q->take("b"));
+  expire_lease(j3.id);
+  EXPECT_FALSE(q->take("c"));
+  EXPECT_EQ(q->entry(j3.id)->state, QueueState::failed);
+  EXPECT_TRUE(store.find_job(j3.id)->finished_at);
+  ASSERT_TRUE(job_error(j3.id));
+  EXPECT_NE(job_error(j3.id)->find("lease expired"), std::string::npos);
+
+  // The operator queues it again: unfinished in both.
+  ASSERT_TRUE(q->requeue_failed(j1.id));
+  EXPECT_FALSE(store.find_job(j1.id)->finished_at);
+  EXPECT_FALSE(job_error(j1.id));
+  auto l4 = q->take("w");
+  ASSERT_TRUE(l4);
+  EXPECT_EQ(l4->job_id, j1.id);
+}
+
+// One enqueue woke every idle runner (694 take transactions for 20 enqueues
+// with 32 runners): now it wakes one waiter of a listening process.
+TEST_F(JobsQueueTest, OneEnqueueWakesOneIdleWaiter) {
+  auto waiter = make_queue();
+  auto producer = make_queue();
+  waiter->wait_for_work(waiter->wake_generation(), 2s, CancellationToken{});
+  for (int i = 0; i < 500 && !waiter->listening(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(waiter->listening());
+  constexpr int kWaiters = 8;
+  std::atomic<int> woken{0};
+  std::vector<std::thread> threads;
+  const auto seen = waiter->wake_generation();
+  for (int i = 0; i < kWaiters; ++i) {
+    threads.emplace_back([&] {
+      if (waiter->wait_for_work(seen, 1500ms, CancellationToken{})) ++woken;
+    });
+  }
+  std::this_thread::sleep_for(200ms);  // every waiter is waiting
+  producer->enqueue(7);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(woken.load(), 1) << "one job, one runner woken";
+
+  // Three enqueues wake three waiters, one each.
+  woken = 0;
+  threads.clear();
+  const auto seen2 = waiter->wake_generation();
+  for (int i = 0; i < kWaiters; ++i) {
+    threads.emplace_back([&] {
+      if (waiter->wait_for_work(seen2, 1500ms, CancellationToken{})) ++woken;
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  for (std::int64_t id : {8, 9, 10}) producer->enqueue(id);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(woken.load(), 3);
+}
+
+// A job queued again (released, yielded) goes to the back of the line.
+TEST_F(JobsQueueTest, AReleasedJobGoesBehindTheJobsThatWaited) {
+  auto q = make_queue();
+  q->enqueue(1);
+  auto l = q->take("w");
+  ASSERT_TRUE(l);
+  q->enqueue(2);
+  q->enqueue(3);
+  ASSERT_TRUE(q->release(*l));
+  std::vector<std::int64_t> order;
+  while (auto next = q->take("w")) order.push_back(next->job_id);
+  EXPECT_EQ(order, (std::vector<std::int64_t>{2, 3, 1}));
+  EXPECT_EQ(q->due_count(10), 0U);
+  q->enqueue(4);
+  q->enqueue(5, clock_->now() - 1s);
+  q->enqueue(6, clock_->now() + 1h);
+  EXPECT_EQ(q->due_count(10), 2U);
+  EXPECT_EQ(q->due_count(1), 1U);
+}
+
+// A job that yielded its runner (time slicing) goes behind the jobs queued
+// within the next slice too: a stream of small jobs is not stuck behind it again.
+TEST_F(JobsQueueTest, AYieldedJobGoesBehindTheJobsQueuedWithinItsSlice) {
+  auto q = make_queue();
+  q->enqueue(1);
+  auto l = q->take("w");
+  ASSERT_TRUE(l);
+  q->enqueue(2);
+  ASSERT_TRUE(q->yield_to_waiting(*l, 10s));
+  EXPECT_FALSE(q->yield_to_waiting(*l, 10s)) << "the lease is gone";
+  q->enqueue(3);  // after the yield, within its slice
+  std::vector<std::int64_t> order;
+  while (auto next = q->take("w")) order.push_back(next->job_id);
+  EXPECT_EQ(order, (std::vector<std::int64_t>{2, 3, 1}));
+}
+
+// Integration locks live on pooled sessions: no new PostgreSQL session per
+// lock (a new session cost the server 30-38 ms of CPU per job).
+TEST_F(JobsQueueTest, IntegrationLocksReuseTheirSessions) {
+  auto pool = std::make_shared<pg::ConnectionPool>(config());
+  pg::PgJobStore store(pool);
+  store.migrate();
+  auto si = store.create_integration(ServiceIntegration{.service_name = "svc", .table_name = "t_lock"});
+  const auto holder_pid = [&]() -> std::optional<std::string> {
+    auto r = admin_exec(
+        "SELECT pid::text FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $1::oid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        {std::to_string(si.id)});
+    if (r.rows.empty()) return std::nullopt;
+    return r.rows.at(0).at(0);
+  };
+  std::set<std::string> pids;
+  auto first = store.try_lock_integration(si.id);
+  ASSERT_TRUE(first);
+  pids.insert(holder_pid().value_or("none"));
+  EXPECT_FALSE(store.try_lock_integration(si.id)) << "held";
+  first.reset();
+  EXPECT_FALSE(holder_pid()) << "released before its session went back to the pool";
+  const auto opened = pool->connections_opened();
+  for (int i = 0; i < 20; ++i) {
+    auto lock = store.try_lock_integration(si.id);
+    ASSERT_TRUE(lock);
+    pids.insert(holder_pid().value_or("none"));
+  }
+  EXPECT_EQ(pool->connections_opened(), opened) << "20 locks, no new session";
+  EXPECT_LE(pids.size(), 2U) << "the lock sessions are reused";
+  EXPECT_FALSE(pool->idle_lock_backend_pids().empty());
+}
+
+// A session whose lock state is unknown after an error is closed, never
+// handed to the next lock holder still holding a lock.
+TEST_F(JobsQueueTest, ALockSessionThatFailedIsNotReused) {
+  auto pool = std::make_shared<pg::ConnectionPool>(config());
+  pg::PgJobStore store(pool);
+  store.migrate();
+  auto a = store.create_integration(ServiceIntegration{.service_name = "svc", .table_name = "t_a"});
+  auto b = store.create_integration(ServiceIntegration{.service_name = "svc", .table_name = "t_b"});
+  auto lock = store.try_lock_integration(a.id);
+  ASSERT_TRUE(lock);
+  ASSERT_EQ(pool->idle_lock_backend_pids().size(), 0U);
+  // The unlock will fail: its session is ended under it.
+  const auto pid =
+      admin_exec("SELECT pid::text FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::oid",
+                 {std::to_string(a.id)})
+          .rows.at(0)
+          .at(0)
+          .value();
+  admin_exec("SELECT pg_terminate_backend($1::int)", {pid});
+  for (int i = 0; i < 200; ++i) {
+    if (admin_exec("SELECT 1 FROM pg_stat_activity WHERE pid = $1::int", {pid}).rows.empty()) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  lock.reset();
+  EXPECT_TRUE(pool->idle_lock_backend_pids().empty()) << "a failed lock session goes, it does not come back";
+
+  // The next lock runs on a fresh session, which goes back after a clean unlock.
+  auto second = store.try_lock_integration(b.id);
+  ASSERT_TRUE(second);
+  const auto pid_b =
+      admin_exec("SELECT pid::text FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::oid",
+                 {std::to_string(b.id)})
+          .rows.at(0)
+          .at(0)
+          .value();
+  EXPECT_NE(pid_b, pid);
+  second.reset();
+  const auto idle = pool->idle_lock_backend_pids();
+  ASSERT_EQ(idle.size(), 1U);
+  EXPECT_EQ(std::to_string(idle[0]), pid_b) << "a clean unlock returns its session";
+  // Both integrations can be locked again, each on a session holding nothing else.
+  auto again_a = store.try_lock_integration(a.id);
+  auto again_b = store.try_lock_integration(b.id);
+  EXPECT_TRUE(again_a);
+  EXPECT_TRUE(again_b);
 }
 
 // The schema is user-supplied and spliced into SQL: it goes through

@@ -298,7 +298,7 @@ TEST_F(PgJobStoreTest, MigrationsRunOnceForManyStores) {
   std::thread t2([&] { b.migrate(); });
   t1.join();
   t2.join();
-  EXPECT_EQ(applied_migrations(a.pool(), "job_store"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(applied_migrations(a.pool(), "job_store"), (std::vector<int>{1, 2, 3}));
   const auto tables = admin_exec(
       "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid ="
       " c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",

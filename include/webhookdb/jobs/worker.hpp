@@ -28,7 +28,18 @@
 //   another error that says retryable() queued at now + transient_backoff * 2^n, transient_retries times
 //   any other error                     failed, with its message (secrets of the integration removed)
 //   cancelled by stop()                 queued at once, lease released: another worker resumes it
+//   yielded (time slice, see below)     queued, due now, a slice behind the back of the line, checkpoints kept
 //   lease lost (taken over elsewhere)   untouched: the run is cancelled, the new holder owns the row
+
+// Fairness (time slicing): a job that has run longer than `time_slice` while
+// other jobs are due and every runner of this worker is busy stops at its
+// next page boundary (what it wrote stays, with its checkpoint) and goes back
+// to the queue behind the jobs that waited and those queued within the next
+// slice (PgJobQueue::yield_to_waiting); it resumes at its checkpoint on its
+// next take, and each take runs at least one slice before it yields again
+// (so long backfills keep making progress). A worker checks every 50 ms in
+// memory, and asks the database how many jobs are due only when a
+// notification arrived or a slice passed since it last asked.
 
 #include <chrono>
 #include <cstdint>
@@ -76,6 +87,9 @@ struct WorkerOptions {
   std::chrono::seconds transient_backoff{30};
   // A job whose integration another run holds is given back, due again after this.
   std::chrono::milliseconds busy_retry_delay{2'000};
+  // Time slicing (see above): a job that ran this long yields its runner to
+  // waiting jobs at a page boundary. Zero: never.
+  std::chrono::milliseconds time_slice{5'000};
   // Default: the context's logger.
   std::shared_ptr<Logger> logger;
   // Called after each run from the thread that ran it. Must not throw.
@@ -93,6 +107,8 @@ struct WorkerStats {
   std::uint64_t failed = 0;
   std::uint64_t released = 0;
   std::uint64_t lease_lost = 0;
+  // Runs that gave their runner to waiting jobs (counted in `released` too).
+  std::uint64_t yielded = 0;
   int running = 0;
 };
 

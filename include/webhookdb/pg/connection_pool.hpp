@@ -76,7 +76,14 @@ class ConnectionPool {
   [[nodiscard]] std::size_t idle_connections() const;
   // Server process ids of the idle connections (for tests and diagnostics).
   [[nodiscard]] std::vector<int> idle_backend_pids() const;
-  // Closes the idle connections (connections in use close when returned).
+  // Server process ids of the idle connections kept for session-level
+  // advisory locks (integration locks), pooled apart from the others.
+  [[nodiscard]] std::vector<int> idle_lock_backend_pids() const;
+  // PostgreSQL sessions this pool has opened so far (pooled, lock and
+  // dedicated connections): a steady workload should not make it grow.
+  [[nodiscard]] std::size_t connections_opened() const noexcept;
+  // Closes the idle connections, lock connections included (connections in
+  // use close when returned).
   void clear();
 
   // The implementation, for this adapter's own sources (declared in src/pg).

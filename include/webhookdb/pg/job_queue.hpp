@@ -5,8 +5,19 @@
 // migration, component "job_queue"). A worker takes the next due row with
 // FOR UPDATE SKIP LOCKED and holds it under a lease that a heartbeat renews;
 // when a worker dies its lease expires and the job is taken again (resuming
-// at its checkpoints). enqueue() sends a NOTIFY so idle workers wake at once;
-// a fallback poll covers lost notifications.
+// at its checkpoints). enqueue() sends a NOTIFY that wakes one idle runner of
+// each listening process; a fallback poll covers lost notifications.
+//
+// Order of takes: expired leases first, then jobs due now in line order (a
+// job queued, re-queued or released goes to the back of the line, a job that
+// yielded further back, see yield_to_waiting), then delayed jobs that are
+// due, by run_at. Each is one index-ordered probe, so a
+// take costs the same with 100 or 100,000 jobs queued.
+//
+// A job failed for good (fail, retry_or_fail out of retries, a lease lost
+// max_attempts times) is also finished in PgJobStore's table of the same
+// schema (finished_at, error), in the same transaction; requeue_failed
+// undoes that.
 //
 // Two clocks, on purpose:
 // - run_at (delayed re-runs) lives in the injected Clock's time, so tests move
@@ -104,6 +115,10 @@ struct PgJobQueueOptions {
   bool migrate = true;
   // last_error is cut to this many bytes.
   std::size_t max_error_bytes = 2000;
+  // retry_or_fail backs off for backoff * (1 + u), u uniform in [0,
+  // retry_jitter]: never sooner than asked, and the retries of jobs that
+  // failed together spread out instead of running in lockstep. 0: exact.
+  double retry_jitter = 0.25;
 };
 
 class PgJobQueue final : public JobQueue {
@@ -144,6 +159,13 @@ class PgJobQueue final : public JobQueue {
   // Gives the job back (worker stopping): queued, due at `run_at` (at once by
   // default), lease cleared. False when the lease was lost.
   bool release(const Lease& lease, std::optional<Timestamp> run_at = std::nullopt);
+  // Time slicing: the job gave its runner to waiting jobs (it stopped at a
+  // page boundary, its checkpoints kept). Queued, due now, lease cleared, its
+  // place in line `behind` from now: after the jobs waiting now and those
+  // queued within `behind`, so a stream of small jobs is not stuck behind it
+  // again at its next take; after that it is first in line. False when the
+  // lease was lost.
+  bool yield_to_waiting(const Lease& lease, std::chrono::milliseconds behind);
   // The job did not run and waits its turn (another run holds its
   // integration): queued, due at `run_at`, lease cleared, and this take is
   // not counted in its attempts. False when the lease was lost.
@@ -169,10 +191,14 @@ class PgJobQueue final : public JobQueue {
   // A counter bumped by every NOTIFY received (and every local enqueue).
   // Read it before take(); pass it to wait_for_work.
   [[nodiscard]] std::uint64_t wake_generation() const;
-  // Blocks until the generation moves past `seen`, `max_wait` passes or
-  // `cancel` fires. Starts the listener (a dedicated connection doing LISTEN)
-  // on first use. True when woken by a notification.
+  // Returns at once when the generation moved past `seen`; else blocks
+  // until a notification picks this waiter, `max_wait` passes or `cancel`
+  // fires. One notification wakes one waiter (a listener reconnect wakes
+  // them all). Starts the listener (a dedicated connection doing LISTEN) on
+  // first use. True when woken by a notification.
   bool wait_for_work(std::uint64_t seen, std::chrono::milliseconds max_wait, const CancellationToken& cancel);
+  // Jobs due now (queued, due by run_at), counting up to `at_most`.
+  [[nodiscard]] std::size_t due_count(std::size_t at_most);
   // How long until the next queued job is due or a running job's lease
   // expires: zero when something is due now, nullopt when nothing is waiting.
   [[nodiscard]] std::optional<std::chrono::milliseconds> time_until_due();
