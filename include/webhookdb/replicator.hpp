@@ -33,6 +33,7 @@
 #include "webhookdb/backfill_options.hpp"
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/clock.hpp"
+#include "webhookdb/deletes.hpp"
 #include "webhookdb/descriptor.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/job_queue.hpp"
@@ -166,6 +167,12 @@ class Replicator {
   // --- Tuning: called once, validated (BrokenSpecification), cached ---
   [[nodiscard]] virtual BackfillOptions backfill_options() const { return {}; }
 
+  // --- Deletes (deletes.hpp): called once when the table spec is built ---
+  [[nodiscard]] virtual DeleteOptions delete_options() const { return {}; }
+  // Whether a payload is a deletion; asked only when delete_options().mode
+  // is not none. Default: deletion_by_convention(payload).
+  [[nodiscard]] virtual Deletion deletion(const Payload& payload) const;
+
   // --- Payload -> row ---
   // The resource and the event (null when none) of a request. Default: the
   // parsed body is the resource.
@@ -214,6 +221,8 @@ class Replicator {
 
   [[nodiscard]] TableSpec build_table_spec() const;
   [[nodiscard]] const BackfillOptions& cached_backfill_options() const;
+  // Sets the row's kDeletedAtColumn value: now for a deletion, else null.
+  void mark_deletion(Row& row, const Payload& payload) const;
   template <class Resource>
   [[nodiscard]] std::optional<Row> make_row(Resource&& resource, const Payload& payload) const;
   // write_rows' first step alone: throws its InvalidInput for the first row

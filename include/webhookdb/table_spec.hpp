@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "webhookdb/column.hpp"
+#include "webhookdb/deletes.hpp"
 #include "webhookdb/update_rule.hpp"
 
 namespace webhookdb {
@@ -31,6 +32,10 @@ struct TableSpec {
   // Indexes beyond those declared on columns (composite ones).
   std::vector<IndexSpec> extra_indexes;
   UpdateRule update_rule;
+  // soft: the last column is kDeletedAtColumn (the Replicator appends it);
+  // hard: the store removes rows whose kDeletedAtColumn value is not null and
+  // keeps tombstones for them (see deletes.hpp).
+  DeleteMode deletes = DeleteMode::none;
 
   // Index position of a denormalized column, or nullopt.
   [[nodiscard]] std::optional<std::size_t> column_index(const std::string& name) const;

@@ -37,6 +37,18 @@ void check_utf8(const TableSpec& spec, const Row& row) {
   if (auto path = find_invalid_utf8(row.enrichment)) fail("enrichment" + (path->empty() ? "" : " at " + *path));
 }
 
+// The column a deletion's time goes in. Written by make_row, never dug from
+// the resource ("deleted_at" in a resource is the source's, not ours), and
+// null when ensure_all_columns adds it to a table that has rows.
+Column deleted_at_column() {
+  return Column(kDeletedAtColumn, ColumnType::timestamptz)
+      .key(std::vector<std::string>{"webhookdb: written by the replicator"})
+      .optional()
+      .convert(Converter{[](const nlohmann::json&, const ConvertContext&) { return nlohmann::json(nullptr); },
+                         [](const std::string&) { return std::string("NULL::timestamptz"); }})
+      .indexed_not_null();
+}
+
 }  // namespace
 
 std::optional<Timestamp> incremental_since(const std::optional<Timestamp>& last_backfilled_at,
@@ -81,8 +93,12 @@ TableSpec Replicator::build_table_spec() const {
                                 [](const Column& column) { return column.from_enrichment; });
   spec.extra_indexes = extra_indexes();
   spec.update_rule = update_rule();
+  spec.deletes = delete_options().mode;
+  if (spec.deletes != DeleteMode::none) spec.columns.push_back(deleted_at_column());
   return spec;
 }
+
+Deletion Replicator::deletion(const Payload& payload) const { return deletion_by_convention(payload); }
 
 const BackfillOptions& Replicator::cached_backfill_options() const {
   std::call_once(options_once_, [this] {
@@ -195,6 +211,7 @@ std::optional<Row> Replicator::make_row(Resource&& resource, const Payload& payl
     full.enrichment = &enrichment;
   }
   auto row = prepare_for_insert(full);
+  if (row && table_spec().deletes != DeleteMode::none) mark_deletion(*row, full);
   if (!row || !row->data.is_null()) return row;
   if (auto data = resource_to_data(full)) {
     row->data = std::move(*data);
@@ -202,6 +219,16 @@ std::optional<Row> Replicator::make_row(Resource&& resource, const Payload& payl
     row->data = std::forward<Resource>(resource);
   }
   return row;
+}
+
+void Replicator::mark_deletion(Row& row, const Payload& payload) const {
+  const TableSpec& spec = table_spec();
+  // An override of prepare_for_insert that builds the values itself does not
+  // know the column the replicator appended.
+  if (row.values.size() + 1 == spec.columns.size()) row.values.emplace_back(nullptr);
+  if (row.values.size() != spec.columns.size()) return;  // the store names the mismatch
+  row.values.back() = deletion(payload) == Deletion::deleted ? nlohmann::json(format_timestamp(context_.clock->now()))
+                                                             : nlohmann::json(nullptr);
 }
 
 std::optional<Row> Replicator::row_for(const Payload& payload) const { return make_row(payload.resource, payload); }

@@ -57,8 +57,22 @@ struct Table {
   TableSpec spec;
   std::set<std::string> column_names;
   std::map<json, StoredRow, KeyLess> rows;
+  // Hard deletes (TableSpec::deletes): the deletions of removed rows, which
+  // the update rule judges a later row against.
+  std::map<json, StoredRow, KeyLess> tombstones;
   std::int64_t next_pk = 1;
 };
+
+// What one input row does to the table.
+enum class Write { put_row, remove_row };
+
+StoredRow new_stored_row(std::int64_t pk, const Row& incoming, const TableSpec& spec) {
+  StoredRow out;
+  out.pk = pk;
+  out.key = incoming.key;
+  for (std::size_t c = 0; c < spec.columns.size(); ++c) out.columns[spec.columns[c].name] = incoming.values[c];
+  return out;
+}
 
 std::string table_id(const TableSpec& spec) { return spec.schema + "." + spec.table; }
 
@@ -191,17 +205,29 @@ UpsertResult MemoryReplicaStore::upsert(const TableSpec& spec, std::span<const R
 
   UpsertResult result;
   result.changed.assign(rows.size(), false);
-  std::vector<StoredRow> writes;
+  std::vector<std::pair<Write, StoredRow>> writes;
   std::int64_t next_pk = table.next_pk;
+  const auto deleted_at = spec.deletes == DeleteMode::hard ? spec.column_index(kDeletedAtColumn) : std::nullopt;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (last[rows[i].key] != i) continue;  // superseded by a later duplicate
     Row incoming = sanitized(rows[i]);
+    const bool deleting = deleted_at && !incoming.values[*deleted_at].is_null();
     auto existing = table.rows.find(incoming.key);
     StoredRow out;
     if (existing == table.rows.end()) {
-      out.pk = next_pk++;
-      out.key = incoming.key;
-      for (std::size_t c = 0; c < spec.columns.size(); ++c) out.columns[spec.columns[c].name] = incoming.values[c];
+      if (deleted_at) {
+        auto tomb = table.tombstones.find(incoming.key);
+        if (tomb != table.tombstones.end() && options.apply_update_rule &&
+            !spec.update_rule.allows(spec, to_row(tomb->second, spec), incoming)) {
+          continue;  // older than the deletion: never resurrected
+        }
+      }
+      out = new_stored_row(next_pk++, incoming, spec);
+    } else if (deleting) {
+      if (options.apply_update_rule && !spec.update_rule.allows(spec, to_row(existing->second, spec), incoming)) {
+        continue;
+      }
+      out = new_stored_row(existing->second.pk, incoming, spec);
     } else {
       const Row stored = to_row(existing->second, spec);
       if (options.apply_update_rule && !spec.update_rule.allows(spec, stored, incoming)) continue;
@@ -216,14 +242,20 @@ UpsertResult MemoryReplicaStore::upsert(const TableSpec& spec, std::span<const R
     }
     if (spec.enrichment) out.enrichment = incoming.enrichment;
     out.data = incoming.data;
-    writes.push_back(std::move(out));
+    writes.emplace_back(deleting ? Write::remove_row : Write::put_row, std::move(out));
     result.changed[i] = true;
   }
 
   // Commit.
-  for (auto& w : writes) {
+  for (auto& [what, w] : writes) {
     json key = w.key;
-    table.rows.insert_or_assign(std::move(key), std::move(w));
+    if (what == Write::remove_row) {
+      table.rows.erase(key);
+      table.tombstones.insert_or_assign(std::move(key), std::move(w));
+    } else {
+      table.tombstones.erase(key);
+      table.rows.insert_or_assign(std::move(key), std::move(w));
+    }
   }
   table.next_pk = next_pk;
   for (const auto& column : spec.columns) table.column_names.insert(column.name);

@@ -50,6 +50,7 @@ void FakeControl::record_backfill_error(const std::string& what) {
 
 // --- helpers ---
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): id, then time: the order of every fake item
 nlohmann::json fake_item(const std::string& id, const std::string& at, const nlohmann::json& extra) {
   nlohmann::json item = extra.is_object() ? extra : nlohmann::json::object();
   item["my_id"] = id;
@@ -112,6 +113,8 @@ BackfillPage FakeReplicator::fetch_backfill_page(const std::string& token,
 }
 
 BackfillOptions FakeReplicator::backfill_options() const { return control_->backfill_options; }
+
+DeleteOptions FakeReplicator::delete_options() const { return control_->delete_options; }
 
 void FakeReplicator::on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed) {
   control_->record_dependency_upsert(

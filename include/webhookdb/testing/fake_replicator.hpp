@@ -45,6 +45,8 @@ class FakeControl {
   // The replicators' backfill_options() (each replicator reads them once, at
   // its first backfill).
   BackfillOptions backfill_options;
+  // The replicators' delete_options() (read once, when the table spec is built).
+  DeleteOptions delete_options;
   // on_backfill_error(e); unset: not handled (rethrown).
   std::function<bool(const std::exception&)> on_backfill_error;
   // Replaces every variant's backfillers(criteria), e.g. with ScriptedBackfillers.
@@ -101,6 +103,8 @@ class FakeReplicator : public Replicator {
 
   // control().backfill_options.
   [[nodiscard]] BackfillOptions backfill_options() const override;
+  // control().delete_options.
+  [[nodiscard]] DeleteOptions delete_options() const override;
   void on_dependency_webhook_upsert(Replicator& dependency, const Row& row, bool changed) override;
 
  protected:

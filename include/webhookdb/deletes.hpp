@@ -1,0 +1,53 @@
+#pragma once
+// Deletes by webhook (issue 20 item 1). A replicator opts in with
+// delete_options(); a payload its deletion() hook calls deleted (by default:
+// Stripe's `"deleted": true` objects and `*.deleted` event types, GitHub's
+// `"action": "deleted"`) is written as a deletion:
+//
+//   DeleteOptions delete_options() const override { return {.mode = DeleteMode::soft}; }
+//
+// soft: the row stays, with `deleted_at` set to the time the deletion was
+//   written; any later row the update rule accepts (the object was restored)
+//   clears it.
+// hard: the row is removed and the store keeps a tombstone (key, the
+//   deletion's column values, deleted_at) so that an older version arriving
+//   later (a backfill page fetched before the delete) is judged by the update
+//   rule against the deletion and refused, while a newer one is inserted and
+//   drops the tombstone.
+// Either way a deletion is a row like any other for the update rule: it
+// replaces the stored row only when the rule allows, so the columns the rule
+// reads (an updated-at) must be filled for deletions too (Stripe: declare the
+// column with .event({"created"}) so `customer.deleted` events carry it).
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace webhookdb {
+
+struct Payload;
+
+enum class DeleteMode {
+  none,  // deletions are not recognised: the default
+  soft,  // a `deleted_at` column
+  hard,  // the row removed, a tombstone kept
+};
+
+// The column that holds a deletion's time: the table's under soft deletes,
+// the tombstone's under hard ones.
+inline constexpr const char* kDeletedAtColumn = "deleted_at";
+
+struct DeleteOptions {
+  DeleteMode mode = DeleteMode::none;
+};
+
+// What a payload means.
+enum class Deletion { none, deleted };
+
+// The conventions deletion() recognises by default: the resource has
+// `"deleted": true` (Stripe's deleted objects), the event's `type` ends in
+// ".deleted" (Stripe's events), or the event or the body has
+// `"action": "deleted"` (GitHub's webhooks).
+[[nodiscard]] Deletion deletion_by_convention(const Payload& payload);
+
+}  // namespace webhookdb
