@@ -18,8 +18,12 @@ struct MockHttpClient::Script::Step {
   int remaining = 1;
 };
 
-MockHttpClient::Script::Script(MockHttpClient& owner, std::string pattern)
-    : owner_(&owner), pattern_(std::move(pattern)) {}
+MockHttpClient::Script::Script(MockHttpClient& owner, std::string pattern, Match match)
+    : owner_(&owner), pattern_(std::move(pattern)), match_(match) {}
+
+bool MockHttpClient::Script::matches(const std::string& url) const {
+  return match_ == Match::exact ? url == pattern_ : url.find(pattern_) != std::string::npos;
+}
 
 MockHttpClient::Script& MockHttpClient::Script::add(Step step) {
   std::lock_guard lock(owner_->mutex_);
@@ -100,6 +104,12 @@ MockHttpClient::Script& MockHttpClient::on(const std::string& url_part) {
   return *routes_.back();
 }
 
+MockHttpClient::Script& MockHttpClient::on_url(const std::string& url) {
+  std::lock_guard lock(mutex_);
+  routes_.push_back(std::unique_ptr<Script>(new Script(*this, url, Script::Match::exact)));
+  return *routes_.back();
+}
+
 MockHttpClient::Script& MockHttpClient::script() { return *default_; }
 MockHttpClient::Script& MockHttpClient::respond(int status, std::string body, Headers headers) {
   return default_->respond(status, std::move(body), std::move(headers));
@@ -123,11 +133,18 @@ std::shared_ptr<MockHttpClient::Script::Step> MockHttpClient::next_step(const st
     if (step->remaining != std::numeric_limits<int>::max() && --step->remaining <= 0) s.steps_.pop_front();
     return step;
   };
+  // The most specific route with a step left: exact, then the longest
+  // pattern; the first registered between equals.
+  Script* best = nullptr;
+  auto beats = [](const Script& a, const Script& b) {
+    if (a.match_ != b.match_) return a.match_ == Script::Match::exact;
+    return a.pattern_.size() > b.pattern_.size();
+  };
   for (auto& route : routes_) {
-    if (url.find(route->pattern_) == std::string::npos) continue;
-    if (auto step = take(*route)) return step;
+    if (route->steps_.empty() || !route->matches(url)) continue;
+    if (best == nullptr || beats(*route, *best)) best = route.get();
   }
-  return take(*default_);
+  return take(best != nullptr ? *best : *default_);
 }
 
 HttpResponse MockHttpClient::send(const HttpRequest& request, const CancellationToken& cancel) {

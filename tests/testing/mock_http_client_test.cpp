@@ -49,6 +49,31 @@ TEST(MockHttpClient, RoutesMatchUrlsBeforeTheDefaultScript) {
   EXPECT_EQ(http.send(get("https://a.test/teams")).body, "team 2");
 }
 
+TEST(MockHttpClient, TheMostSpecificRouteAnswersNotTheFirstRegistered) {
+  MockHttpClient http;
+  // Registered first and a substring of the second page's URL too: it used
+  // to answer "token=p2" as well.
+  http.on("token=").respond(200, "first page").repeat();
+  http.on("token=p2").respond(200, "second page").repeat();
+  EXPECT_EQ(http.send(get("https://a.test/items?token=p2")).body, "second page");
+  EXPECT_EQ(http.send(get("https://a.test/items?token=")).body, "first page");
+  // A route whose steps ran out gives way to the next most specific one.
+  http.on("/items").respond(200, "items once");
+  http.on("/items?token=p3").respond(200, "p3 once");
+  EXPECT_EQ(http.send(get("https://a.test/items?token=p3")).body, "p3 once");
+  EXPECT_EQ(http.send(get("https://a.test/items?token=p3")).body, "first page")
+      << "\"token=\" and \"/items\" are as long: the first registered answers";
+}
+
+TEST(MockHttpClient, AnExactUrlRouteBeatsEveryPattern) {
+  MockHttpClient http;
+  http.on("https://a.test/items?token=").respond(200, "pattern").repeat();
+  http.on_url("https://a.test/items?token=").respond(200, "exact").repeat();
+  EXPECT_EQ(http.send(get("https://a.test/items?token=")).body, "exact");
+  EXPECT_EQ(http.send(get("https://a.test/items?token=p2")).body, "pattern")
+      << "on_url matches the whole URL only";
+}
+
 TEST(MockHttpClient, TimesRepeatsAStepThatManyTimes) {
   MockHttpClient http;
   http.respond(503, "busy").times(2);

@@ -5,10 +5,13 @@
 //   http->respond_json({{"items", {...}}, {"next", "p2"}});      // 1st request, any URL
 //   http->on("token=p2").respond(503, "busy");                   // requests whose URL contains "token=p2"
 //   http->on("/health").respond(200, "ok").repeat();             // every matching request
+//   http->on_url("https://api.test/items?token=").respond(...);  // exactly this URL
 //
-// A request is answered by the first route (in registration order) whose
-// pattern is contained in the URL and that has a step left, else by the next
-// step of the default script. Each step answers once unless repeat() was
+// A request is answered by the most specific route that matches it and has a
+// step left: a route for exactly its URL (on_url) first, then the route with
+// the longest pattern contained in the URL (so on("token=") does not answer
+// a request that on("token=p2") names), registration order between equals;
+// else by the next step of the default script. Each step answers once unless repeat() was
 // called after it. A status >= 400 with raise_for_status throws HttpError like
 // a real client. A request with nothing scripted throws InvalidPrecondition
 // naming the method and (redacted) URL. Thread-safe.
@@ -57,11 +60,14 @@ class MockHttpClient final : public HttpClient {
    private:
     friend class MockHttpClient;
     struct Step;
-    Script(MockHttpClient& owner, std::string pattern);
+    enum class Match { contains, exact };
+    Script(MockHttpClient& owner, std::string pattern, Match match = Match::contains);
     Script& add(Step step);
+    [[nodiscard]] bool matches(const std::string& url) const;
 
     MockHttpClient* owner_;
     std::string pattern_;
+    Match match_;
     std::deque<std::shared_ptr<Step>> steps_;
   };
 
@@ -75,6 +81,8 @@ class MockHttpClient final : public HttpClient {
 
   // A route for URLs containing `url_part`.
   Script& on(const std::string& url_part);
+  // A route for exactly `url` (it beats every on() route).
+  Script& on_url(const std::string& url);
   // The default script (requests no route answered), in order.
   Script& script();
   // Shortcuts to script().
