@@ -11,7 +11,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -33,6 +35,7 @@
 #include "webhookdb/pagination.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/pg/secret_key.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/testing/capturing_logger.hpp"
@@ -55,6 +58,9 @@ constexpr const char* kQuerySecret = "qs_RELQUERY_5e6f7a8b";
 constexpr const char* kUrlPassword = "urlpw_RELURL_7a8b9c0d";
 constexpr const char* kHeaderToken = "hdr_RELTOKEN_1e2f3a4b";
 constexpr const char* kDbPassword = "dbpw_RELDB_9c0d1e2f";
+// Keys that encrypt secrets at rest (issue 21): base64 of 32 bytes each.
+constexpr const char* kSecretKeyText = "UkVMS0VZLWF0LXJlc3QtMzItYnl0ZXMtbG9uZy4uLiE=";
+constexpr const char* kOtherKeyText = "T1RIRVJLRVktYXQtcmVzdC0zMi1ieXRlcy1sb25nLiE=";
 
 // Every secret, and the encodings in which it could travel.
 std::vector<std::string> all_secrets() {
@@ -62,6 +68,16 @@ std::vector<std::string> all_secrets() {
                                   kUrlPassword, kHeaderToken,    kDbPassword};
   out.push_back(codec::base64_encode(std::string(kBackfillKey) + ":" + kBackfillSecret));
   out.push_back(codec::base64_encode(std::string("user:") + kUrlPassword));
+  // The keys, as configured, as bytes and in hex; the test key ctest gives every test too.
+  std::vector<std::string> keys = {kSecretKeyText, kOtherKeyText};
+  if (const char* env = std::getenv("WEBHOOKDB_SECRET_KEY"); env != nullptr && *env != '\0') keys.emplace_back(env);
+  for (const auto& text : keys) {
+    out.push_back(text);
+    const std::string raw = pg::SecretKey::parse(text, "key").bytes();
+    out.push_back(raw);
+    out.push_back(codec::hex_encode(raw));
+    out.push_back(codec::base64_encode(raw));
+  }
   return out;
 }
 
@@ -548,6 +564,76 @@ TEST_F(DatabaseSecretsTest, TheWorkerRecordsFailedJobsWithoutSecrets) {
     evidence_.add("queue last_error", e.last_error);
   }
   evidence_.add("log", logger->text());
+  evidence_.expect_no_secret();
+}
+
+// Issue 21 item 3: secrets encrypted at rest. Every failure of the key
+// handling and of decryption (a bad key, a key given twice, a missing key, a
+// wrong key, a tampered or moved ciphertext, no key at all) is captured and
+// searched for the secrets and for the keys in every encoding.
+TEST_F(DatabaseSecretsTest, EncryptionAtRestErrorsHoldNoKeyOrSecret) {
+  const auto capture = [&](const std::string& source, const std::function<void()>& action) {
+    try {
+      action();
+      ADD_FAILURE() << source << " did not fail";
+    } catch (...) {
+      evidence_.add_error(source, std::current_exception());
+    }
+  };
+  const std::string bad_key = std::string(kSecretKeyText).substr(0, 40);
+  capture("parse a short key", [&] { (void)pg::SecretKey::parse(bad_key, "WEBHOOKDB_SECRET_KEY"); });
+  capture("environment, key and file", [&] {
+    (void)pg::SecretKeys::from_environment([](const char* name) -> const char* {
+      const std::string n = name;
+      if (n == "WEBHOOKDB_SECRET_KEY") return kSecretKeyText;
+      if (n == "WEBHOOKDB_SECRET_KEY_FILE") return "/nonexistent/key";
+      return nullptr;
+    });
+  });
+  capture("environment, bad previous key", [&] {
+    (void)pg::SecretKeys::from_environment([&](const char* name) -> const char* {
+      return std::string(name) == "WEBHOOKDB_PREVIOUS_SECRET_KEYS" ? bad_key.c_str() : nullptr;
+    });
+  });
+  pg::SecretKeys keys;
+  keys.current = pg::SecretKey::parse(kSecretKeyText, "key");
+  pg::PgJobStore store(config(2), system_clock(), keys);
+  ServiceIntegration si;
+  si.service_name = "secretive_v1";
+  si.table_name = "at_rest";
+  si.backfill_key = kBackfillKey;
+  si.backfill_secret = kBackfillSecret;
+  si.webhook_secret = kWebhookSecret;
+  si = store.create_integration(si);
+  ServiceIntegration second = si;
+  second.opaque_id.clear();
+  second.table_name = "at_rest_2";
+  second = store.create_integration(second);
+
+  pg::SecretKeys other;
+  other.current = pg::SecretKey::parse(kOtherKeyText, "other");
+  capture("read with another key", [&] { (void)pg::PgJobStore(config(1), system_clock(), other).find_integration(si.id); });
+  capture("read without a key", [&] {
+    (void)pg::PgJobStore(config(1), system_clock(), pg::SecretKeys::plain_text_for_tests()).find_integration(si.id);
+  });
+  capture("store without a key", [&] {
+    ServiceIntegration fresh = si;
+    fresh.opaque_id.clear();
+    fresh.table_name = "refused";
+    (void)pg::PgJobStore(config(1), system_clock(), pg::SecretKeys{}).create_integration(fresh);
+  });
+  capture("re-encrypt without a key", [&] {
+    (void)pg::PgJobStore(config(1), system_clock(), pg::SecretKeys::plain_text_for_tests()).reencrypt_secrets();
+  });
+  const std::string t = schema().quoted() + ".webhookdb_service_integrations";
+  admin_exec("UPDATE " + t + " SET webhook_secret = (SELECT webhook_secret FROM " + t + " WHERE id = $2) WHERE id = $1",
+             {std::to_string(si.id), std::to_string(second.id)});
+  capture("read a moved ciphertext", [&] { (void)store.find_integration(si.id); });
+  admin_exec("UPDATE " + t + " SET backfill_key = backfill_key || 'AAAA' WHERE id = $1", {std::to_string(second.id)});
+  capture("read a tampered ciphertext", [&] { (void)store.find_integration(second.id); });
+  EXPECT_TRUE(evidence_.any_contains(si.opaque_id)) << "the errors name the integration";
+  EXPECT_FALSE(evidence_.any_contains(bad_key.substr(0, 16))) << "a malformed key is not repeated either";
+  EXPECT_GE(evidence_.size(), 9U);
   evidence_.expect_no_secret();
 }
 
