@@ -126,6 +126,9 @@ std::string worker_usage(std::string_view program) {
          "  --poll-seconds S            fallback poll when no notification arrives (default 5)\n"
          "  --drain-seconds S           on a signal, let running jobs finish this long before cancelling "
          "(default 0)\n"
+         "  --time-slice-seconds S      a job that ran this long while other jobs wait yields its runner\n"
+         "                              at a page boundary and resumes later at its checkpoint (default 5;\n"
+         "                              0: never)\n"
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
@@ -137,7 +140,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   WorkerSettings s;
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
-  std::string url_file, concurrency, lease, poll, drain, log_level;
+  std::string url_file, concurrency, lease, poll, drain, time_slice, log_level;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -152,6 +155,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   auto* lease_option = app.add_option("--lease-seconds", lease);
   auto* poll_option = app.add_option("--poll-seconds", poll);
   auto* drain_option = app.add_option("--drain-seconds", drain);
+  auto* slice_option = app.add_option("--time-slice-seconds", time_slice);
   app.add_option("--api-url", s.api_url);
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
@@ -166,6 +170,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   if (lease_option->count() > 0) s.lease = seconds_arg("--lease-seconds", lease, 0.1);
   if (poll_option->count() > 0) s.poll = seconds_arg("--poll-seconds", poll, 0.01);
   if (drain_option->count() > 0) s.drain = seconds_arg("--drain-seconds", drain, 0);
+  if (slice_option->count() > 0) s.time_slice = seconds_arg("--time-slice-seconds", time_slice, 0);
   if (level_option->count() > 0) s.log_level = level_arg(log_level);
   if (file_option->count() > 0) {
     // The command line decides; the environment only fills what it left out.
@@ -260,6 +265,7 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     WorkerOptions options;
     options.concurrency = settings.concurrency;
     options.poll_interval = settings.poll;
+    options.time_slice = settings.time_slice;
     options.owner = settings.owner;
     options.logger = logger;
     worker = std::make_unique<Worker>(registry, context, queue, options);

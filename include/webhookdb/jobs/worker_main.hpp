@@ -45,6 +45,7 @@ struct WorkerSettings {
   std::chrono::milliseconds lease{30'000};     // --lease-seconds S (fractions allowed)
   std::chrono::milliseconds poll{5'000};       // --poll-seconds S
   std::chrono::milliseconds drain{0};          // --drain-seconds S: grace before running jobs are cancelled
+  std::chrono::milliseconds time_slice{5'000};  // --time-slice-seconds S: WorkerOptions::time_slice (0: off)
   std::string api_url;                         // --api-url URL: for replicators that need a default API
   std::string owner;                           // --owner NAME (default host:pid:random)
   LogLevel log_level = LogLevel::info;         // --log-level debug|info|warn|error
