@@ -16,7 +16,7 @@
 #include "webhookdb/row.hpp"
 #include "webhookdb/table_spec.hpp"
 
-namespace webhookdb::pgtest {
+namespace webhookdb::test {
 
 using nlohmann::json;
 
@@ -116,4 +116,4 @@ inline std::vector<Row> all_rows(pg::PgReplicaStore& store, const TableSpec& spe
   return out;
 }
 
-}  // namespace webhookdb::pgtest
+}  // namespace webhookdb::test

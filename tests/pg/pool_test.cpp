@@ -103,7 +103,7 @@ TEST_F(PgPoolTest, BrokenIdleConnectionIsReplacedNotReused) {
   const auto pids = pool.idle_backend_pids();
   ASSERT_EQ(pids.size(), 1U);
   admin_exec("SELECT pg_terminate_backend($1::integer)", {std::to_string(pids[0])});
-  ASSERT_TRUE(pgtest::eventually([&] {
+  ASSERT_TRUE(test::eventually([&] {
     return admin_exec("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1::integer", {std::to_string(pids[0])})
                .at(0, "n") == "0";
   }));
@@ -163,7 +163,7 @@ TEST_F(PgPoolTest, WaitingForAConnectionTimesOut) {
       while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     });
   });
-  ASSERT_TRUE(pgtest::eventually([&] { return holding.load(); }));
+  ASSERT_TRUE(test::eventually([&] { return holding.load(); }));
   try {
     pool.exec("SELECT 1");
     ADD_FAILURE() << "got a connection from a pool of one that is in use";

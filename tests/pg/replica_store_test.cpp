@@ -25,7 +25,7 @@ namespace webhookdb::pg {
 namespace {
 
 using nlohmann::json;
-using namespace webhookdb::pgtest;
+using namespace webhookdb::test;
 
 class PgReplicaTest : public test::PgTest {
  protected:

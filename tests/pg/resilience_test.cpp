@@ -18,7 +18,7 @@
 namespace webhookdb::pg {
 namespace {
 
-using namespace webhookdb::pgtest;
+using namespace webhookdb::test;
 
 class PgResilienceTest : public test::PgTest {
  protected:

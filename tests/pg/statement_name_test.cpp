@@ -34,10 +34,10 @@ TEST_F(StatementNameTest, FnvOneAOffsetBasisIsTheStandardOne) {
   EXPECT_EQ(fnv1a_64_hex("a"), "af63dc4c8601ec8c");  // published test vector
   // One connection, so the statement prepared by the upsert is visible here.
   pg::PgReplicaStore store(config(1));
-  const TableSpec spec = pgtest::full_spec();
+  const TableSpec spec = test::full_spec();
   store.create_table(spec);
-  store.upsert(spec, std::vector<Row>{pgtest::full_row("a", "2024-01-01T00:00:00Z", "x")},
-               pgtest::with_method(WriteMethod::single_row));
+  store.upsert(spec, std::vector<Row>{test::full_row("a", "2024-01-01T00:00:00Z", "x")},
+               test::with_method(WriteMethod::single_row));
   const auto r = store.pool().exec(
       "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'webhookdb_upsert_%'");
   ASSERT_EQ(r.rows.size(), 1U);
