@@ -402,6 +402,17 @@ struct ConcurrentInsert : StoreError {
   ConcurrentInsert() : StoreError("a concurrent writer inserted a key of this batch", true) {}
 };
 
+// Hard deletes need tombstones the update rule can judge later rows against
+// (deletes.hpp); this store does not keep them yet, and removing rows without
+// them would let a stale backfill page resurrect a deleted object. Soft
+// deletes need nothing here: deleted_at is a column like the others.
+void refuse_hard_deletes(const TableSpec& spec) {
+  if (spec.deletes == DeleteMode::hard) {
+    throw BrokenSpecification("table " + spec.table +
+                              ": the PostgreSQL replica store does not support hard deletes yet; use DeleteMode::soft");
+  }
+}
+
 std::string select_list(const TableSpec& spec, const TableSql& t) {
   std::vector<std::string> items;
   items.push_back(values::select_expr(t.key_type, t.qkey));
@@ -962,6 +973,7 @@ std::string PgReplicaStore::qualified_name(const TableSpec& spec) const {
 
 void PgReplicaStore::create_table(const TableSpec& spec) {
   spec.validate();
+  refuse_hard_deletes(spec);
   const auto indexes = spec.indexes();
   const TableSql t = describe(spec, schema_of(spec));
   std::vector<std::string> defs;
@@ -1082,6 +1094,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   result.changed.assign(rows.size(), false);
   if (rows.empty() && !options.checkpoint) return result;
   spec.validate();
+  refuse_hard_deletes(spec);
   const TableSql t = describe(spec, schema_of(spec));
   BatchWriter writer(spec, t, rows, options.apply_update_rule);
   if (options.checkpoint) {

@@ -21,7 +21,11 @@ namespace webhookdb::test {
 
 class DeleteScenarios {
  public:
-  DeleteScenarios(std::shared_ptr<ReplicaStore> store, const std::string& table, DeleteMode mode) : mode_(mode) {
+  // existing: the table is already there (ensure_all_columns brings it up to date).
+  enum class Table { create, existing };
+  DeleteScenarios(std::shared_ptr<ReplicaStore> store, const std::string& table, DeleteMode mode,
+                  Table create = Table::create)
+      : mode_(mode) {
     auto control = std::make_shared<testing::FakeControl>();
     control->delete_options.mode = mode;
     ServiceIntegration si;
@@ -33,7 +37,7 @@ class DeleteScenarios {
     ctx.replica = std::move(store);
     ctx.clock = clock_;
     replicator_ = std::make_unique<testing::FakeReplicator>(testing::fake_v1(control), si, ctx, control);
-    replicator_->create_table();
+    if (create == Table::create) replicator_->create_table();
   }
 
   [[nodiscard]] Replicator& replicator() { return *replicator_; }
