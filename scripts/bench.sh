@@ -25,3 +25,12 @@ smoke=()
 for arg in "$@"; do [[ $arg == --smoke ]] && smoke=(--smoke); done
 build/release/bench/webhookdb-queue-bench --worker-exe build/release/src/jobs/webhookdb-worker \
   --json queue-bench-results.json "${smoke[@]}"
+# Webhook ingestion (issue 23): the example receiver (a process) under a load
+# generator of our own, 32 connections, on the same durable PostgreSQL: one
+# transaction per webhook (baseline), micro-batched sync, inbox, a burst of
+# 10,000, kill -9 mid-burst. Writes webhook-bench-results.json.
+cmake --build build/release --target webhookdb-webhook-bench webhook_receiver -j "$(nproc)"
+webhook_smoke=()
+for arg in "$@"; do [[ $arg == --smoke ]] && webhook_smoke=(--smoke); done
+build/release/bench/webhookdb-webhook-bench --receiver-exe build/release/examples/webhook_receiver/webhook_receiver \
+  --database-url "$WEBHOOKDB_TEST_DATABASE_URL" --json webhook-bench-results.json "${webhook_smoke[@]}"

@@ -2,7 +2,13 @@
 // charges, GitHub-style issues) and writes them into the memory store, or into
 // PostgreSQL with --database-url.
 //
-//   webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL] [--self-test]
+//   webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL [--inbox]]
+//                    [--batch-window-us N] [--max-batch N] [--self-test]
+//
+// Every 2xx is sent after its webhook is committed: with --sync as its row,
+// with --inbox as an entry of the durable inbox (PostgreSQL), which a
+// processor thread here drains in batches. Requests arriving together share
+// one transaction (a micro-batch: --batch-window-us, --max-batch).
 //
 // It prints the port and one URL per integration, then serves until SIGINT or
 // SIGTERM. Sign a Stripe-style request with webhooks::stripe_signature_header,
@@ -12,7 +18,9 @@
 //   curl -H "Stripe-Signature: t=$t,v1=$sig" -d "$body" http://127.0.0.1:PORT/v1/webhooks/svi_example_charges
 // --self-test sends signed webhooks to itself, checks they landed, and exits.
 
+#include <chrono>
 #include <csignal>
+#include <functional>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -29,8 +37,13 @@
 #include <webhookdb/webhooks/webhooks.hpp>
 
 #ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+#include <thread>
+
+#include <webhookdb/cancellation.hpp>
+#include <webhookdb/jobs/webhook_inbox_processor.hpp>
 #include <webhookdb/pg/job_store.hpp>
 #include <webhookdb/pg/replica_store.hpp>
+#include <webhookdb/pg/webhook_inbox.hpp>
 #endif
 
 #include "github_issues/github_replicators.hpp"
@@ -68,11 +81,15 @@ struct Args {
   std::string secret = "whsec_example_local_only";
   std::string database_url;
   bool sync = false;
+  bool inbox = false;
+  long batch_window_us = -1;
+  long max_batch = -1;
   bool self_test = false;
 };
 
 [[noreturn]] void usage(int code) {
-  std::cerr << "usage: webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL] [--self-test]\n";
+  std::cerr << "usage: webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL [--inbox]]\n"
+               "                        [--batch-window-us N] [--max-batch N] [--self-test]\n";
   std::exit(code);
 }
 
@@ -92,6 +109,12 @@ Args parse_args(int argc, char** argv) {
       args.database_url = value();
     } else if (a == "--sync") {
       args.sync = true;
+    } else if (a == "--inbox") {
+      args.inbox = true;
+    } else if (a == "--batch-window-us") {
+      args.batch_window_us = std::stol(value());
+    } else if (a == "--max-batch") {
+      args.max_batch = std::stol(value());
     } else if (a == "--self-test") {
       args.self_test = true;
     } else if (a == "--help" || a == "-h") {
@@ -146,7 +169,7 @@ int post(unsigned short port, const std::string& target, const std::string& body
 
 int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const Registry& registry,
               const ReplicatorContext& ctx, const ServiceIntegration& charges, const ServiceIntegration& issues,
-              const std::string& secret) {
+              const std::string& secret, const std::function<void()>& wait_written) {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   const json charge{{"id", "ch_selftest_1"}, {"amount", 1234}, {"currency", "usd"}, {"status", "succeeded"},
@@ -186,6 +209,7 @@ int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const 
          400);
   expect("unknown integration", post(receiver.port(), "/v1/webhooks/svi_nobody", event, {}), 404);
   receiver.handler().wait_idle();
+  if (wait_written) wait_written();
 
   const auto charge_row = replica.find(registry.make(charges, ctx)->table_spec(), "ch_selftest_1");
   const auto issue_row = replica.find(registry.make(issues, ctx)->table_spec(), 424242);
@@ -244,6 +268,43 @@ int main(int argc, char** argv) {
     webhooks::WebhookReceiverOptions options;
     options.port = args.port;
     if (args.sync) options.handler.process_synchronously = true;
+    if (args.batch_window_us >= 0) options.handler.batch_window = std::chrono::microseconds(args.batch_window_us);
+    if (args.max_batch > 0) options.handler.max_batch = static_cast<std::size_t>(args.max_batch);
+    std::function<void()> wait_written;
+#ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+    std::shared_ptr<pg::PgWebhookInbox> inbox;
+    std::unique_ptr<jobs::WebhookInboxProcessor> processor;
+    CancellationSource stop_processor;
+    std::thread processor_thread;
+    if (args.inbox) {
+      if (args.database_url.empty()) {
+        std::cerr << "--inbox needs --database-url (the inbox is a PostgreSQL table)\n";
+        return 2;
+      }
+      pg::Config config;
+      config.url = args.database_url;
+      inbox = std::make_shared<pg::PgWebhookInbox>(config);
+      options.handler.inbox = inbox;
+      processor = std::make_unique<jobs::WebhookInboxProcessor>(inbox, ctx);
+      processor_thread = std::thread([&] { processor->run(stop_processor.token()); });
+      wait_written = [&] {
+        for (int i = 0; i < 500 && inbox->pending_count() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      };
+    }
+    struct JoinProcessor {
+      CancellationSource& source;
+      std::thread& thread;
+      ~JoinProcessor() {
+        source.cancel();
+        if (thread.joinable()) thread.join();
+      }
+    } join_processor{stop_processor, processor_thread};
+#else
+    if (args.inbox) {
+      std::cerr << "this build has no PostgreSQL adapter; --inbox needs it\n";
+      return 2;
+    }
+#endif
     webhooks::WebhookReceiver receiver(ctx, options);
     receiver.start();
     std::cout << "port " << receiver.port() << "\n"
@@ -252,7 +313,7 @@ int main(int argc, char** argv) {
               << std::flush;
 
     if (args.self_test) {
-      const int code = self_test(receiver, *ctx.replica, *registry, ctx, charges, issues, args.secret);
+      const int code = self_test(receiver, *ctx.replica, *registry, ctx, charges, issues, args.secret, wait_written);
       receiver.stop();
       return code;
     }

@@ -227,6 +227,46 @@ void PgWebhookInbox::push(const std::string& opaque_id, const WebhookRequest& re
   impl_->bump();
 }
 
+void PgWebhookInbox::push_batch(const std::vector<Entry>& entries) {
+  if (entries.empty()) return;
+  for (const Entry& entry : entries) {
+    if (entry.opaque_id.empty()) throw InvalidPrecondition("PgWebhookInbox::push_batch needs an integration opaque id");
+    if (entry.request == nullptr) throw InvalidPrecondition("PgWebhookInbox::push_batch got an entry without a request");
+  }
+  // One multi-row INSERT per chunk (PostgreSQL takes at most 65535 parameters),
+  // all chunks and one NOTIFY in a single transaction: one WAL flush.
+  constexpr std::size_t kChunk = 2000;
+  std::vector<std::string> statements;
+  std::vector<std::vector<pg::Param>> params;
+  for (std::size_t start = 0; start < entries.size(); start += kChunk) {
+    const std::size_t end = std::min(entries.size(), start + kChunk);
+    std::string sql = "INSERT INTO " + impl_->table + " (opaque_id, method, path, headers, body) VALUES ";
+    std::vector<pg::Param> p;
+    p.reserve((end - start) * 5);
+    for (std::size_t i = start; i < end; ++i) {
+      const std::size_t n = p.size();
+      if (i > start) sql += ", ";
+      sql += "($" + std::to_string(n + 1) + ", $" + std::to_string(n + 2) + ", $" + std::to_string(n + 3) + ", $" +
+             std::to_string(n + 4) + "::jsonb, $" + std::to_string(n + 5) + ")";
+      const WebhookRequest& request = *entries[i].request;
+      p.emplace_back(entries[i].opaque_id);
+      p.emplace_back(request.method);
+      p.emplace_back(request.path);
+      p.emplace_back(headers_json(request.headers));
+      p.emplace_back(request.body);
+    }
+    statements.push_back(std::move(sql));
+    params.push_back(std::move(p));
+  }
+  impl_->pool->transaction(
+      [&](Session& s) {
+        for (std::size_t i = 0; i < statements.size(); ++i) s.exec(statements[i], params[i]);
+        s.exec("SELECT pg_notify($1, $2)", {impl_->channel, std::to_string(entries.size())});
+      },
+      1);
+  impl_->bump();
+}
+
 std::vector<InboxDelivery> PgWebhookInbox::take(const std::string& owner, std::size_t max) {
   if (owner.empty()) throw InvalidPrecondition("PgWebhookInbox::take needs an owner");
   if (max == 0) return {};
@@ -288,6 +328,42 @@ bool PgWebhookInbox::done(const InboxDelivery& delivery) {
   auto r = impl_->tx("DELETE FROM " + impl_->table + " WHERE id = $1::bigint AND lease_token = $2 RETURNING id",
                      {std::to_string(delivery.id), delivery.token});
   return !r.empty();
+}
+
+std::vector<bool> PgWebhookInbox::done_batch(const std::vector<InboxDelivery>& deliveries) {
+  std::vector<bool> out(deliveries.size(), false);
+  if (deliveries.empty()) return out;
+  // Array literals: ids are numbers, tokens quoted (backslash and quote escaped).
+  std::string ids = "{";
+  std::string tokens = "{";
+  for (std::size_t i = 0; i < deliveries.size(); ++i) {
+    require_token(deliveries[i], "done_batch");
+    if (i > 0) {
+      ids += ',';
+      tokens += ',';
+    }
+    ids += std::to_string(deliveries[i].id);
+    tokens += '"';
+    for (char c : deliveries[i].token) {
+      if (c == '"' || c == '\\') tokens += '\\';
+      tokens += c;
+    }
+    tokens += '"';
+  }
+  ids += '}';
+  tokens += '}';
+  auto r = impl_->tx("DELETE FROM " + impl_->table +
+                         " AS w USING unnest($1::bigint[], $2::text[]) AS d(id, token)"
+                         " WHERE w.id = d.id AND w.lease_token = d.token RETURNING w.id",
+                     {ids, tokens});
+  std::vector<std::int64_t> deleted;
+  deleted.reserve(r.rows.size());
+  for (const auto& row : r.rows) deleted.push_back(std::stoll(row[0].value_or("0")));
+  std::sort(deleted.begin(), deleted.end());
+  for (std::size_t i = 0; i < deliveries.size(); ++i) {
+    out[i] = std::binary_search(deleted.begin(), deleted.end(), deliveries[i].id);
+  }
+  return out;
 }
 
 InboxFailure PgWebhookInbox::fail(const InboxDelivery& delivery, const std::string& error, bool permanent) {

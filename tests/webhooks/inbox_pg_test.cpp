@@ -48,6 +48,7 @@ class CountingStore final : public ReplicaStore {
   explicit CountingStore(std::shared_ptr<ReplicaStore> next) : next_(std::move(next)) {}
 
   std::atomic<int> fail_next{0};
+  std::atomic<int> upserts{0};
   std::string echoed_secret;
 
   void create_table(const TableSpec& spec) override { next_->create_table(spec); }
@@ -58,6 +59,7 @@ class CountingStore final : public ReplicaStore {
       fail_next.fetch_sub(1);
       throw StoreError("could not connect (password=" + echoed_secret + ")", true);
     }
+    upserts.fetch_add(1);
     auto result = next_->upsert(spec, rows, options);
     {
       std::lock_guard lock(mutex_);
@@ -452,33 +454,34 @@ TEST_F(InboxPg, DependentsAreNotifiedWhenTheProcessorWrites) {
   EXPECT_EQ(env->find("ch_dep")->data, charge("ch_dep", 2, 2));
 }
 
-TEST_F(InboxPg, AStoppedProcessorGivesBackTheRowsItHasNotStarted) {
+// A batch is written with one upsert: a stop during it finishes the batch
+// (its rows are written), and no further batch is taken.
+TEST_F(InboxPg, AStoppedProcessorFinishesItsBatchAndTakesNoMore) {
   auto inbox = make_inbox();
-  for (int i = 0; i < 3; ++i) inbox->push(env->charges.opaque_id, signed_event("ch_s" + std::to_string(i), 1));
+  for (int i = 0; i < 6; ++i) inbox->push(env->charges.opaque_id, signed_event("ch_s" + std::to_string(i), 1));
   CancellationSource stop;
   WebhookInboxProcessorOptions o;
   o.owner = "stopping";
   o.batch = 3;
   o.on_processed = [&](const InboxReport& r) {
     reports.add(r);
-    stop.cancel();  // stop after the first row
+    stop.cancel();  // stop after the first row's report
   };
   WebhookInboxProcessor processor(inbox, env->context(), o);
-  EXPECT_EQ(processor.process_available(stop.token()), 1U);
+  EXPECT_EQ(processor.process_available(stop.token()), 3U);
   auto all = reports.all();
   ASSERT_EQ(all.size(), 3U);
-  EXPECT_EQ(all[0].result, InboxResult::written);
-  EXPECT_EQ(all[1].result, InboxResult::released);
-  EXPECT_EQ(all[2].result, InboxResult::released);
+  for (const auto& r : all) EXPECT_EQ(r.result, InboxResult::written);
+  EXPECT_EQ(store->upserts.load(), 1);
   const auto entries = inbox->entries();
-  ASSERT_EQ(entries.size(), 2U);
+  ASSERT_EQ(entries.size(), 3U);
   for (const auto& e : entries) {
-    EXPECT_EQ(e.attempts, 0) << "a released row was not attempted";
+    EXPECT_EQ(e.attempts, 0) << "a row of the next batch was not attempted";
     EXPECT_FALSE(e.leased_until);
   }
   auto other = make_processor(inbox, "other");
-  EXPECT_EQ(other->process_available(), 2U);
-  EXPECT_EQ(env->count(), 3U);
+  EXPECT_EQ(other->process_available(), 3U);
+  EXPECT_EQ(env->count(), 6U);
 }
 
 // --- WebhookHandler / WebhookReceiver with an inbox ---
@@ -536,13 +539,55 @@ class BrokenInbox final : public WebhookInbox {
   }
 };
 
-TEST_F(InboxPg, TheHandlerAnswers500WhenTheInboxCannotStoreAndUsesThePoolWithoutOne) {
+TEST_F(InboxPg, ABatchIsOneInboxTransactionAndDrainsAsOneUpsertWithTheNewerVersion) {
+  auto inbox = make_inbox();
+  std::vector<WebhookRequest> requests;
+  for (int i = 0; i < 40; ++i) requests.push_back(signed_event("ch_b" + std::to_string(i), 1));
+  requests.push_back(signed_event("ch_dup", 3));  // newer first, older last
+  requests.push_back(signed_event("ch_dup", 2));
+  std::vector<WebhookInbox::Entry> entries;
+  for (const auto& r : requests) entries.push_back({env->charges.opaque_id, &r});
+  inbox->push_batch(entries);
+  EXPECT_EQ(inbox->pending_count(), 42U);
+  auto processor = make_processor(inbox, "batcher", 100);
+  EXPECT_EQ(processor->process_available(), 42U);
+  EXPECT_EQ(store->upserts.load(), 1) << "one take of 42 rows: one multi-row upsert";
+  EXPECT_EQ(inbox->pending_count(), 0U);
+  EXPECT_EQ(env->count(), 41U);
+  auto dup = env->find("ch_dup");
+  ASSERT_TRUE(dup.has_value());
+  EXPECT_EQ(dup->data.value("version", 0), 3) << dup->data.dump();
+  EXPECT_EQ(processor->stats().written, 42U);
+}
+
+TEST_F(InboxPg, AFailedBatchUpsertKeepsEveryRowForALaterAttempt) {
+  auto inbox = make_inbox();
+  std::vector<WebhookRequest> requests;
+  for (int i = 0; i < 5; ++i) requests.push_back(signed_event("ch_f" + std::to_string(i), 1));
+  std::vector<WebhookInbox::Entry> entries;
+  for (const auto& r : requests) entries.push_back({env->charges.opaque_id, &r});
+  inbox->push_batch(entries);
+  store->fail_next = 100;  // the batch, then each row alone
+  auto processor = make_processor(inbox, "failing", 100);
+  processor->process_available();
+  EXPECT_EQ(inbox->pending_count(), 5U) << "nothing lost";
+  EXPECT_EQ(processor->stats().retrying, 5U);
+  store->fail_next = 0;
+  advance_clock(120s);
+  processor->process_available();
+  EXPECT_EQ(inbox->pending_count(), 0U);
+  EXPECT_EQ(env->count(), 5U);
+}
+
+TEST_F(InboxPg, TheHandlerAnswers503WhenTheInboxCannotStoreAndUsesThePoolWithoutOne) {
   {
     WebhookHandlerOptions options;
     options.inbox = std::make_shared<BrokenInbox>();
     WebhookHandler handler(env->context(), options);
     const auto r = handler.handle(env->charges.opaque_id, signed_event("ch_down", 1));
-    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(r.status, 503);
+    EXPECT_TRUE(std::any_of(r.headers.begin(), r.headers.end(),
+                            [](const auto& h) { return h.first == "Retry-After"; }));
     EXPECT_EQ(r.body.find("inbox unavailable"), std::string::npos) << "a generic message";
     EXPECT_EQ(handler.stats().inboxed, 0U);
   }

@@ -46,8 +46,9 @@ struct InboxReport {
 struct WebhookInboxProcessorOptions {
   // Names this processor in the inbox (operators); default "<host>:<pid>:<random>".
   std::string owner;
-  // Rows taken per look at the inbox (under one lease).
-  std::size_t batch = 16;
+  // Rows taken per look at the inbox (under one lease), written with one
+  // multi-row/COPY upsert per integration and deleted in one transaction.
+  std::size_t batch = 256;
   // Longest idle wait in run() when no notification comes.
   std::chrono::milliseconds poll_interval{5'000};
   // Default: the context's logger.

@@ -113,6 +113,8 @@ class PgWebhookInbox final : public webhooks::WebhookInbox {
   // for an empty opaque id, InvalidInput for a body holding a NUL byte,
   // StoreError when the database fails (then nothing was stored).
   void push(const std::string& opaque_id, const WebhookRequest& request) override;
+  // Every entry in one transaction (multi-row INSERTs, one NOTIFY): all or none.
+  void push_batch(const std::vector<Entry>& entries) override;
 
   // --- Processor side ---
   // Takes up to `max` due rows (oldest first): not failed, available_at
@@ -123,6 +125,8 @@ class PgWebhookInbox final : public webhooks::WebhookInbox {
   // Written: the row is deleted. False when the lease was lost (the row is
   // someone else's now, or already done).
   bool done(const InboxDelivery& delivery);
+  // done() for many rows in one transaction; per delivery, whether it was deleted.
+  std::vector<bool> done_batch(const std::vector<InboxDelivery>& deliveries);
   // The attempt failed: retried after a backoff while attempts remain (or
   // failed for good at once when `permanent`, for a payload no retry fixes).
   // `error` must hold no secret (it is cut, NUL bytes removed).
