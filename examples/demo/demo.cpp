@@ -362,6 +362,11 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   const Options options = parse(argc, argv);
+  // The integration's API key is stored sealed (PgJobStore), as a host with a
+  // key (WEBHOOKDB_SECRET_KEY) has it; without one, the demo's own (not a secret).
+  if (std::getenv("WEBHOOKDB_SECRET_KEY") == nullptr && std::getenv("WEBHOOKDB_SECRET_KEY_FILE") == nullptr) {
+    setenv("WEBHOOKDB_SECRET_KEY", "64656d6f2d6f6e6c792d6b65792d6e6f742d612d7365637265742d2d2d2d2d21", 1);
+  }
   try {
     return run(options);
   } catch (const std::exception& e) {

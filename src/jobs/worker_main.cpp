@@ -12,8 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "webhookdb/errors.hpp"
-#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/jobs/worker.hpp"
+#include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 
@@ -24,6 +24,7 @@ namespace {
 // puts the database URL in the wrong place must not see its password echoed
 // to a terminal or a log collector.
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the option, then the text given for it
 std::chrono::milliseconds seconds_arg(const std::string& name, const std::string& value, double min_seconds) {
   std::size_t used = 0;
   double seconds = 0;
@@ -39,6 +40,8 @@ std::chrono::milliseconds seconds_arg(const std::string& name, const std::string
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
 }
 
+// The option, then the text given for it, then its range (min, max):
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 int int_arg(const std::string& name, const std::string& value, int min, int max) {
   std::size_t used = 0;
   long long n = 0;
@@ -188,16 +191,94 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   return s;
 }
 
-int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
-  const std::string program = argc > 0 && argv[0] != nullptr ? argv[0] : "webhookdb-worker";
-  // Before any thread exists, so every thread inherits the mask and the
-  // signals are only ever taken by sigwait below.
+namespace {
+
+// Before any thread exists, so every thread inherits the mask and the
+// signals are only ever taken by sigwait in drain_on_signal.
+sigset_t block_stop_signals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
+
+pg::Config database_config(WorkerSettings& settings) {
+  pg::Config config;
+  config.url = settings.database_url;
+  config.schema = settings.schema;
+  config.pool_size = settings.concurrency + 4;
+  if (settings.owner.empty()) settings.owner = default_worker_owner();
+  // Operators (and tests) tell the workers' backends apart in pg_stat_activity.
+  config.application_name = "webhookdb-worker " + settings.owner;
+  if (!settings.replica_schema.empty()) config.replica_schema = settings.replica_schema;
+  return config;
+}
+
+// The stores, the queue and the worker, started.
+std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const WorkerHooks& hooks,
+                                     const std::shared_ptr<pg::ConnectionPool>& pool,
+                                     const std::shared_ptr<pg::PgJobStore>& job_store,
+                                     const std::shared_ptr<Logger>& logger) {
+  auto replica_pool = pool;
+  if (!settings.replica_database_url.empty() && settings.replica_database_url != settings.database_url) {
+    pg::Config replica_config = pool->config();
+    replica_config.url = settings.replica_database_url;
+    replica_pool = std::make_shared<pg::ConnectionPool>(replica_config);
+  }
+  auto replica_store = std::make_shared<pg::PgReplicaStore>(replica_pool);
+  job_store->migrate();
+  replica_store->migrate();
+
+  pg::PgJobQueueOptions queue_options;
+  queue_options.lease = settings.lease;
+  queue_options.logger = logger;
+  auto queue = std::make_shared<pg::PgJobQueue>(pool, queue_options);
+
+  auto registry = std::make_shared<Registry>();
+  hooks.register_replicators(*registry, settings);
+
+  ReplicatorContext context;
+  context.http = hooks.http_client(settings);
+  context.replica = replica_store;
+  context.jobs = job_store;
+  context.logger = logger;
+  context.registry = registry;
+
+  WorkerOptions options;
+  options.concurrency = settings.concurrency;
+  options.poll_interval = settings.poll;
+  options.time_slice = settings.time_slice;
+  options.owner = settings.owner;
+  options.logger = logger;
+  auto worker = std::make_unique<Worker>(registry, context, queue, options);
+  worker->start();
+  return worker;
+}
+
+int drain_on_signal(const sigset_t& signals, Worker& worker, std::chrono::milliseconds drain, Logger& logger) {
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  logger.log(LogLevel::info, std::string("webhookdb-worker received ") +
+                                 (received == SIGINT ? "SIGINT" : "SIGTERM") + ": draining");
+  try {
+    worker.stop(drain);
+  } catch (const std::exception& e) {
+    logger.log(LogLevel::error, std::string("webhookdb-worker could not drain cleanly: ") + e.what());
+    return 1;
+  }
+  logger.log(LogLevel::info, "webhookdb-worker drained, exiting");
+  return 0;
+}
+
+}  // namespace
+
+int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
+  const std::string program = argc > 0 && argv[0] != nullptr ? argv[0] : "webhookdb-worker";
+  const sigset_t signals = block_stop_signals();
 
   WorkerSettings settings;
   try {
@@ -220,56 +301,14 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
   auto logger = std::make_shared<StderrLogger>(settings.log_level);
   std::unique_ptr<Worker> worker;
   try {
-    pg::Config config;
-    config.url = settings.database_url;
-    config.schema = settings.schema;
-    config.pool_size = settings.concurrency + 4;
-    if (settings.owner.empty()) settings.owner = default_worker_owner();
-    // Operators (and tests) tell the workers' backends apart in pg_stat_activity.
-    config.application_name = "webhookdb-worker " + settings.owner;
-    if (!settings.replica_schema.empty()) config.replica_schema = settings.replica_schema;
-    auto pool = std::make_shared<pg::ConnectionPool>(config);
-
-    auto replica_pool = pool;
-    if (!settings.replica_database_url.empty() && settings.replica_database_url != settings.database_url) {
-      pg::Config replica_config = config;
-      replica_config.url = settings.replica_database_url;
-      replica_pool = std::make_shared<pg::ConnectionPool>(replica_config);
-    }
-
+    auto pool = std::make_shared<pg::ConnectionPool>(database_config(settings));
     auto job_store = std::make_shared<pg::PgJobStore>(pool);
     if (settings.reencrypt_secrets) {
       const std::size_t n = job_store->reencrypt_secrets();
       std::cout << program << ": re-encrypted the secrets of " << n << " integration(s)\n";
       return 0;
     }
-    auto replica_store = std::make_shared<pg::PgReplicaStore>(replica_pool);
-    job_store->migrate();
-    replica_store->migrate();
-
-    pg::PgJobQueueOptions queue_options;
-    queue_options.lease = settings.lease;
-    queue_options.logger = logger;
-    auto queue = std::make_shared<pg::PgJobQueue>(pool, queue_options);
-
-    auto registry = std::make_shared<Registry>();
-    hooks.register_replicators(*registry, settings);
-
-    ReplicatorContext context;
-    context.http = hooks.http_client(settings);
-    context.replica = replica_store;
-    context.jobs = job_store;
-    context.logger = logger;
-    context.registry = registry;
-
-    WorkerOptions options;
-    options.concurrency = settings.concurrency;
-    options.poll_interval = settings.poll;
-    options.time_slice = settings.time_slice;
-    options.owner = settings.owner;
-    options.logger = logger;
-    worker = std::make_unique<Worker>(registry, context, queue, options);
-    worker->start();
+    worker = start_worker(settings, hooks, pool, job_store, logger);
     logger->log(LogLevel::info, "webhookdb-worker " + worker->owner() + " ready on " +
                                     pg::redact_connection_string(settings.database_url));
   } catch (const std::exception& e) {
@@ -277,20 +316,7 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     if (worker) worker->stop();
     return 1;
   }
-
-  int received = 0;
-  while (sigwait(&signals, &received) != 0) {
-  }
-  logger->log(LogLevel::info, std::string("webhookdb-worker received ") +
-                                  (received == SIGINT ? "SIGINT" : "SIGTERM") + ": draining");
-  try {
-    worker->stop(settings.drain);
-  } catch (const std::exception& e) {
-    logger->log(LogLevel::error, std::string("webhookdb-worker could not drain cleanly: ") + e.what());
-    return 1;
-  }
-  logger->log(LogLevel::info, "webhookdb-worker drained, exiting");
-  return 0;
+  return drain_on_signal(signals, *worker, settings.drain, *logger);
 }
 
 }  // namespace webhookdb::jobs

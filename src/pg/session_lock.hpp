@@ -21,6 +21,8 @@ namespace webhookdb::pg::detail {
 
 class SessionLock {
  public:
+  // pg_advisory_lock(classid, objid)'s own order:
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
   SessionLock(ConnectionPool::Impl& pool, std::unique_ptr<pqxx::connection> conn, std::int32_t classid,
               std::int32_t objid)
       : pool_(&pool), conn_(std::move(conn)), classid_(classid), objid_(objid) {}

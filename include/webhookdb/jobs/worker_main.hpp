@@ -41,15 +41,15 @@ struct WorkerSettings {
   std::string schema = "public";
   // --replica-schema: put every replication table in this schema.
   std::string replica_schema;
-  int concurrency = 2;                         // --concurrency N
-  std::chrono::milliseconds lease{30'000};     // --lease-seconds S (fractions allowed)
-  std::chrono::milliseconds poll{5'000};       // --poll-seconds S
-  std::chrono::milliseconds drain{0};          // --drain-seconds S: grace before running jobs are cancelled
+  int concurrency = 2;                          // --concurrency N
+  std::chrono::milliseconds lease{30'000};      // --lease-seconds S (fractions allowed)
+  std::chrono::milliseconds poll{5'000};        // --poll-seconds S
+  std::chrono::milliseconds drain{0};           // --drain-seconds S: grace before running jobs are cancelled
   std::chrono::milliseconds time_slice{5'000};  // --time-slice-seconds S: WorkerOptions::time_slice (0: off)
-  std::string api_url;                         // --api-url URL: for replicators that need a default API
-  std::string owner;                           // --owner NAME (default host:pid:random)
-  LogLevel log_level = LogLevel::info;         // --log-level debug|info|warn|error
-  bool help = false;                           // --help
+  std::string api_url;                          // --api-url URL: for replicators that need a default API
+  std::string owner;                            // --owner NAME (default host:pid:random)
+  LogLevel log_level = LogLevel::info;          // --log-level debug|info|warn|error
+  bool help = false;                            // --help
   // --reencrypt-secrets: seal every integration's secrets under the current
   // key (WEBHOOKDB_SECRET_KEY), say how many, and exit: key rotation.
   bool reencrypt_secrets = false;
