@@ -3,7 +3,7 @@
 // distinct Stripe-style events go over keep-alive connections; each case
 // reports webhooks/s (2xx per second), p50/p99 latency, the share refused
 // (503) and whether every 2xx landed:
-//   baseline  --sync, one transaction per webhook (--max-batch 1)
+//   baseline  --sync, one transaction per webhook (--max-batch 1), 8 at once
 //   sync      --sync, micro-batched
 //   inbox     --inbox, micro-batched into the durable inbox
 //   burst     --sync, 10,000 sent at once over many connections (peak RSS)
@@ -395,7 +395,9 @@ int main(int argc, char** argv) {
       results.push_back(std::move(r));
     };
     std::cout << "case      webhooks/s      p50     p99     refused other    time      RSS   2xx landed\n";
-    steady("baseline", {"--sync", "--max-batch", "1", "--batch-window-us", "0"}, events, connections);
+    // One transaction per webhook, 8 at a time (the receiver's 8 handler threads before micro-batches).
+    steady("baseline", {"--sync", "--max-batch", "1", "--batch-window-us", "0", "--batch-writers", "8"}, events,
+           connections);
     print(results.back(), std::cout);
     steady("sync", {"--sync"}, events, connections);
     print(results.back(), std::cout);

@@ -3,7 +3,7 @@
 // PostgreSQL with --database-url.
 //
 //   webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL [--inbox]]
-//                    [--batch-window-us N] [--max-batch N] [--self-test]
+//                    [--batch-window-us N] [--max-batch N] [--batch-writers N] [--self-test]
 //
 // Every 2xx is sent after its webhook is committed: with --sync as its row,
 // with --inbox as an entry of the durable inbox (PostgreSQL), which a
@@ -84,12 +84,13 @@ struct Args {
   bool inbox = false;
   long batch_window_us = -1;
   long max_batch = -1;
+  long batch_writers = -1;
   bool self_test = false;
 };
 
 [[noreturn]] void usage(int code) {
   std::cerr << "usage: webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL [--inbox]]\n"
-               "                        [--batch-window-us N] [--max-batch N] [--self-test]\n";
+               "                        [--batch-window-us N] [--max-batch N] [--batch-writers N] [--self-test]\n";
   std::exit(code);
 }
 
@@ -115,6 +116,8 @@ Args parse_args(int argc, char** argv) {
       args.batch_window_us = std::stol(value());
     } else if (a == "--max-batch") {
       args.max_batch = std::stol(value());
+    } else if (a == "--batch-writers") {
+      args.batch_writers = std::stol(value());
     } else if (a == "--self-test") {
       args.self_test = true;
     } else if (a == "--help" || a == "-h") {
@@ -270,6 +273,7 @@ int main(int argc, char** argv) {
     if (args.sync) options.handler.process_synchronously = true;
     if (args.batch_window_us >= 0) options.handler.batch_window = std::chrono::microseconds(args.batch_window_us);
     if (args.max_batch > 0) options.handler.max_batch = static_cast<std::size_t>(args.max_batch);
+    if (args.batch_writers > 0) options.handler.batch_writers = static_cast<std::size_t>(args.batch_writers);
     std::function<void()> wait_written;
 #ifdef WEBHOOKDB_EXAMPLE_WITH_PG
     std::shared_ptr<pg::PgWebhookInbox> inbox;
