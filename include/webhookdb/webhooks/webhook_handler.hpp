@@ -22,7 +22,7 @@
 // the row when synchronous), 400 malformed JSON / invalid UTF-8 / not an
 // object or array / too deeply nested / a resource that cannot become a row,
 // 401 failed verification, 404 unknown integration (or one no registered
-// replicator takes webhooks for), 503 worker queue full or draining, 500 only
+// replicator takes webhooks for), 503 (with Retry-After) worker or batch queue full, draining, or a batch commit failed; 500 only
 // when a store (or the inbox) fails, with a generic message. Rows are built and
 // checked (conversions, UTF-8, index entry sizes: see kMaxIndexedValueBytes)
 // before any 2xx and before the inbox stores the request, so a payload that
@@ -66,7 +66,7 @@ struct WebhookHandlerOptions {
   std::size_t max_json_depth = 128;
   // Set: asynchronous webhooks are pushed here once verified and validated
   // (their rows built and dropped, so a payload that cannot become a row is
-  // still a 400) and answered only when stored; a push that fails is a 500.
+  // still a 400) and answered only when stored; a push that fails is a 503 with Retry-After.
   // A processor writes them later (jobs::WebhookInboxProcessor). The worker
   // pool, max_pending and drain() then play no part. Unset: the pool writes
   // them, and a crash or store failure after the 202 loses them.
