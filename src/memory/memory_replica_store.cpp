@@ -100,6 +100,74 @@ Row sanitized(const Row& row) {
   return out;
 }
 
+// Everything is checked before the table is touched: a batch is all or nothing.
+void validate_rows(const TableSpec& spec, std::span<const Row> rows) {
+  for (const auto& row : rows) {
+    if (row.key.is_null()) throw InvalidInput("remote key is null", spec.remote_key.name);
+    if (row.values.size() != spec.columns.size()) {
+      throw InvalidInput("row has " + std::to_string(row.values.size()) + " values but the table has " +
+                             std::to_string(spec.columns.size()) + " columns",
+                         table_id(spec) + " key " + row.key.dump());
+    }
+  }
+}
+
+struct PlannedWrite {
+  Write what;
+  StoredRow row;
+};
+
+// What `incoming` does to the table under the update rule: nothing (nullopt),
+// a row put, or (a hard deletion) a row removed behind a tombstone.
+std::optional<PlannedWrite> plan_write(const Table& table, const TableSpec& spec, const UpsertOptions& options,
+                                       const Row& incoming, std::int64_t& next_pk) {
+  const auto deleted_at = spec.deletes == DeleteMode::hard ? spec.column_index(kDeletedAtColumn) : std::nullopt;
+  const bool deleting = deleted_at && !incoming.values[*deleted_at].is_null();
+  auto refused_against = [&](const StoredRow& stored) {
+    return options.apply_update_rule && !spec.update_rule.allows(spec, to_row(stored, spec), incoming);
+  };
+  StoredRow out;
+  auto existing = table.rows.find(incoming.key);
+  if (existing == table.rows.end()) {
+    if (deleted_at) {
+      auto tomb = table.tombstones.find(incoming.key);
+      if (tomb != table.tombstones.end() && refused_against(tomb->second)) {
+        return std::nullopt;  // older than the deletion: never resurrected
+      }
+    }
+    out = new_stored_row(next_pk++, incoming, spec);
+  } else if (deleting) {
+    if (refused_against(existing->second)) return std::nullopt;
+    out = new_stored_row(existing->second.pk, incoming, spec);
+  } else {
+    if (refused_against(existing->second)) return std::nullopt;
+    out = existing->second;
+    for (std::size_t c = 0; c < spec.columns.size(); ++c) {
+      const auto& column = spec.columns[c];
+      const json& value = incoming.values[c];
+      if (column.keeps_existing && out.columns.count(column.name) != 0) continue;
+      if (column.skips_nil && value.is_null()) continue;
+      out.columns[column.name] = value;
+    }
+  }
+  if (spec.enrichment) out.enrichment = incoming.enrichment;
+  out.data = incoming.data;
+  return PlannedWrite{deleting ? Write::remove_row : Write::put_row, std::move(out)};
+}
+
+void commit_writes(Table& table, std::vector<PlannedWrite>& writes) {
+  for (auto& [what, w] : writes) {
+    json key = w.key;
+    if (what == Write::remove_row) {
+      table.rows.erase(key);
+      table.tombstones.insert_or_assign(std::move(key), std::move(w));
+    } else {
+      table.tombstones.erase(key);
+      table.rows.insert_or_assign(std::move(key), std::move(w));
+    }
+  }
+}
+
 }  // namespace
 
 struct MemoryReplicaStore::State {
@@ -191,72 +259,22 @@ UpsertResult MemoryReplicaStore::upsert(const TableSpec& spec, std::span<const R
   }
   Table& table = state_->table(spec);
 
-  // Validate everything before touching the table: the batch is all or nothing.
-  for (const auto& row : rows) {
-    if (row.key.is_null()) throw InvalidInput("remote key is null", spec.remote_key.name);
-    if (row.values.size() != spec.columns.size()) {
-      throw InvalidInput("row has " + std::to_string(row.values.size()) + " values but the table has " +
-                             std::to_string(spec.columns.size()) + " columns",
-                         table_id(spec) + " key " + row.key.dump());
-    }
-  }
+  validate_rows(spec, rows);
   std::map<json, std::size_t, KeyLess> last;
   for (std::size_t i = 0; i < rows.size(); ++i) last[rows[i].key] = i;
 
   UpsertResult result;
   result.changed.assign(rows.size(), false);
-  std::vector<std::pair<Write, StoredRow>> writes;
+  std::vector<PlannedWrite> writes;
   std::int64_t next_pk = table.next_pk;
-  const auto deleted_at = spec.deletes == DeleteMode::hard ? spec.column_index(kDeletedAtColumn) : std::nullopt;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (last[rows[i].key] != i) continue;  // superseded by a later duplicate
-    Row incoming = sanitized(rows[i]);
-    const bool deleting = deleted_at && !incoming.values[*deleted_at].is_null();
-    auto existing = table.rows.find(incoming.key);
-    StoredRow out;
-    if (existing == table.rows.end()) {
-      if (deleted_at) {
-        auto tomb = table.tombstones.find(incoming.key);
-        if (tomb != table.tombstones.end() && options.apply_update_rule &&
-            !spec.update_rule.allows(spec, to_row(tomb->second, spec), incoming)) {
-          continue;  // older than the deletion: never resurrected
-        }
-      }
-      out = new_stored_row(next_pk++, incoming, spec);
-    } else if (deleting) {
-      if (options.apply_update_rule && !spec.update_rule.allows(spec, to_row(existing->second, spec), incoming)) {
-        continue;
-      }
-      out = new_stored_row(existing->second.pk, incoming, spec);
-    } else {
-      const Row stored = to_row(existing->second, spec);
-      if (options.apply_update_rule && !spec.update_rule.allows(spec, stored, incoming)) continue;
-      out = existing->second;
-      for (std::size_t c = 0; c < spec.columns.size(); ++c) {
-        const auto& column = spec.columns[c];
-        const json& value = incoming.values[c];
-        if (column.keeps_existing && out.columns.count(column.name) != 0) continue;
-        if (column.skips_nil && value.is_null()) continue;
-        out.columns[column.name] = value;
-      }
-    }
-    if (spec.enrichment) out.enrichment = incoming.enrichment;
-    out.data = incoming.data;
-    writes.emplace_back(deleting ? Write::remove_row : Write::put_row, std::move(out));
-    result.changed[i] = true;
-  }
-
-  // Commit.
-  for (auto& [what, w] : writes) {
-    json key = w.key;
-    if (what == Write::remove_row) {
-      table.rows.erase(key);
-      table.tombstones.insert_or_assign(std::move(key), std::move(w));
-    } else {
-      table.tombstones.erase(key);
-      table.rows.insert_or_assign(std::move(key), std::move(w));
+    if (auto write = plan_write(table, spec, options, sanitized(rows[i]), next_pk)) {
+      writes.push_back(std::move(*write));
+      result.changed[i] = true;
     }
   }
+  commit_writes(table, writes);
   table.next_pk = next_pk;
   for (const auto& column : spec.columns) table.column_names.insert(column.name);
   if (options.checkpoint) {
