@@ -67,6 +67,7 @@ int int_size(std::size_t n) {
 
 }  // namespace
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the key text, then where it came from
 SecretKey SecretKey::parse(std::string_view text, std::string_view where) {
   auto raw = decode_key_text(codec::trim(text));
   if (!raw) {
@@ -188,6 +189,8 @@ std::string seal(const SecretKey& key, std::string_view plain, std::string_view 
   return sealed;
 }
 
+// The sealed text, then its associated data (the order of seal's result and argument):
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 std::string open(const SecretKeys& keys, std::string_view stored, std::string_view aad, const std::string& what) {
   const std::string id = sealed_key_id(stored);
   if (id.empty()) {
