@@ -160,6 +160,12 @@ class JobsProcessTest : public test::PgTest {
                                      "--concurrency", std::to_string(concurrency),
                                      "--lease-seconds", std::to_string(lease_seconds),
                                      "--poll-seconds", "0.5",
+                                     // These tests count attempts and page fetches of each job:
+                                     // a job that yields its slice is taken again (another attempt,
+                                     // and its prefetched page fetched again). Slicing has its own
+                                     // tests (JobsWorkerTest.LongJobsYield...); under ASan every job
+                                     // here runs past the 5 s default while others wait.
+                                     "--time-slice-seconds", "0",
                                      "--owner", name};
     workers_[name] = std::make_unique<WorkerProcess>(args, log_dir_ + "/" + name + ".log");
     auto& w = *workers_[name];
