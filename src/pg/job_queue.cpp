@@ -255,18 +255,24 @@ struct PgJobQueue::Impl {
     return out;
   }
 
+  // Whether the job store's table (with its `error` column) is in this
+  // schema; asked once, then remembered.
+  bool has_jobs_table(Session& s) {
+    if (jobs_table_known.load(std::memory_order_acquire)) return true;
+    const auto r = s.exec(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'error' "
+        "AND NOT attisdropped)",
+        {jobs_table});
+    if (r.rows.at(0).at(0).value_or("f") != "t") return false;
+    jobs_table_known.store(true, std::memory_order_release);
+    return true;
+  }
+
   // A job failed for good is finished in the job store's table too, with
   // its error, in the queue's transaction (so the two never disagree). A
   // queue used without a PgJobStore in its schema has no such table.
   void finish_failed_job(Session& s, const std::string& job_id, const std::string& error) {
-    if (!jobs_table_known.load(std::memory_order_acquire)) {
-      const auto r = s.exec(
-          "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'error' "
-          "AND NOT attisdropped)",
-          {jobs_table});
-      if (r.rows.at(0).at(0).value_or("f") != "t") return;
-      jobs_table_known.store(true, std::memory_order_release);
-    }
+    if (!has_jobs_table(s)) return;
     s.exec("UPDATE " + jobs_table +
                " SET finished_at = coalesce(finished_at, $2::timestamptz), error = $3, updated_at = now() "
                "WHERE id = $1::bigint",
@@ -276,14 +282,7 @@ struct PgJobQueue::Impl {
   // requeue_failed: the job store's row is unfinished again (only when it
   // was finished by a failure: its `error` is set).
   void unfinish_failed_job(Session& s, const std::string& job_id) {
-    if (!jobs_table_known.load(std::memory_order_acquire)) {
-      const auto r = s.exec(
-          "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'error' "
-          "AND NOT attisdropped)",
-          {jobs_table});
-      if (r.rows.at(0).at(0).value_or("f") != "t") return;
-      jobs_table_known.store(true, std::memory_order_release);
-    }
+    if (!has_jobs_table(s)) return;
     s.exec("UPDATE " + jobs_table +
                " SET finished_at = NULL, error = NULL, updated_at = now() WHERE id = $1::bigint AND error IS "
                "NOT NULL",
