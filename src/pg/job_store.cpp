@@ -9,6 +9,7 @@
 #include "pg/session_lock.hpp"
 #include "pg/sql.hpp"
 #include "pg/values.hpp"
+#include "webhookdb/backfill_window.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_text.hpp"
 #include "webhookdb/pg/advisory_lock.hpp"
@@ -132,6 +133,7 @@ BackfillJob job_from(const pqxx::row& r) {
 json checked_criteria(const json& criteria) {
   const json c = criteria.is_null() ? json::object() : criteria;
   if (!c.is_object()) throw InvalidPrecondition("backfill job criteria must be a JSON object");
+  (void)backfill_window(c);  // a malformed window (backfill_window.hpp) is refused when the job is created
   return c;
 }
 
@@ -177,6 +179,25 @@ struct PgJobStore::State {
                          ", reserved for encrypted values");
     }
     return value;
+  }
+
+  // InvalidPrecondition when any integration holds a sealed secret: this store
+  // opted into plain text and has no key to read them with.
+  void refuse_plain_text_over_sealed_rows() const {
+    std::string where;
+    for (const auto& c : kSecretColumns) {
+      where += (where.empty() ? "" : " OR ") + std::string("starts_with(") + c.column + ", 'wdbenc:')";
+    }
+    auto& i = impl();
+    const auto sealed = i.in_transaction("checking for encrypted secrets", i.config.retries, [&](pqxx::work& tx) {
+      return tx.exec("SELECT count(*) FROM " + integrations + " WHERE " + where)[0][0].as<std::int64_t>();
+    });
+    if (sealed == 0) return;
+    throw InvalidPrecondition(
+        "plain-text secrets were opted into (WEBHOOKDB_PLAINTEXT_SECRETS) but " + std::to_string(sealed) +
+        " integration(s) in " + integrations +
+        " hold encrypted secrets, written by a process with a secret key: run this process with that key"
+        " (WEBHOOKDB_SECRET_KEY or WEBHOOKDB_SECRET_KEY_FILE) instead of the plain-text opt-in");
   }
 
   // Seals the secrets `which` selects of every integration under the current
@@ -350,6 +371,12 @@ void PgJobStore::migrate() {
   // Rows written in plain text (before encryption, or by a store that opted
   // into it) are sealed as soon as a store with a key migrates.
   if (state_->keys.current) (void)state_->rewrite_secrets(Rewrite::plain_only);
+  // A plain-text store on a database a keyed store has sealed could read none
+  // of its secrets, and the keyed store would seal every plain row it wrote:
+  // the two processes break each other. The plain-text one refuses to start.
+  if (!state_->keys.current && state_->keys.plain_text == PlainTextSecrets::allowed) {
+    state_->refuse_plain_text_over_sealed_rows();
+  }
   state_->migrated = true;
 }
 

@@ -429,7 +429,7 @@ TEST_F(PgJobStoreTest, ATamperedOrMovedCiphertextFailsNamingTheIntegration) {
   admin_exec("UPDATE " + t + " SET backfill_secret = backfill_key WHERE id = $1", {std::to_string(b.id)});
   expect_unreadable(b, "backfill secret");
   // A store without the key says which key is missing.
-  PgJobStore keyless(config(1), clock, SecretKeys::plain_text_for_tests());
+  PgJobStore keyless(config(1), clock, SecretKeys{});
   auto c = make("gamma");
   try {
     (void)keyless.find_integration(c.id);
@@ -493,6 +493,32 @@ TEST_F(PgJobStoreTest, PlainTextRowsAreEncryptedByTheMigration) {
   odd.table_name = "odd";
   odd.backfill_key = "wdbenc:v1:00000000:AAAA";
   EXPECT_THROW(plain.create_integration(odd), InvalidInput);
+}
+
+// A process that opted into plain text on a database where a keyed process has
+// sealed secrets would read none of them, and the keyed one would seal the rows
+// it writes: it refuses to start, saying which key to run with. The keyed one
+// keeps sealing plain rows as it migrates.
+TEST_F(PgJobStoreTest, APlainTextStoreRefusesADatabaseWithEncryptedSecrets) {
+  const auto sealed = make("sealed");
+  PgJobStore plain(config(1), clock, SecretKeys::plain_text_for_tests());
+  try {
+    plain.migrate();
+    ADD_FAILURE() << "a plain-text store started over encrypted rows";
+  } catch (const InvalidPrecondition& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("WEBHOOKDB_PLAINTEXT_SECRETS"), std::string::npos) << what;
+    EXPECT_NE(what.find("WEBHOOKDB_SECRET_KEY"), std::string::npos) << what;
+    EXPECT_NE(what.find("1 integration"), std::string::npos) << what;
+    expect_no_secret_of(what, {"sealed"});
+  }
+  EXPECT_THROW((void)plain.find_integration(sealed.id), InvalidPrecondition) << "every call, not only the first";
+  // A database with only plain rows is the plain-text store's own.
+  admin_exec("DELETE FROM " + schema().quoted() + ".webhookdb_service_integrations");
+  PgJobStore fresh_plain(config(1), clock, SecretKeys::plain_text_for_tests());
+  ServiceIntegration si{.service_name = "x", .table_name = "plain", .backfill_key = "key-plain"};
+  const auto plain_row = fresh_plain.create_integration(si);
+  EXPECT_EQ(fresh_plain.find_integration(plain_row.id), plain_row);
 }
 
 // Without a key and without the opt-in, a secret is refused, clearly; an
