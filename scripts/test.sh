@@ -8,8 +8,10 @@
 # Stops PostgreSQL on exit.
 #   scripts/test.sh                      everything
 #   SKIP_SANITIZERS=1 scripts/test.sh    the whole suite in one plain Release build
-#   TSAN_TEST_LABELS=concurrency ...     TSan only for the tests with these labels
-#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 45 s a target)
+#   TSAN_TEST_LABELS= scripts/test.sh    TSan over the whole suite (default: the
+#                                        tests labelled concurrency, i.e. every
+#                                        test with threads or several processes)
+#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 30 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -80,13 +82,13 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   section "build (TSan)"
   cmake -S . -B build/tsan "${common[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
     -DWEBHOOKDB_SANITIZE=thread -DWEBHOOKDB_BUILD_EXAMPLES=OFF -DWEBHOOKDB_BUILD_BENCH=OFF \
-    "-DWEBHOOKDB_TEST_LABELS=${TSAN_TEST_LABELS:-}"
+    "-DWEBHOOKDB_TEST_LABELS=${TSAN_TEST_LABELS-concurrency}"
   cmake --build build/tsan -j "$jobs"
   section "tests (TSan)"
   run_suite build/tsan
 
-  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-45} s a target)"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-45} bash scripts/fuzz.sh
+  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-30} s a target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash scripts/fuzz.sh
 fi
 
 section "done"
