@@ -6,7 +6,10 @@
 //   auto http = std::make_shared<BearerAuth>(curl_client, integration.backfill_key);
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +63,88 @@ class BasicAuth final : public HeaderAuth {
  public:
   BasicAuth(std::shared_ptr<HttpClient> next, std::string_view user, std::string_view password);
 };
+
+// --- Credentials per integration: one HttpClient for every integration ---
+//
+//   // Static keys, read from each request's integration:
+//   auto creds = std::make_shared<IntegrationCredentials>(
+//       [store](std::int64_t id) -> std::optional<Credential> {
+//         auto si = store->find_integration(id);
+//         if (!si) return std::nullopt;
+//         return bearer_credential(si->backfill_key);
+//       });
+//   auto shared = std::make_shared<CredentialAuth>(curl_client, creds);   // ONE client
+//   context.http = shared;
+//   // A replicator's requests name their integration:
+//   auto http = for_integration(context.http, integration.id);
+//
+// OAuth2 tokens come from the same port (webhookdb/oauth2.hpp).
+
+// One header that authenticates a request. `generation` says which version
+// of a rotating credential it is (0 for static ones).
+struct Credential {
+  std::string header;
+  std::string value;
+  std::int64_t generation = 0;
+};
+[[nodiscard]] Credential bearer_credential(std::string_view token);
+[[nodiscard]] Credential basic_credential(std::string_view user, std::string_view password);
+
+// Where CredentialAuth gets the credential of each request. Thread-safe.
+class CredentialProvider {
+ public:
+  virtual ~CredentialProvider() = default;
+  // The credential for `request` (usually found by request.integration_id),
+  // or nullopt to send it as it is. May throw (ReauthorizationRequired...).
+  [[nodiscard]] virtual std::optional<Credential> credential_for(const HttpRequest& request,
+                                                                 const CancellationToken& cancel) = 0;
+  // `response` is a 401 to `request`, sent with `used`. True when a new
+  // credential is worth one retry (an expired token was refreshed).
+  virtual bool renew(const HttpRequest& request, const Credential& used, const HttpResponse& response,
+                     const CancellationToken& cancel);
+};
+
+// The same credential for every request.
+class StaticCredentials final : public CredentialProvider {
+ public:
+  explicit StaticCredentials(Credential credential);
+  [[nodiscard]] std::optional<Credential> credential_for(const HttpRequest& request,
+                                                         const CancellationToken& cancel) override;
+
+ private:
+  Credential credential_;
+};
+
+// The credential of the request's integration, from a lookup the host gives
+// (usually its JobStore). A request without an integration is sent as it is.
+class IntegrationCredentials final : public CredentialProvider {
+ public:
+  using Lookup = std::function<std::optional<Credential>(std::int64_t integration_id)>;
+  explicit IntegrationCredentials(Lookup lookup);
+  [[nodiscard]] std::optional<Credential> credential_for(const HttpRequest& request,
+                                                         const CancellationToken& cancel) override;
+
+ private:
+  Lookup lookup_;
+};
+
+// Adds the provider's credential to each request that does not carry that
+// header already. On a 401 the provider may renew the credential: the request
+// is then sent once more with the new one (never more than once).
+class CredentialAuth final : public HttpClientDecorator {
+ public:
+  CredentialAuth(std::shared_ptr<HttpClient> next, std::shared_ptr<CredentialProvider> provider);
+  using HttpClient::send;
+  HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) override;
+
+ private:
+  std::shared_ptr<CredentialProvider> provider_;
+};
+
+// Stamps `integration_id` on every request that names none, and forwards to
+// the shared client (its connections and caches stay shared).
+[[nodiscard]] std::shared_ptr<HttpClient> for_integration(std::shared_ptr<HttpClient> shared,
+                                                          std::int64_t integration_id);
 
 // One line per exchange: method, redacted URL, status or error, elapsed time
 // and body size. Never headers, never bodies.

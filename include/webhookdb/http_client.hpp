@@ -3,6 +3,7 @@
 // client to add auth, retries, logging or fault injection.
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@ struct HttpRequest {
   std::chrono::milliseconds timeout{0};
   // When true (the default) a status >= 400 throws HttpError.
   bool raise_for_status = true;
+  // The integration the request is made for: credential decorators
+  // (CredentialAuth, webhookdb/http_auth.hpp) take its credentials, so one
+  // client serves every integration. Not sent.
+  std::optional<std::int64_t> integration_id;
 };
 
 struct HttpResponse {

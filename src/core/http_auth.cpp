@@ -209,6 +209,99 @@ BearerAuth::BearerAuth(std::shared_ptr<HttpClient> next, std::string_view token)
 BasicAuth::BasicAuth(std::shared_ptr<HttpClient> next, std::string_view user, std::string_view password)
     : HeaderAuth(std::move(next), "Authorization", basic_auth_value(user, password)) {}
 
+Credential bearer_credential(std::string_view token) {
+  return Credential{.header = "Authorization", .value = "Bearer " + std::string(token)};
+}
+
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): user, then password: the order of RFC 7617
+Credential basic_credential(std::string_view user, std::string_view password) {
+  return Credential{.header = "Authorization", .value = basic_auth_value(user, password)};
+}
+
+bool CredentialProvider::renew(const HttpRequest& /*request*/, const Credential& /*used*/,
+                               const HttpResponse& /*response*/, const CancellationToken& /*cancel*/) {
+  return false;
+}
+
+StaticCredentials::StaticCredentials(Credential credential) : credential_(std::move(credential)) {}
+
+std::optional<Credential> StaticCredentials::credential_for(const HttpRequest& /*request*/,
+                                                            const CancellationToken& /*cancel*/) {
+  return credential_;
+}
+
+IntegrationCredentials::IntegrationCredentials(Lookup lookup) : lookup_(std::move(lookup)) {
+  if (!lookup_) throw InvalidPrecondition("IntegrationCredentials needs a lookup");
+}
+
+std::optional<Credential> IntegrationCredentials::credential_for(const HttpRequest& request,
+                                                                 const CancellationToken& /*cancel*/) {
+  if (!request.integration_id) return std::nullopt;
+  return lookup_(*request.integration_id);
+}
+
+namespace {
+
+// The request with `credential` set; a line break in it is refused naming
+// the header only (the value is a secret).
+HttpRequest with_credential(const HttpRequest& request, const Credential& credential) {
+  if (credential.header.empty() || credential.header.find_first_of(":\r\n") != std::string::npos ||
+      credential.value.find_first_of("\r\n") != std::string::npos) {
+    throw InvalidPrecondition("a credential provider gave an invalid header for " + request.method + " " +
+                              redact_url(request.url) + " (empty name, or a line break in the name or value)");
+  }
+  HttpRequest authed = request;
+  authed.headers.emplace_back(credential.header, credential.value);
+  return authed;
+}
+
+class IntegrationHttpClient final : public HttpClientDecorator {
+ public:
+  IntegrationHttpClient(std::shared_ptr<HttpClient> next, std::int64_t id)
+      : HttpClientDecorator(std::move(next)), id_(id) {}
+  using HttpClient::send;
+  HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) override {
+    if (request.integration_id) return HttpClientDecorator::send(request, cancel);
+    HttpRequest stamped = request;
+    stamped.integration_id = id_;
+    return HttpClientDecorator::send(stamped, cancel);
+  }
+
+ private:
+  std::int64_t id_;
+};
+
+}  // namespace
+
+CredentialAuth::CredentialAuth(std::shared_ptr<HttpClient> next, std::shared_ptr<CredentialProvider> provider)
+    : HttpClientDecorator(std::move(next)), provider_(std::move(provider)) {
+  if (!provider_) throw InvalidPrecondition("CredentialAuth needs a credential provider");
+}
+
+HttpResponse CredentialAuth::send(const HttpRequest& request, const CancellationToken& cancel) {
+  auto credential = provider_->credential_for(request, cancel);
+  if (!credential || has_header(request.headers, credential->header)) {
+    return HttpClientDecorator::send(request, cancel);
+  }
+  HttpRequest authed = with_credential(request, *credential);
+  authed.raise_for_status = false;
+  HttpResponse response = HttpClientDecorator::send(authed, cancel);
+  if (response.status == 401 && provider_->renew(request, *credential, response, cancel)) {
+    credential = provider_->credential_for(request, cancel);
+    if (!credential) throw InvariantViolation("the credential provider renewed a credential it then did not give");
+    authed = with_credential(request, *credential);
+    authed.raise_for_status = false;
+    response = HttpClientDecorator::send(authed, cancel);
+  }
+  if (request.raise_for_status) raise_for_status(authed, response);
+  return response;
+}
+
+std::shared_ptr<HttpClient> for_integration(std::shared_ptr<HttpClient> shared, std::int64_t integration_id) {
+  if (!shared) throw InvalidPrecondition("for_integration needs an HTTP client");
+  return std::make_shared<IntegrationHttpClient>(std::move(shared), integration_id);
+}
+
 LoggingHttpClient::LoggingHttpClient(std::shared_ptr<HttpClient> next, std::shared_ptr<Logger> logger,
                                      LogLevel level)
     : HttpClientDecorator(std::move(next)), logger_(std::move(logger)), level_(level) {}
