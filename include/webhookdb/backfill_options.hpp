@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "webhookdb/rate_limiter.hpp"
 #include "webhookdb/retry_policy.hpp"
 
 namespace webhookdb {
@@ -69,6 +70,10 @@ struct BackfillOptions {
   // or rewritten by the update rule. Raise it for APIs whose updated-since
   // filters are eventually consistent (indexes that lag their writes).
   std::chrono::microseconds incremental_lookback = std::chrono::seconds(1);
+  // The quota this replicator's requests draw from when its context has a
+  // RateLimiter (rate_limiter.hpp): a shared quota key, and a static limit
+  // for APIs that advertise none, e.g. {.limit = {.per_second = 100}}.
+  RateLimitOptions rate_limit;
 
   // Throws BrokenSpecification naming `owner` and the field for a value that
   // cannot work: batch size or a limit of 0, negative threads, retries,

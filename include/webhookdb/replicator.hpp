@@ -41,6 +41,7 @@
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/payload.hpp"
+#include "webhookdb/rate_limiter.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/retry_policy.hpp"
 #include "webhookdb/service_backfiller.hpp"
@@ -72,6 +73,11 @@ struct ReplicatorContext {
   // Size and nesting limits for webhook bodies (text and parsed). Deeper
   // documents are refused up front: copying or serializing them recurses.
   JsonLimits json_limits;
+  // The quota governor (rate_limiter.hpp). When set, the replicator wraps
+  // `http` in a RateLimitedHttpClient: every request it makes (pages,
+  // enrichment) waits for a permit of its quota key and feeds the response's
+  // rate-limit headers back. Null: requests go out unmetered.
+  std::shared_ptr<RateLimiter> rate_limiter;
 };
 
 // What upsert_webhook did: the rows made from the request and, per row,
@@ -234,6 +240,8 @@ class Replicator {
   UpsertedRows write_checked_webhook_rows(std::vector<Row> rows);
   void notify_dependents(std::span<const Row> rows, const UpsertResult& result);
   [[nodiscard]] ReplicaStore& replica() const;
+  // The quota key and static limit of backfill_options().rate_limit.
+  [[nodiscard]] QuotaBinding quota_binding() const;
 
   Descriptor descriptor_;
   ServiceIntegration integration_;
@@ -242,6 +250,9 @@ class Replicator {
   mutable std::unique_ptr<TableSpec> spec_;
   mutable std::once_flag options_once_;
   mutable std::unique_ptr<BackfillOptions> options_;
+  // context_.http when rate limited; detached in the destructor because its
+  // resolver reads this replicator's options.
+  std::shared_ptr<RateLimitedHttpClient> quota_client_;
 };
 
 }  // namespace webhookdb

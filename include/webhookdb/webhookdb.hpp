@@ -26,6 +26,7 @@
 #include "webhookdb/pagination.hpp"
 #include "webhookdb/parallel_executor.hpp"
 #include "webhookdb/payload.hpp"
+#include "webhookdb/rate_limiter.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/replicator.hpp"

@@ -27,6 +27,7 @@ void BackfillOptions::validate(const std::string& owner) const {
     refuse(owner, "incremental_lookback", std::to_string(incremental_lookback.count()) + " us",
            "it must be 0 or more (a negative lookback would skip the changes it should re-fetch)");
   }
+  rate_limit.validate(owner + ": backfill_options()");
   if (limits.max_pages == 0) refuse(owner, "limits.max_pages", "0", "no page could be fetched");
   if (limits.max_consecutive_empty_pages == 0) {
     refuse(owner, "limits.max_consecutive_empty_pages", "0", "a single empty page would fail the run");

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "webhookdb/rate_limiter.hpp"
+
 namespace webhookdb {
 
 struct Backfiller::Counters {
@@ -233,7 +235,8 @@ void Backfiller::run_pipelined(const std::optional<Timestamp>& last_backfilled) 
     shared->cv.notify_all();
   });
 
-  std::thread producer([&, shared] {
+  std::thread producer([&, shared, lane = QuotaLaneScope::current()] {
+    const QuotaLaneScope lane_scope(lane);  // fetches charge the lane of the thread that started the run
     std::string token = runtime_.start_token;
     try {
       while (true) {

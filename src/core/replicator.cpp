@@ -68,9 +68,30 @@ Replicator::Replicator(const Descriptor& descriptor, const ServiceIntegration& i
   if (!context_.clock) context_.clock = system_clock();
   if (!context_.sleeper) context_.sleeper = real_sleeper();
   if (!context_.logger) context_.logger = std::make_shared<NullLogger>();
+  if (context_.rate_limiter && context_.http) {
+    // Resolved on the first request: the options are a virtual hook, not
+    // callable from this constructor.
+    quota_client_ = std::make_shared<RateLimitedHttpClient>(
+        context_.http, context_.rate_limiter, [this] { return quota_binding(); }, context_.clock);
+    context_.http = quota_client_;
+  }
 }
 
-Replicator::~Replicator() = default;
+Replicator::~Replicator() {
+  if (quota_client_) quota_client_->detach();
+}
+
+QuotaBinding Replicator::quota_binding() const {
+  const RateLimitOptions& options = cached_backfill_options().rate_limit;
+  QuotaBinding binding;
+  binding.limit = options.limit;
+  // The credential is hashed, never used as it is: the key is stored in
+  // PostgreSQL by the shared limiter and shown in metrics.
+  binding.key = options.quota_key.empty()
+                    ? default_quota_key(descriptor_.name, integration_.backfill_key + "\n" + integration_.backfill_secret)
+                    : options.quota_key;
+  return binding;
+}
 
 const TableSpec& Replicator::table_spec() const {
   std::call_once(spec_once_, [this] {
@@ -355,6 +376,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   }
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   Clock& now = *context_.clock;
+  const QuotaLane lane = job.incremental ? QuotaLane::incremental : QuotaLane::full;
+  const QuotaLaneScope lane_scope(lane);
   const std::optional<Timestamp> last_backfilled =
       job.incremental ? incremental_since(integration_.last_backfilled_at, cached_backfill_options())
                       : std::optional<Timestamp>{};
@@ -392,7 +415,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
         if (it->second.finished) continue;  // done in an earlier run of this job
         runtime.start_token = it->second.next_token;
       }
-      tasks.push_back([&b, runtime, &last_backfilled](const CancellationToken& token) mutable {
+      tasks.push_back([&b, runtime, &last_backfilled, lane](const CancellationToken& token) mutable {
+        const QuotaLaneScope task_lane(lane);  // the pool's threads charge the job's lane too
         runtime.cancel = token;
         b.set_runtime(std::move(runtime));
         b.backfill(last_backfilled);
