@@ -13,11 +13,13 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/backfill_options.hpp"
+#include "webhookdb/backfill_window.hpp"
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/checkpoint.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/logger.hpp"
+#include "webhookdb/replica_store.hpp"
 #include "webhookdb/retry_policy.hpp"
 #include "webhookdb/time.hpp"
 
@@ -56,6 +58,11 @@ struct BackfillRuntime {
   std::string start_token;
   // True: after each written page the next token is saved as a checkpoint.
   bool checkpoints = false;
+  // The job's window (backfill_window.hpp): only that range is fetched.
+  std::optional<BackfillWindow> window;
+  // every_row while the job sweeps afterwards: rows the update rule leaves
+  // alone are marked seen too (replica_store.hpp).
+  SeenMarks seen = SeenMarks::written;
 };
 
 class Backfiller {

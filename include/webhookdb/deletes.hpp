@@ -14,11 +14,18 @@
 //   later (a backfill page fetched before the delete) is judged by the update
 //   rule against the deletion and refused, while a newer one is inserted and
 //   drops the tombstone.
+// Deletes the source does not announce are found by the sweep: after a full,
+// unwindowed backfill whose every backfiller finished without error, the rows
+// nothing has written or listed since the run began (its seen marks survive a
+// resume in another process) are marked deleted (soft) or removed behind a
+// tombstone (hard); rows a webhook wrote or restored meanwhile are left alone.
 // Either way a deletion is a row like any other for the update rule: it
 // replaces the stored row only when the rule allows, so the columns the rule
 // reads (an updated-at) must be filled for deletions too (Stripe: declare the
 // column with .event({"created"}) so `customer.deleted` events carry it).
 
+#include <chrono>
+#include <cstddef>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,8 +44,23 @@ enum class DeleteMode {
 // the tombstone's under hard ones.
 inline constexpr const char* kDeletedAtColumn = "deleted_at";
 
+// Whether a full backfill sweeps (see above). Only with a mode other than none.
+enum class Sweep {
+  never,                // for APIs whose listing is not the whole set (recent items only, filtered)
+  after_full_backfill,  // the default once a replicator opts in to deletes
+};
+
 struct DeleteOptions {
   DeleteMode mode = DeleteMode::none;
+  Sweep sweep = Sweep::after_full_backfill;
+  // Rows written within this long before a run began are left alone by its
+  // sweep: a webhook's transaction that began before the run and committed
+  // after it carries its start time, and the run's pages may have been
+  // listed before it landed at the source. Such rows are swept next time.
+  std::chrono::seconds sweep_margin{60};
+  // Rows per sweep transaction: each batch holds its row locks only briefly,
+  // so webhook writes to those rows wait at most one batch.
+  std::size_t sweep_batch_rows = 5000;
 };
 
 // What a payload means.

@@ -1,6 +1,7 @@
 #pragma once
 // The port to where replication tables live (PostgreSQL, or memory in tests).
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -25,12 +26,33 @@ enum class WriteMethod {
   staging_copy,  // COPY: all-new batches straight into the table, others staged
 };
 
+// Which rows of a batch get the seen mark the sweep reads (deletes.hpp).
+enum class SeenMarks {
+  written,    // the rows inserted or updated (every write marks its rows)
+  every_row,  // also the rows the update rule left alone: a sweeping backfill saw them
+};
+
 struct UpsertOptions {
   // When false, every conflict updates (WebhookDB's bulk mode without conditional upserts).
   bool apply_update_rule = true;
   WriteMethod method = WriteMethod::automatic;
   // Saved in the same transaction as the rows.
   std::optional<Checkpoint> checkpoint;
+  // Only tables with deletes (TableSpec::deletes) keep seen marks.
+  SeenMarks seen = SeenMarks::written;
+};
+
+// One sweeping backfill job (deletes.hpp), as the store knows it.
+struct SweepRun {
+  std::int64_t job_id = 0;
+  // DeleteOptions::sweep_margin and sweep_batch_rows.
+  std::chrono::seconds margin{60};
+  std::size_t batch_rows = 5000;
+};
+
+struct SweepResult {
+  std::size_t swept = 0;    // rows marked deleted or removed
+  std::size_t batches = 0;  // transactions
 };
 
 struct UpsertResult {
@@ -68,6 +90,17 @@ class ReplicaStore {
   [[nodiscard]] virtual std::map<std::string, Checkpoint> load_checkpoints(std::int64_t job_id) = 0;
   virtual void save_checkpoint(const Checkpoint& checkpoint) = 0;
   virtual void clear_checkpoints(std::int64_t job_id) = 0;
+
+  // --- The sweep (deletes.hpp); the defaults refuse it (InvalidPrecondition) ---
+  // Records when job `run.job_id` began (its first run; a resumed job keeps
+  // the first mark), before any of its rows is written.
+  virtual void begin_sweep_run(const TableSpec& spec, const SweepRun& run);
+  // Marks deleted (soft) or removes behind tombstones (hard) every live row
+  // that nothing wrote or marked seen since the run began (less the margin),
+  // in transactions of run.batch_rows rows.
+  virtual SweepResult sweep(const TableSpec& spec, const SweepRun& run);
+  // Forgets the run (after its sweep, or when its job ends without one).
+  virtual void end_sweep_run(std::int64_t job_id);
 };
 
 }  // namespace webhookdb

@@ -31,6 +31,7 @@
 
 #include "webhookdb/backfill_job.hpp"
 #include "webhookdb/backfill_options.hpp"
+#include "webhookdb/backfill_window.hpp"
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/deletes.hpp"
@@ -101,6 +102,25 @@ struct UpsertedRows {
 [[nodiscard]] std::optional<Timestamp> incremental_since(const std::optional<Timestamp>& last_backfilled_at,
                                                          const BackfillOptions& options);
 
+// What fetch_window_page is asked for: one page of a windowed job.
+struct WindowPageRequest {
+  const BackfillWindow& window;
+  // "" for the window's first page.
+  const std::string& token;
+  // The incremental mark (incremental_since) of an incremental windowed job, else nullopt.
+  const std::optional<Timestamp>& since;
+  // The partition being walked, when backfill_partitions() split the job; else null.
+  const BackfillPartition* partition;
+  const CancellationToken& cancel;
+};
+
+// What a sweep after a full backfill did (Replicator::last_sweep()).
+struct SweepReport {
+  std::int64_t job_id = 0;
+  SweepResult result;
+  std::chrono::microseconds took{0};
+};
+
 struct CredentialsVerification {
   bool verified = false;
   // The HTTP status that made it fail, 0 otherwise.
@@ -125,6 +145,10 @@ class Replicator {
 
   // Built once from the hooks below, validated.
   [[nodiscard]] const TableSpec& table_spec() const;
+  // delete_options(), read once with the table spec.
+  [[nodiscard]] const DeleteOptions& deletes() const;
+  // The sweep of this replicator's last backfill, nullopt when it did not sweep.
+  [[nodiscard]] std::optional<SweepReport> last_sweep() const;
 
   // --- Backfill (DESIGN's contract) ---
   void backfill(BackfillJob& job, const CancellationToken& cancel = CancellationToken{});
@@ -206,6 +230,11 @@ class Replicator {
   virtual BackfillPage fetch_partition_page(const BackfillPartition& partition, const std::string& token,
                                             const std::optional<Timestamp>& last_backfilled,
                                             const CancellationToken& cancel);
+  // One page of a windowed job (backfill_window.hpp): build the request for
+  // request.window's range only. Default: InvalidPrecondition (this
+  // replicator cannot fetch windows), so a windowed job never silently
+  // fetches everything.
+  virtual BackfillPage fetch_window_page(const WindowPageRequest& request);
   // Splits a backfill into partitions (time or id ranges). Default: none.
   [[nodiscard]] virtual std::vector<BackfillPartition> backfill_partitions(
       const nlohmann::json& criteria) const;
@@ -226,6 +255,11 @@ class Replicator {
   friend class internal::ReplicatorGate;
 
   [[nodiscard]] TableSpec build_table_spec() const;
+  // Whether `job` sweeps when it succeeds: full, unwindowed, with an id,
+  // deletes opted in with Sweep::after_full_backfill, and a replica store.
+  [[nodiscard]] bool sweeps(const BackfillJob& job, const std::optional<BackfillWindow>& window) const;
+  [[nodiscard]] SweepRun sweep_run(const BackfillJob& job) const;
+  void run_sweep(const BackfillJob& job);
   [[nodiscard]] const BackfillOptions& cached_backfill_options() const;
   // Sets the row's kDeletedAtColumn value: now for a deletion, else null.
   void mark_deletion(Row& row, const Payload& payload) const;
@@ -248,6 +282,9 @@ class Replicator {
   ReplicatorContext context_;
   mutable std::once_flag spec_once_;
   mutable std::unique_ptr<TableSpec> spec_;
+  mutable DeleteOptions deletes_;
+  mutable std::mutex sweep_mutex_;
+  std::optional<SweepReport> last_sweep_;
   mutable std::once_flag options_once_;
   mutable std::unique_ptr<BackfillOptions> options_;
   // context_.http when rate limited; detached in the destructor because its

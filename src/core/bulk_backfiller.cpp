@@ -90,6 +90,7 @@ void BulkBackfiller::flush_pending_inserts(const std::optional<Checkpoint>& chec
   options.apply_update_rule = apply_update_rule();
   options.method = write_method();
   options.checkpoint = checkpoint;
+  options.seen = runtime().seen;
   std::vector<Row> rows = std::move(pending_);
   pending_ = {};
   const auto index = std::move(pending_index_);

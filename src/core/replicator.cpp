@@ -114,12 +114,23 @@ TableSpec Replicator::build_table_spec() const {
                                 [](const Column& column) { return column.from_enrichment; });
   spec.extra_indexes = extra_indexes();
   spec.update_rule = update_rule();
-  spec.deletes = delete_options().mode;
+  deletes_ = delete_options();
+  spec.deletes = deletes_.mode;
   if (spec.deletes != DeleteMode::none) spec.columns.push_back(deleted_at_column());
   return spec;
 }
 
 Deletion Replicator::deletion(const Payload& payload) const { return deletion_by_convention(payload); }
+
+const DeleteOptions& Replicator::deletes() const {
+  (void)table_spec();
+  return deletes_;
+}
+
+std::optional<SweepReport> Replicator::last_sweep() const {
+  std::lock_guard lock(sweep_mutex_);
+  return last_sweep_;
+}
 
 const BackfillOptions& Replicator::cached_backfill_options() const {
   std::call_once(options_once_, [this] {
@@ -149,6 +160,12 @@ WebhookResponse Replicator::verify_webhook(const WebhookRequest& /*request*/) { 
 WebhookResponse Replicator::webhook_response(const WebhookRequest& request) {
   if (integration_.skip_webhook_verification) return WebhookResponse::ok(201, "skipped verification");
   return verify_webhook(request);
+}
+
+BackfillPage Replicator::fetch_window_page(const WindowPageRequest& request) {
+  throw InvalidPrecondition("replicator " + descriptor_.name + " cannot fetch a backfill window (" +
+                            std::string(to_string(request.window.axis)) +
+                            " axis): it does not override fetch_window_page");
 }
 
 std::vector<BackfillPartition> Replicator::backfill_partitions(const nlohmann::json& /*criteria*/) const { return {}; }
@@ -363,6 +380,35 @@ CredentialsVerification Replicator::verify_backfill_credentials() {
   return result;
 }
 
+// --- the sweep (deletes.hpp) ---
+
+bool Replicator::sweeps(const BackfillJob& job, const std::optional<BackfillWindow>& window) const {
+  const DeleteOptions& d = deletes();
+  return !job.incremental && !window && job.id != 0 && context_.replica != nullptr && d.mode != DeleteMode::none &&
+         d.sweep == Sweep::after_full_backfill;
+}
+
+SweepRun Replicator::sweep_run(const BackfillJob& job) const {
+  const DeleteOptions& d = deletes();
+  return SweepRun{.job_id = job.id, .margin = d.sweep_margin, .batch_rows = d.sweep_batch_rows};
+}
+
+void Replicator::run_sweep(const BackfillJob& job) {
+  const auto started = std::chrono::steady_clock::now();
+  const SweepRun run = sweep_run(job);
+  SweepReport report;
+  report.job_id = job.id;
+  report.result = context_.replica->sweep(table_spec(), run);
+  context_.replica->end_sweep_run(job.id);
+  report.took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+  context_.logger->log(LogLevel::info, "swept " + std::to_string(report.result.swept) + " rows of " +
+                                           table_spec().table + " that backfill job " + std::to_string(job.id) +
+                                           " did not see, in " + std::to_string(report.result.batches) +
+                                           " batches");
+  std::lock_guard lock(sweep_mutex_);
+  last_sweep_ = report;
+}
+
 // --- the backfill contract ---
 
 void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
@@ -375,6 +421,13 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
                              integration_.opaque_id);
   }
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
+  // A malformed window is refused before the job is marked started, too.
+  const std::optional<BackfillWindow> window = backfill_window(job.criteria);
+  const bool sweeping = sweeps(job, window);
+  {
+    std::lock_guard lock(sweep_mutex_);
+    last_sweep_.reset();
+  }
   Clock& now = *context_.clock;
   const QuotaLane lane = job.incremental ? QuotaLane::incremental : QuotaLane::full;
   const QuotaLaneScope lane_scope(lane);
@@ -389,6 +442,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   const bool checkpoints = job.id != 0 && context_.replica != nullptr;
   try {
     // Inside the try: a store that fails here is a backfill error like any other.
+    // Before any row is written; a resumed job keeps its first run's mark.
+    if (sweeping) context_.replica->begin_sweep_run(table_spec(), sweep_run(job));
     std::map<std::string, Checkpoint> saved;
     if (checkpoints) saved = context_.replica->load_checkpoints(job.id);
     auto list = backfillers(job.criteria);
@@ -411,6 +466,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
       runtime.job_id = job.id;
       runtime.integration = integration_.opaque_id;
       runtime.checkpoints = checkpoints;
+      runtime.window = window;
+      runtime.seen = sweeping ? SeenMarks::every_row : SeenMarks::written;
       if (auto it = saved.find(b.checkpoint_key()); it != saved.end()) {
         if (it->second.finished) continue;  // done in an earlier run of this job
         runtime.start_token = it->second.next_token;
@@ -425,6 +482,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     run_tasks(std::move(tasks), cached_backfill_options().parallel, cancel);
   } catch (const std::exception& e) {
     if (on_backfill_error(e)) {
+      // The job ends here and is never resumed: no sweep, and its run is forgotten.
+      if (sweeping) context_.replica->end_sweep_run(job.id);
       job.finished_at = now.now();
       if (context_.jobs) context_.jobs->update_job(job);
       return;
@@ -432,7 +491,11 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     throw;
   }
 
-  if (job.incremental) {
+  // Only a run that saw everything its listing holds may sweep: every
+  // backfiller finished (a failed or cancelled one threw above).
+  if (sweeping) run_sweep(job);
+  // A window is a range of the past: the incremental mark stays where it is.
+  if (job.incremental && !window) {
     integration_.last_backfilled_at = new_last_backfilled;
     if (context_.jobs) context_.jobs->update_integration(integration_);
   }

@@ -49,6 +49,11 @@ BackfillPage ServiceBackfiller::fetch_backfill_page(const std::string& token,
                                                     const CancellationToken& cancel) {
   try {
     internal::ReplicatorGate gate(replicator());
+    if (runtime().window) {
+      const WindowPageRequest request{*runtime().window, token, last_backfilled,
+                                      partition_ ? &*partition_ : nullptr, cancel};
+      return gate.fetch_window_page(request);
+    }
     if (partition_) return gate.fetch_partition_page(*partition_, token, last_backfilled, cancel);
     return gate.fetch_backfill_page(token, last_backfilled, cancel);
   } catch (const HttpBaseError&) {
@@ -76,6 +81,18 @@ void ServiceBackfiller::take_item(nlohmann::json&& item) {
 void ServiceBackfiller::handle_item(const nlohmann::json& item) {
   if (options_.write_mode == BackfillWriteMode::batched) {
     BulkBackfiller::handle_item(item);
+    return;
+  }
+  if (runtime().seen == SeenMarks::every_row) {
+    // A sweeping job marks even the rows the update rule leaves alone as seen,
+    // which upsert_webhook_body does not ask for.
+    const std::vector<Row> rows = replicator().rows_for_webhook_body(item);
+    if (rows.empty()) return;
+    UpsertOptions options;
+    options.method = WriteMethod::single_row;
+    options.seen = SeenMarks::every_row;
+    const UpsertResult result = internal::ReplicatorGate(replicator()).write_checked_rows(rows, options);
+    count_written(rows.size(), result.changed_count());
     return;
   }
   const UpsertedRows written = replicator().upsert_webhook_body(item);

@@ -1,5 +1,7 @@
 #include "webhookdb/memory/memory_job_store.hpp"
 
+#include "webhookdb/backfill_window.hpp"
+
 #include <functional>
 #include <map>
 #include <mutex>
@@ -22,6 +24,7 @@ struct MemoryJobStore::State {
   BackfillJob create_job_locked(BackfillJob job) {
     if (job.criteria.is_null()) job.criteria = nlohmann::json::object();
     if (!job.criteria.is_object()) throw InvalidPrecondition("backfill job criteria must be a JSON object");
+    (void)backfill_window(job.criteria);  // a malformed window is refused when the job is created
     job.id = next_job_id++;
     if (job.opaque_id.empty()) job.opaque_id = new_opaque_id("bfj");
     job.created_at = clock->now();
@@ -185,6 +188,7 @@ BackfillJob MemoryJobStore::create_recursive(const ServiceIntegration& integrati
                                              std::optional<std::int64_t> parent_job_id) {
   const nlohmann::json c = criteria.is_null() ? nlohmann::json::object() : criteria;
   if (!c.is_object()) throw InvalidPrecondition("backfill job criteria must be a JSON object");
+  (void)backfill_window(c);
   std::lock_guard lock(state_->mutex);
   std::set<std::int64_t> path;
   state_->check_no_cycle(integration.id, path);

@@ -1,11 +1,14 @@
 #include "webhookdb/memory/memory_replica_store.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 #include <utility>
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_text.hpp"
+#include "webhookdb/time.hpp"
 
 namespace webhookdb::memory {
 namespace {
@@ -47,6 +50,8 @@ struct KeyLess {
 
 struct StoredRow {
   std::int64_t pk = 0;
+  // The upsert that last wrote the row or marked it seen (SeenMarks), for the sweep.
+  std::uint64_t seen = 0;
   json key;
   std::map<std::string, json> columns;
   json enrichment;
@@ -155,9 +160,10 @@ std::optional<PlannedWrite> plan_write(const Table& table, const TableSpec& spec
   return PlannedWrite{deleting ? Write::remove_row : Write::put_row, std::move(out)};
 }
 
-void commit_writes(Table& table, std::vector<PlannedWrite>& writes) {
+void commit_writes(Table& table, std::vector<PlannedWrite>& writes, std::uint64_t seq) {
   for (auto& [what, w] : writes) {
     json key = w.key;
+    w.seen = seq;
     if (what == Write::remove_row) {
       table.rows.erase(key);
       table.tombstones.insert_or_assign(std::move(key), std::move(w));
@@ -168,10 +174,37 @@ void commit_writes(Table& table, std::vector<PlannedWrite>& writes) {
   }
 }
 
+// A sweeping job's mark: rows written or seen by upserts numbered from `mark` on are kept.
+struct SweepMark {
+  std::string table;
+  std::uint64_t mark = 0;
+};
+
+// What the sweep does to one unseen live row; false when it leaves it alone.
+bool sweep_row(Table& table, const TableSpec& spec, std::map<json, StoredRow, KeyLess>::iterator& it,
+               const std::string& now) {
+  const auto deleted_at = spec.column_index(kDeletedAtColumn);
+  if (!deleted_at) return false;
+  json& value = it->second.columns[spec.columns[*deleted_at].name];
+  if (!value.is_null()) return false;  // already deleted
+  value = now;
+  if (spec.deletes == DeleteMode::hard) {
+    json key = it->first;
+    table.tombstones.insert_or_assign(std::move(key), std::move(it->second));
+    it = table.rows.erase(it);
+  } else {
+    ++it;
+  }
+  return true;
+}
+
 }  // namespace
 
 struct MemoryReplicaStore::State {
   mutable std::mutex mutex;
+  // Numbers the upserts: a row's `seen` is the last one that wrote or saw it.
+  std::uint64_t write_seq = 0;
+  std::map<std::int64_t, SweepMark> sweep_runs;
   std::map<std::string, Table> tables;
   std::map<std::int64_t, std::map<std::string, Checkpoint>> checkpoints;
   int fail_remaining = 0;
@@ -274,7 +307,14 @@ UpsertResult MemoryReplicaStore::upsert(const TableSpec& spec, std::span<const R
       result.changed[i] = true;
     }
   }
-  commit_writes(table, writes);
+  const std::uint64_t seq = ++state_->write_seq;
+  commit_writes(table, writes, seq);
+  if (options.seen == SeenMarks::every_row) {
+    // A sweeping backfill saw these rows even where the rule kept the stored version.
+    for (const auto& row : rows) {
+      if (auto it = table.rows.find(row.key); it != table.rows.end()) it->second.seen = seq;
+    }
+  }
   table.next_pk = next_pk;
   for (const auto& column : spec.columns) table.column_names.insert(column.name);
   if (options.checkpoint) {
@@ -349,6 +389,49 @@ void MemoryReplicaStore::save_checkpoint(const Checkpoint& checkpoint) {
 void MemoryReplicaStore::clear_checkpoints(std::int64_t job_id) {
   std::lock_guard lock(state_->mutex);
   state_->checkpoints.erase(job_id);
+}
+
+void MemoryReplicaStore::begin_sweep_run(const TableSpec& spec, const SweepRun& run) {
+  std::lock_guard lock(state_->mutex);
+  (void)state_->table(spec);
+  // emplace keeps the first run's mark when a job is resumed.
+  state_->sweep_runs.emplace(run.job_id, SweepMark{table_id(spec), state_->write_seq + 1});
+}
+
+SweepResult MemoryReplicaStore::sweep(const TableSpec& spec, const SweepRun& run) {
+  SweepResult result;
+  if (spec.deletes == DeleteMode::none) return result;
+  const std::size_t batch = std::max<std::size_t>(1, run.batch_rows);
+  std::optional<json> after;  // the last key of the previous batch
+  while (true) {
+    // One lock per batch, as the SQL store takes one transaction per batch.
+    std::lock_guard lock(state_->mutex);
+    auto mark = state_->sweep_runs.find(run.job_id);
+    if (mark == state_->sweep_runs.end() || mark->second.table != table_id(spec)) {
+      throw InvalidPrecondition("no sweep run of job " + std::to_string(run.job_id) + " on " + table_id(spec) +
+                                " (begin_sweep_run first)");
+    }
+    Table& table = state_->table(spec);
+    auto it = after ? table.rows.upper_bound(*after) : table.rows.begin();
+    const std::string now = format_timestamp(std::chrono::time_point_cast<std::chrono::microseconds>(
+        std::chrono::system_clock::now()));
+    std::size_t scanned = 0;
+    for (; it != table.rows.end() && scanned < batch; ++scanned) {
+      after = it->first;
+      if (it->second.seen >= mark->second.mark || !sweep_row(table, spec, it, now)) {
+        ++it;
+        continue;
+      }
+      ++result.swept;
+    }
+    ++result.batches;
+    if (it == table.rows.end()) return result;
+  }
+}
+
+void MemoryReplicaStore::end_sweep_run(std::int64_t job_id) {
+  std::lock_guard lock(state_->mutex);
+  state_->sweep_runs.erase(job_id);
 }
 
 void MemoryReplicaStore::fail_next_upserts(int n, std::exception_ptr error) {

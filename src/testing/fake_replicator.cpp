@@ -108,8 +108,23 @@ BackfillPage FakeReplicator::fetch_page(const std::string& url, const Cancellati
 BackfillPage FakeReplicator::fetch_backfill_page(const std::string& token,
                                                  const std::optional<Timestamp>& last_backfilled,
                                                  const CancellationToken& cancel) {
-  control_->record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled});
+  control_->record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled, std::nullopt});
   return fetch_page(url_with("token=" + url::percent_encode(token)), cancel);
+}
+
+BackfillPage FakeReplicator::fetch_window_page(const WindowPageRequest& request) {
+  control_->record_fetch(FakeControl::Fetch{descriptor().name, request.token, request.since, request.window});
+  const auto bound = [](const nlohmann::json& b) {
+    return url::percent_encode(b.is_null() ? std::string() : b.is_string() ? b.get<std::string>() : b.dump());
+  };
+  std::string params = "axis=" + std::string(to_string(request.window.axis)) + "&from=" + bound(request.window.from) +
+                       "&to=" + bound(request.window.to);
+  if (request.partition != nullptr) {
+    const auto& p = request.partition->bounds.contains("partition") ? request.partition->bounds.at("partition")
+                                                                     : nlohmann::json(request.partition->key);
+    params += "&partition=" + bound(p);
+  }
+  return fetch_page(url_with(params + "&token=" + url::percent_encode(request.token)), request.cancel);
 }
 
 BackfillOptions FakeReplicator::backfill_options() const { return control_->backfill_options; }
@@ -147,7 +162,7 @@ class FakeWithCriteriaReplicator final : public FakeReplicator {
   BackfillPage fetch_partition_page(const BackfillPartition& partition, const std::string& token,
                                     const std::optional<Timestamp>& last_backfilled,
                                     const CancellationToken& cancel) override {
-    control().record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled});
+    control().record_fetch(FakeControl::Fetch{descriptor().name, token, last_backfilled, std::nullopt});
     const auto& p = partition.bounds.at("partition");
     const std::string name = p.is_string() ? p.get<std::string>() : p.dump();
     return fetch_page(url_with("partition=" + url::percent_encode(name) + "&token=" + url::percent_encode(token)), cancel);

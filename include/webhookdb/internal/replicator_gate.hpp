@@ -38,6 +38,7 @@ class ReplicatorGate {
                                     const CancellationToken& cancel) {
     return replicator_.fetch_partition_page(partition, token, last_backfilled, cancel);
   }
+  BackfillPage fetch_window_page(const WindowPageRequest& request) { return replicator_.fetch_window_page(request); }
   void check_rows(std::span<const Row> rows) const { replicator_.check_rows(rows); }
   UpsertResult write_checked_rows(std::span<const Row> rows, const UpsertOptions& options) {
     return replicator_.write_checked_rows(rows, options);

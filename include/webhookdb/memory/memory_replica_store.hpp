@@ -55,6 +55,12 @@ class MemoryReplicaStore final : public ReplicaStore {
   void save_checkpoint(const Checkpoint& checkpoint) override;
   void clear_checkpoints(std::int64_t job_id) override;
 
+  // The sweep: seen marks are upsert numbers, so a row written or seen after
+  // begin_sweep_run is kept whatever the margin (one process, no clocks).
+  void begin_sweep_run(const TableSpec& spec, const SweepRun& run) override;
+  SweepResult sweep(const TableSpec& spec, const SweepRun& run) override;
+  void end_sweep_run(std::int64_t job_id) override;
+
   // --- For tests ---
   // Every row of the table in key order (empty when the table is absent).
   [[nodiscard]] std::vector<Row> rows(const TableSpec& spec);

@@ -59,6 +59,8 @@ class FakeControl {
     std::string service;  // descriptor name
     std::string token;
     std::optional<Timestamp> last_backfilled;
+    // Set for the pages of a windowed job.
+    std::optional<BackfillWindow> window;
   };
   struct DependencyUpsert {
     std::string dependent_service;
@@ -96,6 +98,9 @@ class FakeReplicator : public Replicator {
   // GET <api_url>?token=<token> through context().http.
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) override;
+  // A windowed job's page: GET <api_url>?axis=<time|id>&from=<from>&to=<to>&token=<token>
+  // (an open bound is sent empty; [&partition=<p>] for a partitioned one).
+  BackfillPage fetch_window_page(const WindowPageRequest& request) override;
   // GETs `url` and reads {"items": [...], "next": "..."}.
   BackfillPage fetch_page(const std::string& url, const CancellationToken& cancel) const;
   // <api_url> with `params` ("a=b&c=d") appended as its query.
