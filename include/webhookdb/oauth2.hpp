@@ -93,9 +93,12 @@ class ReauthorizationRequired final : public Error {
  public:
   ReauthorizationRequired(std::int64_t integration_id, const std::string& reason);
   [[nodiscard]] std::int64_t integration_id() const noexcept { return integration_id_; }
+  // What the provider said (no secret), as stored by a TokenStore.
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
 
  private:
   std::int64_t integration_id_;
+  std::string reason_;
 };
 
 // The token endpoint answered something that is not a token (a 4xx other than

@@ -119,7 +119,8 @@ void ClientConfig::validate(std::string_view where) const {
 ReauthorizationRequired::ReauthorizationRequired(std::int64_t integration_id, const std::string& reason)
     : Error("integration " + std::to_string(integration_id) + " needs re-authorisation: " + reason +
             "; store a new grant for it (TokenStore::authorize) before its jobs can run"),
-      integration_id_(integration_id) {}
+      integration_id_(integration_id),
+      reason_(reason) {}
 
 Tokens request_tokens(HttpClient& http, std::int64_t integration_id, const Grant& current, Timestamp now,
                       const CancellationToken& cancel) {
@@ -180,7 +181,7 @@ Grant InMemoryTokenStore::refresh(std::int64_t integration_id, std::int64_t stal
     g.tokens = exchange(g);
   } catch (const ReauthorizationRequired& e) {
     g.needs_reauthorization = true;
-    g.reauthorization_reason = e.what();
+    g.reauthorization_reason = e.reason();
     throw;
   }
   g.generation += 1;

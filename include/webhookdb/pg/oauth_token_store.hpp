@@ -1,0 +1,73 @@
+#pragma once
+// OAuth2 grants in PostgreSQL (<Config::schema>.webhookdb_oauth_grants), shared
+// by every process of a fleet: the TokenStore of webhookdb/oauth2.hpp.
+//
+//   auto grants = std::make_shared<pg::PgOAuthTokenStore>(pool);   // keys from WEBHOOKDB_SECRET_KEY
+//   grants->authorize(integration.id, client, {.refresh_token = first_refresh_token});
+//   auto tokens = std::make_shared<oauth2::OAuth2Credentials>(curl_client, grants);
+//   context.http = std::make_shared<CredentialAuth>(curl_client, tokens);
+//
+// One refresh at a time across processes: refresh() locks the integration's row
+// (SELECT ... FOR UPDATE, waiting at most Options::lock_wait, then a retryable
+// StoreError), re-reads it, and either finds a newer generation that another
+// process stored (and reuses it) or asks the provider and stores the new access
+// token and the rotated refresh token in the same transaction, before anyone
+// uses them. If the process dies between the provider's answer and the commit,
+// the stored refresh token is the old one: a provider that rotates refuses it
+// (invalid_grant) and the integration is marked as needing re-authorisation,
+// saying so; one that does not rotate simply answers the next refresh.
+//
+// The client secret, access token and refresh token are sealed with the secret
+// box of webhookdb/pg/secret_key.hpp (the row and column as associated data):
+// a dump of the table shows none of them. needs_reauthorization and
+// reauthorization_reason are plain columns operators can query.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "webhookdb/oauth2.hpp"
+#include "webhookdb/pg/connection_pool.hpp"
+#include "webhookdb/pg/migrations.hpp"
+#include "webhookdb/pg/secret_key.hpp"
+
+namespace webhookdb::pg {
+
+struct OAuthTokenStoreOptions {
+  // How long refresh() waits for another process's refresh of the same
+  // integration (its lock_timeout) before a retryable StoreError.
+  std::chrono::milliseconds lock_wait = std::chrono::seconds(30);
+};
+
+// Thread-safe.
+class PgOAuthTokenStore final : public oauth2::TokenStore {
+ public:
+  explicit PgOAuthTokenStore(std::shared_ptr<ConnectionPool> pool, SecretKeys keys = SecretKeys::from_environment(),
+                             OAuthTokenStoreOptions options = {});
+  ~PgOAuthTokenStore() override;
+  PgOAuthTokenStore(const PgOAuthTokenStore&) = delete;
+  PgOAuthTokenStore& operator=(const PgOAuthTokenStore&) = delete;
+
+  void authorize(std::int64_t integration_id, const oauth2::ClientConfig& client,
+                 const oauth2::Tokens& tokens) override;
+  [[nodiscard]] std::optional<oauth2::Grant> load(std::int64_t integration_id) override;
+  [[nodiscard]] oauth2::Grant refresh(std::int64_t integration_id, std::int64_t stale_generation,
+                                      const Exchange& exchange) override;
+
+  // The integrations whose grant the provider refused, in id order.
+  [[nodiscard]] std::vector<std::int64_t> needing_reauthorization();
+  // How many refreshes were stored for the integration (0 when it has no grant).
+  [[nodiscard]] std::int64_t refresh_count(std::int64_t integration_id);
+
+  // Runs the pending migrations of component "oauth_tokens" (also on first use).
+  void migrate();
+  [[nodiscard]] static const std::vector<Migration>& migrations();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace webhookdb::pg
