@@ -271,6 +271,8 @@ struct ServerState {
   std::deque<Fault> injected;
   std::chrono::milliseconds latency;
 
+  std::unique_ptr<OAuthIssuer> oauth = options.oauth.enabled ? std::make_unique<OAuthIssuer>(options.oauth) : nullptr;
+
   std::mutex lifecycle_mutex;
   bool started = false;
   bool stopped = false;
@@ -730,6 +732,24 @@ Reply ServerState::helper_reply(const Request& req, const Target& t, const std::
   return r;
 }
 
+namespace {
+// OAuth mode (oauth.hpp): the /oauth/ paths, and the bearer check of data paths.
+std::optional<Reply> oauth_reply(OAuthIssuer* oauth, const Request& req, const std::string& path, bool data_path) {
+  if (oauth == nullptr) return std::nullopt;
+  const auto auth_field = req[http::field::authorization];
+  const std::string_view authorization(auth_field.data(), auth_field.size());
+  std::optional<OAuthReply> o = oauth->handle(std::string_view(req.method_string().data(), req.method_string().size()),
+                                              path, req.body(), authorization);
+  if (!o && data_path) o = oauth->check_bearer(authorization);
+  if (!o) return std::nullopt;
+  Reply r;
+  r.status = o->status;
+  r.body = std::move(o->body);
+  r.headers = std::move(o->headers);
+  return r;
+}
+}  // namespace
+
 Plan ServerState::respond(const Request& req) {
   ++requests;
   Plan plan;
@@ -741,7 +761,9 @@ Plan ServerState::respond(const Request& req) {
   Reply reply;
   Fault fault = Fault::none;
   try {
-    if (is_data_path(target.path)) {
+    if (auto o = oauth_reply(oauth.get(), req, target.path, is_data_path(target.path))) {
+      reply = std::move(*o);
+    } else if (is_data_path(target.path)) {
       ++data_requests;
       fault = choose_fault(req);
       reply = data_reply(target, host);

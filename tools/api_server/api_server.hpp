@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api_server/dataset.hpp"
+#include "api_server/oauth.hpp"
 
 namespace webhookdb::tools {
 
@@ -103,6 +104,8 @@ struct ApiServerOptions {
   bool gzip = false;
   std::size_t default_limit = 100;
   std::size_t max_limit = 1000;
+  // OAuth2 provider mode (oauth.hpp): /oauth/ paths, bearer tokens on data paths.
+  OAuthOptions oauth;
 };
 
 struct ApiServerStats {

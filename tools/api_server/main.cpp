@@ -28,7 +28,11 @@ void usage(std::ostream& out) {
          "  --slow-ms MS       stall of a slow response (default 2000)\n"
          "  --retry-after S    Retry-After seconds of 429/503 faults (default 1)\n"
          "  --retry-after-date send Retry-After as an HTTP date\n"
-         "  --gzip             gzip JSON bodies when the client accepts it\n";
+         "  --gzip             gzip JSON bodies when the client accepts it\n"
+         "  --oauth            act as an OAuth2 provider (POST /oauth/token, /oauth/grant; GET /oauth/stats);\n"
+         "                     data paths then need a live bearer token\n"
+         "  --oauth-token-lifetime-ms N   access token lifetime (default 2000)\n"
+         "  --oauth-client-id ID, --oauth-client-secret S   the one client accepted\n";
 }
 
 [[noreturn]] void fail(const std::string& message) {
@@ -84,6 +88,14 @@ int main(int argc, char** argv) {
         options.retry_after_date = true;
       } else if (arg == "--gzip") {
         options.gzip = true;
+      } else if (arg == "--oauth") {
+        options.oauth.enabled = true;
+      } else if (arg == "--oauth-token-lifetime-ms") {
+        options.oauth.access_lifetime = std::chrono::milliseconds(std::stol(value()));
+      } else if (arg == "--oauth-client-id") {
+        options.oauth.client_id = value();
+      } else if (arg == "--oauth-client-secret") {
+        options.oauth.client_secret = value();
       } else {
         fail("unknown option " + std::string(arg));
       }
