@@ -49,6 +49,10 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kCheckpointTable = "webhookdb_backfill_checkpoints";
+constexpr const char* kSweepRunsTable = "webhookdb_sweep_runs";
+// Tables with deletes: the transaction time of the row's last write, or of
+// the sweeping backfill page that listed it (deletes.hpp).
+constexpr const char* kSeenColumn = "\"webhookdb_seen_at\"";
 constexpr std::size_t kMaxParams = 65535;
 // Rows per multi-row INSERT: past a few hundred, planning the VALUES list costs
 // more than the round trips it saves.
@@ -70,7 +74,17 @@ struct TableSql {
   // Columns written by an upsert, in order: key, columns, [enrichment], data.
   std::vector<std::string> insert_cols;
   std::vector<std::string> insert_types;
+  // Deletes (deletes.hpp): the seen column, and for hard deletes the
+  // tombstone table with every stored column (pk, insert_cols, seen).
+  bool deletes = false;
+  bool hard = false;
+  std::string qtomb;
+  std::vector<std::string> stored_cols;
 };
+
+// The tombstone table's name: "<table>_tombstones" while it fits in
+// PostgreSQL's 63 bytes, else a hash of the table's name.
+std::string tombstone_name(const std::string& table);
 
 TableSql describe(const TableSpec& spec, const std::string& schema) {
   TableSql t;
@@ -93,6 +107,14 @@ TableSql describe(const TableSpec& spec, const std::string& schema) {
   }
   t.insert_cols.emplace_back("\"data\"");
   t.insert_types.emplace_back("jsonb");
+  t.deletes = spec.deletes != DeleteMode::none;
+  t.hard = spec.deletes == DeleteMode::hard;
+  if (t.hard) {
+    t.qtomb = t.qschema + "." + sql::ident(tombstone_name(spec.table), "table");
+    t.stored_cols.emplace_back("\"pk\"");
+    t.stored_cols.insert(t.stored_cols.end(), t.insert_cols.begin(), t.insert_cols.end());
+    t.stored_cols.emplace_back(kSeenColumn);
+  }
   return t;
 }
 
@@ -123,6 +145,12 @@ std::string statement_name(const std::string& text) {
   return "webhookdb_upsert_" + text_hash(text) + "_" + std::to_string(text.size());
 }
 
+std::string tombstone_name(const std::string& table) {
+  const std::string plain = table + "_tombstones";
+  if (plain.size() <= 63) return plain;
+  return "webhookdb_tombstones_" + text_hash(table);
+}
+
 std::string key_repr(const json& key) {
   if (key.is_string()) return sql::printable(key.get_ref<const std::string&>());
   return key.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -143,6 +171,7 @@ std::string conflict_clause(const TableSpec& spec, const TableSql& t, bool apply
   }
   if (spec.enrichment) sets.emplace_back("\"enrichment\" = EXCLUDED.\"enrichment\"");
   sets.emplace_back("\"data\" = EXCLUDED.\"data\"");
+  if (t.deletes) sets.push_back(std::string(kSeenColumn) + " = now()");
   std::string out = "ON CONFLICT (" + t.qkey + ") DO UPDATE SET " + joined(sets);
   if (!apply_rule) return out;
   const auto& rule = spec.update_rule;
@@ -402,15 +431,63 @@ struct ConcurrentInsert : StoreError {
   ConcurrentInsert() : StoreError("a concurrent writer inserted a key of this batch", true) {}
 };
 
-// Hard deletes need tombstones the update rule can judge later rows against
-// (deletes.hpp); this store does not keep them yet, and removing rows without
-// them would let a stale backfill page resurrect a deleted object. Soft
-// deletes need nothing here: deleted_at is a column like the others.
-void refuse_hard_deletes(const TableSpec& spec) {
-  if (spec.deletes == DeleteMode::hard) {
-    throw BrokenSpecification("table " + spec.table +
-                              ": the PostgreSQL replica store does not support hard deletes yet; use DeleteMode::soft");
+// The statements that keep a hard-delete table's tombstones ($1: the
+// batch's keys as an array of the key type). Before a batch is written, its
+// keys' tombstones move back into the table, so the update rule judges the
+// batch against them exactly as against a soft-deleted row; afterwards its
+// rows that are deletions move out again.
+std::string tombstones_restore(const TableSql& t) {
+  const std::string cols = joined(t.stored_cols);
+  return "WITH webhookdb_moved AS (DELETE FROM " + t.qtomb + " WHERE " + t.qkey + " = ANY($1::" +
+         std::string(sql_type(t.key_type)) + "[]) RETURNING " + cols + ") INSERT INTO " + t.qualified + " (" + cols +
+         ") SELECT " + cols + " FROM webhookdb_moved";
+}
+
+// Moves the rows `where` selects from the table into the tombstones, with
+// `deleted_at` set to `deleted_at_expr`.
+std::string tombstones_bury(const TableSql& t, const std::string& where, const std::string& deleted_at_expr) {
+  const std::string cols = joined(t.stored_cols);
+  const std::string qdeleted = sql::ident(kDeletedAtColumn, "column");
+  std::vector<std::string> picked;
+  std::vector<std::string> sets;
+  for (const auto& c : t.stored_cols) {
+    picked.push_back(c == qdeleted ? deleted_at_expr : c);
+    if (c != t.qkey) sets.push_back(c + " = EXCLUDED." + c);
   }
+  return "WITH webhookdb_gone AS (DELETE FROM " + t.qualified + " WHERE " + where + " RETURNING " + cols +
+         ") INSERT INTO " + t.qtomb + " (" + cols + ") SELECT " + joined(picked) +
+         " FROM webhookdb_gone ON CONFLICT (" + t.qkey + ") DO UPDATE SET " + joined(sets);
+}
+
+std::string tombstones_bury_batch(const TableSql& t) {
+  return tombstones_bury(t,
+                         t.qkey + " = ANY($1::" + std::string(sql_type(t.key_type)) + "[]) AND " +
+                             sql::ident(kDeletedAtColumn, "column") + " IS NOT NULL",
+                         sql::ident(kDeletedAtColumn, "column"));
+}
+
+// Marks every row of the batch seen, the ones the update rule left alone too
+// (the rows written have it already: the same transaction's now()).
+std::string touch_seen(const TableSql& t) {
+  return "UPDATE " + t.qualified + " SET " + kSeenColumn + " = now() WHERE " + t.qkey + " = ANY($1::" +
+         std::string(sql_type(t.key_type)) + "[]) AND " + kSeenColumn + " < now()";
+}
+
+// CREATE TABLE IF NOT EXISTS for the tombstones, then any column the table
+// gained since.
+void ensure_tombstones(pqxx::transaction_base& tx, const TableSpec& spec, const TableSql& t) {
+  std::vector<std::string> defs;
+  defs.emplace_back("\"pk\" bigint NOT NULL");
+  defs.push_back(t.qkey + " " + std::string(sql_type(spec.remote_key.type)) + " PRIMARY KEY");
+  tx.exec_params("CREATE TABLE IF NOT EXISTS " + t.qtomb + " (" + joined(defs) + ")");
+  std::vector<std::string> adds;
+  for (std::size_t i = 0; i < spec.columns.size(); ++i) {
+    adds.push_back("ADD COLUMN IF NOT EXISTS " + t.qcols[i] + " " + std::string(sql_type(spec.columns[i].type)));
+  }
+  if (spec.enrichment) adds.emplace_back("ADD COLUMN IF NOT EXISTS \"enrichment\" jsonb");
+  adds.emplace_back("ADD COLUMN IF NOT EXISTS \"data\" jsonb NOT NULL");
+  adds.push_back(std::string("ADD COLUMN IF NOT EXISTS ") + kSeenColumn + " timestamptz NOT NULL DEFAULT now()");
+  tx.exec_params("ALTER TABLE " + t.qtomb + " " + joined(adds));
 }
 
 std::string select_list(const TableSpec& spec, const TableSql& t) {
@@ -567,6 +644,8 @@ class BatchWriter {
   [[nodiscard]] CopyGuess next_guess() const noexcept { return next_guess_; }
 
   void save_checkpoint(CheckpointWrite checkpoint) { checkpoint_ = std::move(checkpoint); }
+  // SeenMarks::every_row: the rows the update rule leaves alone are marked seen too.
+  void mark_every_row_seen() { touch_all_ = t_.deletes; }
 
   // Picks the write method and prepares it; `guess` is the table's
   // (CopyGuess::ask for an empty batch).
@@ -616,6 +695,9 @@ class BatchWriter {
   std::vector<std::size_t> write_in(pqxx::work& tx) {
     std::vector<std::size_t> out;
     if (async_commit_) tx.exec("SET LOCAL synchronous_commit = off");
+    const bool keyed = size() > 0 && (t_.hard || touch_all_);
+    if (keyed && batch_keys_.empty()) batch_keys_ = key_array(batch_);
+    if (size() > 0 && t_.hard) tx.exec_params(tombstones_restore(t_), batch_keys_);
     if (size() > 0) {
       if (method_ == WriteMethod::single_row) {
         out = per_row(tx);
@@ -625,6 +707,8 @@ class BatchWriter {
         out = copy_path(tx);
       }
     }
+    if (size() > 0 && touch_all_) tx.exec_params(touch_seen(t_), batch_keys_);
+    if (size() > 0 && t_.hard) tx.exec_params(tombstones_bury_batch(t_), batch_keys_);
     if (checkpoint_) {
       tx.exec_params(checkpoint_->sql, checkpoint_->job_id, checkpoint_->key, checkpoint_->token,
                      checkpoint_->finished);
@@ -839,6 +923,8 @@ class BatchWriter {
   CopyGuess next_guess_ = CopyGuess::ask;
   bool direct_new_rows_ = false;
   bool async_commit_ = false;
+  bool touch_all_ = false;
+  std::string batch_keys_;  // the keys as an array literal, for the deletes' statements
 };
 
 }  // namespace
@@ -950,6 +1036,13 @@ const std::vector<Migration>& PgReplicaStore::migrations() {
        " finished boolean NOT NULL DEFAULT false,"
        " updated_at timestamptz NOT NULL DEFAULT now(),"
        " PRIMARY KEY (job_id, backfiller_key))"},
+      // The sweep (deletes.hpp): when each sweeping job began, by the server's clock.
+      {2, "sweep runs",
+       "CREATE TABLE IF NOT EXISTS {schema}.webhookdb_sweep_runs ("
+       " job_id bigint PRIMARY KEY,"
+       " table_name text NOT NULL,"
+       " mark timestamptz NOT NULL,"
+       " created_at timestamptz NOT NULL DEFAULT now())"},
   };
   return steps;
 }
@@ -973,7 +1066,6 @@ std::string PgReplicaStore::qualified_name(const TableSpec& spec) const {
 
 void PgReplicaStore::create_table(const TableSpec& spec) {
   spec.validate();
-  refuse_hard_deletes(spec);
   const auto indexes = spec.indexes();
   const TableSql t = describe(spec, schema_of(spec));
   std::vector<std::string> defs;
@@ -984,6 +1076,7 @@ void PgReplicaStore::create_table(const TableSpec& spec) {
   }
   if (spec.enrichment) defs.emplace_back("\"enrichment\" jsonb");
   defs.emplace_back("\"data\" jsonb NOT NULL");
+  if (t.deletes) defs.push_back(std::string(kSeenColumn) + " timestamptz NOT NULL DEFAULT now()");
   std::vector<std::string> index_statements;
   for (const auto& idx : indexes) index_statements.push_back(index_sql(spec, idx, t, false));
 
@@ -997,6 +1090,7 @@ void PgReplicaStore::create_table(const TableSpec& spec) {
     // predicate that smuggled in a second one would fail, not run.
     tx.exec_params("CREATE TABLE IF NOT EXISTS " + t.qualified + " (" + joined(defs) + ")");
     for (const auto& statement : index_statements) tx.exec_params(statement);
+    if (t.hard) ensure_tombstones(tx, spec, t);
   });
 }
 
@@ -1033,12 +1127,21 @@ void PgReplicaStore::ensure_all_columns(const TableSpec& spec) {
     adds.push_back("ADD COLUMN IF NOT EXISTS " + t.qcols[i] + " " + std::string(sql_type(spec.columns[i].type)));
   }
   if (spec.enrichment && !has("enrichment")) adds.emplace_back("ADD COLUMN IF NOT EXISTS \"enrichment\" jsonb");
+  // A table that opts in to deletes later: its rows count as seen when the
+  // column is added (a constant default, so no rewrite of the table).
+  if (t.deletes && !has("webhookdb_seen_at")) {
+    adds.push_back(std::string("ADD COLUMN IF NOT EXISTS ") + kSeenColumn + " timestamptz NOT NULL DEFAULT now()");
+  }
   std::vector<std::string> sets;
   for (std::size_t i : missing) sets.push_back(t.qcols[i] + " = " + fill_expr(spec.columns[i]));
 
   if (!adds.empty()) {
     impl.in_transaction("adding columns to " + t.qualified, impl.config.retries,
                         [&](pqxx::work& tx) { tx.exec_params("ALTER TABLE " + t.qualified + " " + joined(adds)); });
+  }
+  if (t.hard) {
+    impl.in_transaction("creating the tombstones of " + t.qualified, impl.config.retries,
+                        [&](pqxx::work& tx) { ensure_tombstones(tx, spec, t); });
   }
   if (!sets.empty()) {
     const std::string update = "UPDATE " + t.qualified + " SET " + joined(sets) + " WHERE ";
@@ -1084,8 +1187,15 @@ void PgReplicaStore::ensure_all_columns(const TableSpec& spec) {
 void PgReplicaStore::drop_table(const TableSpec& spec) {
   const std::string q = qualified_name(spec);
   auto& impl = state_->impl();
-  impl.in_transaction("dropping table " + q, impl.config.retries,
-                      [&](pqxx::work& tx) { tx.exec_params("DROP TABLE IF EXISTS " + q); });
+  impl.in_transaction("dropping table " + q, impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params("DROP TABLE IF EXISTS " + q);
+    // A table that had hard deletes under another spec leaves its tombstones too.
+    tx.exec_params("DROP TABLE IF EXISTS " + tombstone_table(spec));
+  });
+}
+
+std::string PgReplicaStore::tombstone_table(const TableSpec& spec) const {
+  return sql::qualified(schema_of(spec), tombstone_name(spec.table));
 }
 
 UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> rows,
@@ -1094,9 +1204,9 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   result.changed.assign(rows.size(), false);
   if (rows.empty() && !options.checkpoint) return result;
   spec.validate();
-  refuse_hard_deletes(spec);
   const TableSql t = describe(spec, schema_of(spec));
   BatchWriter writer(spec, t, rows, options.apply_update_rule);
+  if (options.seen == SeenMarks::every_row) writer.mark_every_row_seen();
   if (options.checkpoint) {
     migrate();
     const Checkpoint& cp = *options.checkpoint;
@@ -1254,6 +1364,70 @@ bool PgReplicaStore::avoid_writes(const TableSpec& spec) {
             " AND mode IN ('ShareUpdateExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))",
             q)[0][0]
         .as<bool>();
+  });
+}
+
+// --- the sweep (deletes.hpp) ---
+
+void PgReplicaStore::begin_sweep_run(const TableSpec& spec, const SweepRun& run) {
+  migrate();
+  const std::string runs = sql::ident(state_->pool->config().schema, "schema") + "." + kSweepRunsTable;
+  const std::string q = qualified_name(spec);
+  auto& impl = state_->impl();
+  impl.in_transaction("beginning sweep run " + std::to_string(run.job_id) + " on " + q, impl.config.retries,
+                      [&](pqxx::work& tx) {
+                        // DO NOTHING: a resumed job keeps its first run's mark.
+                        tx.exec_params("INSERT INTO " + runs +
+                                           " (job_id, table_name, mark) VALUES ($1, $2,"
+                                           " now() - make_interval(secs => $3)) ON CONFLICT (job_id) DO NOTHING",
+                                       run.job_id, q, static_cast<double>(run.margin.count()));
+                      });
+}
+
+SweepResult PgReplicaStore::sweep(const TableSpec& spec, const SweepRun& run) {
+  SweepResult result;
+  if (spec.deletes == DeleteMode::none) return result;
+  migrate();
+  const TableSql t = describe(spec, schema_of(spec));
+  const std::string runs = sql::ident(state_->pool->config().schema, "schema") + "." + kSweepRunsTable;
+  const std::string qdeleted = sql::ident(kDeletedAtColumn, "column");
+  const std::string unseen = "\"pk\" > $1 AND \"pk\" <= $2 AND " + qdeleted + " IS NULL AND " + kSeenColumn +
+                             " < (SELECT mark FROM " + runs + " WHERE job_id = $3)";
+  // Soft: the row stays, marked. Hard: it moves into the tombstones.
+  const std::string statement = t.hard ? tombstones_bury(t, unseen, "now()")
+                                       : "UPDATE " + t.qualified + " SET " + qdeleted + " = now() WHERE " + unseen;
+  const auto chunk = static_cast<std::int64_t>(std::max<std::size_t>(1, run.batch_rows));
+  auto& impl = state_->impl();
+  impl.autocommit("sweeping " + t.qualified, [&](pqxx::nontransaction& tx) {
+    const auto mark = tx.exec_params("SELECT 1 FROM " + runs + " WHERE job_id = $1 AND table_name = $2", run.job_id,
+                                     t.qualified);
+    if (mark.empty()) {
+      throw InvalidPrecondition("no sweep run of job " + std::to_string(run.job_id) + " on " + t.qualified +
+                                " (begin_sweep_run first)");
+    }
+    // The highest pk from the sequence, without scanning; rows inserted
+    // later were written after the mark and are kept anyway.
+    const auto r = tx.exec_params("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'pk')::regclass)",
+                                  t.qualified);
+    const std::int64_t max_pk = r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
+    // One statement per pk range, each its own transaction: a webhook
+    // writing one of its rows waits for one batch at most, and a webhook that
+    // wrote or restored a row since the mark (committed first) is re-checked
+    // by the statement's WHERE and left alone.
+    for (std::int64_t lower = 0; lower < max_pk; lower += chunk) {
+      result.swept += static_cast<std::size_t>(tx.exec_params(statement, lower, lower + chunk, run.job_id).affected_rows());
+      ++result.batches;
+    }
+  });
+  return result;
+}
+
+void PgReplicaStore::end_sweep_run(std::int64_t job_id) {
+  migrate();
+  const std::string runs = sql::ident(state_->pool->config().schema, "schema") + "." + kSweepRunsTable;
+  auto& impl = state_->impl();
+  impl.in_transaction("ending sweep run " + std::to_string(job_id), impl.config.retries, [&](pqxx::work& tx) {
+    tx.exec_params("DELETE FROM " + runs + " WHERE job_id = $1", job_id);
   });
 }
 

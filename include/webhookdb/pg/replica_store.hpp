@@ -75,6 +75,22 @@ class PgReplicaStore final : public ReplicaStore {
   void save_checkpoint(const Checkpoint& checkpoint) override;
   void clear_checkpoints(std::int64_t job_id) override;
 
+  // Deletes (deletes.hpp). A table with deletes has a `webhookdb_seen_at`
+  // column (the transaction time of the last write, or of the sweeping
+  // backfill page that listed the row); hard deletes move the deletion into a
+  // tombstone table of the same columns (<table>_tombstones, or
+  // webhookdb_tombstones_<hash> for long names) that each write of a key
+  // first moves back, so the update rule judges later rows against it.
+  // Sweep runs live in <Config::schema>.webhookdb_sweep_runs; the mark is
+  // the server's now() at the job's first run, less SweepRun::margin; the
+  // sweep is one UPDATE (soft) or DELETE ... INSERT into the tombstones
+  // (hard) per pk range of SweepRun::batch_rows, each its own transaction.
+  void begin_sweep_run(const TableSpec& spec, const SweepRun& run) override;
+  SweepResult sweep(const TableSpec& spec, const SweepRun& run) override;
+  void end_sweep_run(std::int64_t job_id) override;
+  // The tombstone table of a hard-delete spec, quoted and qualified.
+  [[nodiscard]] std::string tombstone_table(const TableSpec& spec) const;
+
   // --- PostgreSQL specifics ---
 
   // Runs `fn` holding a session advisory lock on (table oid, key) taken
