@@ -167,6 +167,7 @@ std::optional<Grant> InMemoryTokenStore::load(std::int64_t integration_id) {
   return it->second;
 }
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): integration, then the generation seen stale (TokenStore's order)
 Grant InMemoryTokenStore::refresh(std::int64_t integration_id, std::int64_t stale_generation,
                                   const Exchange& exchange) {
   std::lock_guard lock(mutex_);

@@ -124,6 +124,7 @@ struct PgOAuthTokenStore::State {
   }
 
   // Inside the row lock: reuse, ask the provider, or report a refused grant.
+  // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): integration, then the generation seen stale (TokenStore's order)
   RefreshOutcome refresh_locked(pqxx::work& tx, std::int64_t id, std::int64_t stale_generation,
                                 const Exchange& exchange) const {
     const pqxx::result rows =
@@ -276,6 +277,32 @@ oauth2::Grant PgOAuthTokenStore::refresh(std::int64_t integration_id, std::int64
       });
   if (out.reauthorization) throw oauth2::ReauthorizationRequired(integration_id, *out.reauthorization);
   return std::move(out.grant);
+}
+
+std::size_t PgOAuthTokenStore::reencrypt_secrets() {
+  migrate();
+  const State& s = *state_;
+  if (!s.keys.current) throw InvalidPrecondition("re-encrypting OAuth2 grants needs a current secret key");
+  std::string where;
+  for (const char* col : {"client_secret", "access_token", "refresh_token"}) {
+    where += (where.empty() ? "" : " OR ") + std::string("(") + col + " <> '' AND NOT starts_with(" + col + ", $1))";
+  }
+  auto& i = s.impl();
+  return i.in_transaction("re-encrypting OAuth2 grants", i.config.retries, [&](pqxx::work& tx) {
+    const auto rows = tx.exec_params("SELECT " + std::string(kGrantColumns) + " FROM " + s.table + " WHERE " + where +
+                                         " ORDER BY integration_id FOR UPDATE",
+                                     std::string(detail::kSealedPrefix) + "v1:" + s.keys.current->id() + ":");
+    for (const auto& row : rows) {
+      const auto id = row[0].as<std::int64_t>();
+      const oauth2::Grant g = s.grant_from(row);
+      tx.exec_params("UPDATE " + s.table +
+                         " SET client_secret = $2, access_token = $3, refresh_token = $4 WHERE integration_id = $1",
+                     id, s.sealed(id, Sealed::client_secret, g.client.client_secret),
+                     s.sealed(id, Sealed::access_token, g.tokens.access_token),
+                     s.sealed(id, Sealed::refresh_token, g.tokens.refresh_token));
+    }
+    return static_cast<std::size_t>(rows.size());
+  });
 }
 
 std::vector<std::int64_t> PgOAuthTokenStore::needing_reauthorization() {

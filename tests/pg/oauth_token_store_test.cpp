@@ -32,6 +32,7 @@ using oauth2::ClientConfig;
 using oauth2::GrantType;
 
 constexpr const char* kKey = "q2v1Xb1Jz4Lr8kM0pO9sT3uW6yZ5aB7cD2eF4gH6iJ8=";
+constexpr const char* kKeyB = "5f1c0a9e8d7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877";
 constexpr const char* kClientSecret = "cs-SECRET-4711";
 
 pg::SecretKeys test_keys() {
@@ -297,6 +298,30 @@ TEST_F(PgOAuthTest, ADumpOfTheGrantsTableHoldsNoSecret) {
     EXPECT_NE(std::string(e.what()).find("WEBHOOKDB_SECRET_KEY"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find(kClientSecret), std::string::npos) << e.what();
   }
+}
+
+// Key rotation: a store with the new key (the old one only decrypting)
+// re-seals every grant; then the old key can be retired.
+TEST_F(PgOAuthTest, RotationReencryptsEveryGrant) {
+  auto a = process();
+  a.store->authorize(10, client(), {.access_token = "at-rot-SECRET", .refresh_token = "rt-rot"});
+  a.store->authorize(11, client(), {});
+  pg::SecretKeys rotating;
+  rotating.current = pg::SecretKey::parse(kKeyB, "new key");
+  rotating.previous = {pg::SecretKey::parse(kKey, "old key")};
+  pg::PgOAuthTokenStore renewed(std::make_shared<pg::ConnectionPool>(config(1)), rotating);
+  EXPECT_EQ(renewed.reencrypt_secrets(), 2U);
+  EXPECT_EQ(renewed.reencrypt_secrets(), 0U);
+  const std::string old_id = pg::SecretKey::parse(kKey, "k").id();
+  EXPECT_EQ(dump_grants().find(":" + old_id + ":"), std::string::npos) << dump_grants();
+  pg::SecretKeys only_new;
+  only_new.current = pg::SecretKey::parse(kKeyB, "new key");
+  pg::PgOAuthTokenStore retired(std::make_shared<pg::ConnectionPool>(config(1)), only_new);
+  const auto g = retired.load(10).value();
+  EXPECT_EQ(g.tokens.access_token, "at-rot-SECRET");
+  EXPECT_EQ(g.tokens.refresh_token, "rt-rot");
+  EXPECT_EQ(g.client.client_secret, kClientSecret);
+  EXPECT_THROW((void)a.store->load(10), InvariantViolation) << "the old key alone no longer opens it";
 }
 
 }  // namespace

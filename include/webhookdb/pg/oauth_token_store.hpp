@@ -23,6 +23,7 @@
 // reauthorization_reason are plain columns operators can query.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -60,6 +61,12 @@ class PgOAuthTokenStore final : public oauth2::TokenStore {
   [[nodiscard]] std::vector<std::int64_t> needing_reauthorization();
   // How many refreshes were stored for the integration (0 when it has no grant).
   [[nodiscard]] std::int64_t refresh_count(std::int64_t integration_id);
+
+  // Key rotation (as PgJobStore::reencrypt_secrets): re-seals under the current
+  // key every grant holding a value in plain text or under a previous key, in
+  // one transaction. Returns the number of grants rewritten. InvalidPrecondition
+  // without a current key.
+  std::size_t reencrypt_secrets();
 
   // Runs the pending migrations of component "oauth_tokens" (also on first use).
   void migrate();
