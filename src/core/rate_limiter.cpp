@@ -41,13 +41,11 @@ void pause_until(QuotaState& state, Timestamp until) {
   state.updated = std::max(state.updated, state.paused_until);
 }
 
-// The rate that was being granted: the last full second, or the current
-// partial one if it is faster.
-double recent_rate(const QuotaState& state, Timestamp now) {
-  const double elapsed = seconds_between(state.count_since, now);
-  const double partial = elapsed > 0.1 ? state.count / elapsed : 0.0;
-  return std::max(state.recent_rate, partial);
-}
+// The rate that was being granted: the last full period (a second or
+// more), or the permits of the current one if more. Not count / elapsed: 20
+// permits in the 40 ms before the first 429 of a 20-a-second quota are 20
+// a second, not 500.
+double recent_rate(const QuotaState& state, Timestamp /*now*/) { return std::max(state.recent_rate, state.count); }
 
 void count_granted(QuotaState& state, double granted, Timestamp now) {
   if (state.count_since == Timestamp{}) state.count_since = now;

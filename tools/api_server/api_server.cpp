@@ -272,6 +272,7 @@ struct ServerState {
   std::chrono::milliseconds latency;
 
   std::unique_ptr<OAuthIssuer> oauth = options.oauth.enabled ? std::make_unique<OAuthIssuer>(options.oauth) : nullptr;
+  std::unique_ptr<QuotaEnforcer> quota = options.quota.limit > 0 ? std::make_unique<QuotaEnforcer>(options.quota) : nullptr;
 
   std::mutex lifecycle_mutex;
   bool started = false;
@@ -750,6 +751,35 @@ std::optional<Reply> oauth_reply(OAuthIssuer* oauth, const Request& req, const s
 }
 }  // namespace
 
+namespace {
+// Quota mode (quota.hpp): /quota/stats, and the admission of data requests
+// per API key. A refusal replaces the reply; a served request gets the
+// headers the mode advertises (added to `served_headers`).
+std::optional<Reply> quota_reply(QuotaEnforcer* quota, const Request& req, const std::string& path, bool data_path,
+                                 ExtraHeaders& served_headers) {
+  if (quota == nullptr) return std::nullopt;
+  if (auto stats = quota->handle(path)) {
+    Reply r;
+    r.body = std::move(*stats);
+    return r;
+  }
+  if (!data_path) return std::nullopt;
+  std::string key = std::string(req[http::field::authorization]);
+  if (key.empty()) key = std::string(req["X-Api-Key"]);
+  if (key.empty()) key = "anonymous";
+  QuotaVerdict verdict = quota->admit(key);
+  if (verdict.allowed) {
+    for (auto& header : verdict.headers) served_headers.push_back(std::move(header));
+    return std::nullopt;
+  }
+  Reply r;
+  r.status = verdict.status;
+  r.body = std::move(verdict.body);
+  for (auto& header : verdict.headers) r.headers.push_back(std::move(header));
+  return r;
+}
+}  // namespace
+
 Plan ServerState::respond(const Request& req) {
   ++requests;
   Plan plan;
@@ -761,12 +791,17 @@ Plan ServerState::respond(const Request& req) {
   Reply reply;
   Fault fault = Fault::none;
   try {
+    ExtraHeaders quota_headers;
     if (auto o = oauth_reply(oauth.get(), req, target.path, is_data_path(target.path))) {
       reply = std::move(*o);
+    } else if (auto q = quota_reply(quota.get(), req, target.path, is_data_path(target.path), quota_headers)) {
+      if (is_data_path(target.path)) ++data_requests;
+      reply = std::move(*q);
     } else if (is_data_path(target.path)) {
       ++data_requests;
       fault = choose_fault(req);
       reply = data_reply(target, host);
+      for (auto& header : quota_headers) reply.headers.push_back(std::move(header));
       std::lock_guard lock(config_mutex);
       plan.delay = latency;
     } else {
@@ -935,5 +970,7 @@ void ApiServer::set_latency(std::chrono::milliseconds latency) {
   std::lock_guard lock(impl_->config_mutex);
   impl_->latency = latency;
 }
+
+QuotaCounts ApiServer::quota_counts() const { return impl_->quota ? impl_->quota->totals() : QuotaCounts{}; }
 
 }  // namespace webhookdb::tools

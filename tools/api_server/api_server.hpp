@@ -28,6 +28,7 @@
 //   GET /headers          repeated and oddly-cased response headers
 //   GET /admin/stats      the counters;  POST /admin/touch?every=K&updated=T;
 //   POST /admin/faults?rate=R (spread over every kind) or rate_<kind>=R
+//   GET /quota/stats      served and refused by the quota (quota.hpp), when on
 // A data request's fault comes from its X-Fault header, else from inject(),
 // else from the rates (a draw per request from the seed).
 
@@ -45,6 +46,7 @@
 
 #include "api_server/dataset.hpp"
 #include "api_server/oauth.hpp"
+#include "api_server/quota.hpp"
 
 namespace webhookdb::tools {
 
@@ -106,6 +108,8 @@ struct ApiServerOptions {
   std::size_t max_limit = 1000;
   // OAuth2 provider mode (oauth.hpp): /oauth/ paths, bearer tokens on data paths.
   OAuthOptions oauth;
+  // A request quota per API key on the data paths (quota.hpp); off while limit is 0.
+  QuotaOptions quota;
 };
 
 struct ApiServerStats {
@@ -152,6 +156,8 @@ class ApiServer {
   void inject(Fault fault, std::size_t count = 1);
   void set_faults(const FaultRates& rates);
   void set_latency(std::chrono::milliseconds latency);
+  // Data requests the quota served and refused (zeros when it is off).
+  [[nodiscard]] QuotaCounts quota_counts() const;
 
  private:
   std::shared_ptr<detail::ServerState> impl_;

@@ -32,7 +32,12 @@ void usage(std::ostream& out) {
          "  --oauth            act as an OAuth2 provider (POST /oauth/token, /oauth/grant; GET /oauth/stats);\n"
          "                     data paths then need a live bearer token\n"
          "  --oauth-token-lifetime-ms N   access token lifetime (default 2000)\n"
-         "  --oauth-client-id ID, --oauth-client-secret S   the one client accepted\n";
+         "  --oauth-client-id ID, --oauth-client-secret S   the one client accepted\n"
+         "  --quota N          requests per window per API key on the data paths (default 0: off)\n"
+         "  --quota-window-ms MS   the window (default 1000)\n"
+         "  --quota-algorithm A    fixed-window (default) or token-bucket\n"
+         "  --quota-mode M     what it advertises: github (default), ietf, none (bare 429),\n"
+         "                     retry-after (429 + Retry-After), secondary (403 + Retry-After)\n";
 }
 
 [[noreturn]] void fail(const std::string& message) {
@@ -96,6 +101,18 @@ int main(int argc, char** argv) {
         options.oauth.client_id = value();
       } else if (arg == "--oauth-client-secret") {
         options.oauth.client_secret = value();
+      } else if (arg == "--quota") {
+        options.quota.limit = std::stod(value());
+      } else if (arg == "--quota-window-ms") {
+        options.quota.window = std::chrono::milliseconds(std::stol(value()));
+      } else if (arg == "--quota-algorithm") {
+        const auto algorithm = webhookdb::tools::parse_quota_algorithm(value());
+        if (!algorithm) fail("unknown --quota-algorithm (fixed-window or token-bucket)");
+        options.quota.algorithm = *algorithm;
+      } else if (arg == "--quota-mode") {
+        const auto mode = webhookdb::tools::parse_quota_mode(value());
+        if (!mode) fail("unknown --quota-mode (github, ietf, none, retry-after, secondary)");
+        options.quota.mode = *mode;
       } else {
         fail("unknown option " + std::string(arg));
       }
