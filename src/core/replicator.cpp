@@ -4,6 +4,7 @@
 #include <set>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/http_auth.hpp"
 #include "webhookdb/job_runner.hpp"
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/json_text.hpp"
@@ -75,6 +76,9 @@ Replicator::Replicator(const Descriptor& descriptor, const ServiceIntegration& i
         context_.http, context_.rate_limiter, [this] { return quota_binding(); }, context_.clock);
     context_.http = quota_client_;
   }
+  // Every request names its integration, so one shared client (CredentialAuth,
+  // webhookdb/http_auth.hpp) sends each integration's own credentials.
+  if (context_.http && integration_.id != 0) context_.http = for_integration(context_.http, integration_.id);
 }
 
 Replicator::~Replicator() {

@@ -14,6 +14,7 @@
 #include "webhookdb/oauth2.hpp"
 #include "webhookdb/testing/manual_clock.hpp"
 #include "webhookdb/testing/mock_http_client.hpp"
+#include "webhookdb/testing/test_harness.hpp"
 #include "webhookdb/url.hpp"
 
 namespace webhookdb::oauth2 {
@@ -270,6 +271,35 @@ TEST(CredentialAuth, OneClientServesEveryIntegrationWithItsOwnKey) {
   } catch (const HttpError& e) {
     EXPECT_EQ(e.body_excerpt().find("key-one"), std::string::npos) << e.body_excerpt();
   }
+}
+
+// Replicators name their integration on every request: two integrations
+// backfill through ONE CredentialAuth, each with its own key.
+TEST(CredentialAuth, ReplicatorsStampTheirIntegrationOnEveryRequest) {
+  testing::TestHarness h;
+  const auto one = h.integration("fake_v1", [](ServiceIntegration& si) { si.backfill_key = "key-of-one"; });
+  const auto two = h.integration("fake_v1", [](ServiceIntegration& si) { si.backfill_key = "key-of-two"; });
+  auto jobs = h.jobs;
+  auto shared = std::make_shared<CredentialAuth>(
+      h.http, std::make_shared<IntegrationCredentials>([jobs](std::int64_t id) -> std::optional<Credential> {
+        const auto si = jobs->find_integration(id);
+        if (!si) return std::nullopt;
+        return bearer_credential(si->backfill_key);
+      }));
+  h.http->respond_json(testing::fake_page({testing::fake_item("a", "2024-01-01T00:00:00Z")})).times(2);
+  for (const auto& si : {one, two}) {
+    auto ctx = h.context();
+    ctx.http = shared;
+    auto r = h.registry->make(si, ctx);
+    r->create_table();
+    auto job = h.jobs->create_job(BackfillJob{.service_integration_id = si.id});
+    r->backfill(job);
+  }
+  const auto requests = h.http->requests();
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(requests[0].integration_id, one.id);
+  EXPECT_EQ(find_header(requests[0].headers, "Authorization"), "Bearer key-of-one");
+  EXPECT_EQ(find_header(requests[1].headers, "Authorization"), "Bearer key-of-two");
 }
 
 }  // namespace
