@@ -15,6 +15,7 @@
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
+#include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 
 namespace webhookdb::jobs {
@@ -135,6 +136,8 @@ std::string worker_usage(std::string_view program) {
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+         "  --rate-limiter KIND         quota governor of the API requests: off (default), memory (this\n"
+         "                              process), pg (one budget per quota key for every worker)\n"
          "  --reencrypt-secrets         re-encrypt every integration's secrets under WEBHOOKDB_SECRET_KEY\n"
          "                              (older keys in WEBHOOKDB_PREVIOUS_SECRET_KEYS), then exit\n";
 }
@@ -143,7 +146,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   WorkerSettings s;
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
-  std::string url_file, concurrency, lease, poll, drain, time_slice, log_level;
+  std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -162,6 +165,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   app.add_option("--api-url", s.api_url);
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
+  auto* limiter_option = app.add_option("--rate-limiter", rate_limiter);
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::ParseError& e) {
@@ -175,6 +179,18 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   if (drain_option->count() > 0) s.drain = seconds_arg("--drain-seconds", drain, 0);
   if (slice_option->count() > 0) s.time_slice = seconds_arg("--time-slice-seconds", time_slice, 0);
   if (level_option->count() > 0) s.log_level = level_arg(log_level);
+  if (limiter_option->count() > 0) {
+    using Kind = WorkerSettings::RateLimiterKind;
+    if (rate_limiter == "off") {
+      s.rate_limiter = Kind::off;
+    } else if (rate_limiter == "memory") {
+      s.rate_limiter = Kind::memory;
+    } else if (rate_limiter == "pg") {
+      s.rate_limiter = Kind::pg;
+    } else {
+      throw InvalidPrecondition("--rate-limiter takes off, memory or pg");
+    }
+  }
   if (file_option->count() > 0) {
     // The command line decides; the environment only fills what it left out.
     if (on_command_line(args, "--database-url")) {
@@ -246,6 +262,11 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
   context.jobs = job_store;
   context.logger = logger;
   context.registry = registry;
+  if (settings.rate_limiter == WorkerSettings::RateLimiterKind::pg) {
+    context.rate_limiter = std::make_shared<pg::PgRateLimiter>(pool);
+  } else if (settings.rate_limiter == WorkerSettings::RateLimiterKind::memory) {
+    context.rate_limiter = std::make_shared<MemoryRateLimiter>();
+  }
 
   WorkerOptions options;
   options.concurrency = settings.concurrency;

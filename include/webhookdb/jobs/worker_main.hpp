@@ -53,6 +53,11 @@ struct WorkerSettings {
   // --reencrypt-secrets: seal every integration's secrets under the current
   // key (WEBHOOKDB_SECRET_KEY), say how many, and exit: key rotation.
   bool reencrypt_secrets = false;
+  // --rate-limiter off|memory|pg: the quota governor of the replicators'
+  // requests (rate_limiter.hpp): none, this process's own, or one budget per
+  // quota key shared by every worker through PostgreSQL (PgRateLimiter).
+  enum class RateLimiterKind { off, memory, pg };
+  RateLimiterKind rate_limiter = RateLimiterKind::off;
 };
 
 // Throws InvalidPrecondition naming the bad option, never repeating a value
