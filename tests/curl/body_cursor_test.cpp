@@ -11,16 +11,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/mini_server.hpp"
+#include "reliability/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pagination.hpp"
 
 namespace webhookdb::curl {
 namespace {
 
-using test::MiniRequest;
-using test::MiniResponse;
-using test::MiniServer;
+using reliability::MiniRequest;
+using reliability::MiniResponse;
+using reliability::MiniServer;
 
 constexpr int kContacts = 250;
 

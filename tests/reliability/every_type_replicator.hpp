@@ -20,7 +20,7 @@
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
-namespace webhookdb::test {
+namespace webhookdb::reliability {
 
 class EveryTypeReplicator final : public Replicator {
  public:
@@ -82,4 +82,4 @@ class EveryTypeReplicator final : public Replicator {
   pagination::Cursor pages_{{.limit = 0}};
 };
 
-}  // namespace webhookdb::test
+}  // namespace webhookdb::reliability

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "api_server/api_server.hpp"
-#include "support/mini_server.hpp"
+#include "reliability/mini_server.hpp"
 #include "support/pg_test_env.hpp"
 #include "webhookdb/codec.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
@@ -45,7 +45,7 @@
 #include "webhookdb/webhooks/verification.hpp"
 #include "webhookdb/webhooks/webhook_receiver.hpp"
 
-namespace webhookdb::test {
+namespace webhookdb::reliability {
 namespace {
 
 using namespace std::chrono_literals;
@@ -638,4 +638,4 @@ TEST_F(DatabaseSecretsTest, EncryptionAtRestErrorsHoldNoKeyOrSecret) {
 }
 
 }  // namespace
-}  // namespace webhookdb::test
+}  // namespace webhookdb::reliability

@@ -1,5 +1,6 @@
 #include "api_server/api_server.hpp"
 
+#include "api_server/mutations.hpp"
 #include "api_server/shapes.hpp"
 
 #include <algorithm>
@@ -707,6 +708,11 @@ Reply ServerState::helper_reply(const Request& req, const Target& t, const std::
     s.bytes = bytes;
     for (std::size_t i = 0; i < kFaultKinds; ++i) s.faults[i] = faults[i];
     r.body = s.to_json().dump();
+    return r;
+  }
+  if (auto m = mutations::handle(dataset, path, [&t](std::string_view name) { return t.param(name); })) {
+    r.status = m->status;
+    r.body = std::move(m->body);
     return r;
   }
   if (path == "/admin/touch") {

@@ -28,6 +28,7 @@
 //   GET /headers          repeated and oddly-cased response headers
 //   GET /admin/stats      the counters;  POST /admin/touch?every=K&updated=T;
 //   POST /admin/faults?rate=R (spread over every kind) or rate_<kind>=R
+//   POST /admin/delete?id=<id>, /admin/restore?id=<id> [&webhook=<url>]: see mutations.hpp
 //   GET /quota/stats      served and refused by the quota (quota.hpp), when on
 // A data request's fault comes from its X-Fault header, else from inject(),
 // else from the rates (a draw per request from the seed).

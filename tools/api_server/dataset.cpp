@@ -148,6 +148,28 @@ void Dataset::touch(const std::vector<std::size_t>& indexes, std::int64_t update
   }
 }
 
+bool Dataset::set_deleted(std::size_t index, bool deleted, std::int64_t updated) {
+  std::unique_lock lock(mutex_);
+  if (index >= objects_.size() || objects_[index].deleted == deleted) return false;
+  auto& o = objects_[index];
+  o.deleted = deleted;
+  deleted_count_ = deleted ? deleted_count_ + 1 : deleted_count_ - 1;
+  o.doc["updated"] = updated;
+  o.text = o.doc.dump();
+  o.updated = updated;
+  return true;
+}
+
+bool Dataset::deleted(std::size_t index) const {
+  std::shared_lock lock(mutex_);
+  return index < objects_.size() && objects_[index].deleted;
+}
+
+bool Dataset::entry_listed(const Entry& e, std::optional<std::int64_t> since) const {
+  if (objects_[e.index].deleted) return false;
+  return !since || entry_updated(e) >= *since;
+}
+
 std::int64_t Dataset::entry_updated(const Entry& e) const {
   if (e.stale) return stale_.at(e.index).updated;
   return objects_[e.index].updated;
@@ -164,13 +186,13 @@ Dataset::Slice Dataset::scan(bool listing, std::size_t position, std::size_t lim
   Slice slice;
   std::size_t pos = position;
   for (; pos < seq.size() && slice.count < limit; ++pos) {
-    if (since && entry_updated(seq[pos]) < *since) continue;
+    if (!entry_listed(seq[pos], since)) continue;
     if (slice.count > 0) slice.items += ',';
     slice.items += entry_text(seq[pos]);
     ++slice.count;
   }
   // Skip ahead to the next match, so has_more is exact and cursors skip gaps.
-  while (pos < seq.size() && since && entry_updated(seq[pos]) < *since) ++pos;
+  while (pos < seq.size() && !entry_listed(seq[pos], since)) ++pos;
   slice.next = pos;
   slice.more = pos < seq.size();
   return slice;
@@ -182,13 +204,14 @@ Dataset::Slice Dataset::nth(bool listing, std::size_t skip, std::size_t limit, s
   std::size_t position = skip;
   {
     std::shared_lock lock(mutex_);
-    if (!since) {
+    if (!since && deleted_count_ == 0) {
       total = seq.size();
     } else {
+      // Deleted objects are skipped with or without a filter.
       total = 0;
       position = seq.size();
       for (std::size_t pos = 0; pos < seq.size(); ++pos) {
-        if (entry_updated(seq[pos]) < *since) continue;
+        if (!entry_listed(seq[pos], since)) continue;
         if (total == skip) position = pos;
         ++total;
       }

@@ -43,6 +43,11 @@ class Dataset {
 
   // Sets `updated` (unix seconds) of the given objects; out-of-range indexes are ignored.
   void touch(const std::vector<std::size_t>& indexes, std::int64_t updated);
+  // Deletes (or restores) an object at the source (mutations.hpp): a
+  // deleted one is in no listing; both set its `updated`. False when the
+  // index is out of range or the object already is in that state.
+  bool set_deleted(std::size_t index, bool deleted, std::int64_t updated);
+  [[nodiscard]] bool deleted(std::size_t index) const;
 
   struct Slice {
     std::string items;  // the items' JSON, comma-separated (no brackets)
@@ -71,6 +76,7 @@ class Dataset {
     std::string text;  // doc.dump(), kept for fast pages
     std::int64_t updated = 0;
     std::int64_t created = 0;
+    bool deleted = false;
   };
   struct Stale {
     std::string text;
@@ -80,6 +86,8 @@ class Dataset {
   [[nodiscard]] const std::vector<Entry>& sequence(bool listing) const { return listing ? listing_ : plain_; }
   [[nodiscard]] std::int64_t entry_updated(const Entry& e) const;
   [[nodiscard]] const std::string& entry_text(const Entry& e) const;
+  // Listed for an updated-since filter: not deleted, and updated >= since.
+  [[nodiscard]] bool entry_listed(const Entry& e, std::optional<std::int64_t> since) const;
 
   std::size_t count_;
   std::vector<Object> objects_;
@@ -87,6 +95,7 @@ class Dataset {
   std::unordered_map<std::uint32_t, Stale> stale_;
   std::vector<Entry> plain_;
   std::vector<Entry> listing_;
+  std::size_t deleted_count_ = 0;
   mutable std::shared_mutex mutex_;
 };
 
