@@ -131,5 +131,27 @@ TEST(UpdateRuleAllows, AlwaysDataDiffersAndCustom) {
   EXPECT_FALSE(custom.allows(spec, row(nullptr, {{"v", 3}}), row(nullptr, {{"v", 2}})));
 }
 
+TEST(UpdateRuleCollapse, KeepsTheVersionTheRuleKeepsPerKeyInFirstSeenOrder) {
+  auto spec = spec_with({Column("at", ColumnType::timestamptz)});
+  auto keyed = [](json key, const char* at) { return Row{std::move(key), {at}, nullptr, json::object()}; };
+  const std::string bad_a = "\xff\x01", bad_b = "\xff\x02";  // invalid UTF-8, different bytes
+  std::vector<Row> rows{keyed("a", "2024-01-02T00:00:00Z"), keyed(1, "2024-01-01T00:00:00Z"),
+                        keyed("a", "2024-01-01T00:00:00Z"),  // older: refused
+                        keyed("1", "2024-01-01T00:00:00Z"),  // the text "1" is another key than 1
+                        keyed(1, "2024-01-03T00:00:00Z"),    // newer: replaces in place
+                        keyed(bad_a, "2024-01-01T00:00:00Z"), keyed(bad_b, "2024-01-01T00:00:00Z")};
+  const auto kept = UpdateRule::when_newer("at").collapse(spec, rows);
+  ASSERT_EQ(kept.size(), 5U);
+  EXPECT_EQ(kept[0], rows[0]);
+  EXPECT_EQ(kept[1], rows[4]);
+  EXPECT_EQ(kept[2], rows[3]);
+  EXPECT_EQ(kept[3].key, bad_a);
+  EXPECT_EQ(kept[4].key, bad_b);
+  // Under `always` the later version wins, as it would in the table.
+  const auto last = UpdateRule::always().collapse(spec, rows);
+  ASSERT_EQ(last.size(), 5U);
+  EXPECT_EQ(last[0], rows[2]);
+}
+
 }  // namespace
 }  // namespace webhookdb
