@@ -23,6 +23,7 @@
 #include "webhookdb/json_path.hpp"
 #include "webhookdb/json_text.hpp"
 #include "webhookdb/logger.hpp"
+#include "webhookdb/oauth2.hpp"
 #include "webhookdb/pagination.hpp"
 #include "webhookdb/parallel_executor.hpp"
 #include "webhookdb/payload.hpp"

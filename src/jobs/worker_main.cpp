@@ -16,6 +16,7 @@
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/rate_limiter.hpp"
+#include "webhookdb/pg/oauth_token_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 
 namespace webhookdb::jobs {
@@ -138,7 +139,7 @@ std::string worker_usage(std::string_view program) {
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
          "  --rate-limiter KIND         quota governor of the API requests: off (default), memory (this\n"
          "                              process), pg (one budget per quota key for every worker)\n"
-         "  --reencrypt-secrets         re-encrypt every integration's secrets under WEBHOOKDB_SECRET_KEY\n"
+         "  --reencrypt-secrets         re-encrypt every integration's secrets and OAuth2 grants under WEBHOOKDB_SECRET_KEY\n"
          "                              (older keys in WEBHOOKDB_PREVIOUS_SECRET_KEYS), then exit\n";
 }
 
@@ -327,6 +328,8 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     if (settings.reencrypt_secrets) {
       const std::size_t n = job_store->reencrypt_secrets();
       std::cout << program << ": re-encrypted the secrets of " << n << " integration(s)\n";
+      const std::size_t grants = pg::PgOAuthTokenStore(pool).reencrypt_secrets();
+      std::cout << program << ": re-encrypted " << grants << " OAuth2 grant(s)\n";
       return 0;
     }
     worker = start_worker(settings, hooks, pool, job_store, logger);

@@ -7,6 +7,7 @@
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/migrations.hpp"
+#include "webhookdb/pg/oauth_token_store.hpp"
 #include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 #include "webhookdb/pg/webhook_inbox.hpp"
