@@ -34,3 +34,11 @@ webhook_smoke=()
 for arg in "$@"; do [[ $arg == --smoke ]] && webhook_smoke=(--smoke); done
 build/release/bench/webhookdb-webhook-bench --receiver-exe build/release/examples/webhook_receiver/webhook_receiver \
   --database-url "$WEBHOOKDB_TEST_DATABASE_URL" --json webhook-bench-results.json "${webhook_smoke[@]}"
+# Quota governor (issue 19): 4 processes x 2 threads share one API key of the
+# API server at 200 requests/s through PgRateLimiter, advertised (GitHub
+# headers) and not (429 + Retry-After only): utilisation and refused share
+# over 60 s each (8 s with --smoke).
+cmake --build build/release --target webhookdb_curl_quota_fleet_tests -j "$(nproc)"
+quota_seconds=60
+for arg in "$@"; do [[ $arg == --smoke ]] && quota_seconds=8; done
+WEBHOOKDB_QUOTA_FLEET_SECONDS=$quota_seconds build/release/tests/curl/webhookdb_curl_quota_fleet_tests
