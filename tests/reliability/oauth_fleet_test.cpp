@@ -145,6 +145,38 @@ TEST_F(OAuthFleetTest, FourProcessesShareRotatingTokensWithoutAFailureOrALeak) {
   server.stop();
 }
 
+// The failure the shared store prevents, shown against the same server: four
+// processes that each keep the grant to themselves (InMemoryTokenStore) spend
+// the same single-use refresh token, and all but one are refused.
+TEST_F(OAuthFleetTest, ProcessesThatRefreshIndependentlyBreakEachOther) {
+  tools::ApiServerOptions options;
+  options.oauth = {.enabled = true, .access_lifetime = 2000ms, .client_id = "c", .client_secret = kClientSecret};
+  tools::ApiServer server(options);
+  server.start();
+  auto plain = curl::make_curl_client();
+  const std::string rt = get_json(*plain, server.url("/oauth/grant"), "POST")["refresh_token"];
+  int refused = 0;
+  for (int p = 0; p < 4; ++p) {
+    auto store = std::make_shared<oauth2::InMemoryTokenStore>();
+    store->authorize(1, {.token_url = server.url("/oauth/token"), .client_id = "c", .client_secret = kClientSecret,
+                         .grant = oauth2::GrantType::refresh_token},
+                     {.refresh_token = rt});
+    CredentialAuth http(plain, std::make_shared<oauth2::OAuth2Credentials>(plain, store));
+    HttpRequest r{.url = server.url("/v1/charges")};
+    r.integration_id = 1;
+    try {
+      (void)http.send(r);
+    } catch (const oauth2::ReauthorizationRequired&) {
+      ++refused;
+    }
+  }
+  const json stats = get_json(*plain, server.url("/oauth/stats"));
+  EXPECT_EQ(refused, 3);
+  EXPECT_EQ(stats["reuses_refused"], 3) << stats.dump();
+  EXPECT_EQ(stats["refresh_tokens_used_more_than_once"], 1) << stats.dump();
+  server.stop();
+}
+
 // A refresh token spent elsewhere (the server refuses its reuse): the
 // integration needs re-authorisation, the error says so and holds no secret,
 // and the requests stop reaching the provider.
