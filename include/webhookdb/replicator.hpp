@@ -255,9 +255,13 @@ class Replicator {
   friend class internal::ReplicatorGate;
 
   [[nodiscard]] TableSpec build_table_spec() const;
-  // Whether `job` sweeps when it succeeds: full, unwindowed, with an id,
-  // deletes opted in with Sweep::after_full_backfill, and a replica store.
-  [[nodiscard]] bool sweeps(const BackfillJob& job, const std::optional<BackfillWindow>& window) const;
+  // Forgets the last sweep; whether `job` sweeps when it succeeds: full,
+  // unwindowed, with an id, deletes opted in with Sweep::after_full_backfill,
+  // and a replica store.
+  [[nodiscard]] bool prepare_sweep(const BackfillJob& job, const std::optional<BackfillWindow>& window);
+  // The runtime each backfiller of `job` starts from (before its checkpoint and cancel).
+  [[nodiscard]] BackfillRuntime job_runtime(const BackfillJob& job, const std::optional<BackfillWindow>& window,
+                                            SeenMarks seen) const;
   [[nodiscard]] SweepRun sweep_run(const BackfillJob& job) const;
   void run_sweep(const BackfillJob& job);
   [[nodiscard]] const BackfillOptions& cached_backfill_options() const;

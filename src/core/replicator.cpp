@@ -386,7 +386,25 @@ CredentialsVerification Replicator::verify_backfill_credentials() {
 
 // --- the sweep (deletes.hpp) ---
 
-bool Replicator::sweeps(const BackfillJob& job, const std::optional<BackfillWindow>& window) const {
+BackfillRuntime Replicator::job_runtime(const BackfillJob& job, const std::optional<BackfillWindow>& window,
+                                        SeenMarks seen) const {
+  BackfillRuntime runtime;
+  runtime.sleeper = context_.sleeper;
+  runtime.logger = context_.logger;
+  runtime.progress = context_.progress;
+  runtime.job_id = job.id;
+  runtime.integration = integration_.opaque_id;
+  runtime.checkpoints = job.id != 0 && context_.replica != nullptr;
+  runtime.window = window;
+  runtime.seen = seen;
+  return runtime;
+}
+
+bool Replicator::prepare_sweep(const BackfillJob& job, const std::optional<BackfillWindow>& window) {
+  {
+    std::lock_guard lock(sweep_mutex_);
+    last_sweep_.reset();
+  }
   const DeleteOptions& d = deletes();
   return !job.incremental && !window && job.id != 0 && context_.replica != nullptr && d.mode != DeleteMode::none &&
          d.sweep == Sweep::after_full_backfill;
@@ -425,13 +443,8 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
                              integration_.opaque_id);
   }
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
-  // A malformed window is refused before the job is marked started, too.
-  const std::optional<BackfillWindow> window = backfill_window(job.criteria);
-  const bool sweeping = sweeps(job, window);
-  {
-    std::lock_guard lock(sweep_mutex_);
-    last_sweep_.reset();
-  }
+  const std::optional<BackfillWindow> window = backfill_window(job.criteria);  // malformed: refused here too
+  const bool sweeping = prepare_sweep(job, window);
   Clock& now = *context_.clock;
   const QuotaLane lane = job.incremental ? QuotaLane::incremental : QuotaLane::full;
   const QuotaLaneScope lane_scope(lane);
@@ -463,15 +476,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
                                  " gave two backfillers the checkpoint key '" + b.checkpoint_key().substr(0, 64) +
                                  "'; each needs its own (set_checkpoint_key)");
       }
-      BackfillRuntime runtime;
-      runtime.sleeper = context_.sleeper;
-      runtime.logger = context_.logger;
-      runtime.progress = context_.progress;
-      runtime.job_id = job.id;
-      runtime.integration = integration_.opaque_id;
-      runtime.checkpoints = checkpoints;
-      runtime.window = window;
-      runtime.seen = sweeping ? SeenMarks::every_row : SeenMarks::written;
+      BackfillRuntime runtime = job_runtime(job, window, sweeping ? SeenMarks::every_row : SeenMarks::written);
       if (auto it = saved.find(b.checkpoint_key()); it != saved.end()) {
         if (it->second.finished) continue;  // done in an earlier run of this job
         runtime.start_token = it->second.next_token;

@@ -443,11 +443,14 @@ std::string tombstones_restore(const TableSql& t) {
          ") SELECT " + cols + " FROM webhookdb_moved";
 }
 
-// Moves the rows `where` selects from the table into the tombstones, with
-// `deleted_at` set to `deleted_at_expr`.
-std::string tombstones_bury(const TableSql& t, const std::string& where, const std::string& deleted_at_expr) {
+// The deleted_at a buried row gets: its own (a deletion), or now() (the sweep).
+enum class BuriedAt { as_written, now };
+
+// Moves the rows `where` selects from the table into the tombstones.
+std::string tombstones_bury(const TableSql& t, const std::string& where, BuriedAt at) {
   const std::string cols = joined(t.stored_cols);
   const std::string qdeleted = sql::ident(kDeletedAtColumn, "column");
+  const std::string deleted_at_expr = at == BuriedAt::now ? std::string("now()") : qdeleted;
   std::vector<std::string> picked;
   std::vector<std::string> sets;
   for (const auto& c : t.stored_cols) {
@@ -463,7 +466,7 @@ std::string tombstones_bury_batch(const TableSql& t) {
   return tombstones_bury(t,
                          t.qkey + " = ANY($1::" + std::string(sql_type(t.key_type)) + "[]) AND " +
                              sql::ident(kDeletedAtColumn, "column") + " IS NOT NULL",
-                         sql::ident(kDeletedAtColumn, "column"));
+                         BuriedAt::as_written);
 }
 
 // Marks every row of the batch seen, the ones the update rule left alone too
@@ -589,6 +592,27 @@ void check_existing_table(pqxx::transaction_base& tx, const TableSpec& spec, con
     throw InvalidPrecondition("table " + t.qualified + " already exists with another shape: it has no column " +
                               joined(missing) + " (is it another integration's table, or not webhookdb's?)");
   }
+}
+
+// Fills columns just added (`sets`: "col = expr") from the stored data with
+// UPDATEs over pk ranges of Config::fill_chunk_rows.
+void fill_new_columns(ConnectionPool::Impl& impl, const TableSql& t, const std::vector<std::string>& sets) {
+  const std::string update = "UPDATE " + t.qualified + " SET " + joined(sets) + " WHERE ";
+  const std::int64_t chunk = std::max<std::int64_t>(1, impl.config.fill_chunk_rows);
+  impl.autocommit("filling new columns of " + t.qualified, [&](pqxx::nontransaction& tx) {
+    // The sequence tells the highest pk without scanning the table.
+    const auto r = tx.exec_params("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'pk')::regclass)",
+                                  t.qualified);
+    const std::int64_t max_pk = r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
+    std::int64_t lower = 0;
+    // One transaction per chunk: no lock on the whole table is held for long.
+    for (std::int64_t upper = chunk; upper <= max_pk; upper += chunk) {
+      tx.exec_params(update + "\"pk\" > " + std::to_string(lower) + " AND \"pk\" <= " + std::to_string(upper));
+      lower = upper;
+    }
+    // Rows added since the sequence was read are caught by the open-ended last chunk.
+    tx.exec_params(update + "\"pk\" > " + std::to_string(lower));
+  });
 }
 
 std::string checked_text(const std::string& text, const char* what) {
@@ -1143,24 +1167,7 @@ void PgReplicaStore::ensure_all_columns(const TableSpec& spec) {
     impl.in_transaction("creating the tombstones of " + t.qualified, impl.config.retries,
                         [&](pqxx::work& tx) { ensure_tombstones(tx, spec, t); });
   }
-  if (!sets.empty()) {
-    const std::string update = "UPDATE " + t.qualified + " SET " + joined(sets) + " WHERE ";
-    const std::int64_t chunk = std::max<std::int64_t>(1, impl.config.fill_chunk_rows);
-    impl.autocommit("filling new columns of " + t.qualified, [&](pqxx::nontransaction& tx) {
-      // The sequence tells the highest pk without scanning the table.
-      const auto r = tx.exec_params("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'pk')::regclass)",
-                                    t.qualified);
-      const std::int64_t max_pk = r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
-      std::int64_t lower = 0;
-      // One transaction per chunk: no lock on the whole table is held for long.
-      for (std::int64_t upper = chunk; upper <= max_pk; upper += chunk) {
-        tx.exec_params(update + "\"pk\" > " + std::to_string(lower) + " AND \"pk\" <= " + std::to_string(upper));
-        lower = upper;
-      }
-      // Rows added since the sequence was read are caught by the open-ended last chunk.
-      tx.exec_params(update + "\"pk\" > " + std::to_string(lower));
-    });
-  }
+  if (!sets.empty()) fill_new_columns(impl, t, sets);
 
   // Indexes after the UPDATEs, so those do not maintain them.
   impl.autocommit("creating indexes of " + t.qualified, [&](pqxx::nontransaction& tx) {
@@ -1394,7 +1401,7 @@ SweepResult PgReplicaStore::sweep(const TableSpec& spec, const SweepRun& run) {
   const std::string unseen = "\"pk\" > $1 AND \"pk\" <= $2 AND " + qdeleted + " IS NULL AND " + kSeenColumn +
                              " < (SELECT mark FROM " + runs + " WHERE job_id = $3)";
   // Soft: the row stays, marked. Hard: it moves into the tombstones.
-  const std::string statement = t.hard ? tombstones_bury(t, unseen, "now()")
+  const std::string statement = t.hard ? tombstones_bury(t, unseen, BuriedAt::now)
                                        : "UPDATE " + t.qualified + " SET " + qdeleted + " = now() WHERE " + unseen;
   const auto chunk = static_cast<std::int64_t>(std::max<std::size_t>(1, run.batch_rows));
   auto& impl = state_->impl();
