@@ -8,11 +8,16 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 #include <string>
 
 #include "server_fixture.hpp"
 #include "support/pg_test_env.hpp"
+#include "pg/pg_support.hpp"
 // The loopback server moves from tests/reliability to tests/support (and
 // from webhookdb::reliability to webhookdb::test); either serves here.
 #if __has_include("support/mini_server.hpp")
@@ -254,6 +259,61 @@ TEST_P(MirrorEndToEnd, AWindowedBackfillRefetchesOnlyItsRange) {
   EXPECT_EQ(updated_of(40), before_40);
   EXPECT_EQ(ctx.jobs->find_integration(integration.id)->last_backfilled_at, mark);
   EXPECT_TRUE(mirrored().count(server->dataset().id(50)));  // no sweep from a window
+}
+
+// A worker killed with SIGKILL mid-backfill (a forked process with its own
+// connections), the job resumed by another from its checkpoints: the rows
+// the dead worker saw count as seen, so the sweep takes exactly what the
+// source lost, and the resumed run does not start over.
+TEST_P(MirrorEndToEnd, KilledMidBackfillAndResumedElsewhereSweepsExactlyWhatTheSourceLost) {
+  full_backfill();
+  for (std::size_t i : {2U, 60U, 61U, 200U, 298U}) (void)mutate("delete", i, 1'800'000'000, false);
+  auto job = ctx.jobs->create_recursive(*ctx.jobs->find_integration(integration.id), false, nlohmann::json::object());
+  server->set_latency(std::chrono::milliseconds(150));  // 6 pages: about a second
+  server->reset_stats();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child: its own pool, stores and client; only the job's id is shared.
+    ReplicatorContext own;
+    auto pool = std::make_shared<pg::ConnectionPool>(config(2));
+    own.replica = std::make_shared<pg::PgReplicaStore>(pool);
+    own.jobs = std::make_shared<pg::PgJobStore>(pool, nullptr, pg::SecretKeys::plain_text_for_tests());
+    own.http = curl::make_curl_client({});
+    own.sleeper = std::make_shared<testing::RecordingSleeper>();
+    try {
+      auto j = *own.jobs->find_job(job.id);
+      LocalCharges r(descriptor, *own.jobs->find_integration(integration.id), own, GetParam());
+      r.backfill(j);
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  // Killed once two pages are checkpointed.
+  const std::string checkpoints = schema_name() + ".webhookdb_backfill_checkpoints";
+  const bool checkpointed = test::eventually(
+      [&] {
+        return !admin_exec("SELECT 1 FROM " + checkpoints + " WHERE job_id = $1 AND next_token <> ''",
+                           {std::to_string(job.id)})
+                    .rows.empty() &&
+               server->stats().items >= 100;
+      },
+      std::chrono::seconds(20));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(checkpointed) << "the child wrote no checkpoint";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child finished before it was killed";
+  const auto listed_by_the_dead = server->stats().items;
+  server->set_latency(std::chrono::milliseconds(0));
+  auto resumed = *ctx.jobs->find_job(job.id);
+  auto r = replicator();
+  r->backfill(resumed);
+  ASSERT_TRUE(r->last_sweep());
+  EXPECT_EQ(r->last_sweep()->result.swept, 5U);
+  EXPECT_EQ(mirrored(), at_source());
+  EXPECT_LT(server->stats().items, listed_by_the_dead + 295U);  // resumed, not started over
 }
 
 std::string mode_name(const ::testing::TestParamInfo<DeleteMode>& param) {
