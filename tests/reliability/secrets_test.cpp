@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api_server/api_server.hpp"
@@ -31,9 +32,11 @@
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/jobs/worker_main.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
+#include "webhookdb/oauth2.hpp"
 #include "webhookdb/memory/memory_replica_store.hpp"
 #include "webhookdb/pagination.hpp"
 #include "webhookdb/pg/job_store.hpp"
+#include "webhookdb/pg/oauth_token_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 #include "webhookdb/pg/secret_key.hpp"
 #include "webhookdb/registry.hpp"
@@ -58,6 +61,7 @@ constexpr const char* kQuerySecret = "qs_RELQUERY_5e6f7a8b";
 constexpr const char* kUrlPassword = "urlpw_RELURL_7a8b9c0d";
 constexpr const char* kHeaderToken = "hdr_RELTOKEN_1e2f3a4b";
 constexpr const char* kDbPassword = "dbpw_RELDB_9c0d1e2f";
+constexpr const char* kOAuthClientSecret = "ocs_RELCLIENT_4d5e6f7a";
 // Keys that encrypt secrets at rest (issue 21): base64 of 32 bytes each.
 constexpr const char* kSecretKeyText = "UkVMS0VZLWF0LXJlc3QtMzItYnl0ZXMtbG9uZy4uLiE=";
 constexpr const char* kOtherKeyText = "T1RIRVJLRVktYXQtcmVzdC0zMi1ieXRlcy1sb25nLiE=";
@@ -65,7 +69,7 @@ constexpr const char* kOtherKeyText = "T1RIRVJLRVktYXQtcmVzdC0zMi1ieXRlcy1sb25nL
 // Every secret, and the encodings in which it could travel.
 std::vector<std::string> all_secrets() {
   std::vector<std::string> out = {kBackfillKey, kBackfillSecret, kWebhookSecret, kQuerySecret,
-                                  kUrlPassword, kHeaderToken,    kDbPassword};
+                                  kUrlPassword, kHeaderToken,    kDbPassword, kOAuthClientSecret};
   out.push_back(codec::base64_encode(std::string(kBackfillKey) + ":" + kBackfillSecret));
   out.push_back(codec::base64_encode(std::string("user:") + kUrlPassword));
   // The keys, as configured, as bytes and in hex; the test key ctest gives every test too.
@@ -635,6 +639,89 @@ TEST_F(DatabaseSecretsTest, EncryptionAtRestErrorsHoldNoKeyOrSecret) {
   EXPECT_FALSE(evidence_.any_contains(bad_key.substr(0, 16))) << "a malformed key is not repeated either";
   EXPECT_GE(evidence_.size(), 9U);
   evidence_.expect_no_secret();
+}
+
+// OAuth2 (issue 21): a grant used, rotated, refused (spent refresh token, wrong
+// client secret), an unreachable token endpoint, a grant without a key and one
+// read with the wrong key: no access token, refresh token, client secret or
+// key in any log line (the exchanges logged by LoggingHttpClient) or error.
+TEST_F(DatabaseSecretsTest, OAuthTokensAndClientSecretsAreInNoLogOrError) {
+  tools::ApiServerOptions options;
+  options.oauth = {.enabled = true, .access_lifetime = 300ms, .client_id = "rel-client", .client_secret = kOAuthClientSecret};
+  tools::ApiServer server(options);
+  server.start();
+  auto curl_client = curl::make_curl_client();
+  std::vector<std::string> tokens;
+  const auto grant = [&] {
+    HttpRequest r{.method = "POST", .url = server.url("/oauth/grant")};
+    tokens.push_back(json::parse(curl_client->send(r).body)["refresh_token"].get<std::string>());
+    return tokens.back();
+  };
+  pg::SecretKeys keys;
+  keys.current = pg::SecretKey::parse(kSecretKeyText, "key");
+  auto store = std::make_shared<pg::PgOAuthTokenStore>(std::make_shared<pg::ConnectionPool>(config(2)), keys);
+  auto logger = std::make_shared<testing::CapturingLogger>();
+  auto logged = std::make_shared<LoggingHttpClient>(curl_client, logger, LogLevel::info);
+  CredentialAuth http(logged, std::make_shared<oauth2::OAuth2Credentials>(logged, store));
+  const oauth2::ClientConfig client{.token_url = server.url("/oauth/token"), .client_id = "rel-client",
+                                    .client_secret = kOAuthClientSecret,
+                                    .grant = oauth2::GrantType::refresh_token};
+  const auto send = [&](std::int64_t id, const std::string& source) {
+    HttpRequest r{.url = server.url("/v1/charges?limit=5")};
+    r.integration_id = id;
+    try {
+      (void)http.send(r);
+    } catch (...) {
+      evidence_.add_error(source, std::current_exception());
+    }
+  };
+  store->authorize(1, client, {.refresh_token = grant()});
+  for (int i = 0; i < 3; ++i) {
+    send(1, "a rotating grant");
+    std::this_thread::sleep_for(250ms);
+  }
+  EXPECT_GE(store->refresh_count(1), 2) << "the tokens rotated";
+  const std::string spent = grant();
+  HttpRequest spend{.method = "POST", .url = server.url("/oauth/token"),
+                    .body = "grant_type=refresh_token&refresh_token=" + spent +
+                            "&client_id=rel-client&client_secret=" + std::string(kOAuthClientSecret)};
+  tokens.push_back(json::parse(curl_client->send(spend).body)["refresh_token"].get<std::string>());
+  store->authorize(2, client, {.refresh_token = spent});
+  send(2, "a spent refresh token");
+  oauth2::ClientConfig wrong = client;
+  wrong.client_secret = std::string(kOAuthClientSecret) + "-wrong";
+  store->authorize(3, wrong, {.refresh_token = grant()});
+  send(3, "a wrong client secret");
+  oauth2::ClientConfig nowhere = client;
+  nowhere.token_url = server.url("/oauth/nowhere");
+  store->authorize(4, nowhere, {.refresh_token = grant()});
+  send(4, "a token endpoint that is not one");
+  try {
+    pg::PgOAuthTokenStore(std::make_shared<pg::ConnectionPool>(config(1)), pg::SecretKeys{})
+        .authorize(5, client, {.refresh_token = grant()});
+  } catch (...) {
+    evidence_.add_error("a grant without a key", std::current_exception());
+  }
+  pg::SecretKeys other;
+  other.current = pg::SecretKey::parse(kOtherKeyText, "other");
+  try {
+    (void)pg::PgOAuthTokenStore(std::make_shared<pg::ConnectionPool>(config(1)), other).load(1);
+  } catch (...) {
+    evidence_.add_error("a grant read with another key", std::current_exception());
+  }
+  evidence_.add("the HTTP log", logger->text());
+  EXPECT_TRUE(evidence_.any_contains("/oauth/token")) << "the exchanges are logged";
+  EXPECT_TRUE(evidence_.any_contains("invalid_grant"));
+  EXPECT_TRUE(evidence_.any_contains("invalid_client"));
+  EXPECT_GE(evidence_.size(), 6U);
+  evidence_.expect_no_secret();
+  const auto one = store->load(1).value();
+  tokens.push_back(one.tokens.access_token);
+  tokens.push_back(one.tokens.refresh_token);
+  for (const auto& token : tokens) {
+    EXPECT_FALSE(evidence_.any_contains(token)) << "token " << token << " leaked";
+  }
+  server.stop();
 }
 
 }  // namespace
