@@ -13,6 +13,7 @@
 //                   [--only write,e2e,rss,abort] [--write-rows N] [--e2e-objects N]
 //                   [--e2e-filter TEXT]  (only the end-to-end configurations whose name contains TEXT)
 //                   [--pool-size N] [--max-concurrent-copies N]  (pg::Config of the library's store)
+#include <CLI/CLI.hpp>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -779,45 +780,27 @@ int main(int argc, char** argv) {
   }
   Settings s;
   if (const char* env = std::getenv("WEBHOOKDB_TEST_DATABASE_URL")) s.database_url = env;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "missing value for %s\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--database-url")
-      s.database_url = value();
-    else if (arg == "--server-exe")
-      s.server_exe = value();
-    else if (arg == "--json")
-      s.json_path = value();
-    else if (arg == "--smoke")
-      s.smoke = true;
-    else if (arg == "--rss-child")
-      s.rss_child = true;
-    else if (arg == "--server-url")
-      s.server_url = value();
-    else if (arg == "--objects")
-      s.child_objects = std::stoul(value());
-    else if (arg == "--only")
-      s.only = value();
-    else if (arg == "--write-rows")
-      s.write_n = std::stoul(value());
-    else if (arg == "--e2e-objects")
-      s.e2e_n = std::stoul(value());
-    else if (arg == "--e2e-filter")
-      s.e2e_filter = value();
-    else if (arg == "--pool-size")
-      s.pool_size = std::stoi(value());
-    else if (arg == "--max-concurrent-copies")
-      s.max_concurrent_copies = std::stoi(value());
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
-      return 2;
-    }
+  CLI::App app{"webhookdb-bench: write paths, end to end, peak RSS, abort latency", "webhookdb-bench"};
+  app.add_option("--database-url", s.database_url, "PostgreSQL (default: WEBHOOKDB_TEST_DATABASE_URL)");
+  app.add_option("--server-exe", s.server_exe, "the webhookdb-api-server program");
+  app.add_option("--json", s.json_path, "where the results go");
+  app.add_flag("--smoke", s.smoke, "small and quick (CI)");
+  app.add_option("--only", s.only, "sections: write,e2e,rss,abort (default: all)");
+  app.add_option("--write-rows", s.write_n, "rows a write-path run writes")->check(CLI::PositiveNumber);
+  app.add_option("--e2e-objects", s.e2e_n, "objects an end-to-end backfill fetches")->check(CLI::PositiveNumber);
+  app.add_option("--e2e-filter", s.e2e_filter, "only the end-to-end configurations whose name contains this");
+  app.add_option("--pool-size", s.pool_size, "pg::Config::pool_size of the library's store")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-concurrent-copies", s.max_concurrent_copies, "pg::Config::max_concurrent_copies")
+      ->check(CLI::PositiveNumber);
+  // The peak-RSS child (this program again, one backfill, then exit).
+  app.add_flag("--rss-child", s.rss_child)->group("");
+  app.add_option("--server-url", s.server_url)->group("");
+  app.add_option("--objects", s.child_objects)->group("");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
   }
   if (s.database_url.empty()) {
     std::fprintf(stderr, "webhookdb-bench: --database-url or WEBHOOKDB_TEST_DATABASE_URL is required\n");

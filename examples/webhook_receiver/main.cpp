@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -88,43 +89,23 @@ struct Args {
   bool self_test = false;
 };
 
-[[noreturn]] void usage(int code) {
-  std::cerr << "usage: webhook_receiver [--port N] [--secret S] [--sync] [--database-url URL [--inbox]]\n"
-               "                        [--batch-window-us N] [--max-batch N] [--batch-writers N] [--self-test]\n";
-  std::exit(code);
-}
-
+// Exits (0 for --help, 2 for a bad argument) when the line does not parse.
 Args parse_args(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(2);
-      return argv[++i];
-    };
-    if (a == "--port") {
-      args.port = static_cast<unsigned short>(std::stoul(value()));
-    } else if (a == "--secret") {
-      args.secret = value();
-    } else if (a == "--database-url") {
-      args.database_url = value();
-    } else if (a == "--sync") {
-      args.sync = true;
-    } else if (a == "--inbox") {
-      args.inbox = true;
-    } else if (a == "--batch-window-us") {
-      args.batch_window_us = std::stol(value());
-    } else if (a == "--max-batch") {
-      args.max_batch = std::stol(value());
-    } else if (a == "--batch-writers") {
-      args.batch_writers = std::stol(value());
-    } else if (a == "--self-test") {
-      args.self_test = true;
-    } else if (a == "--help" || a == "-h") {
-      usage(0);
-    } else {
-      usage(2);
-    }
+  CLI::App app{"A host receiving webhooks for the example replicators", "webhook_receiver"};
+  app.add_option("--port", args.port, "port to listen on (0: any free one)");
+  app.add_option("--secret", args.secret, "webhook secret of the example integrations");
+  app.add_flag("--sync", args.sync, "answer each webhook with its stored row, after the commit");
+  auto* database = app.add_option("--database-url", args.database_url, "PostgreSQL (default: the memory store)");
+  app.add_flag("--inbox", args.inbox, "answer once queued in the durable inbox")->needs(database);
+  app.add_option("--batch-window-us", args.batch_window_us, "micro-batch window")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-batch", args.max_batch, "requests a micro-batch holds at most")->check(CLI::PositiveNumber);
+  app.add_option("--batch-writers", args.batch_writers, "threads committing batches")->check(CLI::PositiveNumber);
+  app.add_flag("--self-test", args.self_test, "send signed webhooks to itself, check they landed, exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
   return args;
 }

@@ -34,4 +34,9 @@ struct Row {
   friend bool operator==(const Row&, const Row&) = default;
 };
 
+// A remote key as text for maps and sets: 1 and "1" stay distinct, and a
+// string keeps its bytes (two keys of invalid UTF-8 never merge; the store
+// refuses them by name later).
+[[nodiscard]] std::string key_identity(const nlohmann::json& key);
+
 }  // namespace webhookdb

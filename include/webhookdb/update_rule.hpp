@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "webhookdb/row.hpp"
 
@@ -50,6 +51,11 @@ struct UpdateRule {
 
   // C++ evaluation, for in-memory stores.
   [[nodiscard]] bool allows(const TableSpec& spec, const Row& stored, const Row& incoming) const;
+
+  // One row per key, in first-seen order: where a key repeats, the version
+  // this rule lets replace the other. A store given both in one write would
+  // keep the later one, whichever is newer.
+  [[nodiscard]] std::vector<Row> collapse(const TableSpec& spec, std::vector<Row> rows) const;
 };
 
 }  // namespace webhookdb

@@ -33,11 +33,7 @@ void BulkBackfiller::take_item(nlohmann::json&& item) {
   prepare_body(item);
   auto row = replicator_.row_for(std::move(item));
   if (!row) return;
-  // Keyed so that 1 and "1" stay distinct: a string as '"' and its bytes
-  // (invalid UTF-8 included: write_rows rejects it by name), else JSON text.
-  std::string key = row->key.is_string()
-                        ? '"' + row->key.get_ref<const std::string&>()
-                        : row->key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string key = key_identity(row->key);
   if (auto it = pending_index_.find(key); it != pending_index_.end()) {
     // A page may repeat a key (an object updated mid-pagination). With the
     // update rule on, the batch keeps whichever version the rule would keep

@@ -17,4 +17,9 @@ const nlohmann::json& Row::value(const TableSpec& spec, const std::string& name)
   throw InvalidPrecondition("table " + spec.table + " has no column '" + name.substr(0, 64) + "'");
 }
 
+std::string key_identity(const nlohmann::json& key) {
+  if (key.is_string()) return '"' + key.get_ref<const std::string&>();
+  return key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace webhookdb

@@ -1,5 +1,7 @@
 #include "webhookdb/update_rule.hpp"
 
+#include <unordered_map>
+
 #include "webhookdb/table_spec.hpp"
 #include "webhookdb/time.hpp"
 
@@ -41,6 +43,21 @@ bool UpdateRule::allows(const TableSpec& spec, const Row& stored, const Row& inc
       return fn ? fn(spec, stored, incoming) : true;
   }
   return true;
+}
+
+std::vector<Row> UpdateRule::collapse(const TableSpec& spec, std::vector<Row> rows) const {
+  std::vector<Row> kept;
+  kept.reserve(rows.size());
+  std::unordered_map<std::string, std::size_t> position;
+  for (Row& row : rows) {
+    auto [at, inserted] = position.try_emplace(key_identity(row.key), kept.size());
+    if (inserted) {
+      kept.push_back(std::move(row));
+    } else if (allows(spec, kept[at->second], row)) {
+      kept[at->second] = std::move(row);
+    }
+  }
+  return kept;
 }
 
 }  // namespace webhookdb

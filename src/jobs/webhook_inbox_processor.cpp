@@ -152,111 +152,108 @@ struct WebhookInboxProcessor::Impl {
   // one transaction. A row that cannot be built, an enriched replicator, or a
   // group whose write the store refuses as invalid goes the one-by-one way
   // (process()), so only the bad row fails.
-  // Over a screen (grouping, the write, the delete, the reports): to be split
-  // by phase like Worker::run_one; it landed last in issue 23.
-  // NOLINTNEXTLINE(readability-function-size)
   void process_batch(const std::vector<pg::InboxDelivery>& batch) {
-    struct Group {
-      std::shared_ptr<Replicator> replicator;
-      std::optional<ServiceIntegration> si;
-      std::vector<std::size_t> members;
-      std::vector<std::vector<Row>> rows;
-    };
     std::map<std::string, Group> groups;
     std::vector<std::size_t> one_by_one;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const pg::InboxDelivery& delivery = batch[i];
-      try {
-        auto found = groups.find(delivery.opaque_id);
-        if (found == groups.end()) {
-          auto si = context.jobs->find_integration_by_opaque_id(delivery.opaque_id);
-          const Descriptor* descriptor = si ? context.registry->find(si->service_name) : nullptr;
-          if (!si || descriptor == nullptr || !descriptor->supports_webhooks) {
-            one_by_one.push_back(i);  // process() records why
-            continue;
-          }
-          Group group;
-          group.replicator = context.registry->make(*si, context);
-          group.si = std::move(si);
-          found = groups.emplace(delivery.opaque_id, std::move(group)).first;
-        }
-        Group& group = found->second;
-        if (group.replicator->table_spec().enrichment) {
-          one_by_one.push_back(i);
-          continue;
-        }
-        WebhookRequest request = delivery.request;
-        auto parsed = try_parse_json_limited(request.body, context.json_limits);
-        if (parsed.error) {
-          one_by_one.push_back(i);
-          continue;
-        }
-        request.json = std::move(parsed.value);
-        group.rows.push_back(group.replicator->rows_for_webhook(request));
-        group.members.push_back(i);
-      } catch (...) {
-        one_by_one.push_back(i);  // process() records the error
-      }
+      if (!join_group(batch, i, groups)) one_by_one.push_back(i);
     }
     std::vector<std::size_t> written_members;
     for (auto& [opaque_id, group] : groups) {
       if (group.members.empty()) continue;
-      const TableSpec& spec = group.replicator->table_spec();
-      std::vector<Row> rows;
-      std::unordered_map<std::string, std::size_t> position;
-      for (const auto& member_rows : group.rows) {
-        for (const Row& row : member_rows) {
-          auto [at, inserted] = position.try_emplace(
-              row.key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), rows.size());
-          if (inserted) {
-            rows.push_back(row);
-          } else if (spec.update_rule.allows(spec, rows[at->second], row)) {
-            rows[at->second] = row;
-          }
-        }
-      }
-      try {
-        if (!rows.empty()) group.replicator->write_webhook_rows(std::move(rows));
-        written_members.insert(written_members.end(), group.members.begin(), group.members.end());
-      } catch (...) {
-        // One by one: each records its own error (a store outage fails each in turn).
-        one_by_one.insert(one_by_one.end(), group.members.begin(), group.members.end());
-      }
+      auto& into = write_group(group) ? written_members : one_by_one;
+      into.insert(into.end(), group.members.begin(), group.members.end());
     }
-    if (!written_members.empty()) {
-      std::vector<pg::InboxDelivery> written_batch;
-      written_batch.reserve(written_members.size());
-      for (std::size_t i : written_members) written_batch.push_back(batch[i]);
-      std::vector<bool> deleted;
-      try {
-        deleted = inbox->done_batch(written_batch);
-      } catch (const std::exception& e) {
-        // Written but not deleted: the lease expires and they are written again (harmless).
-        log(LogLevel::warn, std::string("webhook inbox: ") + std::to_string(written_batch.size()) +
-                                " rows written but not deleted: " + e.what());
-        deleted.assign(written_batch.size(), false);
-      }
-      for (std::size_t k = 0; k < written_batch.size(); ++k) {
-        InboxReport report;
-        report.id = written_batch[k].id;
-        report.opaque_id = written_batch[k].opaque_id;
-        report.attempt = written_batch[k].attempt;
-        const auto& group = groups.at(written_batch[k].opaque_id);
-        for (std::size_t m = 0; m < group.members.size(); ++m) {
-          if (group.members[m] == written_members[k]) report.rows = group.rows[m].size();
-        }
-        if (deleted[k]) {
-          report.result = InboxResult::written;
-          written.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          report.result = InboxResult::lease_lost;
-          lease_lost.fetch_add(1, std::memory_order_relaxed);
-        }
-        notify(report);
-      }
-    }
+    if (!written_members.empty()) finish_written(batch, groups, written_members);
     std::sort(one_by_one.begin(), one_by_one.end());
     for (std::size_t i : one_by_one) notify(process(batch[i]));
+  }
+
+  // The deliveries of one integration in a batch, with the rows each makes.
+  struct Group {
+    std::shared_ptr<Replicator> replicator;
+    std::optional<ServiceIntegration> si;
+    std::vector<std::size_t> members;
+    std::vector<std::vector<Row>> rows;
+  };
+
+  // False when batch[i] must go the one-by-one way (process() records why).
+  bool join_group(const std::vector<pg::InboxDelivery>& batch, std::size_t i, std::map<std::string, Group>& groups) {
+    const pg::InboxDelivery& delivery = batch[i];
+    try {
+      auto found = groups.find(delivery.opaque_id);
+      if (found == groups.end()) {
+        auto si = context.jobs->find_integration_by_opaque_id(delivery.opaque_id);
+        const Descriptor* descriptor = si ? context.registry->find(si->service_name) : nullptr;
+        if (!si || descriptor == nullptr || !descriptor->supports_webhooks) return false;
+        Group group;
+        group.replicator = context.registry->make(*si, context);
+        group.si = std::move(si);
+        found = groups.emplace(delivery.opaque_id, std::move(group)).first;
+      }
+      Group& group = found->second;
+      if (group.replicator->table_spec().enrichment) return false;
+      WebhookRequest request = delivery.request;
+      auto parsed = try_parse_json_limited(request.body, context.json_limits);
+      if (parsed.error) return false;
+      request.json = std::move(parsed.value);
+      group.rows.push_back(group.replicator->rows_for_webhook(request));
+      group.members.push_back(i);
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // One upsert for the group, the update rule deciding between two versions
+  // of a key within it. False when the store refused it: each member then
+  // goes one by one and records its own error (an outage fails each in turn).
+  static bool write_group(Group& group) {
+    const TableSpec& spec = group.replicator->table_spec();
+    std::vector<Row> rows;
+    for (const auto& member_rows : group.rows) rows.insert(rows.end(), member_rows.begin(), member_rows.end());
+    rows = spec.update_rule.collapse(spec, std::move(rows));
+    try {
+      if (!rows.empty()) group.replicator->write_webhook_rows(std::move(rows));
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // Deletes what was written from the inbox in one transaction and reports each.
+  void finish_written(const std::vector<pg::InboxDelivery>& batch, const std::map<std::string, Group>& groups,
+                      const std::vector<std::size_t>& written_members) {
+    std::vector<pg::InboxDelivery> written_batch;
+    written_batch.reserve(written_members.size());
+    for (std::size_t i : written_members) written_batch.push_back(batch[i]);
+    std::vector<bool> deleted;
+    try {
+      deleted = inbox->done_batch(written_batch);
+    } catch (const std::exception& e) {
+      // Written but not deleted: the lease expires and they are written again (harmless).
+      log(LogLevel::warn, std::string("webhook inbox: ") + std::to_string(written_batch.size()) +
+                              " rows written but not deleted: " + e.what());
+      deleted.assign(written_batch.size(), false);
+    }
+    for (std::size_t k = 0; k < written_batch.size(); ++k) {
+      InboxReport report;
+      report.id = written_batch[k].id;
+      report.opaque_id = written_batch[k].opaque_id;
+      report.attempt = written_batch[k].attempt;
+      const auto& group = groups.at(written_batch[k].opaque_id);
+      for (std::size_t m = 0; m < group.members.size(); ++m) {
+        if (group.members[m] == written_members[k]) report.rows = group.rows[m].size();
+      }
+      if (deleted[k]) {
+        report.result = InboxResult::written;
+        written.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        report.result = InboxResult::lease_lost;
+        lease_lost.fetch_add(1, std::memory_order_relaxed);
+      }
+      notify(report);
+    }
   }
 
   void notify(const InboxReport& report) const {

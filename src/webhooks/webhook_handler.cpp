@@ -11,6 +11,7 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/post.hpp>
@@ -255,6 +256,16 @@ struct WebhookHandler::Impl {
   // An answer now, or nullopt when the request joined a batch (which answers it through `done`).
   std::optional<WebhookResponse> process(const std::string& opaque_id, WebhookRequest& request,
                                          std::function<void(WebhookResponse)>& done);
+  struct Resolved {
+    std::shared_ptr<Replicator> replicator;
+    WebhookPolicy* policy = nullptr;
+  };
+  // The replicator answering for opaque_id (after dispatch), or the answer to give instead.
+  std::variant<Resolved, WebhookResponse> resolve(const std::string& opaque_id, const WebhookRequest& request);
+  std::optional<WebhookResponse> parse_body(WebhookRequest& request) const;
+  std::optional<WebhookResponse> process_rows(const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy,
+                                              WebhookRequest& request, const WebhookResponse& verification,
+                                              bool synchronous, std::function<void(WebhookResponse)>& done);
   std::optional<WebhookResponse> process_enriched(const std::shared_ptr<Replicator>& replicator,
                                                   WebhookPolicy* policy, WebhookRequest& request,
                                                   const WebhookResponse& verification, bool synchronous,
@@ -349,21 +360,9 @@ WebhookResponse WebhookHandler::Impl::rows_response(Batched& item) {
 void WebhookHandler::Impl::commit_rows(std::vector<Batched>& batch, const std::vector<std::size_t>& members) {
   Replicator& replicator = *batch[members[0]].replicator;
   const TableSpec& spec = replicator.table_spec();
-  // Two versions of one key: the one the update rule lets replace the other is
-  // written (the store alone would keep the later one, whichever is newer).
   std::vector<Row> rows;
-  std::unordered_map<std::string, std::size_t> position;
-  for (std::size_t i : members) {
-    for (const Row& row : batch[i].rows) {
-      std::string key = row.key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      auto [at, inserted] = position.try_emplace(std::move(key), rows.size());
-      if (inserted) {
-        rows.push_back(row);
-      } else if (spec.update_rule.allows(spec, rows[at->second], row)) {
-        rows[at->second] = row;
-      }
-    }
-  }
+  for (std::size_t i : members) rows.insert(rows.end(), batch[i].rows.begin(), batch[i].rows.end());
+  rows = spec.update_rule.collapse(spec, std::move(rows));
   batches.fetch_add(1, std::memory_order_relaxed);
   try {
     replicator.write_webhook_rows(std::move(rows));
@@ -392,11 +391,8 @@ void WebhookHandler::Impl::commit_rows(std::vector<Batched>& batch, const std::v
   }
 }
 
-// Over a screen since micro-batching joined it (verify, dispatch, then the
-// sync, batched or pooled path): to be split by path; it landed last in issue 23.
-// NOLINTNEXTLINE(readability-function-size)
-std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request,
-                                                             std::function<void(WebhookResponse)>& done) {
+std::variant<WebhookHandler::Impl::Resolved, WebhookResponse> WebhookHandler::Impl::resolve(
+    const std::string& opaque_id, const WebhookRequest& request) {
   std::optional<ServiceIntegration> integration;
   try {
     integration = context.jobs->find_integration_by_opaque_id(opaque_id);
@@ -412,24 +408,18 @@ std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& 
                               : "replicator '" + descriptor->name + "' does not support webhooks");
     return WebhookResponse::error(404, "integration does not accept webhooks");
   }
-
   std::shared_ptr<Replicator> replicator = context.registry->make(*integration, context);
   if (WebhookPolicy* policy = webhook_policy_of(*replicator)) {
     if (auto target = policy->dispatch_request_to(request)) replicator = std::move(target);
   }
   WebhookPolicy* policy = webhook_policy_of(*replicator);
-  const std::string& target_id = replicator->integration().opaque_id;
+  return Resolved{std::move(replicator), policy};
+}
 
-  WebhookResponse verification = replicator->webhook_response(request);
-  if (verification.status >= 400) {
-    log(LogLevel::info, target_id,
-        "rejected with " + std::to_string(verification.status) + ": " + verification.body.substr(0, 200));
-    return verification;
-  }
-
-  // Parsed here, with the depth limit enforced while parsing, so a hostile
-  // body never becomes a document deep enough to exhaust the stack later
-  // (copies and dump() recurse). The receiver already bounds the size.
+// Parsed here, with the depth limit enforced while parsing, so a hostile
+// body never becomes a document deep enough to exhaust the stack later
+// (copies and dump() recurse). The receiver already bounds the size.
+std::optional<WebhookResponse> WebhookHandler::Impl::parse_body(WebhookRequest& request) const {
   JsonLimits limits = context.json_limits;
   limits.max_depth = std::min(limits.max_depth, options.max_json_depth);
   if (request.json.is_null()) {
@@ -451,6 +441,25 @@ std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& 
     return WebhookResponse::error(
         400, "webhook body must be a JSON object or array, got " + std::string(request.json.type_name()));
   }
+  return std::nullopt;
+}
+
+// Verify, dispatch and parse, then the write: now (synchronous: joins a
+// batch), durably queued (inbox), or on the pool.
+std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& opaque_id, WebhookRequest& request,
+                                                             std::function<void(WebhookResponse)>& done) {
+  auto resolved = resolve(opaque_id, request);
+  if (auto* answer = std::get_if<WebhookResponse>(&resolved)) return std::move(*answer);
+  auto& [replicator, policy] = std::get<Resolved>(resolved);
+  const std::string& target_id = replicator->integration().opaque_id;
+
+  WebhookResponse verification = replicator->webhook_response(request);
+  if (verification.status >= 400) {
+    log(LogLevel::info, target_id,
+        "rejected with " + std::to_string(verification.status) + ": " + verification.body.substr(0, 200));
+    return verification;
+  }
+  if (auto bad_body = parse_body(request)) return bad_body;
 
   const bool synchronous =
       options.process_synchronously.value_or(policy != nullptr && policy->process_webhooks_synchronously());
@@ -458,9 +467,15 @@ std::optional<WebhookResponse> WebhookHandler::Impl::process(const std::string& 
   // (now, the worker, or the inbox's processor), unchecked before the answer.
   if (replicator->table_spec().enrichment)
     return process_enriched(replicator, policy, request, verification, synchronous, done);
+  return process_rows(replicator, policy, request, verification, synchronous, done);
+}
 
-  // Rows are built and checked now, so a payload that cannot become a row is
-  // a 400 the sender sees, never a 202 and then a failure in a log.
+// Rows are built and checked now, so a payload that cannot become a row is
+// a 400 the sender sees, never a 202 and then a failure in a log.
+std::optional<WebhookResponse> WebhookHandler::Impl::process_rows(
+    const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy, WebhookRequest& request,
+    const WebhookResponse& verification, bool synchronous, std::function<void(WebhookResponse)>& done) {
+  const std::string& target_id = replicator->integration().opaque_id;
   std::vector<Row> rows = storable_rows(*replicator, request);
   if (synchronous) {
     if (rows.empty()) {

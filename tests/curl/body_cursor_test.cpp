@@ -11,16 +11,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pagination.hpp"
 
 namespace webhookdb::curl {
 namespace {
 
-using reliability::MiniRequest;
-using reliability::MiniResponse;
-using reliability::MiniServer;
+using test::MiniRequest;
+using test::MiniResponse;
+using test::MiniServer;
 
 constexpr int kContacts = 250;
 

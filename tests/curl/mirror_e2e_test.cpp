@@ -20,13 +20,7 @@
 #include "pg/pg_support.hpp"
 // The loopback server moves from tests/reliability to tests/support (and
 // from webhookdb::reliability to webhookdb::test); either serves here.
-#if __has_include("support/mini_server.hpp")
 #include "support/mini_server.hpp"
-namespace mini = webhookdb::test;
-#else
-#include "reliability/mini_server.hpp"
-namespace mini = webhookdb::reliability;
-#endif
 #include "webhookdb/converters.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pagination.hpp"
@@ -117,11 +111,11 @@ class MirrorEndToEnd : public test::PgTest, public ::testing::WithParamInterface
     si.backfill_key = "sk_test";
     integration = ctx.jobs->create_integration(si);
     replicator()->create_table();
-    receiver = std::make_unique<mini::MiniServer>([this](const mini::MiniRequest& req) {
+    receiver = std::make_unique<test::MiniServer>([this](const test::MiniRequest& req) {
       WebhookRequest w;
       w.body = req.body;
       (void)replicator()->upsert_webhook(w);
-      return mini::MiniResponse{.status = 200, .headers = {}, .body = "{}", .stream = nullptr};
+      return test::MiniResponse{.status = 200, .headers = {}, .body = "{}", .stream = nullptr};
     });
   }
   void TearDown() override {
@@ -164,7 +158,7 @@ class MirrorEndToEnd : public test::PgTest, public ::testing::WithParamInterface
   }
 
   std::unique_ptr<tools::ApiServer> server;
-  std::unique_ptr<mini::MiniServer> receiver;
+  std::unique_ptr<test::MiniServer> receiver;
   ReplicatorContext ctx;
   Descriptor descriptor;
   ServiceIntegration integration;

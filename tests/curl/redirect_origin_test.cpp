@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/http_auth.hpp"
@@ -16,9 +16,9 @@
 namespace webhookdb::curl {
 namespace {
 
-using reliability::MiniRequest;
-using reliability::MiniResponse;
-using reliability::MiniServer;
+using test::MiniRequest;
+using test::MiniResponse;
+using test::MiniServer;
 
 CurlOptions fast_options() {
   CurlOptions o;

@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
@@ -28,10 +28,10 @@ namespace webhookdb::curl {
 namespace {
 
 using namespace std::chrono_literals;
-using reliability::BodyWriter;
-using reliability::MiniRequest;
-using reliability::MiniResponse;
-using reliability::MiniServer;
+using test::BodyWriter;
+using test::MiniRequest;
+using test::MiniResponse;
+using test::MiniServer;
 
 constexpr std::size_t kCap = 1024 * 1024;
 

@@ -18,6 +18,7 @@
 
 #include "api_server/api_server.hpp"
 #include "jobs/demo_replicators.hpp"
+#include "support/child_process.hpp"
 #include "support/pg_test_env.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
@@ -34,81 +35,14 @@ using tools::ApiServerOptions;
 constexpr std::size_t kObjects = 2000;
 constexpr std::size_t kPages = kObjects / demo::kPageSize;
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
-}
+using test::read_file;
+using test::wait_until;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// One webhookdb-worker process, its stdout and stderr in a log file.
-class WorkerProcess {
+// One webhookdb-worker process.
+class WorkerProcess : public test::ChildProcess {
  public:
-  WorkerProcess(const std::vector<std::string>& args, std::string log_path) : log_path_(std::move(log_path)) {
-    std::vector<std::string> argv_strings{WEBHOOKDB_WORKER_EXE};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec.
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fd);
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-  }
-  ~WorkerProcess() {
-    if (pid_ > 0 && !exit_code_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  WorkerProcess(const WorkerProcess&) = delete;
-  WorkerProcess& operator=(const WorkerProcess&) = delete;
-
-  void signal(int sig) const { ::kill(pid_, sig); }
-
-  // The exit code, or 128 + signal; nullopt when still running after `timeout`.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    if (exit_code_) return exit_code_;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return exit_code_;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-
-  [[nodiscard]] std::string log() const { return read_file(log_path_); }
-  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
-    return wait_until([&] { return log().find(text) != std::string::npos; }, timeout);
-  }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
+  WorkerProcess(const std::vector<std::string>& args, std::string log_path)
+      : ChildProcess(WEBHOOKDB_WORKER_EXE, args, std::move(log_path)) {}
 };
 
 class JobsProcessTest : public test::PgTest {

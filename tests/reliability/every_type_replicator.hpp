@@ -20,7 +20,7 @@
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 
 class EveryTypeReplicator final : public Replicator {
  public:
@@ -82,4 +82,4 @@ class EveryTypeReplicator final : public Replicator {
   pagination::Cursor pages_{{.limit = 0}};
 };
 
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

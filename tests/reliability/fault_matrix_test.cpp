@@ -36,6 +36,7 @@
 
 #include "api_server/api_server.hpp"
 #include "reliability/fault_replicators.hpp"
+#include "support/child_process.hpp"
 #include "support/pg_test_env.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pg/job_queue.hpp"
@@ -43,7 +44,7 @@
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -62,13 +63,6 @@ constexpr std::chrono::minutes kBudget{4};
 std::size_t env_size(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
   return v == nullptr || *v == '\0' ? fallback : static_cast<std::size_t>(std::stoull(v));
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::size_t occurrences(const std::string& text, const std::string& needle) {
@@ -96,65 +90,11 @@ class Fnv {
   std::uint64_t hash_ = 14695981039346656037ULL;
 };
 
-// One webhookdb-fault-worker process; stdout and stderr go to a log file.
-class WorkerProcess {
+// One webhookdb-fault-worker process.
+class WorkerProcess : public ChildProcess {
  public:
-  WorkerProcess(const std::vector<std::string>& args, std::string log_path) : log_path_(std::move(log_path)) {
-    std::vector<std::string> argv_strings{WEBHOOKDB_FAULT_WORKER_EXE};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fd);
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-  }
-  ~WorkerProcess() {
-    if (pid_ > 0 && !exit_code_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  WorkerProcess(const WorkerProcess&) = delete;
-  WorkerProcess& operator=(const WorkerProcess&) = delete;
-
-  void signal(int sig) const { ::kill(pid_, sig); }
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    if (exit_code_) return exit_code_;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return exit_code_;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  [[nodiscard]] std::string log() const { return slurp(log_path_); }
-  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (log().find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return log().find(text) != std::string::npos;
-  }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
+  WorkerProcess(const std::vector<std::string>& args, std::string log_path)
+      : ChildProcess(WEBHOOKDB_FAULT_WORKER_EXE, args, std::move(log_path)) {}
 };
 
 struct Verification {
@@ -776,4 +716,4 @@ TEST_F(FaultMatrix, RestartedWorkerUnderTheSameOwnerDoesNotKeepItsPredecessorsLe
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

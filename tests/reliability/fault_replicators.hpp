@@ -19,7 +19,7 @@
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/retry_policy.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 
 inline constexpr const char* kFaultChargeService = "fault_charge_v1";
 inline constexpr const char* kFaultCursorService = "fault_cursor_v1";
@@ -92,4 +92,4 @@ inline void register_fault_replicators(Registry& registry) {
                 .factory = Descriptor::factory_for<FaultCursorReplicator>()});
 }
 
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

@@ -13,8 +13,9 @@
 
 #include <cmath>
 #include <iostream>
-#include <map>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "reliability/fault_replicators.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
@@ -32,30 +33,41 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  std::map<std::string, std::string> args;
-  for (int i = 1; i + 1 < argc; i += 2) args[argv[i]] = argv[i + 1];
-  auto arg = [&](const std::string& name, const std::string& fallback) {
-    auto it = args.find(name);
-    return it == args.end() ? fallback : it->second;
-  };
-  if (arg("--database-url", "").empty()) {
-    std::cerr << "usage: webhookdb-fault-worker --database-url URL [--schema S] [--owner O] ...\n";
-    return 2;
+  std::string database_url;
+  std::string schema = "public";
+  std::string owner = jobs::default_worker_owner();
+  int concurrency = 1;
+  long long statement_timeout_ms = 0;
+  double lease_seconds = 3;
+  long long http_timeout_ms = 60000;
+  long long transient_backoff_s = 1;
+  CLI::App app{"A worker for the fault matrix", "webhookdb-fault-worker"};
+  app.add_option("--database-url", database_url)->required();
+  app.add_option("--schema", schema);
+  app.add_option("--owner", owner);
+  app.add_option("--concurrency", concurrency)->check(CLI::PositiveNumber);
+  app.add_option("--statement-timeout-ms", statement_timeout_ms)->check(CLI::NonNegativeNumber);
+  app.add_option("--lease-seconds", lease_seconds)->check(CLI::PositiveNumber);
+  app.add_option("--http-timeout-ms", http_timeout_ms)->check(CLI::PositiveNumber);
+  app.add_option("--transient-backoff-s", transient_backoff_s)->check(CLI::NonNegativeNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
   }
 
   auto logger = std::make_shared<StderrLogger>(LogLevel::info);
   std::unique_ptr<jobs::Worker> worker;
   try {
     pg::Config config;
-    config.url = arg("--database-url", "");
-    config.schema = arg("--schema", "public");
+    config.url = database_url;
+    config.schema = schema;
     config.replica_schema = config.schema;
-    const int concurrency = std::stoi(arg("--concurrency", "1"));
     config.pool_size = concurrency + 4;
     // The schema tells one test's workers from another's on a shared server
     // (the fault matrix's terminator must only hit its own).
     config.application_name = "webhookdb-fault-worker " + config.schema;
-    config.statement_timeout = std::chrono::milliseconds(std::stoll(arg("--statement-timeout-ms", "0")));
+    config.statement_timeout = std::chrono::milliseconds(statement_timeout_ms);
     config.acquire_timeout = std::chrono::seconds(20);
     // Backends are terminated under it: run a batch again on a fresh
     // connection a few times before giving the job back.
@@ -66,16 +78,16 @@ int main(int argc, char** argv) {
 
     pg::PgJobQueueOptions queue_options;
     queue_options.lease =
-        std::chrono::milliseconds(std::llround(std::stod(arg("--lease-seconds", "3")) * 1000.0));
+        std::chrono::milliseconds(std::llround(lease_seconds * 1000.0));
     queue_options.logger = logger;
     queue_options.migrate = false;  // the test created it
     auto queue = std::make_shared<pg::PgJobQueue>(pool, queue_options);
 
     auto registry = std::make_shared<Registry>();
-    reliability::register_fault_replicators(*registry);
+    test::register_fault_replicators(*registry);
 
     curl::CurlOptions curl_options;
-    curl_options.timeout = std::chrono::milliseconds(std::stoll(arg("--http-timeout-ms", "60000")));
+    curl_options.timeout = std::chrono::milliseconds(http_timeout_ms);
     curl_options.connect_timeout = std::chrono::seconds(2);
     curl_options.user_agent = "webhookdb-fault-worker";
 
@@ -89,10 +101,10 @@ int main(int argc, char** argv) {
     jobs::WorkerOptions options;
     options.concurrency = concurrency;
     options.poll_interval = std::chrono::milliseconds(300);
-    options.owner = arg("--owner", jobs::default_worker_owner());
+    options.owner = owner;
     options.logger = logger;
     options.transient_retries = 30;
-    options.transient_backoff = std::chrono::seconds(std::stoll(arg("--transient-backoff-s", "1")));
+    options.transient_backoff = std::chrono::seconds(transient_backoff_s);
     worker = std::make_unique<jobs::Worker>(registry, context, queue, options);
     worker->start();
     logger->log(LogLevel::info, "webhookdb-fault-worker " + worker->owner() + " ready on " +

@@ -18,7 +18,7 @@
 #include "webhookdb/errors.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 using nlohmann::json;
@@ -412,4 +412,4 @@ TEST_F(HostileIdentifiers, HostileValuesAreDataInEveryWriteMethod) {
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

@@ -19,7 +19,7 @@
 #include "webhookdb/testing/mock_http_client.hpp"
 #include "webhookdb/testing/recording_sleeper.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 using nlohmann::json;
@@ -332,4 +332,4 @@ TEST_F(MalformedInput, ABadItemInABackfillStopsItAndEarlierPagesStay) {
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

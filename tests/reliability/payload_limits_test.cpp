@@ -12,7 +12,7 @@
 
 #include "api_server/api_server.hpp"
 #include "reliability/every_type_replicator.hpp"
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/json_limits.hpp"
@@ -22,7 +22,7 @@
 #include "webhookdb/testing/manual_clock.hpp"
 #include "webhookdb/testing/recording_sleeper.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -220,4 +220,4 @@ TEST_F(DeepJson, ModeratelyNestedDataWithinTheLimitIsStoredIntact) {
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "api_server/api_server.hpp"
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "support/pg_test_env.hpp"
 #include "webhookdb/codec.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
@@ -48,7 +48,7 @@
 #include "webhookdb/webhooks/verification.hpp"
 #include "webhookdb/webhooks/webhook_receiver.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -725,4 +725,4 @@ TEST_F(DatabaseSecretsTest, OAuthTokensAndClientSecretsAreInNoLogOrError) {
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

@@ -13,11 +13,11 @@
 #include <string>
 #include <thread>
 
-#include "reliability/mini_server.hpp"
+#include "support/mini_server.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 namespace {
 
 MiniResponse ok_json(const MiniRequest&) {
@@ -158,4 +158,4 @@ TEST_F(TlsTest, AnExpiredCertificateIsRefusedEvenFromTheConfiguredCa) {
 }
 
 }  // namespace
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test

@@ -19,7 +19,7 @@
 #include "webhookdb/webhooks/verification.hpp"
 #include "webhookdb/webhooks/webhook_receiver.hpp"
 
-namespace webhookdb::webhooks::test {
+namespace webhookdb::test {
 
 inline constexpr const char* kWebhookSecret = "whsec_9b1fd0c3e7a2_do_not_log";
 
@@ -107,7 +107,7 @@ struct Env {
 
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> signature(const std::string& body,
                                                                            const std::string& secret = kWebhookSecret) const {
-    return {{"Stripe-Signature", stripe_signature_header(secret, clock->unix_now(), body)}};
+    return {{"Stripe-Signature", webhooks::stripe_signature_header(secret, clock->unix_now(), body)}};
   }
 
   [[nodiscard]] WebhookRequest signed_request(const std::string& body, const std::string& secret = kWebhookSecret) const {
@@ -123,7 +123,7 @@ struct Env {
 // at the same time. For even keys the backfill has the newer version, for odd
 // keys the webhook does; whatever the interleaving, each key must end with
 // version 2 from the right source.
-inline void run_webhook_backfill_race(Env& env, WebhookReceiver& receiver, int pages = 10, int per_page = 20) {
+inline void run_webhook_backfill_race(Env& env, webhooks::WebhookReceiver& receiver, int pages = 10, int per_page = 20) {
   auto key = [](int i) { return "race_" + std::to_string(i); };
   const int total = pages * per_page;
   env.config->pages.clear();
@@ -180,4 +180,4 @@ inline void run_webhook_backfill_race(Env& env, WebhookReceiver& receiver, int p
   }
 }
 
-}  // namespace webhookdb::webhooks::test
+}  // namespace webhookdb::test

@@ -28,7 +28,7 @@
 #include "webhookdb/webhooks/verification.hpp"
 #include "webhookdb/webhooks/webhook_policy.hpp"
 
-namespace webhookdb::webhooks::test {
+namespace webhookdb::test {
 
 using nlohmann::json;
 
@@ -90,7 +90,7 @@ struct ChargeConfig {
 
 // Remote key "id" (text), "version" (integer, the update rule), "amount"
 // (optional integer). Bodies may be Stripe-style events, bare objects or arrays.
-class ChargeReplicator : public Replicator, public WebhookPolicy {
+class ChargeReplicator : public Replicator, public webhooks::WebhookPolicy {
  public:
   ChargeReplicator(const Descriptor& d, const ServiceIntegration& si, const ReplicatorContext& ctx,
                    std::shared_ptr<ChargeConfig> config)
@@ -126,14 +126,14 @@ class ChargeReplicator : public Replicator, public WebhookPolicy {
     return json{{"enriched", payload.resource.value("id", "")}};
   }
   [[nodiscard]] std::pair<json, json> resource_and_event(const WebhookRequest& request) const override {
-    return event_wrapped_resource_and_event(request);
+    return webhooks::event_wrapped_resource_and_event(request);
   }
   WebhookResponse verify_webhook(const WebhookRequest& request) override {
     switch (config_->verify) {
       case VerifyScheme::stripe:
-        return verify_stripe_signature(request, integration().webhook_secret, clock());
+        return webhooks::verify_stripe_signature(request, integration().webhook_secret, clock());
       case VerifyScheme::shopify:
-        return verify_shopify_hmac(request, integration().webhook_secret);
+        return webhooks::verify_shopify_hmac(request, integration().webhook_secret);
       case VerifyScheme::none:
         break;
     }
@@ -306,4 +306,4 @@ inline ClientResponse post_once(std::uint16_t port, const std::string& target, c
   return connection.post(target, body, headers, /*keep_alive=*/false);
 }
 
-}  // namespace webhookdb::webhooks::test
+}  // namespace webhookdb::test

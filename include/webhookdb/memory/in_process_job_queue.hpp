@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
@@ -33,7 +34,7 @@ enum class QueuedJobState {
   failed,     // an error, or RetryOrDie with its retries used up
   cancelled,  // shut down before or while running
 };
-[[nodiscard]] std::string_view to_string(QueuedJobState state) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(QueuedJobState state) noexcept;
 
 // What the queue knows about a job id (the latest enqueue of it).
 struct QueuedJobRecord {
@@ -50,7 +51,7 @@ struct QueuedJobRecord {
 // Thrown by a handler: run this job again after `delay`. Not a failure and
 // not a retry (no budget is used): the job waits its turn, e.g. while another
 // run holds its integration.
-class RunLater : public Error {
+class WEBHOOKDB_EXPORT RunLater : public Error {
  public:
   explicit RunLater(std::chrono::milliseconds delay, const std::string& why = "run again later")
       : Error(why), delay_(delay) {}
@@ -60,7 +61,7 @@ class RunLater : public Error {
   std::chrono::milliseconds delay_;
 };
 
-class InProcessJobQueue final : public JobQueue {
+class WEBHOOKDB_EXPORT InProcessJobQueue final : public JobQueue {
  public:
   using Handler = std::function<void(std::int64_t job_id, const CancellationToken& cancel)>;
 

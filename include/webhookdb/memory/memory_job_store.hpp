@@ -9,12 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/job_store.hpp"
 
 namespace webhookdb::memory {
 
-class MemoryJobStore final : public JobStore {
+class WEBHOOKDB_EXPORT MemoryJobStore final : public JobStore {
  public:
   explicit MemoryJobStore(std::shared_ptr<Clock> clock = system_clock());
   ~MemoryJobStore() override;

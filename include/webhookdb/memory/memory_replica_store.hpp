@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/replica_store.hpp"
 
 namespace webhookdb::memory {
@@ -27,7 +28,7 @@ struct UpsertCall {
   bool succeeded = false;
 };
 
-class MemoryReplicaStore final : public ReplicaStore {
+class WEBHOOKDB_EXPORT MemoryReplicaStore final : public ReplicaStore {
  public:
   MemoryReplicaStore();
   ~MemoryReplicaStore() override;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/webhooks/webhook_inbox.hpp"
 
 namespace webhookdb::memory {
@@ -19,7 +20,7 @@ struct InboxMessage {
   WebhookRequest request;
 };
 
-class MemoryWebhookInbox final : public webhooks::WebhookInbox {
+class WEBHOOKDB_EXPORT MemoryWebhookInbox final : public webhooks::WebhookInbox {
  public:
   void push(const std::string& opaque_id, const WebhookRequest& request) override;
 

@@ -18,7 +18,7 @@
     }                                                                                           \
   } while (false)
 
-namespace webhookdb::fuzz {
+namespace webhookdb::test {
 
 inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
@@ -47,4 +47,4 @@ inline std::string printable(std::string_view text, std::size_t max = 200) {
   return out;
 }
 
-}  // namespace webhookdb::fuzz
+}  // namespace webhookdb::test

@@ -12,7 +12,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using nlohmann::json;
-  const std::string_view text = webhookdb::fuzz::as_text(data, size);
+  const std::string_view text = webhookdb::test::as_text(data, size);
   const webhookdb::JsonLimits limits{.max_bytes = 2048, .max_depth = 8};
   const auto limited = webhookdb::try_parse_json_limited(text, limits);
   const json plain = json::parse(text, nullptr, false);

@@ -18,7 +18,7 @@
 namespace {
 
 using nlohmann::json;
-using webhookdb::fuzz::printable;
+using webhookdb::test::printable;
 
 // True when serialized JSON holds a \u0000 escape (an escaped backslash
 // followed by u0000 is not one).
@@ -75,7 +75,7 @@ void check_document(const json& doc) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  const std::string_view all = webhookdb::fuzz::as_text(data, size);
+  const std::string_view all = webhookdb::test::as_text(data, size);
   const std::string_view rest = all.substr(1);
   // Any text: no crash, never longer.
   FUZZ_CHECK(webhookdb::strip_encoded_nuls(all).size() <= all.size(), "strip grew the text");

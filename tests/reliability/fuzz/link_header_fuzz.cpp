@@ -18,7 +18,7 @@ namespace {
 
 namespace pagination = webhookdb::pagination;
 namespace url = webhookdb::url;
-using webhookdb::fuzz::printable;
+using webhookdb::test::printable;
 
 bool lower(const std::string& s) {
   return std::none_of(s.begin(), s.end(), [](unsigned char c) { return std::isupper(c) != 0; });
@@ -27,7 +27,7 @@ bool lower(const std::string& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string input(webhookdb::fuzz::as_text(data, size));
+  const std::string input(webhookdb::test::as_text(data, size));
   const std::string base = "https://api.example.test/v1/items?limit=10";
 
   for (const auto& link : pagination::parse_link_header(input)) {

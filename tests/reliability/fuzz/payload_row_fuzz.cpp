@@ -26,7 +26,7 @@ using nlohmann::json;
 using webhookdb::ColumnType;
 
 webhookdb::Replicator& replicator() {
-  static const webhookdb::Descriptor descriptor = webhookdb::reliability::EveryTypeReplicator::descriptor();
+  static const webhookdb::Descriptor descriptor = webhookdb::test::EveryTypeReplicator::descriptor();
   static webhookdb::ServiceIntegration integration = [] {
     webhookdb::ServiceIntegration si;
     si.id = 1;
@@ -102,7 +102,7 @@ void row_for(const json& resource, const json* event) {
   }
   // Any other exception escapes: libFuzzer reports it as a crash.
   if (!row) return;
-  const auto columns = webhookdb::reliability::EveryTypeReplicator::columns();
+  const auto columns = webhookdb::test::EveryTypeReplicator::columns();
   FUZZ_CHECK(row->values.size() == columns.size(), "value count");
   FUZZ_CHECK(row->key.is_string(), "the remote key column is text");
   for (std::size_t i = 0; i < columns.size(); ++i) check_value(columns[i], row->values[i]);
@@ -119,7 +119,7 @@ void row_for(const json& resource, const json* event) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  const std::string_view rest = webhookdb::fuzz::as_text(data + 1, size - 1);
+  const std::string_view rest = webhookdb::test::as_text(data + 1, size - 1);
   if ((data[0] & 1U) == 0) {
     auto parsed = webhookdb::try_parse_json_limited(rest, {.max_bytes = 1 << 20, .max_depth = 64});
     if (!parsed) return 0;

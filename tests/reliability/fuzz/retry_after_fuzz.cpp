@@ -12,10 +12,10 @@
 #include "webhookdb/retry_after.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string input(webhookdb::fuzz::as_text(data, size));
+  const std::string input(webhookdb::test::as_text(data, size));
   const webhookdb::Timestamp now{std::chrono::seconds(1'700'000'000)};
   const auto wait = webhookdb::parse_retry_after(input, now);
-  if (wait) FUZZ_CHECK(wait->count() >= 0, "negative wait for " + webhookdb::fuzz::printable(input));
+  if (wait) FUZZ_CHECK(wait->count() >= 0, "negative wait for " + webhookdb::test::printable(input));
 
   // Only digits (at most 9, so no overflow here): exactly that many seconds, or refused as too long.
   if (!input.empty() && input.size() <= 9 &&

@@ -18,14 +18,14 @@ void round_trip(const webhookdb::Timestamp& t, const std::string& input) {
   const std::string text = webhookdb::format_timestamp(t);
   const auto back = webhookdb::parse_timestamp(text);
   FUZZ_CHECK(back.has_value(), "formatted timestamp does not parse: " + text + " (from " +
-                                   webhookdb::fuzz::printable(input) + ")");
-  FUZZ_CHECK(*back == t, "round trip changed the instant: " + text + " (from " + webhookdb::fuzz::printable(input) + ")");
+                                   webhookdb::test::printable(input) + ")");
+  FUZZ_CHECK(*back == t, "round trip changed the instant: " + text + " (from " + webhookdb::test::printable(input) + ")");
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string input(webhookdb::fuzz::as_text(data, size));
+  const std::string input(webhookdb::test::as_text(data, size));
   if (auto t = webhookdb::parse_timestamp(input)) round_trip(*t, input);
   if (auto t = webhookdb::parse_http_date(input)) round_trip(*t, input);
   return 0;

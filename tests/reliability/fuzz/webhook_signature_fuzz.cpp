@@ -22,7 +22,7 @@ namespace {
 
 namespace wh = webhookdb::webhooks;
 namespace codec = webhookdb::codec;
-using webhookdb::fuzz::printable;
+using webhookdb::test::printable;
 
 constexpr std::string_view kSecret = "whsec_fuzz_SECRET_value";
 constexpr std::int64_t kNow = 1'700'000'000;
@@ -47,7 +47,7 @@ std::string lower(std::string s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const auto [header_view, body_view] = webhookdb::fuzz::split_line(webhookdb::fuzz::as_text(data, size));
+  const auto [header_view, body_view] = webhookdb::test::split_line(webhookdb::test::as_text(data, size));
   const std::string header(header_view);
   const std::string body(body_view);
   const FixedClock clock;

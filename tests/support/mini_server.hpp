@@ -28,7 +28,7 @@
 
 #include "webhookdb/errors.hpp"
 
-namespace webhookdb::reliability {
+namespace webhookdb::test {
 
 struct MiniRequest {
   std::string method;
@@ -289,4 +289,4 @@ class MiniServer {
   std::vector<MiniRequest> requests_;
 };
 
-}  // namespace webhookdb::reliability
+}  // namespace webhookdb::test
