@@ -32,6 +32,7 @@ function(webhookdb_component name)
   set_target_properties(webhookdb_${name} PROPERTIES EXPORT_NAME ${name} OUTPUT_NAME webhookdb_${name})
   target_include_directories(webhookdb_${name} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
     PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_compile_features(webhookdb_${name} PUBLIC cxx_std_20)
@@ -40,8 +41,31 @@ function(webhookdb_component name)
     target_compile_definitions(webhookdb_${name} PRIVATE ${ARG_PRIVATE_DEFS})
   endif()
   webhookdb_warnings(webhookdb_${name})
-  install(TARGETS webhookdb_${name} EXPORT webhookdbTargets
+  # Shared builds: a SONAME that changes with every minor version (0.x breaks
+  # on minors; the package version file says SameMinorVersion), and only what
+  # include/webhookdb/export.hpp marks WEBHOOKDB_EXPORT is exported.
+  set_target_properties(webhookdb_${name} PROPERTIES
+    VERSION ${PROJECT_VERSION}
+    SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+  if(BUILD_SHARED_LIBS AND name IN_LIST WEBHOOKDB_HIDDEN_COMPONENTS)
+    set_target_properties(webhookdb_${name} PROPERTIES
+      CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  endif()
+  # The webhookdb::<name> components it links (PUBLIC_LIBS), for the package
+  # config: find_package(webhookdb COMPONENTS <name>) loads those first.
+  set(needs "")
+  foreach(lib IN LISTS ARG_PUBLIC_LIBS)
+    if(lib MATCHES "^webhookdb::(.+)$")
+      list(APPEND needs ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  set_property(GLOBAL APPEND_STRING PROPERTY WEBHOOKDB_COMPONENT_NEEDS
+    "set(_webhookdb_needs_${name} \"${needs}\")\n")
+  # One export set a component, so a consumer loads only the components it asks for.
+  install(TARGETS webhookdb_${name} EXPORT webhookdb_${name}Targets
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(EXPORT webhookdb_${name}Targets NAMESPACE webhookdb::
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/webhookdb)
 endfunction()

@@ -14,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "webhookdb/export.hpp"
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_queue.hpp"
 #include "webhookdb/logger.hpp"
 

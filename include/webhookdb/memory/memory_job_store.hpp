@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "webhookdb/export.hpp"
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_store.hpp"
 
 namespace webhookdb::memory {
