@@ -61,6 +61,14 @@ cmake --install build/release --prefix "$prefix" >/dev/null
 cmake -S examples/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/consumer -j "$jobs"
 build/consumer/consumer
+# COMPONENTS core memory testing: neither libpqxx nor libcurl on its link line.
+if ninja -C build/consumer -t commands consumer | tail -1 | grep -E 'pqxx|curl'; then
+  echo "examples/consumer links libpqxx or libcurl" >&2; exit 1
+fi
+# Old consumers: no COMPONENTS, webhookdb::webhookdb.
+cmake -S examples/consumer_all -B build/consumer_all -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/consumer_all -j "$jobs"
+build/consumer_all/consumer_all
 rm -rf "$prefix"
 
 if [[ -z ${SKIP_SANITIZERS:-} ]]; then
