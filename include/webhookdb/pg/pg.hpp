@@ -10,4 +10,5 @@
 #include "webhookdb/pg/oauth_token_store.hpp"
 #include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/pg/scheduler.hpp"
 #include "webhookdb/pg/webhook_inbox.hpp"
