@@ -18,6 +18,7 @@
 #include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/oauth_token_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/pg/scheduler.hpp"
 
 namespace webhookdb::jobs {
 namespace {
@@ -134,6 +135,8 @@ std::string worker_usage(std::string_view program) {
          "  --time-slice-seconds S      a job that ran this long while other jobs wait yields its runner\n"
          "                              at a page boundary and resumes later at its checkpoint (default 5;\n"
          "                              0: never)\n"
+         "  --schedule-poll-seconds S   fire the due schedules (recurring backfills) this often (default 1;\n"
+         "                              0: this worker fires none)\n"
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
@@ -147,7 +150,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   WorkerSettings s;
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
-  std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter;
+  std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter, schedule_poll;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -163,6 +166,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   auto* poll_option = app.add_option("--poll-seconds", poll);
   auto* drain_option = app.add_option("--drain-seconds", drain);
   auto* slice_option = app.add_option("--time-slice-seconds", time_slice);
+  auto* schedule_option = app.add_option("--schedule-poll-seconds", schedule_poll);
   app.add_option("--api-url", s.api_url);
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
@@ -179,6 +183,12 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   if (poll_option->count() > 0) s.poll = seconds_arg("--poll-seconds", poll, 0.01);
   if (drain_option->count() > 0) s.drain = seconds_arg("--drain-seconds", drain, 0);
   if (slice_option->count() > 0) s.time_slice = seconds_arg("--time-slice-seconds", time_slice, 0);
+  if (schedule_option->count() > 0) {
+    s.schedule_poll = seconds_arg("--schedule-poll-seconds", schedule_poll, 0);
+    if (s.schedule_poll.count() > 0 && s.schedule_poll < std::chrono::milliseconds(10)) {
+      throw InvalidPrecondition("--schedule-poll-seconds must be 0 or at least 0.01");
+    }
+  }
   if (level_option->count() > 0) s.log_level = level_arg(log_level);
   if (limiter_option->count() > 0) {
     using Kind = WorkerSettings::RateLimiterKind;
@@ -234,11 +244,13 @@ pg::Config database_config(WorkerSettings& settings) {
   return config;
 }
 
-// The stores, the queue and the worker, started.
+// The stores, the queue and the worker, started; and the schedules' firer
+// (--schedule-poll-seconds), left in `scheduler`.
 std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const WorkerHooks& hooks,
                                      const std::shared_ptr<pg::ConnectionPool>& pool,
                                      const std::shared_ptr<pg::PgJobStore>& job_store,
-                                     const std::shared_ptr<Logger>& logger) {
+                                     const std::shared_ptr<Logger>& logger,
+                                     std::unique_ptr<pg::PgScheduler>& scheduler) {
   auto replica_pool = pool;
   if (!settings.replica_database_url.empty() && settings.replica_database_url != settings.database_url) {
     pg::Config replica_config = pool->config();
@@ -277,6 +289,13 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
   options.logger = logger;
   auto worker = std::make_unique<Worker>(registry, context, queue, options);
   worker->start();
+  if (settings.schedule_poll.count() > 0) {
+    pg::PgSchedulerOptions schedule_options;
+    schedule_options.logger = logger;
+    schedule_options.poll = settings.schedule_poll;
+    scheduler = std::make_unique<pg::PgScheduler>(pool, schedule_options);
+    scheduler->start();
+  }
   return worker;
 }
 
@@ -322,6 +341,7 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
 
   auto logger = std::make_shared<StderrLogger>(settings.log_level);
   std::unique_ptr<Worker> worker;
+  std::unique_ptr<pg::PgScheduler> scheduler;
   try {
     auto pool = std::make_shared<pg::ConnectionPool>(database_config(settings));
     auto job_store = std::make_shared<pg::PgJobStore>(pool);
@@ -332,15 +352,18 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
       std::cout << program << ": re-encrypted " << grants << " OAuth2 grant(s)\n";
       return 0;
     }
-    worker = start_worker(settings, hooks, pool, job_store, logger);
+    worker = start_worker(settings, hooks, pool, job_store, logger, scheduler);
     logger->log(LogLevel::info, "webhookdb-worker " + worker->owner() + " ready on " +
                                     pg::redact_connection_string(settings.database_url));
   } catch (const std::exception& e) {
     logger->log(LogLevel::error, std::string("webhookdb-worker could not start: ") + e.what());
+    if (scheduler) scheduler->stop();
     if (worker) worker->stop();
     return 1;
   }
-  return drain_on_signal(signals, *worker, settings.drain, *logger);
+  const int status = drain_on_signal(signals, *worker, settings.drain, *logger);
+  if (scheduler) scheduler->stop();
+  return status;
 }
 
 }  // namespace webhookdb::jobs

@@ -46,6 +46,9 @@ struct WorkerSettings {
   std::chrono::milliseconds poll{5'000};        // --poll-seconds S
   std::chrono::milliseconds drain{0};           // --drain-seconds S: grace before running jobs are cancelled
   std::chrono::milliseconds time_slice{5'000};  // --time-slice-seconds S: WorkerOptions::time_slice (0: off)
+  // --schedule-poll-seconds S: how often this worker fires the due schedules
+  // (pg/scheduler.hpp; every worker may, each tick fires once). 0: never.
+  std::chrono::milliseconds schedule_poll{1'000};
   std::string api_url;                          // --api-url URL: for replicators that need a default API
   std::string owner;                            // --owner NAME (default host:pid:random)
   LogLevel log_level = LogLevel::info;          // --log-level debug|info|warn|error
