@@ -115,7 +115,7 @@ class WEBHOOKDB_EXPORT InProcessJobQueue final : public JobQueue {
 // not failures: a skipped or finished job is a success for the queue). A job
 // whose integration another run holds waits its turn: it runs again after
 // `busy_delay` (RunLater), as often as it takes.
-[[nodiscard]] InProcessJobQueue::Handler job_runner_handler(
+[[nodiscard]] WEBHOOKDB_EXPORT InProcessJobQueue::Handler job_runner_handler(
     std::shared_ptr<JobRunner> runner,
     std::chrono::milliseconds busy_delay = std::chrono::milliseconds(1000));
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 
 namespace webhookdb::testing {
@@ -15,7 +16,7 @@ struct LogLine {
   std::string message;
 };
 
-class CapturingLogger final : public Logger {
+class WEBHOOKDB_EXPORT CapturingLogger final : public Logger {
  public:
   void log(LogLevel level, std::string_view message) override;
 

@@ -31,12 +31,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
 namespace webhookdb::testing {
 
-class FakeControl {
+class WEBHOOKDB_EXPORT FakeControl {
  public:
   using BackfillersFn =
       std::function<std::vector<std::unique_ptr<Backfiller>>(Replicator& replicator, const nlohmann::json& criteria)>;
@@ -87,7 +88,7 @@ class FakeControl {
   std::vector<std::string> backfill_errors_;
 };
 
-class FakeReplicator : public Replicator {
+class WEBHOOKDB_EXPORT FakeReplicator : public Replicator {
  public:
   FakeReplicator(const Descriptor& descriptor, const ServiceIntegration& integration,
                  const ReplicatorContext& context, std::shared_ptr<FakeControl> control);
@@ -126,19 +127,24 @@ class FakeReplicator : public Replicator {
 
 
 // A null `control` gets a fresh one (shared by nothing else).
-[[nodiscard]] Descriptor fake_v1(std::shared_ptr<FakeControl> control = nullptr);
-[[nodiscard]] Descriptor fake_backfill_only_v1(std::shared_ptr<FakeControl> control = nullptr);
-[[nodiscard]] Descriptor fake_webhooks_only_v1(std::shared_ptr<FakeControl> control = nullptr);
-[[nodiscard]] Descriptor fake_with_criteria_v1(std::shared_ptr<FakeControl> control = nullptr);
-[[nodiscard]] Descriptor fake_dependent_v1(std::shared_ptr<FakeControl> control = nullptr);
+[[nodiscard]] WEBHOOKDB_EXPORT Descriptor fake_v1(std::shared_ptr<FakeControl> control = nullptr);
+[[nodiscard]] WEBHOOKDB_EXPORT Descriptor fake_backfill_only_v1(
+    std::shared_ptr<FakeControl> control = nullptr);
+[[nodiscard]] WEBHOOKDB_EXPORT Descriptor fake_webhooks_only_v1(
+    std::shared_ptr<FakeControl> control = nullptr);
+[[nodiscard]] WEBHOOKDB_EXPORT Descriptor fake_with_criteria_v1(
+    std::shared_ptr<FakeControl> control = nullptr);
+[[nodiscard]] WEBHOOKDB_EXPORT Descriptor fake_dependent_v1(std::shared_ptr<FakeControl> control = nullptr);
 
 // Registers the five variants sharing one control (a new one when null) and returns it.
-std::shared_ptr<FakeControl> register_fakes(Registry& registry, std::shared_ptr<FakeControl> control = nullptr);
+WEBHOOKDB_EXPORT std::shared_ptr<FakeControl> register_fakes(
+    Registry& registry, std::shared_ptr<FakeControl> control = nullptr);
 
 // A fake item: {"my_id": id, "at": at, ...extra}.
-[[nodiscard]] nlohmann::json fake_item(const std::string& id, const std::string& at,
-                                       const nlohmann::json& extra = nlohmann::json::object());
+[[nodiscard]] WEBHOOKDB_EXPORT nlohmann::json fake_item(
+    const std::string& id, const std::string& at, const nlohmann::json& extra = nlohmann::json::object());
 // A fake API page: {"items": items, "next": next}.
-[[nodiscard]] nlohmann::json fake_page(const std::vector<nlohmann::json>& items, const std::string& next = {});
+[[nodiscard]] WEBHOOKDB_EXPORT nlohmann::json fake_page(const std::vector<nlohmann::json>& items,
+                                                        const std::string& next = {});
 
 }  // namespace webhookdb::testing

@@ -5,10 +5,11 @@
 #include <mutex>
 
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb::testing {
 
-class ManualClock final : public Clock {
+class WEBHOOKDB_EXPORT ManualClock final : public Clock {
  public:
   // 2024-01-01T00:00:00Z unless told otherwise.
   ManualClock();

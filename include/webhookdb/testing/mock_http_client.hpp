@@ -29,11 +29,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 
 namespace webhookdb::testing {
 
-class MockHttpClient final : public HttpClient {
+class WEBHOOKDB_EXPORT MockHttpClient final : public HttpClient {
  public:
   using Callback = std::function<HttpResponse(const HttpRequest& request, const CancellationToken& cancel)>;
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_queue.hpp"
 
 namespace webhookdb::testing {
@@ -16,7 +17,7 @@ struct EnqueuedJob {
   friend bool operator==(const EnqueuedJob&, const EnqueuedJob&) = default;
 };
 
-class RecordingJobQueue final : public JobQueue {
+class WEBHOOKDB_EXPORT RecordingJobQueue final : public JobQueue {
  public:
   void enqueue(std::int64_t job_id, std::optional<Timestamp> run_at = std::nullopt) override;
 

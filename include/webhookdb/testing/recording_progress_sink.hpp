@@ -6,11 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 
 namespace webhookdb::testing {
 
-class RecordingProgressSink final : public ProgressSink {
+class WEBHOOKDB_EXPORT RecordingProgressSink final : public ProgressSink {
  public:
   void on_progress(const BackfillProgress& progress) override;
 

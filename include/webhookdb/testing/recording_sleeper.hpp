@@ -10,11 +10,12 @@
 #include <vector>
 
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/testing/manual_clock.hpp"
 
 namespace webhookdb::testing {
 
-class RecordingSleeper final : public Sleeper {
+class WEBHOOKDB_EXPORT RecordingSleeper final : public Sleeper {
  public:
   explicit RecordingSleeper(std::shared_ptr<ManualClock> clock = nullptr);
 

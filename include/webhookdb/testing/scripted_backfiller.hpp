@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/backfiller.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb::testing {
 
@@ -30,7 +31,7 @@ struct ScriptedFetch {
   std::optional<Timestamp> last_backfilled;
 };
 
-class ScriptedBackfiller : public Backfiller {
+class WEBHOOKDB_EXPORT ScriptedBackfiller : public Backfiller {
  public:
   using FetchFn = std::function<BackfillPage(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                              const CancellationToken& cancel)>;
