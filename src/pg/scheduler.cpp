@@ -100,14 +100,15 @@ struct PgScheduler::Impl {
           out = Fired::nothing_due;
           last_id = 0;
           missed = 0;
-          const auto r = s.exec("SELECT id, service_integration_id, incremental, criteria::text AS criteria, "
-                                "interval_us, offset_us, " +
-                                    micros("next_run_at") + " AS tick_us, " + micros("clock_timestamp()") +
-                                    " AS now_us FROM " + schedules +
-                                    " WHERE enabled AND next_run_at <= clock_timestamp() "
-                                    "AND id <> ALL($1::bigint[]) ORDER BY next_run_at LIMIT 1 "
-                                    "FOR UPDATE SKIP LOCKED",
-                                {skip_list});
+          const auto r = s.exec(
+              "SELECT id, service_integration_id, incremental, criteria::text AS criteria, "
+              "interval_us, offset_us, " +
+                  micros("next_run_at") + " AS tick_us, " + micros("clock_timestamp()") + " AS now_us FROM " +
+                  schedules +
+                  " WHERE enabled AND next_run_at <= clock_timestamp() "
+                  "AND id <> ALL($1::bigint[]) ORDER BY next_run_at LIMIT 1 "
+                  "FOR UPDATE SKIP LOCKED",
+              {skip_list});
           if (r.empty()) return;
           last_id = to_i64(r.at(0, "id"));
           const std::string id = std::to_string(last_id);
@@ -117,9 +118,11 @@ struct PgScheduler::Impl {
           const std::int64_t off = to_i64(r.at(0, "offset_us"));
           std::int64_t tick = to_i64(r.at(0, "tick_us"));
           const std::int64_t now = to_i64(r.at(0, "now_us"));
-          // The latest tick due; the ones before it were missed (fleet down).
+          // A firer a few ticks late (a loaded box) handles them in turn;
+          // past max_catch_up only the latest is handled and the ones before
+          // it are counted missed (the fleet was down).
           const std::int64_t latest = off + floor_div(now - off, iv) * iv;
-          if (latest > tick) {
+          if ((latest - tick) / iv > static_cast<std::int64_t>(options.max_catch_up)) {
             missed = static_cast<std::size_t>((latest - tick) / iv);
             tick = latest;
           }
@@ -146,11 +149,12 @@ struct PgScheduler::Impl {
                    {id, tick_text, missed_text});
             out = Fired::coalesced;
           } else {
-            const auto job = s.exec("INSERT INTO " + jobs +
-                                        " (opaque_id, service_integration_id, incremental, criteria, created_at) "
-                                        "VALUES ($1, $2::bigint, $3::boolean, $4::jsonb, now()) RETURNING id",
-                                    {new_opaque_id("bfj"), integration, incremental,
-                                     r.at(0, "criteria").value_or("{}")});
+            const auto job =
+                s.exec("INSERT INTO " + jobs +
+                           " (opaque_id, service_integration_id, incremental, criteria, created_at) "
+                           "VALUES ($1, $2::bigint, $3::boolean, $4::jsonb, clock_timestamp()) "
+                           "RETURNING id",
+                       {new_opaque_id("bfj"), integration, incremental, r.at(0, "criteria").value_or("{}")});
             const std::string job_id = job.rows.at(0).at(0).value_or("0");
             s.exec("WITH q AS (INSERT INTO " + queue +
                        " (job_id, state) VALUES ($1::bigint, 'queued') RETURNING job_id) "
@@ -162,7 +166,8 @@ struct PgScheduler::Impl {
                        "missed_count = missed_count + $5::bigint, last_error = NULL, last_error_at = NULL, "
                        "updated_at = clock_timestamp() WHERE id = $1::bigint",
                    {id, next_text, tick_text, job_id, missed_text});
-            s.exec("INSERT INTO " + ticks + " (schedule_id, tick_at, outcome, job_id, missed) VALUES ($1::bigint, " +
+            s.exec("INSERT INTO " + ticks +
+                       " (schedule_id, tick_at, outcome, job_id, missed) VALUES ($1::bigint, " +
                        at_micros("$2") + ", 'fired', $3::bigint, $4::bigint)",
                    {id, tick_text, job_id, missed_text});
             out = Fired::fired;
@@ -176,10 +181,11 @@ struct PgScheduler::Impl {
   // The tick stays due (next_run_at unchanged): the next pass tries again.
   void record_error(std::int64_t id, const std::string& error) {
     try {
-      pool->exec("UPDATE " + schedules +
-                     " SET last_error = $2, last_error_at = clock_timestamp(), updated_at = clock_timestamp() "
-                     "WHERE id = $1::bigint",
-                 {std::to_string(id), clean_error(error, kMaxErrorBytes)});
+      pool->exec(
+          "UPDATE " + schedules +
+              " SET last_error = $2, last_error_at = clock_timestamp(), updated_at = clock_timestamp() "
+              "WHERE id = $1::bigint",
+          {std::to_string(id), clean_error(error, kMaxErrorBytes)});
     } catch (const std::exception& e) {
       log(LogLevel::warn, "schedule " + std::to_string(id) + ": could not record its error: " + e.what());
     }
@@ -257,7 +263,8 @@ void PgScheduler::migrate() {
   pg::migrate(*impl_->pool, kComponent, migrations());
 }
 
-std::chrono::microseconds PgScheduler::jitter_offset(std::int64_t service_integration_id, const std::string& name,
+std::chrono::microseconds PgScheduler::jitter_offset(std::int64_t service_integration_id,
+                                                     const std::string& name,
                                                      std::chrono::microseconds jitter) {
   if (jitter.count() <= 0) return std::chrono::microseconds(0);
   std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over the name
@@ -272,35 +279,40 @@ std::chrono::microseconds PgScheduler::jitter_offset(std::int64_t service_integr
 Schedule PgScheduler::upsert_schedule(const ScheduleSpec& spec) {
   if (spec.name.empty()) throw InvalidPrecondition("a schedule needs a name");
   if (spec.interval < std::chrono::milliseconds(1)) {
-    throw InvalidPrecondition("schedule '" + sql::printable(spec.name) + "' needs an interval of at least 1 ms");
+    throw InvalidPrecondition("schedule '" + sql::printable(spec.name) +
+                              "' needs an interval of at least 1 ms");
   }
   if (!spec.criteria.is_object()) {
     throw InvalidPrecondition("schedule '" + sql::printable(spec.name) + "': criteria must be a JSON object");
   }
   const auto iv = std::chrono::duration_cast<std::chrono::microseconds>(spec.interval);
-  const auto jitter = spec.jitter ? std::min(std::chrono::duration_cast<std::chrono::microseconds>(*spec.jitter), iv)
-                                  : iv;
+  const auto jitter =
+      spec.jitter ? std::min(std::chrono::duration_cast<std::chrono::microseconds>(*spec.jitter), iv) : iv;
   const auto phase = std::chrono::duration_cast<std::chrono::microseconds>(spec.phase);
-  std::int64_t offset = (phase + jitter_offset(spec.service_integration_id, spec.name, jitter)).count() % iv.count();
+  std::int64_t offset =
+      (phase + jitter_offset(spec.service_integration_id, spec.name, jitter)).count() % iv.count();
   if (offset < 0) offset += iv.count();
-  const std::string first_tick = "(" + std::to_string(offset) + " + ((" + micros("clock_timestamp()") + " - " +
-                                 std::to_string(offset) + ") / $5::bigint + 1) * $5::bigint)";
+  const std::string first_tick = "(" + std::to_string(offset) + " + ((" + micros("clock_timestamp()") +
+                                 " - " + std::to_string(offset) + ") / $5::bigint + 1) * $5::bigint)";
   try {
     const auto r = impl_->pool->exec(
         "INSERT INTO " + impl_->schedules +
             " AS s (service_integration_id, name, incremental, criteria, interval_us, offset_us, enabled, "
-            "next_run_at) VALUES ($1::bigint, $2, $3::boolean, $4::jsonb, $5::bigint, $6::bigint, $7::boolean, " +
+            "next_run_at) VALUES ($1::bigint, $2, $3::boolean, $4::jsonb, $5::bigint, $6::bigint, "
+            "$7::boolean, " +
             at_micros(first_tick) +
             ") ON CONFLICT (service_integration_id, name) DO UPDATE SET incremental = EXCLUDED.incremental, "
             "criteria = EXCLUDED.criteria, enabled = EXCLUDED.enabled, "
             // Same ticks: the next one is kept (a due tick is not skipped).
-            "next_run_at = CASE WHEN s.interval_us = EXCLUDED.interval_us AND s.offset_us = EXCLUDED.offset_us "
+            "next_run_at = CASE WHEN s.interval_us = EXCLUDED.interval_us AND s.offset_us = "
+            "EXCLUDED.offset_us "
             "  THEN s.next_run_at ELSE EXCLUDED.next_run_at END, "
-            "interval_us = EXCLUDED.interval_us, offset_us = EXCLUDED.offset_us, updated_at = clock_timestamp() "
+            "interval_us = EXCLUDED.interval_us, offset_us = EXCLUDED.offset_us, updated_at = "
+            "clock_timestamp() "
             "RETURNING " +
             schedule_columns(),
-        {std::to_string(spec.service_integration_id), spec.name, spec.incremental ? "t" : "f", spec.criteria.dump(),
-         std::to_string(iv.count()), std::to_string(offset), spec.enabled ? "t" : "f"});
+        {std::to_string(spec.service_integration_id), spec.name, spec.incremental ? "t" : "f",
+         spec.criteria.dump(), std::to_string(iv.count()), std::to_string(offset), spec.enabled ? "t" : "f"});
     return schedule_from(r, 0);
   } catch (const StoreError& e) {
     const std::string what = e.what();
@@ -328,9 +340,10 @@ std::optional<Schedule> PgScheduler::find(std::int64_t service_integration_id, c
 }
 
 std::vector<Schedule> PgScheduler::list(std::int64_t service_integration_id) {
-  const auto r = impl_->pool->exec("SELECT " + schedule_columns() + " FROM " + impl_->schedules +
-                                       " WHERE $1::bigint = 0 OR service_integration_id = $1::bigint ORDER BY id",
-                                   {std::to_string(service_integration_id)});
+  const auto r =
+      impl_->pool->exec("SELECT " + schedule_columns() + " FROM " + impl_->schedules +
+                            " WHERE $1::bigint = 0 OR service_integration_id = $1::bigint ORDER BY id",
+                        {std::to_string(service_integration_id)});
   std::vector<Schedule> out;
   out.reserve(r.rows.size());
   for (std::size_t i = 0; i < r.rows.size(); ++i) out.push_back(schedule_from(r, i));
@@ -374,8 +387,9 @@ void PgScheduler::start() {
         const auto r = fire_due();
         if (r.fired + r.coalesced + r.missed + r.failed > 0) {
           impl_->log(LogLevel::debug, "schedules: " + std::to_string(r.fired) + " fired, " +
-                                          std::to_string(r.coalesced) + " coalesced, " + std::to_string(r.missed) +
-                                          " missed, " + std::to_string(r.failed) + " failed");
+                                          std::to_string(r.coalesced) + " coalesced, " +
+                                          std::to_string(r.missed) + " missed, " + std::to_string(r.failed) +
+                                          " failed");
         }
       } catch (const std::exception& e) {
         impl_->log(LogLevel::error, std::string("schedules could not be fired: ") + e.what());

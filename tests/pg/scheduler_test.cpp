@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <iostream>
 #include <chrono>
+#include <iostream>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -51,7 +51,8 @@ class SchedulerTest : public test::PgTest {
 
   // Every queued or running job done, as a worker would leave them.
   void finish_all_jobs() {
-    admin_exec("UPDATE " + t("webhookdb_job_queue") + " SET state = 'done' WHERE state IN ('queued', 'running')");
+    admin_exec("UPDATE " + t("webhookdb_job_queue") +
+               " SET state = 'done' WHERE state IN ('queued', 'running')");
   }
 
   std::shared_ptr<ConnectionPool> pool_;
@@ -113,7 +114,8 @@ TEST_F(SchedulerTest, CoalescesWhileABackfillOfTheSameKindIsQueuedOrRunning) {
   EXPECT_EQ(after.fired_count, 2);
   EXPECT_EQ(after.coalesced_count, 2);
   EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_backfill_jobs") + " WHERE incremental"), 2);
-  EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_schedule_ticks") + " WHERE outcome = 'coalesced'"), 2);
+  EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_schedule_ticks") + " WHERE outcome = 'coalesced'"),
+            2);
 }
 
 TEST_F(SchedulerTest, JitterSpreadsAThousandIntegrationsOverTheInterval) {
@@ -171,7 +173,8 @@ TEST_F(SchedulerTest, AFirerThatDiesBeforeCommitLosesNoTick) {
   spec.jitter = 0ms;
   const auto created = dying->upsert_schedule(spec);
   // Make its tick due now.
-  admin_exec("UPDATE " + t("webhookdb_schedules") + " SET next_run_at = clock_timestamp() - interval '1 second'");
+  admin_exec("UPDATE " + t("webhookdb_schedules") +
+             " SET next_run_at = clock_timestamp() - interval '1 second'");
   const auto tick = dying->find(id, "incremental").value().next_run_at;
 
   FireResult dead;
@@ -200,7 +203,7 @@ TEST_F(SchedulerTest, AFirerThatDiesBeforeCommitLosesNoTick) {
   (void)created;
 }
 
-TEST_F(SchedulerTest, MissedTicksAreCountedAndOnlyTheLatestFires) {
+TEST_F(SchedulerTest, LateTicksAreHandledInTurnAndAfterAnOutageOnlyTheLatestFires) {
   const auto id = integration("a");
   auto s = scheduler();
   ScheduleSpec spec;
@@ -208,15 +211,29 @@ TEST_F(SchedulerTest, MissedTicksAreCountedAndOnlyTheLatestFires) {
   spec.name = "incremental";
   spec.interval = 1s;
   s->upsert_schedule(spec);
-  // The fleet was down for ten ticks.
-  admin_exec("UPDATE " + t("webhookdb_schedules") + " SET next_run_at = next_run_at - interval '10 seconds'");
-  const auto r = s->fire_due();
+  // A firer three ticks late handles each: one fires, the others find its job queued.
+  admin_exec("UPDATE " + t("webhookdb_schedules") + " SET next_run_at = next_run_at - interval '3 seconds'");
+  auto r = s->fire_due();
   EXPECT_EQ(r.fired, 1U);
-  EXPECT_GE(r.missed, 8U);
-  EXPECT_LE(r.missed, 10U);
-  const auto after = s->find(id, "incremental").value();
+  EXPECT_GE(r.coalesced, 1U);
+  EXPECT_EQ(r.missed, 0U);
+  finish_all_jobs();
+  // Another schedule whose fleet was down for thirty ticks: past max_catch_up
+  // (10) only the latest fires.
+  spec.name = "after-outage";
+  s->upsert_schedule(spec);
+  admin_exec("UPDATE " + t("webhookdb_schedules") +
+             " SET next_run_at = next_run_at - interval '30 seconds' WHERE name = 'after-outage'");
+  r = s->fire_due();
+  EXPECT_EQ(r.fired, 1U);
+  EXPECT_EQ(r.coalesced, 0U);
+  EXPECT_GE(r.missed, 28U);
+  EXPECT_LE(r.missed, 30U);
+  EXPECT_EQ(r.failed, 0U);
+  const auto after = s->find(id, "after-outage").value();
   EXPECT_GT(after.next_run_at, std::chrono::system_clock::now());
-  EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_backfill_jobs")), 1);
+  EXPECT_EQ(after.missed_count, static_cast<std::int64_t>(r.missed));
+  EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_backfill_jobs")), 2);
 }
 
 // Several firers, each on its own connection, racing over 30 schedules with
@@ -268,11 +285,12 @@ TEST_F(SchedulerTest, ConcurrentFirersFireEveryTickExactlyOnce) {
   std::int64_t total_fired = 0;
   for (const auto& sc : setup->list()) {
     const auto ticks = (sc.next_run_at - first_next.at(sc.service_integration_id)) / sc.interval;
-    EXPECT_EQ(sc.fired_count + sc.coalesced_count + sc.missed_count, ticks) << "integration "
-                                                                             << sc.service_integration_id;
-    EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_backfill_jobs") + " WHERE service_integration_id = $1",
-                    {std::to_string(sc.service_integration_id)}),
-              sc.fired_count);
+    EXPECT_EQ(sc.fired_count + sc.coalesced_count + sc.missed_count, ticks)
+        << "integration " << sc.service_integration_id;
+    EXPECT_EQ(
+        count("SELECT count(*) FROM " + t("webhookdb_backfill_jobs") + " WHERE service_integration_id = $1",
+              {std::to_string(sc.service_integration_id)}),
+        sc.fired_count);
     EXPECT_EQ(count("SELECT count(*) + coalesce(sum(missed), 0) FROM " + t("webhookdb_schedule_ticks") +
                         " WHERE schedule_id = $1",
                     {std::to_string(sc.id)}),
@@ -284,8 +302,9 @@ TEST_F(SchedulerTest, ConcurrentFirersFireEveryTickExactlyOnce) {
   EXPECT_EQ(static_cast<std::int64_t>(fired.load()), total_fired);
   // No job id enqueued twice, none missing from the queue.
   EXPECT_EQ(count("SELECT count(*) FROM " + t("webhookdb_job_queue")), total_fired);
-  std::cout << "[ figures ] " << kFirers << " firers, " << kIntegrations << " schedules of 100 ms for 3 s: "
-            << total_fired << " fired, " << coalesced.load() << " coalesced\n";
+  std::cout << "[ figures ] " << kFirers << " firers, " << kIntegrations
+            << " schedules of 100 ms for 3 s: " << total_fired << " fired, " << coalesced.load()
+            << " coalesced\n";
 }
 
 }  // namespace

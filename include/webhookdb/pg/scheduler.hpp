@@ -31,7 +31,8 @@
 // Coalescing: a tick finding a backfill of the same kind (incremental or
 // full) for the integration still queued or running in the job queue enqueues
 // nothing; it is counted in coalesced_count.
-// Missed ticks: when the fleet was down for longer than an interval, only the
+// Late ticks: a firer up to max_catch_up ticks behind handles each in turn
+// (most are then coalesced). Further behind (the fleet was down), only the
 // latest due tick is handled; the earlier ones are counted in missed_count.
 //
 // Times: next_run_at, last_run_at... are the database's clock
@@ -114,6 +115,10 @@ struct PgSchedulerOptions {
   std::size_t batch = 500;
   // The firing thread (start()) looks for due schedules this often.
   std::chrono::milliseconds poll{1'000};
+  // A schedule at most this many ticks behind has each handled in turn (a
+  // loaded fleet lagging); further behind (the fleet was down), only the
+  // latest tick is handled and the earlier ones are counted missed.
+  std::size_t max_catch_up = 10;
   // For tests: called inside each firing transaction after the job is
   // queued and before COMMIT; a throw rolls the tick back.
   std::function<void(std::int64_t schedule_id)> before_commit;
