@@ -88,88 +88,110 @@ struct PgScheduler::Impl {
     if (options.logger) options.logger->log(level, message);
   }
 
-  // One due schedule (not in `skip`), handled in one transaction.
-  // `last_id` gets the schedule's id (0 when none was due).
-  Fired fire_one(const std::vector<std::int64_t>& skip, std::int64_t& last_id, std::size_t& missed) {
+  // The tick a firing handles: the schedule's row, read under its lock.
+  struct Tick {
+    std::string id, integration, incremental, criteria;
+    std::int64_t at = 0, next = 0, missed = 0;
+  };
+
+  // The next due schedule not in `skip`, locked (nullopt when none).
+  std::optional<Tick> lock_due(Session& s, const std::vector<std::int64_t>& skip) const {
     std::string skip_list = "{";
     for (std::size_t i = 0; i < skip.size(); ++i) skip_list += (i ? "," : "") + std::to_string(skip[i]);
     skip_list += "}";
+    const auto r = s.exec(
+        "SELECT id, service_integration_id, incremental, criteria::text AS criteria, "
+        "interval_us, offset_us, " +
+            micros("next_run_at") + " AS tick_us, " + micros("clock_timestamp()") + " AS now_us FROM " +
+            schedules +
+            " WHERE enabled AND next_run_at <= clock_timestamp() "
+            "AND id <> ALL($1::bigint[]) ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        {skip_list});
+    if (r.empty()) return std::nullopt;
+    Tick t;
+    t.id = r.at(0, "id").value_or("0");
+    t.integration = r.at(0, "service_integration_id").value_or("0");
+    t.incremental = r.at(0, "incremental").value_or("f");
+    t.criteria = r.at(0, "criteria").value_or("{}");
+    const std::int64_t iv = to_i64(r.at(0, "interval_us"));
+    const std::int64_t off = to_i64(r.at(0, "offset_us"));
+    const std::int64_t now = to_i64(r.at(0, "now_us"));
+    t.at = to_i64(r.at(0, "tick_us"));
+    // A firer a few ticks late (a loaded box) handles them in turn; past
+    // max_catch_up only the latest is handled and the ones before it are
+    // counted missed (the fleet was down).
+    const std::int64_t latest = off + floor_div(now - off, iv) * iv;
+    if ((latest - t.at) / iv > static_cast<std::int64_t>(options.max_catch_up)) {
+      t.missed = (latest - t.at) / iv;
+      t.at = latest;
+    }
+    t.next = t.at + iv;
+    return t;
+  }
+
+  // A backfill of the tick's kind for its integration is queued or running.
+  bool busy(Session& s, const Tick& t) const {
+    const auto r = s.exec("SELECT EXISTS (SELECT 1 FROM " + jobs + " j JOIN " + queue +
+                              " q ON q.job_id = j.id WHERE j.service_integration_id = $1::bigint "
+                              "AND j.incremental = $2::boolean AND j.parent_job_id IS NULL "
+                              "AND q.state IN ('queued', 'running'))",
+                          {t.integration, t.incremental});
+    return r.rows.at(0).at(0).value_or("f") == "t";
+  }
+
+  void coalesce(Session& s, const Tick& t) const {
+    s.exec("UPDATE " + schedules + " SET next_run_at = " + at_micros("$2") +
+               ", last_tick_at = " + at_micros("$3") +
+               ", coalesced_count = coalesced_count + 1, missed_count = missed_count + $4::bigint, "
+               "updated_at = clock_timestamp() WHERE id = $1::bigint",
+           {t.id, std::to_string(t.next), std::to_string(t.at), std::to_string(t.missed)});
+    s.exec("INSERT INTO " + ticks + " (schedule_id, tick_at, outcome, missed) VALUES ($1::bigint, " +
+               at_micros("$2") + ", 'coalesced', $3::bigint)",
+           {t.id, std::to_string(t.at), std::to_string(t.missed)});
+  }
+
+  // The job (PgJobStore's table) and its queue row (PgJobQueue's, with its
+  // NOTIFY, delivered at COMMIT), then the schedule advanced.
+  void enqueue(Session& s, const Tick& t) const {
+    const auto job =
+        s.exec("INSERT INTO " + jobs +
+                   " (opaque_id, service_integration_id, incremental, criteria, created_at) "
+                   "VALUES ($1, $2::bigint, $3::boolean, $4::jsonb, clock_timestamp()) RETURNING id",
+               {new_opaque_id("bfj"), t.integration, t.incremental, t.criteria});
+    const std::string job_id = job.rows.at(0).at(0).value_or("0");
+    s.exec("WITH q AS (INSERT INTO " + queue +
+               " (job_id, state) VALUES ($1::bigint, 'queued') RETURNING job_id) "
+               "SELECT pg_notify($2, job_id::text) FROM q",
+           {job_id, channel});
+    s.exec("UPDATE " + schedules + " SET next_run_at = " + at_micros("$2") +
+               ", last_tick_at = " + at_micros("$3") + ", last_run_at = " + at_micros("$3") +
+               ", last_job_id = $4::bigint, fired_count = fired_count + 1, "
+               "missed_count = missed_count + $5::bigint, last_error = NULL, last_error_at = NULL, "
+               "updated_at = clock_timestamp() WHERE id = $1::bigint",
+           {t.id, std::to_string(t.next), std::to_string(t.at), job_id, std::to_string(t.missed)});
+    s.exec("INSERT INTO " + ticks + " (schedule_id, tick_at, outcome, job_id, missed) VALUES ($1::bigint, " +
+               at_micros("$2") + ", 'fired', $3::bigint, $4::bigint)",
+           {t.id, std::to_string(t.at), job_id, std::to_string(t.missed)});
+  }
+
+  // One due schedule (not in `skip`), handled in one transaction.
+  // `last_id` gets the schedule's id (0 when none was due).
+  Fired fire_one(const std::vector<std::int64_t>& skip, std::int64_t& last_id, std::size_t& missed) {
     Fired out = Fired::nothing_due;
     pool->transaction(
         [&](Session& s) {
           out = Fired::nothing_due;
           last_id = 0;
           missed = 0;
-          const auto r = s.exec(
-              "SELECT id, service_integration_id, incremental, criteria::text AS criteria, "
-              "interval_us, offset_us, " +
-                  micros("next_run_at") + " AS tick_us, " + micros("clock_timestamp()") + " AS now_us FROM " +
-                  schedules +
-                  " WHERE enabled AND next_run_at <= clock_timestamp() "
-                  "AND id <> ALL($1::bigint[]) ORDER BY next_run_at LIMIT 1 "
-                  "FOR UPDATE SKIP LOCKED",
-              {skip_list});
-          if (r.empty()) return;
-          last_id = to_i64(r.at(0, "id"));
-          const std::string id = std::to_string(last_id);
-          const std::string integration = r.at(0, "service_integration_id").value_or("0");
-          const std::string incremental = r.at(0, "incremental").value_or("f");
-          const std::int64_t iv = to_i64(r.at(0, "interval_us"));
-          const std::int64_t off = to_i64(r.at(0, "offset_us"));
-          std::int64_t tick = to_i64(r.at(0, "tick_us"));
-          const std::int64_t now = to_i64(r.at(0, "now_us"));
-          // A firer a few ticks late (a loaded box) handles them in turn;
-          // past max_catch_up only the latest is handled and the ones before
-          // it are counted missed (the fleet was down).
-          const std::int64_t latest = off + floor_div(now - off, iv) * iv;
-          if ((latest - tick) / iv > static_cast<std::int64_t>(options.max_catch_up)) {
-            missed = static_cast<std::size_t>((latest - tick) / iv);
-            tick = latest;
-          }
-          const std::string tick_text = std::to_string(tick);
-          const std::string next_text = std::to_string(tick + iv);
-          const std::string missed_text = std::to_string(missed);
-
-          const bool busy = s.exec("SELECT EXISTS (SELECT 1 FROM " + jobs + " j JOIN " + queue +
-                                       " q ON q.job_id = j.id WHERE j.service_integration_id = $1::bigint "
-                                       "AND j.incremental = $2::boolean AND j.parent_job_id IS NULL "
-                                       "AND q.state IN ('queued', 'running'))",
-                                   {integration, incremental})
-                                .rows.at(0)
-                                .at(0)
-                                .value_or("f") == "t";
-          if (busy) {
-            s.exec("UPDATE " + schedules + " SET next_run_at = " + at_micros("$2") +
-                       ", last_tick_at = " + at_micros("$3") +
-                       ", coalesced_count = coalesced_count + 1, missed_count = missed_count + $4::bigint, "
-                       "updated_at = clock_timestamp() WHERE id = $1::bigint",
-                   {id, next_text, tick_text, missed_text});
-            s.exec("INSERT INTO " + ticks + " (schedule_id, tick_at, outcome, missed) VALUES ($1::bigint, " +
-                       at_micros("$2") + ", 'coalesced', $3::bigint)",
-                   {id, tick_text, missed_text});
+          const auto tick = lock_due(s, skip);
+          if (!tick) return;
+          last_id = std::stoll(tick->id);
+          missed = static_cast<std::size_t>(tick->missed);
+          if (busy(s, *tick)) {
+            coalesce(s, *tick);
             out = Fired::coalesced;
           } else {
-            const auto job =
-                s.exec("INSERT INTO " + jobs +
-                           " (opaque_id, service_integration_id, incremental, criteria, created_at) "
-                           "VALUES ($1, $2::bigint, $3::boolean, $4::jsonb, clock_timestamp()) "
-                           "RETURNING id",
-                       {new_opaque_id("bfj"), integration, incremental, r.at(0, "criteria").value_or("{}")});
-            const std::string job_id = job.rows.at(0).at(0).value_or("0");
-            s.exec("WITH q AS (INSERT INTO " + queue +
-                       " (job_id, state) VALUES ($1::bigint, 'queued') RETURNING job_id) "
-                       "SELECT pg_notify($2, job_id::text) FROM q",
-                   {job_id, channel});
-            s.exec("UPDATE " + schedules + " SET next_run_at = " + at_micros("$2") +
-                       ", last_tick_at = " + at_micros("$3") + ", last_run_at = " + at_micros("$3") +
-                       ", last_job_id = $4::bigint, fired_count = fired_count + 1, "
-                       "missed_count = missed_count + $5::bigint, last_error = NULL, last_error_at = NULL, "
-                       "updated_at = clock_timestamp() WHERE id = $1::bigint",
-                   {id, next_text, tick_text, job_id, missed_text});
-            s.exec("INSERT INTO " + ticks +
-                       " (schedule_id, tick_at, outcome, job_id, missed) VALUES ($1::bigint, " +
-                       at_micros("$2") + ", 'fired', $3::bigint, $4::bigint)",
-                   {id, tick_text, job_id, missed_text});
+            enqueue(s, *tick);
             out = Fired::fired;
           }
           if (options.before_commit) options.before_commit(last_id);
@@ -178,7 +200,6 @@ struct PgScheduler::Impl {
     return out;
   }
 
-  // The tick stays due (next_run_at unchanged): the next pass tries again.
   void record_error(std::int64_t id, const std::string& error) {
     try {
       pool->exec(
