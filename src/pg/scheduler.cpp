@@ -67,6 +67,11 @@ std::uint64_t mix(std::uint64_t z) {
 
 // What one firing transaction did.
 enum class Fired { nothing_due, fired, coalesced };
+struct Firing {
+  Fired fired = Fired::nothing_due;
+  std::int64_t schedule_id = 0;  // 0: none was due
+  std::size_t missed = 0;
+};
 
 }  // namespace
 
@@ -174,30 +179,26 @@ struct PgScheduler::Impl {
            {t.id, std::to_string(t.at), job_id, std::to_string(t.missed)});
   }
 
-  // One due schedule (not in `skip`), handled in one transaction.
-  // `last_id` gets the schedule's id (0 when none was due).
-  Fired fire_one(const std::vector<std::int64_t>& skip, std::int64_t& last_id, std::size_t& missed) {
-    Fired out = Fired::nothing_due;
+  // One due schedule (not in `skip`), handled in one transaction. `out`
+  // names the schedule even when the transaction throws.
+  void fire_one(const std::vector<std::int64_t>& skip, Firing& out) {
     pool->transaction(
         [&](Session& s) {
-          out = Fired::nothing_due;
-          last_id = 0;
-          missed = 0;
+          out = Firing{};
           const auto tick = lock_due(s, skip);
           if (!tick) return;
-          last_id = std::stoll(tick->id);
-          missed = static_cast<std::size_t>(tick->missed);
+          out.schedule_id = std::stoll(tick->id);
+          out.missed = static_cast<std::size_t>(tick->missed);
           if (busy(s, *tick)) {
             coalesce(s, *tick);
-            out = Fired::coalesced;
+            out.fired = Fired::coalesced;
           } else {
             enqueue(s, *tick);
-            out = Fired::fired;
+            out.fired = Fired::fired;
           }
-          if (options.before_commit) options.before_commit(last_id);
+          if (options.before_commit) options.before_commit(out.schedule_id);
         },
         1);
-    return out;
   }
 
   void record_error(std::int64_t id, const std::string& error) {
@@ -375,12 +376,11 @@ FireResult PgScheduler::fire_due() {
   FireResult result;
   std::vector<std::int64_t> failed_ids;
   for (std::size_t n = 0; n < impl_->options.batch; ++n) {
-    std::int64_t id = 0;
-    std::size_t missed = 0;
-    Fired fired = Fired::nothing_due;
+    Firing f;
     try {
-      fired = impl_->fire_one(failed_ids, id, missed);
+      impl_->fire_one(failed_ids, f);
     } catch (const std::exception& e) {
+      const std::int64_t id = f.schedule_id;
       if (id == 0) throw;  // not even the due schedule could be read
       ++result.failed;
       failed_ids.push_back(id);
@@ -388,10 +388,10 @@ FireResult PgScheduler::fire_due() {
       impl_->record_error(id, e.what());
       continue;
     }
-    if (fired == Fired::nothing_due) break;
-    result.missed += missed;
-    if (fired == Fired::fired) ++result.fired;
-    if (fired == Fired::coalesced) ++result.coalesced;
+    if (f.fired == Fired::nothing_due) break;
+    result.missed += f.missed;
+    if (f.fired == Fired::fired) ++result.fired;
+    if (f.fired == Fired::coalesced) ++result.coalesced;
   }
   return result;
 }
