@@ -46,7 +46,10 @@ function(webhookdb_component name)
   # include/webhookdb/export.hpp marks WEBHOOKDB_EXPORT is exported.
   set_target_properties(webhookdb_${name} PROPERTIES
     VERSION ${PROJECT_VERSION}
-    SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+    SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}
+    # Installed, a shared component finds the components it links beside it:
+    # an executable's RUNPATH does not serve its libraries' own dependencies.
+    INSTALL_RPATH "$ORIGIN")
   if(BUILD_SHARED_LIBS AND name IN_LIST WEBHOOKDB_HIDDEN_COMPONENTS)
     set_target_properties(webhookdb_${name} PROPERTIES
       CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
