@@ -17,7 +17,7 @@ int main() {
   // A symbol from jobs (which brings pg) and one from memory, so both libraries are linked.
   auto done = webhookdb::jobs::to_string(webhookdb::jobs::RunResult::completed);
   auto waiting = webhookdb::memory::to_string(webhookdb::memory::QueuedJobState::waiting);
-  std::printf("consumer_all ok: %s (%.*s, %.*s)\n", webhookdb::version_string(), static_cast<int>(done.size()),
-              done.data(), static_cast<int>(waiting.size()), waiting.data());
+  std::printf("consumer_all ok: %s (%.*s, %.*s)\n", webhookdb::version_string(),
+              static_cast<int>(done.size()), done.data(), static_cast<int>(waiting.size()), waiting.data());
   return 0;
 }

@@ -95,32 +95,7 @@ void send_some(int fd, const std::string& bytes) {
   }
 }
 
-class Abuse : public ::testing::Test {
- protected:
-  std::shared_ptr<memory::MemoryReplicaStore> store = std::make_shared<memory::MemoryReplicaStore>();
-  Env env{store, std::make_shared<memory::MemoryJobStore>()};
-  WebhookReceiverOptions options;
-  std::unique_ptr<WebhookReceiver> receiver;
-
-  void SetUp() override {
-    options.max_body_bytes = 64 * 1024;
-    options.idle_timeout = std::chrono::seconds(5);
-  }
-  void start() {
-    receiver = std::make_unique<WebhookReceiver>(env.context(), options);
-    receiver->start();
-  }
-  void TearDown() override {
-    if (receiver) receiver->stop();
-    const std::string log = env.logger->text();
-    EXPECT_EQ(log.find(kWebhookSecret), std::string::npos) << log;
-  }
-  [[nodiscard]] std::string target() const { return "/v1/webhooks/" + env.charges.opaque_id; }
-  ClientResponse post_signed(const json& body, const std::string& path = "") {
-    const std::string text = body.dump();
-    return post_once(receiver->port(), path.empty() ? target() : path, text, env.signature(text));
-  }
-};
+using Abuse = MemoryReceiverTest;
 
 // --- item 7: everything checkable is checked before the 202 ---
 

@@ -18,33 +18,7 @@ namespace {
 using nlohmann::json;
 using namespace test;
 
-class Receiver : public ::testing::Test {
- protected:
-  std::shared_ptr<memory::MemoryReplicaStore> store = std::make_shared<memory::MemoryReplicaStore>();
-  Env env{store, std::make_shared<memory::MemoryJobStore>()};
-  WebhookReceiverOptions options;
-  std::unique_ptr<WebhookReceiver> receiver;
-
-  void start() {
-    options.max_body_bytes = 64 * 1024;
-    options.idle_timeout = std::chrono::seconds(5);
-    receiver = std::make_unique<WebhookReceiver>(env.context(), options);
-    receiver->start();
-  }
-  void TearDown() override {
-    if (receiver) receiver->stop();
-    const std::string log = env.logger->text();
-    EXPECT_EQ(log.find(kWebhookSecret), std::string::npos) << log;
-  }
-  [[nodiscard]] std::string target() const { return "/v1/webhooks/" + env.charges.opaque_id; }
-  ClientResponse post_signed(const json& body) {
-    const std::string text = body.dump();
-    return post_once(receiver->port(), target(), text, env.signature(text));
-  }
-  ClientResponse post_signed_raw(const std::string& text) {
-    return post_once(receiver->port(), target(), text, env.signature(text));
-  }
-};
+using Receiver = MemoryReceiverTest;
 
 TEST_F(Receiver, StartsOnAnEphemeralLoopbackPort) {
   start();

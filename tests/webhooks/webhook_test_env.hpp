@@ -14,6 +14,8 @@
 #include "webhook_test_support.hpp"
 #include "webhookdb/job_store.hpp"
 #include "webhookdb/logger.hpp"
+#include "webhookdb/memory/memory_job_store.hpp"
+#include "webhookdb/memory/memory_replica_store.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/webhooks/verification.hpp"
@@ -179,5 +181,36 @@ inline void run_webhook_backfill_race(Env& env, webhooks::WebhookReceiver& recei
     EXPECT_EQ(row->data.value("source", ""), i % 2 == 0 ? "backfill" : "webhook") << key(i);
   }
 }
+
+// A receiver on the memory stores. SetUp sets small limits; a test changes
+// `options` as it needs, then start()s it. No log line may hold the secret.
+class MemoryReceiverTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<memory::MemoryReplicaStore> store = std::make_shared<memory::MemoryReplicaStore>();
+  Env env{store, std::make_shared<memory::MemoryJobStore>()};
+  webhooks::WebhookReceiverOptions options;
+  std::unique_ptr<webhooks::WebhookReceiver> receiver;
+
+  void SetUp() override {
+    options.max_body_bytes = 64 * 1024;
+    options.idle_timeout = std::chrono::seconds(5);
+  }
+  void start() {
+    receiver = std::make_unique<webhooks::WebhookReceiver>(env.context(), options);
+    receiver->start();
+  }
+  void TearDown() override {
+    if (receiver) receiver->stop();
+    const std::string log = env.logger->text();
+    EXPECT_EQ(log.find(kWebhookSecret), std::string::npos) << log;
+  }
+  [[nodiscard]] std::string target() const { return "/v1/webhooks/" + env.charges.opaque_id; }
+  ClientResponse post_signed(const nlohmann::json& body, const std::string& path = "") {
+    return post_signed_raw(body.dump(), path);
+  }
+  ClientResponse post_signed_raw(const std::string& text, const std::string& path = "") {
+    return post_once(receiver->port(), path.empty() ? target() : path, text, env.signature(text));
+  }
+};
 
 }  // namespace webhookdb::test
