@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <webhookdb/curl/curl_http_client.hpp>
 #include <webhookdb/pg/connection_pool.hpp>
 #include <webhookdb/pg/job_store.hpp>
@@ -77,37 +78,26 @@ struct Options {
   std::uint64_t seed = 7;
 };
 
-[[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "webhookdb-demo: %s\nusage: webhookdb-demo --database-url URL [--objects N] "
-               "[--fault-rate R] [--touch N] [--seed S]\n",
-               msg);
-  std::exit(2);
-}
-
+// Exits (0 for --help, non-zero for a bad argument) when the line does not parse.
 Options parse(int argc, char** argv) {
   Options o;
   if (const char* env = std::getenv("WEBHOOKDB_DATABASE_URL")) o.database_url = env;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
-      return argv[++i];
-    };
-    if (arg == "--database-url")
-      o.database_url = value();
-    else if (arg == "--objects")
-      o.objects = std::stoul(value());
-    else if (arg == "--fault-rate")
-      o.fault_rate = std::stod(value());
-    else if (arg == "--touch")
-      o.touch = std::stoul(value());
-    else if (arg == "--seed")
-      o.seed = std::stoull(value());
-    else
-      usage(("unknown argument " + arg).c_str());
+  CLI::App app{"webhookdb-demo: a backfill from the local API into PostgreSQL", "webhookdb-demo"};
+  app.add_option("--database-url", o.database_url, "PostgreSQL (default: WEBHOOKDB_DATABASE_URL)");
+  app.add_option("--objects", o.objects, "charges the local API holds")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--fault-rate", o.fault_rate, "probability of a fault per page request")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--touch", o.touch, "charges changed before the incremental run")->capture_default_str();
+  app.add_option("--seed", o.seed, "dataset and fault seed")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+    if (o.database_url.empty()) {
+      throw CLI::RequiredError("--database-url (or WEBHOOKDB_DATABASE_URL)");
+    }
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
-  if (o.database_url.empty()) usage("--database-url (or WEBHOOKDB_DATABASE_URL) is required");
   return o;
 }
 
