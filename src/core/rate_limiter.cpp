@@ -129,6 +129,8 @@ void GovernorOptions::validate(const std::string& owner) const {
   }
 }
 
+// The service, then what identifies its credential: the order of the key it makes.
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters)
 std::string default_quota_key(std::string_view service, std::string_view credential) {
   if (codec::trim(credential).empty()) return std::string(service) + ":-";
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
