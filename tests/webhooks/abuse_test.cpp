@@ -31,7 +31,12 @@ using namespace test;
 using Clock = std::chrono::steady_clock;
 
 // Sanitizers slow the receiver several times over; the latency bound scales.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+// TSan most (a CI rehearsal on a loaded 2-core machine took 4.9 s for the
+// flood test's good request); its bound stays under the flood's 8 s idle
+// timeout, so a request starved until the flood times out still fails.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kSlowdown = 7;
+#elif defined(__SANITIZE_ADDRESS__)
 constexpr int kSlowdown = 4;
 #else
 constexpr int kSlowdown = 1;
