@@ -11,7 +11,7 @@
 #   TSAN_TEST_LABELS= scripts/test.sh    TSan over the whole suite (default: the
 #                                        tests labelled concurrency, i.e. every
 #                                        test with threads or several processes)
-#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 30 s a target)
+#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 20 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -95,8 +95,8 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   section "tests (TSan)"
   run_suite build/tsan
 
-  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-30} s a target)"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash scripts/fuzz.sh
+  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-20} s a target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 fi
 
 section "done"
