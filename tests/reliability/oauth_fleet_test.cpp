@@ -20,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api_server/api_server.hpp"
+#include "api_server/oauth.hpp"
 #include "support/pg_test_env.hpp"
+#include "webhookdb/codec.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/http_auth.hpp"
 #include "webhookdb/oauth2.hpp"
@@ -223,6 +225,38 @@ TEST_F(OAuthFleetTest, AReusedRefreshTokenIsRefusedAndReportedWithoutASecret) {
     EXPECT_EQ(seen.find(secret), std::string::npos) << secret << " in " << seen;
   }
   server.stop();
+}
+
+// The provider's token endpoint under hostile input: malformed escapes, empty
+// fields, junk Basic credentials are 4xx answers, never an exception out of the
+// handler; an id and secret form-encoded inside Basic (RFC 6749 2.3.1) work.
+TEST(OAuthProviderInput, MalformedFormsAndBasicCredentialsAreAnsweredNotThrown) {
+  tools::OAuthOptions options;
+  options.enabled = true;
+  options.client_id = "cid";
+  options.client_secret = "s e+c";
+  tools::OAuthIssuer issuer(options);
+  const std::vector<std::string> bodies{"grant_type=%zz&client_id=%", "%", "&&==&=", "client_id=cid&client_secret=%2",
+                                        "grant_type=client_credentials&client_id=cid&client_secret=s+e%2Bc%",
+                                        std::string("grant_type=\0\xff", 13)};
+  for (const std::string& body : bodies) {
+    std::optional<tools::OAuthReply> reply;
+    ASSERT_NO_THROW(reply = issuer.handle("POST", "/oauth/token", body, "")) << body;
+    ASSERT_TRUE(reply);
+    EXPECT_GE(reply->status, 400) << body;
+    EXPECT_LT(reply->status, 500) << body;
+  }
+  for (const std::string& basic : std::vector<std::string>{"Basic !!!not-base64", "Basic ", "Basic Y2lk", "Basic ====",
+                                                          "Basic %"}) {
+    std::optional<tools::OAuthReply> reply;
+    ASSERT_NO_THROW(reply = issuer.handle("POST", "/oauth/token", "grant_type=client_credentials", basic)) << basic;
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, 401) << basic;
+  }
+  const auto good = issuer.handle("POST", "/oauth/token", "grant_type=client_credentials",
+                                  "Basic " + codec::base64_encode("cid:s+e%2Bc"));
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->status, 200) << good->body;
 }
 
 }  // namespace

@@ -1,26 +1,15 @@
 #include "api_server/oauth.hpp"
 
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/codec.hpp"
+#include "webhookdb/url.hpp"
+
 namespace webhookdb::tools {
 namespace {
-
-std::string decode_form(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 std::map<std::string, std::string> form(std::string_view body) {
   std::map<std::string, std::string> out;
@@ -30,26 +19,8 @@ std::map<std::string, std::string> form(std::string_view body) {
     if (end == std::string_view::npos) end = body.size();
     const auto part = body.substr(start, end - start);
     const auto eq = part.find('=');
-    if (eq != std::string_view::npos) out[decode_form(part.substr(0, eq))] = decode_form(part.substr(eq + 1));
+    if (eq != std::string_view::npos) out[url::query_decode(part.substr(0, eq))] = url::query_decode(part.substr(eq + 1));
     start = end + 1;
-  }
-  return out;
-}
-
-std::string base64_decode(std::string_view in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0;
-  int bits = -8;
-  for (const char c : in) {
-    const auto pos = chars.find(c);
-    if (pos == std::string::npos) break;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out += static_cast<char>((val >> bits) & 0xFF);
-      bits -= 8;
-    }
   }
   return out;
 }
@@ -89,11 +60,12 @@ OAuthReply OAuthIssuer::token(std::string_view body, std::string_view authorizat
   std::string id = fields["client_id"];
   std::string secret = fields["client_secret"];
   if (authorization.rfind("Basic ", 0) == 0) {
-    const std::string pair = base64_decode(authorization.substr(6));
+    // RFC 6749 2.3.1: the id and secret are form-encoded before Basic's base64.
+    const std::string pair = codec::try_base64_decode(authorization.substr(6)).value_or("");
     const auto colon = pair.find(':');
     if (colon != std::string::npos) {
-      id = decode_form(pair.substr(0, colon));
-      secret = decode_form(pair.substr(colon + 1));
+      id = url::query_decode(pair.substr(0, colon));
+      secret = url::query_decode(pair.substr(colon + 1));
     }
   }
   std::lock_guard lock(mutex_);
