@@ -126,13 +126,20 @@ FleetResult run_fleet(tools::QuotaMode mode) {
 
 TEST(QuotaFleet, AdvertisedQuotaIsUsedAndAlmostNeverExceeded) {
   const auto r = run_fleet(tools::QuotaMode::github);
-  EXPECT_GE(r.utilisation, 0.85);  // 92% measured in 8 s on a loaded 2-core box
+  // The bounds catch a governor that starves the fleet or overruns the quota;
+  // the figures themselves are scripts/bench.sh's (92% measured here in 8 s,
+  // 97% over 60 s). The 8 s include forking and connecting, which a loaded CI
+  // machine under a sanitizer stretches, so the floor is loose.
+  EXPECT_GE(r.utilisation, 0.60);
   EXPECT_LE(r.refused_share, 0.005);
 }
 
 TEST(QuotaFleet, UnadvertisedQuotaIsFoundByAimd) {
   const auto r = run_fleet(tools::QuotaMode::retry_after);
-  EXPECT_GE(r.utilisation, 0.70);  // 81% measured
+  // 81% measured in 8 s, 84% over 60 s; CI under ASan on a shared machine
+  // measured 68%. Half the quota still separates "found it" from a collapse
+  // to the probe rate.
+  EXPECT_GE(r.utilisation, 0.50);
   EXPECT_LE(r.refused_share, 0.03);
 }
 
