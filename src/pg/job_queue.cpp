@@ -45,6 +45,7 @@ QueueState parse_state(const std::string& s) {
   if (s == "running") return QueueState::running;
   if (s == "done") return QueueState::done;
   if (s == "failed") return QueueState::failed;
+  if (s == "cancelled") return QueueState::cancelled;
   throw InvariantViolation("job queue row has unknown state '" + s + "'");
 }
 
@@ -155,6 +156,8 @@ std::string_view to_string(QueueState state) noexcept {
       return "done";
     case QueueState::failed:
       return "failed";
+    case QueueState::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -388,6 +391,14 @@ CREATE INDEX IF NOT EXISTS webhookdb_job_queue_later_idx
   ON {schema}.webhookdb_job_queue (run_at, seq) WHERE state = 'queued' AND run_at IS NOT NULL;
 DROP INDEX IF EXISTS {schema}.webhookdb_job_queue_due_idx;
 DROP INDEX IF EXISTS {schema}.webhookdb_job_queue_owner_idx;
+)SQL"},
+      // An operator's cancel (PgJobControl, job_control.hpp) ends a job as
+      // 'cancelled': neither failed nor done, and queued again by enqueue().
+      {4, "job queue cancelled state",
+       R"SQL(
+ALTER TABLE {schema}.webhookdb_job_queue DROP CONSTRAINT IF EXISTS webhookdb_job_queue_state_check;
+ALTER TABLE {schema}.webhookdb_job_queue ADD CONSTRAINT webhookdb_job_queue_state_check
+  CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled'));
 )SQL"},
   };
   return steps;

@@ -50,6 +50,9 @@ enum class QueueState {
   running,  // leased by a worker
   done,     // the job runner returned (ran, skipped, finished...)
   failed,   // an error, or RetryOrDie with its retries used up; see last_error
+  // Stopped by an operator (PgJobControl::request_cancel): not taken again,
+  // its checkpoints kept; enqueue() queues it again and it resumes there.
+  cancelled,
 };
 [[nodiscard]] std::string_view to_string(QueueState state) noexcept;
 
