@@ -147,6 +147,8 @@ class Replicator {
   [[nodiscard]] const TableSpec& table_spec() const;
   // delete_options(), read once with the table spec.
   [[nodiscard]] const DeleteOptions& deletes() const;
+  // backfill_options(), validated and cached (BrokenSpecification for nonsense).
+  [[nodiscard]] const BackfillOptions& options() const { return cached_backfill_options(); }
   // The sweep of this replicator's last backfill, nullopt when it did not sweep.
   [[nodiscard]] std::optional<SweepReport> last_sweep() const;
 

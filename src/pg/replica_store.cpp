@@ -501,7 +501,9 @@ std::string select_list(const TableSpec& spec, const TableSql& t) {
   }
   if (spec.enrichment) items.emplace_back("\"enrichment\"");
   items.emplace_back("\"data\"");
-  items.push_back(t.qkey + "::text");  // for keyset pagination
+  // For keyset pagination. Named apart: a second output column named like the
+  // key (a bigint's ::text cast keeps the name) makes ORDER BY <key> ambiguous.
+  items.push_back(t.qkey + "::text AS webhookdb_keyset");
   return joined(items);
 }
 

@@ -503,6 +503,29 @@ TEST_F(PgReplicaTest, ForEachPagesInKeyOrderAndMayCallTheStore) {
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 2500U);
 }
 
+// A bigint key's ::text cast keeps the column's name, so the keyset column
+// once made ORDER BY <key> ambiguous (42702) and every read of a table with a
+// numeric key failed (the GitHub example's comments list their issues so).
+// Pages are in numeric order, not text order (9 before 10).
+TEST_F(PgReplicaTest, ForEachPagesANumericKeyInNumericOrder) {
+  TableSpec spec = small_spec("numeric_paged");
+  spec.remote_key = Column("id", ColumnType::bigint);
+  store->create_table(spec);
+  std::vector<Row> rows;
+  for (long long i = 2500; i >= 1; --i) {
+    Row r = small_row("x", "2024-01-01T00:00:00Z", "n");
+    r.key = i;
+    rows.push_back(r);
+  }
+  store->upsert(spec, rows);
+  std::vector<long long> seen;
+  store->for_each(spec, [&](const Row& r) { seen.push_back(r.key.get<long long>()); });
+  ASSERT_EQ(seen.size(), 2500U);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(seen.front(), 1);
+  EXPECT_EQ(seen.back(), 2500);
+}
+
 TEST_F(PgReplicaTest, IntegerAndUuidKeys) {
   TableSpec spec = small_spec("intkeys");
   spec.remote_key = Column("id", ColumnType::bigint);

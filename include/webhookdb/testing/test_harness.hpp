@@ -4,6 +4,11 @@
 // logger, and a registry with the fakes. Header-only, so webhookdb::testing
 // itself does not depend on webhookdb::memory: a test using it links both.
 //
+// The stores behind context(), integration() and job() are `replica_store`
+// and `job_store`: the memory ones by default; use_stores() swaps in others
+// (pg_harness.hpp puts a real PostgreSQL there), and `replica`/`jobs` then
+// stay unused.
+//
 //   TestHarness h;
 //   auto si = h.integration("fake_v1");
 //   h.http->respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z")}));
@@ -16,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -45,14 +51,24 @@ struct TestHarness {
   std::shared_ptr<RecordingProgressSink> progress = std::make_shared<RecordingProgressSink>();
   std::shared_ptr<FakeControl> fake = std::make_shared<FakeControl>();
   std::shared_ptr<Registry> registry = std::make_shared<Registry>();
+  // The stores the replicators use (see the top of this file).
+  std::shared_ptr<ReplicaStore> replica_store = replica;
+  std::shared_ptr<JobStore> job_store = jobs;
 
   TestHarness() { register_fakes(*registry, fake); }
+
+  // Replicators made from now on write to `replica_store` and keep their jobs
+  // and integrations in `job_store`.
+  void use_stores(std::shared_ptr<ReplicaStore> replicas, std::shared_ptr<JobStore> job_rows) {
+    replica_store = std::move(replicas);
+    job_store = std::move(job_rows);
+  }
 
   [[nodiscard]] ReplicatorContext context() const {
     ReplicatorContext ctx;
     ctx.http = http;
-    ctx.replica = replica;
-    ctx.jobs = jobs;
+    ctx.replica = replica_store;
+    ctx.jobs = job_store;
     ctx.queue = queue;
     ctx.clock = clock;
     ctx.sleeper = sleeper;
@@ -74,7 +90,7 @@ struct TestHarness {
     si.backfill_key = "bfkey";
     si.backfill_secret = "bfsecret";
     if (customize) customize(si);
-    return jobs->create_integration(si);
+    return job_store->create_integration(si);
   }
 
   // The replicator for `integration`, its table created.
@@ -97,10 +113,15 @@ struct TestHarness {
   // A job in the job store (with children for dependents).
   [[nodiscard]] BackfillJob job(const ServiceIntegration& integration, bool incremental = false,
                                 const nlohmann::json& criteria = nlohmann::json::object()) const {
-    return jobs->create_recursive(integration, incremental, criteria);
+    return job_store->create_recursive(integration, incremental, criteria);
   }
 
-  [[nodiscard]] std::vector<Row> rows(const Replicator& r) const { return replica->rows(r.table_spec()); }
+  // The rows of `r`'s table in remote key order.
+  [[nodiscard]] std::vector<Row> rows(const Replicator& r) const {
+    std::vector<Row> out;
+    replica_store->for_each(r.table_spec(), [&](const Row& row) { out.push_back(row); });
+    return out;
+  }
 
  private:
   int tables_ = 0;
