@@ -61,6 +61,14 @@ struct DeleteOptions {
   // Rows per sweep transaction: each batch holds its row locks only briefly,
   // so webhook writes to those rows wait at most one batch.
   std::size_t sweep_batch_rows = 5000;
+  // Hard deletes: a tombstone older than this is removed by the next sweep of
+  // its table (PgReplicaStore::prune_tombstones for tables that never sweep),
+  // so the tombstones do not grow forever. Until then an older version of the
+  // object (a webhook retried late, a page fetched before the delete) is
+  // refused by the update rule; after it, such a version would be inserted
+  // again, so keep this longer than the source retries its webhooks (Stripe:
+  // 3 days). Zero: tombstones are kept forever.
+  std::chrono::hours tombstone_retention{24 * 30};
 };
 
 // What a payload means.

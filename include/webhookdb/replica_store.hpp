@@ -48,11 +48,14 @@ struct SweepRun {
   // DeleteOptions::sweep_margin and sweep_batch_rows.
   std::chrono::seconds margin{60};
   std::size_t batch_rows = 5000;
+  // DeleteOptions::tombstone_retention (zero: none are pruned).
+  std::chrono::hours tombstone_retention{24 * 30};
 };
 
 struct SweepResult {
   std::size_t swept = 0;    // rows marked deleted or removed
   std::size_t batches = 0;  // transactions
+  std::size_t pruned = 0;   // hard deletes: tombstones past the retention removed
 };
 
 struct UpsertResult {

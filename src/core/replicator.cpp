@@ -412,7 +412,10 @@ bool Replicator::prepare_sweep(const BackfillJob& job, const std::optional<Backf
 
 SweepRun Replicator::sweep_run(const BackfillJob& job) const {
   const DeleteOptions& d = deletes();
-  return SweepRun{.job_id = job.id, .margin = d.sweep_margin, .batch_rows = d.sweep_batch_rows};
+  return SweepRun{.job_id = job.id,
+                  .margin = d.sweep_margin,
+                  .batch_rows = d.sweep_batch_rows,
+                  .tombstone_retention = d.tombstone_retention};
 }
 
 void Replicator::run_sweep(const BackfillJob& job) {

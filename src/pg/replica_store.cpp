@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -1428,7 +1429,38 @@ SweepResult PgReplicaStore::sweep(const TableSpec& spec, const SweepRun& run) {
       ++result.batches;
     }
   });
+  if (t.hard && run.tombstone_retention.count() > 0) {
+    result.pruned = prune_tombstones(spec, run.tombstone_retention, run.batch_rows);
+  }
   return result;
+}
+
+std::size_t PgReplicaStore::prune_tombstones(const TableSpec& spec, std::chrono::hours retention,
+                                             std::size_t batch_rows) {
+  if (spec.deletes != DeleteMode::hard) return 0;
+  if (retention.count() <= 0) {
+    throw InvalidPrecondition("pruning the tombstones of " + qualified_name(spec) +
+                              " needs a retention of at least one hour");
+  }
+  const TableSql t = describe(spec, schema_of(spec));
+  // By ctid in batches, each its own transaction: a write restoring one of
+  // these keys waits for one batch at most. No index on deleted_at: the
+  // tombstones are scanned once per batch, like the sweep scans its table.
+  const std::string statement = "DELETE FROM " + t.qtomb + " WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + t.qtomb +
+                                " WHERE " + sql::ident(kDeletedAtColumn, "column") +
+                                " < now() - make_interval(hours => $1) LIMIT $2))";
+  const auto limit = static_cast<std::int64_t>(std::max<std::size_t>(1, batch_rows));
+  const auto hours = static_cast<std::int32_t>(std::min<std::chrono::hours::rep>(retention.count(), std::numeric_limits<std::int32_t>::max()));
+  std::size_t pruned = 0;
+  state_->impl().autocommit("pruning the tombstones of " + t.qualified, [&](pqxx::nontransaction& tx) {
+    if (tx.exec_params("SELECT to_regclass($1) IS NULL", t.qtomb)[0][0].as<bool>()) return;
+    while (true) {
+      const auto n = static_cast<std::size_t>(tx.exec_params(statement, hours, limit).affected_rows());
+      pruned += n;
+      if (n < static_cast<std::size_t>(limit)) break;
+    }
+  });
+  return pruned;
 }
 
 void PgReplicaStore::end_sweep_run(std::int64_t job_id) {

@@ -14,6 +14,7 @@ using namespace detail;  // NOLINT(google-build-using-namespace)
 
 constexpr const char* kComponent = "scheduler";
 constexpr std::size_t kMaxErrorBytes = 2000;
+constexpr std::int64_t kPruneBatchRows = 10'000;
 // A timestamptz from microseconds since the epoch.
 std::string at_micros(const std::string& param) {
   return "('epoch'::timestamptz + " + param + "::bigint * interval '1 microsecond')";
@@ -201,6 +202,38 @@ struct PgScheduler::Impl {
         1);
   }
 
+  std::size_t prune_ticks() const {
+    const auto hours = options.tick_retention.count();
+    if (hours <= 0) return 0;
+    // By ctid in batches: each DELETE is its own short transaction, so a
+    // firer recording a tick never waits behind a long one.
+    const std::string statement = "DELETE FROM " + ticks + " WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + ticks +
+                                  " WHERE handled_at < clock_timestamp() - $1::bigint * interval '1 hour' "
+                                  "LIMIT $2::bigint))";
+    std::size_t pruned = 0;
+    while (true) {
+      const auto r = pool->exec(statement, {std::to_string(hours), std::to_string(kPruneBatchRows)});
+      pruned += r.affected_rows;
+      if (r.affected_rows < static_cast<std::size_t>(kPruneBatchRows)) break;
+    }
+    return pruned;
+  }
+
+  // The firing thread's pruning: the first time, then every prune_every.
+  void prune_if_due(std::optional<std::chrono::steady_clock::time_point>& pruned_at) const {
+    const auto now = std::chrono::steady_clock::now();
+    if (pruned_at && now - *pruned_at < options.prune_every) return;
+    pruned_at = now;
+    try {
+      if (const auto n = prune_ticks(); n > 0) {
+        log(LogLevel::info, "schedules: pruned " + std::to_string(n) + " ticks older than " +
+                                std::to_string(options.tick_retention.count()) + " h");
+      }
+    } catch (const std::exception& e) {
+      log(LogLevel::warn, std::string("schedule ticks could not be pruned: ") + e.what());
+    }
+  }
+
   void record_error(std::int64_t id, const std::string& error) {
     try {
       pool->exec(
@@ -221,6 +254,11 @@ PgScheduler::PgScheduler(std::shared_ptr<ConnectionPool> pool, PgSchedulerOption
   if (options.poll < std::chrono::milliseconds(10)) {
     throw InvalidPrecondition("PgScheduler poll must be at least 10 ms, got " +
                               std::to_string(options.poll.count()) + " ms");
+  }
+  if (options.tick_retention.count() < 0) throw InvalidPrecondition("PgScheduler tick_retention must not be negative");
+  if (options.prune_every < std::chrono::milliseconds(10)) {
+    throw InvalidPrecondition("PgScheduler prune_every must be at least 10 ms, got " +
+                              std::to_string(options.prune_every.count()) + " ms");
   }
   if (!options.logger) options.logger = std::make_shared<NullLogger>();
   impl_->pool = std::move(pool);
@@ -277,6 +315,10 @@ CREATE TABLE IF NOT EXISTS {schema}.webhookdb_schedule_ticks (
   PRIMARY KEY (schedule_id, tick_at)
 );
 )SQL"},
+      // Retention: prune_ticks deletes by handled_at.
+      {2, "index webhookdb_schedule_ticks by handled_at",
+       "CREATE INDEX IF NOT EXISTS webhookdb_schedule_ticks_handled_idx "
+       "ON {schema}.webhookdb_schedule_ticks (handled_at)"},
   };
   return steps;
 }
@@ -396,14 +438,20 @@ FireResult PgScheduler::fire_due() {
   return result;
 }
 
+std::size_t PgScheduler::prune_ticks() {
+  return impl_->prune_ticks();
+}
+
 void PgScheduler::start() {
   std::lock_guard lock(impl_->mutex);
   if (impl_->thread.joinable()) return;
   impl_->stopping = false;
   impl_->thread = std::thread([this] {
     std::unique_lock lk(impl_->mutex);
+    std::optional<std::chrono::steady_clock::time_point> pruned_at;
     while (!impl_->stopping) {
       lk.unlock();
+      impl_->prune_if_due(pruned_at);
       try {
         const auto r = fire_due();
         if (r.fired + r.coalesced + r.missed + r.failed > 0) {

@@ -2,6 +2,7 @@
 // ReplicaStore on PostgreSQL: replication tables, upserts (single-row,
 // multi-row, or COPY into a staging table), reads, checkpoints, advisory locks.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -90,6 +91,12 @@ class PgReplicaStore final : public ReplicaStore {
   void end_sweep_run(std::int64_t job_id) override;
   // The tombstone table of a hard-delete spec, quoted and qualified.
   [[nodiscard]] std::string tombstone_table(const TableSpec& spec) const;
+  // Removes the tombstones deleted more than `retention` ago (at least an
+  // hour), batch_rows per transaction; returns how many. sweep() calls it
+  // with DeleteOptions::tombstone_retention; a host whose hard-delete tables
+  // never sweep (Sweep::never) calls it itself, say daily. 0 for a spec
+  // without hard deletes or a table without tombstones yet.
+  std::size_t prune_tombstones(const TableSpec& spec, std::chrono::hours retention, std::size_t batch_rows = 5000);
 
   // --- PostgreSQL specifics ---
 
