@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, starts a throwaway PostgreSQL,
 # backfills 50,000 charges from a local fault-injecting API into it (first a
-# full run, then an incremental one) with live progress and a summary, shows
-# a few rows, and stops everything.
-#   scripts/demo.sh [--keep] [demo options: --objects N --fault-rate R --touch N --seed S]
+# full run, then an incremental one, then a full one after a few charges were
+# deleted at the source, whose sweep marks exactly those rows deleted) with
+# live progress and a summary, shows a few rows, and stops everything.
+#   scripts/demo.sh [--keep] [demo options: --objects N --fault-rate R --touch N --delete N --seed S]
 #   --keep   leave PostgreSQL running afterwards, to look at the table with psql
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,10 @@ echo
 echo "Look at the table:"
 echo "  psql '$url' -c '$query'"
 psql "$url" -c "$query"
+deleted='select charge_id, amount, status, deleted_at from local_charges where deleted_at is not null order by charge_id'
+echo "The rows the sweep marked deleted:"
+echo "  psql '$url' -c '$deleted'"
+psql "$url" -c "$deleted"
 if [[ -n $keep ]]; then
   echo "PostgreSQL keeps running (data in $PG_DIR). Stop it with:"
   echo "  runuser -u postgres -- $PG_BIN/pg_ctl -D $PG_DIR/data stop   # (or without runuser when not root)"

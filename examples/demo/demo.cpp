@@ -1,8 +1,10 @@
 // The demo: a real backfill from a local paginated API (with faults switched
-// on) into PostgreSQL, with live progress and a summary. Run by scripts/demo.sh.
+// on) into PostgreSQL, then an incremental one, then a deletion at the source
+// mirrored by a full backfill's sweep, with live progress and a summary. Run
+// by scripts/demo.sh.
 //
 //   webhookdb-demo --database-url URL [--objects 50000] [--fault-rate 0.03]
-//                  [--touch 2000] [--partitions 1] [--seed 7]
+//                  [--touch 2000] [--delete 5] [--seed 7]
 #include <unistd.h>
 
 #include <chrono>
@@ -55,6 +57,12 @@ class LocalChargeReplicator : public Replicator {
             Column("updated", ColumnType::timestamptz).convert(converters::unix_timestamp()).indexed()};
   }
   UpdateRule update_rule() const override { return UpdateRule::when_newer("updated"); }
+  // Soft deletes: a full backfill marks the rows the API no longer lists
+  // (deleted_at). No margin: nothing but the demo's own runs writes this
+  // table, one after another (a host receiving webhooks keeps the default).
+  DeleteOptions delete_options() const override {
+    return {.mode = DeleteMode::soft, .sweep_margin = std::chrono::seconds(0)};
+  }
 
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& since,
                                    const CancellationToken& cancel) override {
@@ -75,6 +83,7 @@ struct Options {
   std::size_t objects = 50'000;
   double fault_rate = 0.03;
   std::size_t touch = 2'000;
+  std::size_t remove = 5;
   std::uint64_t seed = 7;
 };
 
@@ -89,6 +98,8 @@ Options parse(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--touch", o.touch, "charges changed before the incremental run")->capture_default_str();
+  app.add_option("--delete", o.remove, "charges deleted at the source before the full backfill")
+      ->capture_default_str();
   app.add_option("--seed", o.seed, "dataset and fault seed")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -252,6 +263,54 @@ void print_summary(const std::vector<RunSummary>& runs) {
   }
 }
 
+// Deletes `count` charges at the source through the API server's admin path
+// (POST /admin/delete, mutations.hpp: they leave every listing), spread over
+// the id range; returns their ids.
+std::set<std::string> delete_at_source(HttpClient& http, const tools::ApiServer& server, std::size_t count) {
+  const std::size_t objects = server.dataset().size();
+  count = std::min(count, objects);
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string id = server.dataset().id(i * objects / count + objects / (2 * count));
+    http.send({.method = "POST", .url = server.base_url() + "/admin/delete?id=" + id});
+    ids.insert(id);
+  }
+  return ids;
+}
+
+// What the table holds against the source (checked after the last run).
+struct TableCheck {
+  std::size_t rows = 0;
+  std::size_t distinct = 0;
+  // Live rows not at the source's newest version, or rows of unknown ids.
+  std::size_t mismatched = 0;
+  // Rows marked deleted (deleted_at set).
+  std::set<std::string> marked_deleted;
+};
+
+TableCheck check_table(ReplicaStore& replica, const TableSpec& spec, const tools::Dataset& source) {
+  const std::size_t updated_col = spec.column_index("updated").value();
+  const std::size_t deleted_col = spec.column_index(kDeletedAtColumn).value();
+  TableCheck c;
+  std::set<std::string> seen;
+  replica.for_each(spec, [&](const Row& row) {
+    ++c.rows;
+    const auto id = row.key.get<std::string>();
+    seen.insert(id);
+    if (!row.values[deleted_col].is_null()) c.marked_deleted.insert(id);
+    const auto index = source.index_of(id);
+    if (!index) {
+      ++c.mismatched;
+    } else if (!source.deleted(*index) &&
+               row.values[updated_col] !=
+                   format_timestamp(Timestamp{std::chrono::seconds{source.updated(*index)}})) {
+      ++c.mismatched;
+    }
+  });
+  c.distinct = seen.size();
+  return c;
+}
+
 int run(const Options& o) {
   std::printf("webhookdb-cpp demo\n\n");
   tools::ApiServerOptions server_options;
@@ -312,23 +371,25 @@ int run(const Options& o) {
   si = ctx.jobs->find_integration(si.id).value();
   runs.push_back(run_job(registry, ctx, si, /*incremental=*/true, "incremental", touch));
 
+  // A few charges are deleted at the source; the API announces nothing, so
+  // only a full backfill can notice: its sweep marks what it did not list.
+  const std::set<std::string> removed = delete_at_source(*ctx.http, server, o.remove);
+  std::printf("\n3. %s charges are deleted at the source (POST /admin/delete); a full backfill lists\n"
+              "   everything again and its sweep marks the rows it did not see (soft delete: deleted_at)\n",
+              thousands(removed.size()).c_str());
+  runs.push_back(run_job(registry, ctx, si, /*incremental=*/false, "full + sweep", o.objects - removed.size()));
+
   print_summary(runs);
 
-  // The table must equal the source: every id once, each at its newest version.
-  const tools::Dataset& source = server.dataset();
-  const std::size_t updated_col = spec.column_index("updated").value();
-  std::size_t rows = 0;
-  std::size_t mismatched = 0;
-  std::set<std::string> seen;
-  ctx.replica->for_each(spec, [&](const Row& row) {
-    ++rows;
-    const auto id = row.key.get<std::string>();
-    seen.insert(id);
-    const auto index = source.index_of(id);
-    const std::string expected =
-        index ? format_timestamp(Timestamp{std::chrono::seconds{source.updated(*index)}}) : std::string("?");
-    if (!index || row.values[updated_col] != expected) ++mismatched;
-  });
+  // The table must equal the source: every id once, each live one at its
+  // newest version, and exactly the deleted ones marked deleted.
+  const TableCheck table = check_table(*ctx.replica, spec, server.dataset());
+  std::string marked;
+  for (const auto& id : table.marked_deleted) marked += (marked.empty() ? "" : ", ") + id;
+  std::printf("\n  marked deleted by the sweep: %s of %s rows (%s) -> %s\n",
+              thousands(table.marked_deleted.size()).c_str(), thousands(table.rows).c_str(), marked.c_str(),
+              table.marked_deleted == removed ? "exactly the charges deleted at the source"
+                                              : "NOT THE CHARGES DELETED AT THE SOURCE");
   const auto stats = server.stats();
   std::printf("\n  faults the API server injected and the backfill survived: %s",
               thousands(stats.faults_total()).c_str());
@@ -340,10 +401,11 @@ int run(const Options& o) {
              thousands(n);
   }
   std::printf("%s%s%s\n", kinds.empty() ? "" : " (", kinds.c_str(), kinds.empty() ? "" : ")");
-  const bool ok = rows == o.objects && seen.size() == o.objects && mismatched == 0;
+  const bool ok = table.rows == o.objects && table.distinct == o.objects && table.mismatched == 0 &&
+                  table.marked_deleted == removed;
   std::printf("  table %s: %s rows, %s distinct ids, %s not at the source's newest version -> %s\n",
-              spec.table.c_str(), thousands(rows).c_str(), thousands(seen.size()).c_str(),
-              thousands(mismatched).c_str(), ok ? "equals the source" : "DIFFERS FROM THE SOURCE");
+              spec.table.c_str(), thousands(table.rows).c_str(), thousands(table.distinct).c_str(),
+              thousands(table.mismatched).c_str(), ok ? "equals the source" : "DIFFERS FROM THE SOURCE");
   server.stop();
   return ok ? 0 : 1;
 }
