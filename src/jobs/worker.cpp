@@ -15,6 +15,7 @@
 
 #include "webhookdb/errors.hpp"
 #include "webhookdb/jobs/webhook_inbox_processor.hpp"
+#include "webhookdb/pg/job_control.hpp"
 
 namespace webhookdb::jobs {
 namespace {
@@ -47,6 +48,8 @@ std::string_view to_string(RunResult result) noexcept {
       return "released";
     case RunResult::lease_lost:
       return "lease_lost";
+    case RunResult::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -92,6 +95,10 @@ struct Worker::Impl {
   };
   std::map<std::int64_t, Held> held;
   std::set<std::int64_t> lost;
+  // Operators' cancels (PgJobControl): the requests, and the running jobs
+  // they stopped.
+  std::shared_ptr<pg::PgJobControl> control;
+  std::set<std::int64_t> cancel_asked;
   WorkerStats stats;
   std::mutex stop_mutex;  // serializes stop()
 
@@ -189,6 +196,7 @@ struct Worker::Impl {
     std::exception_ptr error;  // what the run threw
     bool lost = false;         // another worker took the lease over meanwhile
     bool yielded = false;      // time slicing cancelled it for waiting jobs
+    bool cancel_asked = false;  // an operator cancelled it
   };
 
   // Runs one leased job: runs it (or defers it), records its end in the
@@ -202,6 +210,10 @@ struct Worker::Impl {
     report.attempt = lease.attempt;
     Ending ending = run_or_defer(lease, source->token(), report);
     std::tie(ending.lost, ending.yielded) = let_go(lease.job_id);
+    {
+      std::lock_guard lock(mutex);
+      ending.cancel_asked = cancel_asked.erase(lease.job_id) > 0;
+    }
     settle(lease, ending, *source, report);
     report.elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
@@ -313,6 +325,9 @@ struct Worker::Impl {
         case RunResult::lease_lost:
           ++stats.lease_lost;
           break;
+        case RunResult::cancelled:
+          ++stats.cancelled;
+          break;
       }
     }
     cv.notify_all();
@@ -372,6 +387,12 @@ struct Worker::Impl {
                                                               : RunResult::lease_lost;
       return;
     } catch (const std::exception& e) {
+      if (ending.cancel_asked && (cancelled || dynamic_cast<const Cancelled*>(&e) != nullptr)) {
+        // Ends as cancelled, not failed; its checkpoints stay for the next enqueue.
+        report.result = control->finish_cancelled(lease) ? RunResult::cancelled : RunResult::lease_lost;
+        report.error = "cancelled by an operator; its checkpoints are kept";
+        return;
+      }
       if (cancelled || dynamic_cast<const Cancelled*>(&e) != nullptr) {
         // Stopped on purpose: its checkpoints stay, the next holder resumes.
         // A yield goes behind the jobs that arrive within the next slice too.
@@ -453,6 +474,36 @@ struct Worker::Impl {
     }
   }
 
+  // A cancel request was sent (or the listener reconnected): the running
+  // jobs an operator asked to stop are cancelled; they stop at a page
+  // boundary, in-flight requests aborted, and settle() ends them as cancelled.
+  void stop_cancelled_runs() {
+    std::vector<pg::Lease> snapshot;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, h] : held) snapshot.push_back(h.lease);
+    }
+    if (snapshot.empty()) return;
+    std::vector<std::int64_t> asked;
+    try {
+      asked = control->cancel_requested(snapshot);
+    } catch (const std::exception& e) {
+      log(LogLevel::warn, "worker " + options.owner + ": could not read cancel requests (" + e.what() + ")");
+      return;
+    }
+    for (const std::int64_t id : asked) {
+      std::shared_ptr<CancellationSource> source;
+      {
+        std::lock_guard lock(mutex);
+        auto it = held.find(id);
+        if (it == held.end() || !cancel_asked.insert(id).second) continue;
+        source = it->second.source;
+      }
+      log(LogLevel::info, "job " + std::to_string(id) + ": cancelled by an operator; stopping at its next page");
+      source->cancel();
+    }
+  }
+
   // When the database was last asked whether jobs wait.
   struct Fairness {
     std::uint64_t generation = 0;
@@ -526,6 +577,11 @@ Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext conte
   impl_->registry = std::move(registry);
   impl_->queue = std::move(queue);
   impl_->options = std::move(options);
+  impl_->control = std::make_shared<pg::PgJobControl>(impl_->queue, pg::PgJobControlOptions{impl_->logger, true});
+  if (impl_->options.progress_interval.count() > 0) {
+    context.progress = std::make_shared<pg::PgProgressSink>(impl_->control, impl_->options.owner, context.progress,
+                                                            impl_->options.progress_interval, impl_->logger);
+  }
   impl_->runner = std::make_unique<JobRunner>(impl_->registry, context);
   impl_->context = std::move(context);
 }
@@ -555,6 +611,7 @@ void Worker::start() {
         std::make_unique<WebhookInboxProcessor>(impl_->options.webhook_inbox, impl_->context, inbox_options);
     impl_->inbox_thread = std::thread([impl] { impl->inbox_processor->run(impl->takes_stop.token()); });
   }
+  impl_->control->watch_cancels([impl] { impl->stop_cancelled_runs(); });
   impl_->heartbeat = std::thread([impl] { impl->heartbeat_loop(); });
   for (int i = 0; i < impl_->options.concurrency; ++i) {
     impl_->runners.emplace_back([impl, i] { impl->runner_loop(i); });
@@ -595,6 +652,7 @@ void Worker::stop(std::chrono::milliseconds grace) {
     if (t.joinable()) t.join();
   }
   impl_->runners.clear();
+  impl_->control->stop_watching();
   if (impl_->inbox_thread.joinable()) impl_->inbox_thread.join();
   {
     std::lock_guard lock(impl_->mutex);

@@ -57,7 +57,9 @@
 namespace webhookdb::jobs {
 
 // How one run ended, as the queue recorded it.
-enum class RunResult { completed, retried, failed, released, lease_lost };
+// cancelled: stopped by an operator (pg::PgJobControl::request_cancel), its
+// checkpoints kept; the queue holds it as 'cancelled' until enqueued again.
+enum class RunResult { completed, retried, failed, released, lease_lost, cancelled };
 [[nodiscard]] std::string_view to_string(RunResult result) noexcept;
 
 struct JobReport {
@@ -90,6 +92,11 @@ struct WorkerOptions {
   // Time slicing (see above): a job that ran this long yields its runner to
   // waiting jobs at a page boundary. Zero: never.
   std::chrono::milliseconds time_slice{5'000};
+  // What the backfillers report to the context's ProgressSink is also
+  // written to PostgreSQL (pg::PgProgressSink) at most this often per job and
+  // backfiller, plus each backfiller's final report, so operators on other
+  // machines see it (`webhookdb jobs`). Zero: not written.
+  std::chrono::milliseconds progress_interval{1'000};
   // Default: the context's logger.
   std::shared_ptr<Logger> logger;
   // Called after each run from the thread that ran it. Must not throw.
@@ -107,6 +114,8 @@ struct WorkerStats {
   std::uint64_t failed = 0;
   std::uint64_t released = 0;
   std::uint64_t lease_lost = 0;
+  // Runs an operator cancelled.
+  std::uint64_t cancelled = 0;
   // Runs that gave their runner to waiting jobs (counted in `released` too).
   std::uint64_t yielded = 0;
   int running = 0;
