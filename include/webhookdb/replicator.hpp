@@ -176,8 +176,12 @@ class Replicator {
   [[nodiscard]] WebhookResponse webhook_response(const WebhookRequest& request);
   // The row for a payload, or nullopt when the replicator skips it.
   [[nodiscard]] std::optional<Row> row_for(const Payload& payload) const;
-  // The row for a bare resource (a backfill item), moved into Row::data
-  // instead of copied.
+  // The row for a backfill item, or nullopt when the replicator skips it. As
+  // in WebhookDB, the item goes through resource_and_event first, like a
+  // webhook body (in a request with only `json` set: the base implementation
+  // hands the item back by move, so an override must use what it returns,
+  // not request.json, after calling it); an array of resources is an
+  // InvalidPostcondition. The resource is moved into Row::data, not copied.
   [[nodiscard]] std::optional<Row> row_for(nlohmann::json&& resource) const;
   // Writes rows through the replica store and notifies dependents. A row
   // holding a string that is not valid UTF-8 is an InvalidInput naming its
@@ -206,8 +210,10 @@ class Replicator {
   [[nodiscard]] virtual Deletion deletion(const Payload& payload) const;
 
   // --- Payload -> row ---
-  // The resource and the event (null when none) of a request. Default: the
-  // parsed body is the resource.
+  // The resource and the event (null when none) of a request; a null
+  // resource skips it. Default: the parsed body is the resource. Also called
+  // for every backfill item (see row_for), as WebhookDB does: an override that
+  // unwraps an envelope should take a bare resource as it is.
   [[nodiscard]] virtual std::pair<nlohmann::json, nlohmann::json> resource_and_event(
       const WebhookRequest& request) const;
   // The enrichment stored with a row. Called only when the table has an

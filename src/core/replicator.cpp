@@ -199,7 +199,32 @@ std::vector<std::unique_ptr<Backfiller>> Replicator::backfillers(const nlohmann:
 
 // --- payload -> row ---
 
+namespace {
+// The request row_for(json&&) wraps a backfill item in, while the hooks run
+// on this thread: the base resource_and_event hands its item back by move.
+thread_local const WebhookRequest* backfill_item_request = nullptr;
+
+class BackfillItemScope {
+ public:
+  explicit BackfillItemScope(const WebhookRequest& request) : previous_(backfill_item_request) {
+    backfill_item_request = &request;
+  }
+  ~BackfillItemScope() { backfill_item_request = previous_; }
+  BackfillItemScope(const BackfillItemScope&) = delete;
+  BackfillItemScope& operator=(const BackfillItemScope&) = delete;
+
+ private:
+  const WebhookRequest* previous_;
+};
+}  // namespace
+
 std::pair<nlohmann::json, nlohmann::json> Replicator::resource_and_event(const WebhookRequest& request) const {
+  if (&request == backfill_item_request) {
+    // A backfill item (row_for(json&&) owns the request, which is not const):
+    // moved, not copied, and not walked again for its depth (its page was
+    // parsed within the limits).
+    return {std::move(const_cast<WebhookRequest&>(request).json), nullptr};  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  }
   const std::string where = "webhook body for " + descriptor_.name;
   if (!request.json.is_null()) {
     check_json_depth(request.json, context_.json_limits.max_depth, where);
@@ -276,8 +301,24 @@ void Replicator::mark_deletion(Row& row, const Payload& payload) const {
 std::optional<Row> Replicator::row_for(const Payload& payload) const { return make_row(payload.resource, payload); }
 
 std::optional<Row> Replicator::row_for(nlohmann::json&& resource) const {
-  const Payload payload{.resource = resource};
-  return make_row(std::move(resource), payload);
+  // As in WebhookDB, a backfill item goes through resource_and_event like a
+  // webhook body, so an override that unwraps or skips applies to both.
+  WebhookRequest request;
+  request.json = std::move(resource);
+  std::pair<nlohmann::json, nlohmann::json> resource_event;
+  {
+    const BackfillItemScope scope(request);
+    resource_event = resource_and_event(request);
+  }
+  auto& [item, event] = resource_event;
+  if (item.is_null()) return std::nullopt;
+  if (item.is_array()) {
+    throw InvalidPostcondition("resource_and_event of " + descriptor_.name +
+                               " returned an array of resources for one backfill item; a backfill page lists "
+                               "each resource as an item of its own");
+  }
+  const Payload payload{.resource = item, .event = event.is_null() ? nullptr : &event};
+  return make_row(std::move(item), payload);
 }
 
 UpsertResult Replicator::write_rows(std::span<const Row> rows, const UpsertOptions& options) {
