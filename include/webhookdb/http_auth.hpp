@@ -102,6 +102,10 @@ class CredentialProvider {
   // credential is worth one retry (an expired token was refreshed).
   virtual bool renew(const HttpRequest& request, const Credential& used, const HttpResponse& response,
                      const CancellationToken& cancel);
+  // True when the provider has a credential for `integration_id` (the
+  // replicator then backfills an integration without a key or secret of its
+  // own). Default: false.
+  [[nodiscard]] virtual bool covers(std::int64_t integration_id);
 };
 
 // The same credential for every request.
@@ -110,6 +114,7 @@ class StaticCredentials final : public CredentialProvider {
   explicit StaticCredentials(Credential credential);
   [[nodiscard]] std::optional<Credential> credential_for(const HttpRequest& request,
                                                          const CancellationToken& cancel) override;
+  [[nodiscard]] bool covers(std::int64_t integration_id) override;
 
  private:
   Credential credential_;
@@ -123,6 +128,7 @@ class IntegrationCredentials final : public CredentialProvider {
   explicit IntegrationCredentials(Lookup lookup);
   [[nodiscard]] std::optional<Credential> credential_for(const HttpRequest& request,
                                                          const CancellationToken& cancel) override;
+  [[nodiscard]] bool covers(std::int64_t integration_id) override;
 
  private:
   Lookup lookup_;
@@ -136,6 +142,8 @@ class CredentialAuth final : public HttpClientDecorator {
   CredentialAuth(std::shared_ptr<HttpClient> next, std::shared_ptr<CredentialProvider> provider);
   using HttpClient::send;
   HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) override;
+  // The provider covers the integration (or a client further down does).
+  [[nodiscard]] bool authenticates(std::int64_t integration_id) override;
 
  private:
   std::shared_ptr<CredentialProvider> provider_;

@@ -56,6 +56,11 @@ class HttpClient {
   virtual HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) = 0;
 
   HttpResponse send(const HttpRequest& request) { return send(request, CancellationToken{}); }
+  // True when this client (a CredentialAuth in its chain of decorators)
+  // adds credentials of its own to the requests of `integration_id`, e.g. the
+  // tokens of its OAuth2 grant: the integration needs no backfill key or
+  // secret to be backfilled. False for plain adapters.
+  [[nodiscard]] virtual bool authenticates(std::int64_t integration_id);
   HttpResponse get(const std::string& url, const Headers& headers = {},
                    const CancellationToken& cancel = CancellationToken{});
 };
@@ -66,6 +71,8 @@ class HttpClientDecorator : public HttpClient {
   explicit HttpClientDecorator(std::shared_ptr<HttpClient> next);
   using HttpClient::send;
   HttpResponse send(const HttpRequest& request, const CancellationToken& cancel) override;
+  // Asks the wrapped client.
+  [[nodiscard]] bool authenticates(std::int64_t integration_id) override;
 
  protected:
   [[nodiscard]] HttpClient& next() const { return *next_; }

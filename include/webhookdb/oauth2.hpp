@@ -160,6 +160,11 @@ struct OAuth2Options {
   // its lifetime when that is shorter (2-second test tokens).
   std::chrono::milliseconds refresh_margin = std::chrono::seconds(60);
   RetryUnauthorized retry_unauthorized = RetryUnauthorized::when_marked_expired;
+  // An integration found without a grant is sent without a token and asked
+  // about again only after this long: a worker serving static-key and OAuth2
+  // integrations through one client reads the store once per integration,
+  // not once per request. A grant stored later is picked up within it.
+  std::chrono::milliseconds no_grant_recheck = std::chrono::seconds(30);
 };
 
 // Bearer tokens for each request's integration (request.integration_id).
@@ -175,11 +180,16 @@ class OAuth2Credentials final : public CredentialProvider {
                                                          const CancellationToken& cancel) override;
   bool renew(const HttpRequest& request, const Credential& used, const HttpResponse& response,
              const CancellationToken& cancel) override;
+  // The integration has a grant in the store (one that needs
+  // re-authorisation too: its jobs then fail saying so).
+  [[nodiscard]] bool covers(std::int64_t integration_id) override;
 
  private:
   struct Cached {
     std::mutex mutex;  // one refresh at a time within the process
     std::optional<Grant> grant;
+    // Set when the store had no grant: not asked again before then.
+    std::optional<Timestamp> no_grant_until;
   };
   Cached& cached(std::int64_t integration_id);
   [[nodiscard]] bool due(const Grant& grant) const;

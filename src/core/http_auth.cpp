@@ -223,7 +223,15 @@ bool CredentialProvider::renew(const HttpRequest& /*request*/, const Credential&
   return false;
 }
 
+bool CredentialProvider::covers(std::int64_t /*integration_id*/) {
+  return false;
+}
+
 StaticCredentials::StaticCredentials(Credential credential) : credential_(std::move(credential)) {}
+
+bool StaticCredentials::covers(std::int64_t /*integration_id*/) {
+  return true;
+}
 
 std::optional<Credential> StaticCredentials::credential_for(const HttpRequest& /*request*/,
                                                             const CancellationToken& /*cancel*/) {
@@ -238,6 +246,10 @@ std::optional<Credential> IntegrationCredentials::credential_for(const HttpReque
                                                                  const CancellationToken& /*cancel*/) {
   if (!request.integration_id) return std::nullopt;
   return lookup_(*request.integration_id);
+}
+
+bool IntegrationCredentials::covers(std::int64_t integration_id) {
+  return lookup_(integration_id).has_value();
 }
 
 namespace {
@@ -295,6 +307,10 @@ HttpResponse CredentialAuth::send(const HttpRequest& request, const Cancellation
   }
   if (request.raise_for_status) raise_for_status(authed, response);
   return response;
+}
+
+bool CredentialAuth::authenticates(std::int64_t integration_id) {
+  return provider_->covers(integration_id) || HttpClientDecorator::authenticates(integration_id);
 }
 
 std::shared_ptr<HttpClient> for_integration(std::shared_ptr<HttpClient> shared, std::int64_t integration_id) {

@@ -36,6 +36,14 @@ HttpResponse HttpClientDecorator::send(const HttpRequest& request, const Cancell
   return next_->send(request, cancel);
 }
 
+bool HttpClient::authenticates(std::int64_t /*integration_id*/) {
+  return false;
+}
+
+bool HttpClientDecorator::authenticates(std::int64_t integration_id) {
+  return next_->authenticates(integration_id);
+}
+
 void raise_for_status(const HttpRequest& request, const HttpResponse& response) {
   if (response.status < 400) return;
   throw_http_error(request, response);

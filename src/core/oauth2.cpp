@@ -231,14 +231,31 @@ std::optional<Credential> OAuth2Credentials::credential_for(const HttpRequest& r
   Cached& c = cached(id);
   std::lock_guard lock(c.mutex);
   if (!c.grant || due(*c.grant)) {
+    if (!c.grant && c.no_grant_until && clock_->now() < *c.no_grant_until) return std::nullopt;
     std::optional<Grant> stored = store_->load(id);
-    if (!stored) return std::nullopt;  // not an OAuth2 integration
+    if (!stored) {  // not an OAuth2 integration (yet)
+      c.no_grant_until =
+          clock_->now() + std::chrono::duration_cast<std::chrono::microseconds>(options_.no_grant_recheck);
+      return std::nullopt;
+    }
+    c.no_grant_until.reset();
     if (stored->needs_reauthorization) throw ReauthorizationRequired(id, stored->reauthorization_reason);
     c.grant = due(*stored) ? refreshed(id, stored->generation, cancel) : *std::move(stored);
   }
   const auto& origin = c.grant->client.resource_origin;
   if (!origin.empty() && url::origin_of(request.url) != url::origin_of(origin)) return std::nullopt;
   return credential_of(*c.grant);
+}
+
+bool OAuth2Credentials::covers(std::int64_t integration_id) {
+  Cached& c = cached(integration_id);
+  std::lock_guard lock(c.mutex);
+  if (c.grant) return true;
+  if (c.no_grant_until && clock_->now() < *c.no_grant_until) return false;
+  if (store_->load(integration_id)) return true;
+  c.no_grant_until =
+      clock_->now() + std::chrono::duration_cast<std::chrono::microseconds>(options_.no_grant_recheck);
+  return false;
 }
 
 bool OAuth2Credentials::renew(const HttpRequest& request, const Credential& used, const HttpResponse& response,

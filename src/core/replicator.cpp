@@ -482,7 +482,10 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     throw InvalidPrecondition("job is for different service integration");
   }
   if (!descriptor_.supports_backfill) throw InvariantViolation("manual backfill not supported");
-  if (blank(integration_.backfill_key) && blank(integration_.backfill_secret) && !integration_.depends_on) {
+  // Without a key or secret of its own an integration is backfilled only
+  // when the host's client authenticates it (an OAuth2 grant, http_auth.hpp).
+  if (blank(integration_.backfill_key) && blank(integration_.backfill_secret) && !integration_.depends_on &&
+      !(context_.http && context_.http->authenticates(integration_.id))) {
     throw CredentialsMissing("backfill credentials missing for " + descriptor_.name + " integration " +
                              integration_.opaque_id);
   }

@@ -302,5 +302,50 @@ TEST(CredentialAuth, ReplicatorsStampTheirIntegrationOnEveryRequest) {
   EXPECT_EQ(find_header(requests[1].headers, "Authorization"), "Bearer key-of-two");
 }
 
+// An integration without a backfill key is backfilled when the host's client
+// holds a grant for it (HttpClient::authenticates down the decorators), and
+// still skipped as CredentialsMissing when nobody does. An integration found
+// without a grant is asked about again only after no_grant_recheck.
+TEST(OAuth2, AGrantStandsInForTheBackfillKey) {
+  testing::TestHarness h;
+  const auto keyless = [](ServiceIntegration& si) {
+    si.backfill_key.clear();
+    si.backfill_secret.clear();
+  };
+  const auto with_grant = h.integration("fake_v1", keyless);
+  const auto without = h.integration("fake_v1", keyless);
+  auto store = std::make_shared<InMemoryTokenStore>();
+  store->authorize(with_grant.id, client(GrantType::client_credentials), {});
+  FakeProvider provider(*h.http);
+  auto creds = std::make_shared<OAuth2Credentials>(h.http, store, h.clock);
+  auto shared = std::make_shared<CredentialAuth>(h.http, creds);
+  EXPECT_TRUE(shared->authenticates(with_grant.id));
+  EXPECT_FALSE(shared->authenticates(without.id));
+  EXPECT_TRUE(for_integration(shared, with_grant.id)->authenticates(with_grant.id))
+      << "decorators ask down the chain";
+  EXPECT_FALSE(h.http->authenticates(with_grant.id)) << "a plain adapter authenticates nothing";
+
+  h.http->respond_json(testing::fake_page({testing::fake_item("a", "2024-01-01T00:00:00Z")}));
+  auto ctx = h.context();
+  ctx.http = shared;
+  auto r = h.registry->make(with_grant, ctx);
+  r->create_table();
+  auto job = h.jobs->create_job(BackfillJob{.service_integration_id = with_grant.id});
+  r->backfill(job);
+  const auto requests = h.http->requests();
+  ASSERT_EQ(requests.size(), 2U) << "the token, then the page";
+  EXPECT_EQ(find_header(requests[1].headers, "Authorization"), "Bearer tok-1");
+
+  auto bare = h.registry->make(without, ctx);
+  auto bare_job = h.jobs->create_job(BackfillJob{.service_integration_id = without.id});
+  EXPECT_THROW(bare->backfill(bare_job), CredentialsMissing);
+
+  // A grant stored later is seen once the negative answer is 30 s old.
+  store->authorize(without.id, client(GrantType::client_credentials), {});
+  EXPECT_FALSE(creds->covers(without.id));
+  h.clock->advance(31s);
+  EXPECT_TRUE(creds->covers(without.id));
+}
+
 }  // namespace
 }  // namespace webhookdb::oauth2
