@@ -1,8 +1,10 @@
 #include "jobs/demo_replicators.hpp"
 
 #include <memory>
+#include <utility>
 
 #include "webhookdb/converters.hpp"
+#include "webhookdb/http_auth.hpp"
 #include "webhookdb/pagination.hpp"
 #include "webhookdb/replicator.hpp"
 
@@ -14,8 +16,9 @@ class ChargeReplicatorBase : public Replicator {
  public:
   ChargeReplicatorBase(const Descriptor& d, const ServiceIntegration& si, const ReplicatorContext& ctx,
                        std::string default_api_url)
-      : Replicator(d, si, ctx), default_api_url_(std::move(default_api_url)) {}
-
+      : Replicator(d, si, ctx),
+        http_(authenticated(context().http, integration().backfill_key)),
+        default_api_url_(std::move(default_api_url)) {}
 
  protected:
   [[nodiscard]] BackfillOptions backfill_options() const override { return {.batch_size = kPageSize}; }
@@ -30,6 +33,15 @@ class ChargeReplicatorBase : public Replicator {
   }
   [[nodiscard]] UpdateRule update_rule() const override { return UpdateRule::when_newer("updated"); }
 
+  // The context's client, with the integration's static key as a bearer
+  // token when it has one. One without a key is authenticated by the host's
+  // client: webhookdb-worker's CredentialAuth adds its OAuth2 token.
+  static std::shared_ptr<HttpClient> authenticated(std::shared_ptr<HttpClient> http, const std::string& key) {
+    if (!http || key.empty()) return http;
+    return std::make_shared<BearerAuth>(std::move(http), key);
+  }
+  [[nodiscard]] HttpClient& http() const { return *http_; }
+
   [[nodiscard]] std::string api_url() const {
     return integration().api_url.empty() ? default_api_url_ : integration().api_url;
   }
@@ -43,6 +55,7 @@ class ChargeReplicatorBase : public Replicator {
   }
 
  private:
+  std::shared_ptr<HttpClient> http_;
   std::string default_api_url_;
 };
 
@@ -52,9 +65,8 @@ class ChargeReplicator final : public ChargeReplicatorBase {
 
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) override {
-    HttpRequest first{.url = pagination::with_query(api_url() + "/v1/charges", since(last_backfilled)),
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
-    return pages_.fetch(*context().http, first, token, cancel);
+    HttpRequest first{.url = pagination::with_query(api_url() + "/v1/charges", since(last_backfilled))};
+    return pages_.fetch(http(), first, token, cancel);
   }
 
  private:
@@ -69,7 +81,7 @@ class MirrorReplicator final : public ChargeReplicatorBase {
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& last_backfilled,
                                    const CancellationToken& cancel) override {
     HttpRequest first{.url = pagination::with_query(api_url() + "/cursor", since(last_backfilled))};
-    return pages_.fetch(*context().http, first, token, cancel);
+    return pages_.fetch(http(), first, token, cancel);
   }
 
  private:

@@ -2,7 +2,8 @@
 // Two small replicators over the local API server (tools/api_server), for the
 // webhookdb-worker demo and the worker tests. Private to src/jobs and tests.
 //
-//   demo_charge_v1         GET <api_url>/v1/charges?limit=100&starting_after=<id>, Bearer <backfill_key>
+//   demo_charge_v1         GET <api_url>/v1/charges?limit=100&starting_after=<id>, Bearer <backfill_key> (BearerAuth),
+//                         or the host's OAuth2 token for an integration without a key
 //   demo_charge_mirror_v1  depends on demo_charge_v1; the same charges through GET <api_url>/cursor
 //
 // Each page is written in its own batch (BackfillOptions::batch_size = page size), so

@@ -12,11 +12,13 @@
 #include <CLI/CLI.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/http_auth.hpp"
 #include "webhookdb/jobs/worker.hpp"
+#include "webhookdb/oauth2.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
-#include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/oauth_token_store.hpp"
+#include "webhookdb/pg/rate_limiter.hpp"
 #include "webhookdb/pg/replica_store.hpp"
 #include "webhookdb/pg/scheduler.hpp"
 
@@ -142,7 +144,14 @@ std::string worker_usage(std::string_view program) {
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
          "  --rate-limiter KIND         quota governor of the API requests: off (default), memory (this\n"
          "                              process), pg (one budget per quota key for every worker)\n"
-         "  --reencrypt-secrets         re-encrypt every integration's secrets and OAuth2 grants under WEBHOOKDB_SECRET_KEY\n"
+         "  --oauth2 on|off             integrations with an OAuth2 grant (PgOAuthTokenStore::authorize)\n"
+         "                              get its bearer tokens, refreshed by one worker at a time (default "
+         "on)\n"
+         "  --oauth2-lock-wait-seconds S  wait this long for another worker's refresh (default 30)\n"
+         "  --oauth2-refresh-margin-seconds S  refresh this long before expiry, or at 3/4 of a shorter\n"
+         "                              lifetime (default 60)\n"
+         "  --reencrypt-secrets         re-encrypt every integration's secrets and OAuth2 grants under "
+         "WEBHOOKDB_SECRET_KEY\n"
          "                              (older keys in WEBHOOKDB_PREVIOUS_SECRET_KEYS), then exit\n";
 }
 
@@ -151,6 +160,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
   std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter, schedule_poll;
+  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -171,6 +181,9 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
   auto* limiter_option = app.add_option("--rate-limiter", rate_limiter);
+  auto* oauth2_option = app.add_option("--oauth2", oauth2_mode);
+  auto* oauth2_wait_option = app.add_option("--oauth2-lock-wait-seconds", oauth2_lock_wait);
+  auto* oauth2_margin_option = app.add_option("--oauth2-refresh-margin-seconds", oauth2_margin);
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::ParseError& e) {
@@ -201,6 +214,16 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
     } else {
       throw InvalidPrecondition("--rate-limiter takes off, memory or pg");
     }
+  }
+  if (oauth2_option->count() > 0) {
+    if (oauth2_mode != "on" && oauth2_mode != "off") throw InvalidPrecondition("--oauth2 takes on or off");
+    s.oauth2 = oauth2_mode == "on";
+  }
+  if (oauth2_wait_option->count() > 0) {
+    s.oauth2_lock_wait = seconds_arg("--oauth2-lock-wait-seconds", oauth2_lock_wait, 0.01);
+  }
+  if (oauth2_margin_option->count() > 0) {
+    s.oauth2_refresh_margin = seconds_arg("--oauth2-refresh-margin-seconds", oauth2_margin, 0);
   }
   if (file_option->count() > 0) {
     // The command line decides; the environment only fills what it left out.
@@ -244,6 +267,27 @@ pg::Config database_config(WorkerSettings& settings) {
   return config;
 }
 
+// The host's client, wrapped once (--oauth2 on) so that each request of an
+// integration with a stored OAuth2 grant carries its bearer token. The grants
+// are the host's: it stores each integration's client (token endpoint, id,
+// secret, scopes, client authentication) and first tokens with
+// PgOAuthTokenStore::authorize, sealed under WEBHOOKDB_SECRET_KEY; a worker
+// needs no per-integration setting. The token endpoint is reached through
+// the host's client itself, unwrapped.
+std::shared_ptr<HttpClient> with_oauth2(const WorkerSettings& settings,
+                                        const std::shared_ptr<pg::ConnectionPool>& pool,
+                                        std::shared_ptr<HttpClient> http) {
+  if (!settings.oauth2 || !http) return http;
+  auto grants = std::make_shared<pg::PgOAuthTokenStore>(
+      pool, pg::SecretKeys::from_environment(),
+      pg::OAuthTokenStoreOptions{.lock_wait = settings.oauth2_lock_wait});
+  grants->migrate();
+  oauth2::OAuth2Options options;
+  options.refresh_margin = settings.oauth2_refresh_margin;
+  auto tokens = std::make_shared<oauth2::OAuth2Credentials>(http, grants, system_clock(), options);
+  return std::make_shared<CredentialAuth>(http, tokens);
+}
+
 // The stores, the queue and the worker, started; and the schedules' firer
 // (--schedule-poll-seconds), left in `scheduler`.
 std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const WorkerHooks& hooks,
@@ -270,7 +314,7 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
   hooks.register_replicators(*registry, settings);
 
   ReplicatorContext context;
-  context.http = hooks.http_client(settings);
+  context.http = with_oauth2(settings, pool, hooks.http_client(settings));
   context.replica = replica_store;
   context.jobs = job_store;
   context.logger = logger;

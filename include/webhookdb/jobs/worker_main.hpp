@@ -61,6 +61,20 @@ struct WorkerSettings {
   // quota key shared by every worker through PostgreSQL (PgRateLimiter).
   enum class RateLimiterKind { off, memory, pg };
   RateLimiterKind rate_limiter = RateLimiterKind::off;
+  // --oauth2 on|off: the replicators' requests get the bearer token of their
+  // integration's OAuth2 grant, when it has one in webhookdb_oauth_grants
+  // (stored by the host: pg::PgOAuthTokenStore::authorize, which holds the
+  // token endpoint, client id and secret, scopes and client authentication,
+  // sealed like every secret). One CredentialAuth wraps the host's client;
+  // one worker of the fleet refreshes at a time. Integrations without a grant
+  // are sent as their replicator builds them. Default on.
+  bool oauth2 = true;
+  // --oauth2-lock-wait-seconds S: how long a refresh waits for another
+  // worker's refresh of the same grant before a retryable error (default 30).
+  std::chrono::milliseconds oauth2_lock_wait{30'000};
+  // --oauth2-refresh-margin-seconds S: refresh this long before expiry, or a
+  // quarter of the token's lifetime when shorter (default 60).
+  std::chrono::milliseconds oauth2_refresh_margin{60'000};
 };
 
 // Throws InvalidPrecondition naming the bad option, never repeating a value
@@ -72,7 +86,9 @@ struct WorkerSettings {
 struct WorkerHooks {
   // Adds the host's descriptors. Required.
   std::function<void(Registry&, const WorkerSettings&)> register_replicators;
-  // The HTTP client replicators use. Required.
+  // The HTTP client replicators use. Required. With --oauth2 on (the
+  // default) it is wrapped once in a CredentialAuth serving the integrations'
+  // OAuth2 grants, and it reaches the token endpoints as it is.
   std::function<std::shared_ptr<HttpClient>(const WorkerSettings&)> http_client;
 };
 
