@@ -10,9 +10,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "webhookdb/converters.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/http_auth.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
 #include "webhookdb/memory/memory_replica_store.hpp"
 #include "webhookdb/pagination.hpp"
@@ -39,8 +41,9 @@ class WidgetReplicator final : public Replicator {
   // (64 MiB, 512 levels unless set_json_limits says otherwise).
   BackfillPage fetch_backfill_page(const std::string& cursor, const std::optional<Timestamp>& /*last_backfilled*/,
                                    const CancellationToken& cancel) override {
-    HttpRequest first{.url = integration().api_url,
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
+    // No Authorization here: the host's client adds the integration's own
+    // credential (CredentialAuth in main()).
+    HttpRequest first{.url = integration().api_url};
     return pages_.fetch(*context().http, first, cursor, cancel);
   }
 
@@ -94,8 +97,16 @@ int main() {
     si.backfill_key = "example-key";
     si = jobs->create_integration(si);
 
+    // One client for every integration (webhookdb/http_auth.hpp): each request
+    // names its integration and gets that integration's key as a bearer token.
+    auto credentials =
+        std::make_shared<IntegrationCredentials>([jobs](std::int64_t id) -> std::optional<Credential> {
+          const auto found = jobs->find_integration(id);
+          if (!found || found->backfill_key.empty()) return std::nullopt;
+          return bearer_credential(found->backfill_key);
+        });
     ReplicatorContext context;
-    context.http = http;
+    context.http = std::make_shared<CredentialAuth>(http, credentials);
     context.replica = replica;
     context.jobs = jobs;
 

@@ -68,9 +68,9 @@ class LocalChargeReplicator : public Replicator {
                                    const CancellationToken& cancel) override {
     pagination::QueryParams query;
     if (since) query.emplace_back("updated_since", std::to_string(unix_seconds(*since)));
-    HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges", query),
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
-    return pages_.fetch(*context().http, first, token, cancel);
+    HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges", query)};
+    BearerAuth authed(context().http, integration().backfill_key);  // the library adds Authorization
+    return pages_.fetch(authed, first, token, cancel);
   }
   BackfillOptions backfill_options() const override { return {.retry_policy = polite_retry_policy()}; }
 

@@ -12,6 +12,7 @@
 // Tested with GitHub's published webhook payloads: fixtures/.
 
 #include <webhookdb/converters.hpp>
+#include <webhookdb/http_auth.hpp>
 #include <webhookdb/pagination.hpp>
 #include <webhookdb/registry.hpp>
 #include <webhookdb/replicator.hpp>
@@ -59,9 +60,11 @@ class GithubIssueReplicator : public Replicator {
     pagination::QueryParams query{{"state", "all"}, {"per_page", "100"}};
     if (since) query.insert(query.end(), {{"sort", "updated"}, {"since", format_timestamp(floor_seconds(*since))}});
     HttpRequest first{.url = pagination::with_query(integration().api_url + "/issues", query),
-                      .headers = {{"Accept", "application/vnd.github+json"}, {"X-GitHub-Api-Version", "2022-11-28"},
-                                  {"Authorization", "Bearer " + integration().backfill_key}}};
-    return pages_.fetch(*context().http, first, token, cancel);
+                      .headers = {{"Accept", "application/vnd.github+json"}, {"X-GitHub-Api-Version", "2022-11-28"}}};
+    // A personal access token or an app's installation token, as GitHub takes
+    // it: Authorization: Bearer, added by the library's decorator.
+    BearerAuth authed(context().http, integration().backfill_key);
+    return pages_.fetch(authed, first, token, cancel);
   }
 
  private:
@@ -119,9 +122,9 @@ class GithubIssueCommentReplicator : public Replicator {
                                     const std::optional<Timestamp>& /*since*/,
                                     const CancellationToken& cancel) override {
     const auto number = p.bounds["number"].get<long long>();
-    HttpRequest first{.url = integration().api_url + "/issues/" + std::to_string(number) + "/comments?per_page=100",
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
-    return pages_.fetch(*context().http, first, token, cancel);
+    HttpRequest first{.url = integration().api_url + "/issues/" + std::to_string(number) + "/comments?per_page=100"};
+    BearerAuth authed(context().http, integration().backfill_key);
+    return pages_.fetch(authed, first, token, cancel);
   }
 
  private:

@@ -10,6 +10,7 @@
 // Tested with Stripe's published charge and event: fixtures/.
 
 #include <webhookdb/converters.hpp>
+#include <webhookdb/http_auth.hpp>
 #include <webhookdb/pagination.hpp>
 #include <webhookdb/replicator.hpp>
 
@@ -56,9 +57,11 @@ class StripeChargeReplicator : public Replicator {
                                    const CancellationToken& cancel) override {
     pagination::QueryParams query;  // webhookdb::unix_seconds, from time.hpp
     if (last_backfilled) query.emplace_back("created[gte]", std::to_string(unix_seconds(*last_backfilled)));
-    HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges", query),
-                      .headers = {{"Authorization", "Bearer " + integration().backfill_key}}};
-    return pages_.fetch(*context().http, first, token, cancel);
+    HttpRequest first{.url = pagination::with_query(integration().api_url + "/v1/charges", query)};
+    // The secret key as a bearer token (Stripe takes it so, or as Basic's user),
+    // added by the library's decorator over the shared client: never by hand.
+    BearerAuth authed(context().http, integration().backfill_key);
+    return pages_.fetch(authed, first, token, cancel);
   }
 
   // Be polite to the API: backoff with jitter, honour Retry-After.
