@@ -185,8 +185,8 @@ void print_jobs(const std::vector<pg::JobSummary>& jobs, std::ostream& out) {
   Table t({"ID", "STATE", "INTEGRATION", "KIND", "PAGES", "ROWS", "ROWS/S", "RETRIES", "ATTEMPTS", "WORKER",
            "LAST ERROR"});
   for (const auto& j : jobs) {
-    t.add({std::to_string(j.job_id), j.state + (j.cancel_requested ? " (cancelling)" : ""), j.integration, kind(j),
-           std::to_string(j.pages), std::to_string(j.rows_written), rate(j.rows_per_second()),
+    t.add({std::to_string(j.job_id), j.state + (j.cancel_requested ? " (cancelling)" : ""), j.integration,
+           kind(j), std::to_string(j.pages), std::to_string(j.rows_written), rate(j.rows_per_second()),
            std::to_string(j.retries), std::to_string(j.attempts), j.lease_owner, one_line(j.last_error, 60)});
   }
   t.print(out);
@@ -334,8 +334,8 @@ int job_cmd(Session& db, std::int64_t id, std::ostream& out) {
     return 0;
   }
   const auto& j = *job;
-  out << "job " << j.job_id << " " << j.opaque_id << " (" << kind(j) << ") of integration " << j.integration_id
-      << " " << j.integration << " (" << j.service_name << ")\n"
+  out << "job " << j.job_id << " " << j.opaque_id << " (" << kind(j) << ") of integration "
+      << j.integration_id << " " << j.integration << " (" << j.service_name << ")\n"
       << "  state        " << j.state << (j.cancel_requested ? ", cancel requested" : "") << "\n"
       << "  worker       " << (j.lease_owner.empty() ? "-" : j.lease_owner)
       << (j.lease_expires_at ? " (lease until " + ts(j.lease_expires_at) + ")" : "") << "\n"
@@ -344,15 +344,17 @@ int job_cmd(Session& db, std::int64_t id, std::ostream& out) {
       << "  created      " << format_timestamp(j.created_at) << "\n  started      " << ts(j.started_at)
       << "\n  finished     " << ts(j.finished_at) << "\n"
       << "  progress     " << j.pages << " pages, " << j.items << " items, " << j.rows_written << " rows, "
-      << j.retries << " retries in " << j.elapsed.count() << " ms (" << rate(j.rows_per_second()) << " rows/s, "
-      << rate(j.pages_per_second()) << " pages/s)" << (j.progress_at ? ", as of " + ts(j.progress_at) : "")
-      << "\n  last error   " << (j.last_error.empty() ? "-" : j.last_error) << "\n";
+      << j.retries << " retries in " << j.elapsed.count() << " ms (" << rate(j.rows_per_second())
+      << " rows/s, " << rate(j.pages_per_second()) << " pages/s)"
+      << (j.progress_at ? ", as of " + ts(j.progress_at) : "") << "\n  last error   "
+      << (j.last_error.empty() ? "-" : j.last_error) << "\n";
   if (!parts.empty()) {
     out << "\n";
     Table t({"BACKFILLER", "PAGES", "ROWS", "RETRIES", "ELAPSED MS", "DONE", "WORKER", "UPDATED"});
     for (const auto& p : parts) {
       t.add({p.backfiller, std::to_string(p.pages), std::to_string(p.rows_written), std::to_string(p.retries),
-             std::to_string(p.elapsed.count()), p.done ? "yes" : "no", p.owner, format_timestamp(p.updated_at)});
+             std::to_string(p.elapsed.count()), p.done ? "yes" : "no", p.owner,
+             format_timestamp(p.updated_at)});
     }
     t.print(out);
   }
@@ -417,8 +419,9 @@ int cancel_cmd(Session& db, std::int64_t id, std::ostream& out) {
       print_action(db, out, "cancelled", id, "job " + std::to_string(id) + " was queued: cancelled");
       return 0;
     case pg::CancelResult::requested:
-      print_action(db, out, "cancel_requested", id,
-                   "job " + std::to_string(id) + " is running: its worker was asked to stop (checkpoints kept)");
+      print_action(
+          db, out, "cancel_requested", id,
+          "job " + std::to_string(id) + " is running: its worker was asked to stop (checkpoints kept)");
       return 0;
     case pg::CancelResult::not_running:
       throw CommandFailed("job " + std::to_string(id) + " is not queued or running: nothing to cancel");
@@ -431,8 +434,9 @@ int cancel_cmd(Session& db, std::int64_t id, std::ostream& out) {
 int enqueue_cmd(Session& db, std::int64_t id, std::ostream& out) {
   if (!db.control().job(id)) throw CommandFailed("no job " + std::to_string(id));
   db.queue().enqueue(id);
-  print_action(db, out, "enqueued", id,
-               "job " + std::to_string(id) + " queued (a running job is left alone; it resumes at its checkpoints)");
+  print_action(
+      db, out, "enqueued", id,
+      "job " + std::to_string(id) + " queued (a running job is left alone; it resumes at its checkpoints)");
   return 0;
 }
 
@@ -500,7 +504,8 @@ int inbox_retry_cmd(Session& db, const Settings& s, std::ostream& out) {
     const bool queued = db.inbox().requeue_failed(id);
     if (queued) done.push_back(id);
     code = queued ? code : 1;
-    if (!db.json_output()) out << "webhook " << id << (queued ? " queued again\n" : " is not failed: left alone\n");
+    if (!db.json_output())
+      out << "webhook " << id << (queued ? " queued again\n" : " is not failed: left alone\n");
   }
   if (db.json_output()) out << json{{"action", "requeued"}, {"ids", done}}.dump(2) << "\n";
   return code;
@@ -522,7 +527,8 @@ std::string read_url_file(const std::string& path) {
 std::string parse_error_text(const CLI::ParseError& e) {
   const std::string what = e.what();
   const std::string option = what.substr(0, what.find(':'));
-  const bool named = option.rfind("--", 0) == 0 && option.find(' ') == std::string::npos && option.size() < 40;
+  const bool named =
+      option.rfind("--", 0) == 0 && option.find(' ') == std::string::npos && option.size() < 40;
   return "cannot read the command line (" + e.get_name() + (named ? " at " + option : "") +
          "); see webhookdb --help";
 }
@@ -551,19 +557,24 @@ Commands define_commands(CLI::App& app, Settings& s) {
       ->check(CLI::IsMember({"queued", "running", "done", "failed", "cancelled", "unqueued"}));
   c.jobs->add_option("--integration", s.integration, "id or opaque id");
   c.jobs->add_option("--limit", s.limit, "at most this many")->check(CLI::Range(1, 100000));
-  c.job = app.add_subcommand("job", "show one job: state, progress per backfiller, rates, worker, last error");
+  c.job =
+      app.add_subcommand("job", "show one job: state, progress per backfiller, rates, worker, last error");
   c.job->add_option("JOB", s.ids, "job id")->required()->expected(1);
-  c.backfill = app.add_subcommand("backfill", "enqueue a backfill of an integration (full by default); the same "
-                                               "backfill unfinished (cancelled) is resumed instead");
+  c.backfill = app.add_subcommand("backfill",
+                                  "enqueue a backfill of an integration (full by default); the same "
+                                  "backfill unfinished (cancelled) is resumed instead");
   c.backfill->add_option("INTEGRATION", s.integration, "id or opaque id")->required();
-  c.backfill->add_flag("--incremental", s.incremental, "only what changed since the last incremental backfill");
+  c.backfill->add_flag("--incremental", s.incremental,
+                       "only what changed since the last incremental backfill");
   c.backfill->add_option("--from", s.from, "window start (ISO-8601, inclusive)");
   c.backfill->add_option("--to", s.to, "window end (ISO-8601, exclusive)");
   c.backfill->add_flag("--new", s.fresh, "always a new job, even when the same backfill is unfinished");
-  c.cancel = app.add_subcommand("cancel", "cancel a job: queued at once, running within a second (its "
-                                           "worker stops at a page boundary and keeps its checkpoints)");
+  c.cancel = app.add_subcommand("cancel",
+                                "cancel a job: queued at once, running within a second (its "
+                                "worker stops at a page boundary and keeps its checkpoints)");
   c.cancel->add_option("JOB", s.ids, "job id")->required()->expected(1);
-  c.enqueue = app.add_subcommand("enqueue", "queue a job again (cancelled, done): it resumes at its checkpoints");
+  c.enqueue =
+      app.add_subcommand("enqueue", "queue a job again (cancelled, done): it resumes at its checkpoints");
   c.enqueue->add_option("JOB", s.ids, "job id")->required()->expected(1);
   c.retry = app.add_subcommand("retry", "queue failed jobs again");
   c.retry->add_option("JOB", s.ids, "job ids");
@@ -597,13 +608,16 @@ int dispatch(const Commands& c, Session& db, const Settings& s, std::ostream& ou
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Settings s;
-  CLI::App app{"webhookdb: operate the workers' PostgreSQL (integrations, jobs, backfills, cancels, retries, "
-               "the webhook inbox)",
-               "webhookdb"};
-  app.add_option("--database-url", s.database_url,
-                 "PostgreSQL URL (default: the environment variable WEBHOOKDB_DATABASE_URL, which ps does not show)")
+  CLI::App app{
+      "webhookdb: operate the workers' PostgreSQL (integrations, jobs, backfills, cancels, retries, "
+      "the webhook inbox)",
+      "webhookdb"};
+  app.add_option(
+         "--database-url", s.database_url,
+         "PostgreSQL URL (default: the environment variable WEBHOOKDB_DATABASE_URL, which ps does not show)")
       ->envname("WEBHOOKDB_DATABASE_URL");
-  auto* file_option = app.add_option("--database-url-file", s.url_file, "read the URL from this file's first line");
+  auto* file_option =
+      app.add_option("--database-url-file", s.url_file, "read the URL from this file's first line");
   app.add_option("--schema", s.schema, "schema of webhookdb's own tables (default public)");
   app.add_flag("--json", s.json_output, "JSON for scripts instead of tables");
   const Commands commands = define_commands(app, s);
@@ -614,8 +628,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--database-url" && i + 1 < args.size()) url_for_scrub = args[i + 1];
     if (args[i].rfind("--database-url=", 0) == 0) url_for_scrub = args[i].substr(15);
-    url_on_command_line = url_on_command_line ||
-                          (args[i].rfind("--database-url", 0) == 0 && args[i].rfind("--database-url-file", 0) != 0);
+    url_on_command_line = url_on_command_line || (args[i].rfind("--database-url", 0) == 0 &&
+                                                  args[i].rfind("--database-url-file", 0) != 0);
   }
   if (url_for_scrub.empty()) {
     if (const char* env = std::getenv("WEBHOOKDB_DATABASE_URL")) url_for_scrub = env;
@@ -634,12 +648,14 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     }
     if (file_option->count() > 0) {
       // The command line decides; the environment only fills what it left out.
-      if (url_on_command_line) throw InvalidPrecondition("give --database-url or --database-url-file, not both");
+      if (url_on_command_line)
+        throw InvalidPrecondition("give --database-url or --database-url-file, not both");
       s.database_url = read_url_file(s.url_file);
       url_for_scrub = s.database_url;
     }
     if (s.database_url.empty()) {
-      throw InvalidPrecondition("no database URL: give WEBHOOKDB_DATABASE_URL, --database-url-file or --database-url");
+      throw InvalidPrecondition(
+          "no database URL: give WEBHOOKDB_DATABASE_URL, --database-url-file or --database-url");
     }
     url_for_scrub = s.database_url;
     Session db(s);

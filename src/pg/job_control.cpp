@@ -30,7 +30,8 @@ std::optional<std::int64_t> control_opt_i64(const std::optional<std::string>& v)
 std::string cancel_token_array(const std::vector<Lease>& leases) {
   std::string out = "{";
   for (const auto& lease : leases) {
-    const bool hex = !lease.token.empty() && lease.token.find_first_not_of("0123456789abcdef") == std::string::npos;
+    const bool hex =
+        !lease.token.empty() && lease.token.find_first_not_of("0123456789abcdef") == std::string::npos;
     if (!hex) continue;
     if (out.size() > 1) out += ',';
     out += lease.token;
@@ -92,9 +93,10 @@ struct PgJobControl::Impl {
            " AS run_at, coalesce(q.last_error, j.error) AS last_error, "
            "(c.job_id IS NOT NULL AND c.lease_token = q.lease_token) AS cancel_requested, " +
            micros("j.created_at") + " AS created_at, " + micros("j.started_at") + " AS started_at, " +
-           micros("j.finished_at") + " AS finished_at, p.pages, p.items, p.rows_written, p.retries, p.bytes, " +
-           "p.elapsed_ms, " + micros("p.updated_at") + " AS progress_at FROM " + jobs_table + " j JOIN " +
-           integrations_table + " i ON i.id = j.service_integration_id LEFT JOIN " + queue_table +
+           micros("j.finished_at") +
+           " AS finished_at, p.pages, p.items, p.rows_written, p.retries, p.bytes, " + "p.elapsed_ms, " +
+           micros("p.updated_at") + " AS progress_at FROM " + jobs_table + " j JOIN " + integrations_table +
+           " i ON i.id = j.service_integration_id LEFT JOIN " + queue_table +
            " q ON q.job_id = j.id LEFT JOIN " + cancels_table +
            " c ON c.job_id = j.id LEFT JOIN LATERAL (SELECT sum(pages) AS pages, sum(items) AS items, "
            "sum(rows_written) AS rows_written, sum(retries) AS retries, sum(bytes) AS bytes, "
@@ -233,27 +235,29 @@ CancelResult PgJobControl::request_cancel(std::int64_t job_id, const std::string
   const std::string id = std::to_string(job_id);
   impl_->pool().transaction(
       [&](Session& s) {
-        const auto row = s.exec("SELECT state, lease_token FROM " + impl_->queue_table +
-                                    " WHERE job_id = $1::bigint FOR UPDATE",
-                                {id});
+        const auto row = s.exec(
+            "SELECT state, lease_token FROM " + impl_->queue_table + " WHERE job_id = $1::bigint FOR UPDATE",
+            {id});
         if (row.empty()) {
           result = CancelResult::not_found;
           return;
         }
         const std::string state = row.at(0, "state").value_or("");
         if (state == "queued") {
-          s.exec("UPDATE " + impl_->queue_table +
-                     " SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                     "WHERE job_id = $1::bigint",
-                 {id});
+          s.exec(
+              "UPDATE " + impl_->queue_table +
+                  " SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                  "WHERE job_id = $1::bigint",
+              {id});
           result = CancelResult::cancelled;
         } else if (state == "running" && row.at(0, "lease_token")) {
           // The NOTIFY is delivered at COMMIT, so the holder sees the row.
-          s.exec("INSERT INTO " + impl_->cancels_table +
-                     " (job_id, lease_token, requested_by) VALUES ($1::bigint, $2, $3) ON CONFLICT (job_id) DO "
-                     "UPDATE SET lease_token = EXCLUDED.lease_token, requested_by = EXCLUDED.requested_by, "
-                     "requested_at = clock_timestamp()",
-                 {id, *row.at(0, "lease_token"), requested_by});
+          s.exec(
+              "INSERT INTO " + impl_->cancels_table +
+                  " (job_id, lease_token, requested_by) VALUES ($1::bigint, $2, $3) ON CONFLICT (job_id) DO "
+                  "UPDATE SET lease_token = EXCLUDED.lease_token, requested_by = EXCLUDED.requested_by, "
+                  "requested_at = clock_timestamp()",
+              {id, *row.at(0, "lease_token"), requested_by});
           s.exec("SELECT pg_notify($1, $2)", {impl_->channel, id});
           result = CancelResult::requested;
         } else {
@@ -261,8 +265,8 @@ CancelResult PgJobControl::request_cancel(std::int64_t job_id, const std::string
         }
       },
       1);
-  impl_->options.logger->log(LogLevel::info, "job " + id + ": cancel by " + requested_by + ": " +
-                                                 std::string(to_string(result)));
+  impl_->options.logger->log(
+      LogLevel::info, "job " + id + ": cancel by " + requested_by + ": " + std::string(to_string(result)));
   return result;
 }
 
@@ -276,8 +280,9 @@ std::vector<IntegrationSummary> PgJobControl::integrations() {
 std::optional<IntegrationSummary> PgJobControl::integration(const std::string& id_or_opaque_id) {
   const bool numeric = !id_or_opaque_id.empty() && id_or_opaque_id.size() < 19 &&
                        id_or_opaque_id.find_first_not_of("0123456789") == std::string::npos;
-  const auto r = numeric ? impl_->pool().exec(impl_->integrations_sql("WHERE id = $1::bigint"), {id_or_opaque_id})
-                         : impl_->pool().exec(impl_->integrations_sql("WHERE opaque_id = $1"), {id_or_opaque_id});
+  const auto r = numeric
+                     ? impl_->pool().exec(impl_->integrations_sql("WHERE id = $1::bigint"), {id_or_opaque_id})
+                     : impl_->pool().exec(impl_->integrations_sql("WHERE opaque_id = $1"), {id_or_opaque_id});
   if (r.empty()) return std::nullopt;
   return Impl::integration_from(r, 0);
 }
@@ -331,8 +336,8 @@ std::vector<PersistedProgress> PgJobControl::progress(std::int64_t job_id) {
 void PgJobControl::watch_cancels(std::function<void()> on_request) {
   std::lock_guard lock(impl_->listener_mutex);
   if (impl_->listener) throw InvalidPrecondition("PgJobControl::watch_cancels called twice");
-  impl_->listener = std::make_unique<Listener>(impl_->pool().config().url, impl_->channel, impl_->options.logger,
-                                               std::move(on_request));
+  impl_->listener = std::make_unique<Listener>(impl_->pool().config().url, impl_->channel,
+                                               impl_->options.logger, std::move(on_request));
 }
 
 void PgJobControl::stop_watching() {
@@ -362,12 +367,14 @@ bool PgJobControl::finish_cancelled(const Lease& lease) {
   bool done = false;
   impl_->pool().transaction(
       [&](Session& s) {
-        done = !s.exec("UPDATE " + impl_->queue_table +
-                           " SET state = 'cancelled', lease_owner = NULL, lease_token = NULL, lease_expires_at = "
-                           "NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                           "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id",
-                           {std::to_string(lease.job_id), lease.token})
-                    .empty();
+        done =
+            !s.exec(
+                  "UPDATE " + impl_->queue_table +
+                      " SET state = 'cancelled', lease_owner = NULL, lease_token = NULL, lease_expires_at = "
+                      "NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                      "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id",
+                  {std::to_string(lease.job_id), lease.token})
+                 .empty();
       },
       1);
   return done;
@@ -377,7 +384,8 @@ void PgJobControl::record_progress(const BackfillProgress& p, const std::string&
   impl_->pool().exec(
       "INSERT INTO " + impl_->progress_table +
           " AS p (job_id, backfiller, owner, pages, items, rows_written, retries, bytes, elapsed_ms, done) "
-          "VALUES ($1::bigint, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, "
+          "VALUES ($1::bigint, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::bigint, "
+          "$9::bigint, "
           "$10::boolean) ON CONFLICT (job_id, backfiller) DO UPDATE SET owner = EXCLUDED.owner, "
           "pages = EXCLUDED.pages, items = EXCLUDED.items, rows_written = EXCLUDED.rows_written, "
           "retries = EXCLUDED.retries, bytes = EXCLUDED.bytes, elapsed_ms = EXCLUDED.elapsed_ms, "

@@ -22,6 +22,7 @@
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
+#include "webhookdb/pg/webhook_inbox.hpp"
 #include "webhookdb/replicator.hpp"
 
 namespace webhookdb::admin {
@@ -72,7 +73,8 @@ class AdminCliTest : public test::PgTest {
     ASSERT_NE(scheme, std::string::npos) << "the test database URL is not a postgresql:// URL";
     const auto at = url.find('@', scheme);
     ASSERT_NE(at, std::string::npos) << "the test database URL names no user";
-    ASSERT_EQ(url.substr(scheme + 3, at - scheme - 3).find(':'), std::string::npos) << "it has a password already";
+    ASSERT_EQ(url.substr(scheme + 3, at - scheme - 3).find(':'), std::string::npos)
+        << "it has a password already";
     url_ = url.substr(0, at) + ":" + kPassword + url.substr(at);
     ::setenv("WEBHOOKDB_DATABASE_URL", url_.c_str(), 1);
   }
@@ -104,9 +106,10 @@ class AdminCliTest : public test::PgTest {
 
   void spawn_worker() {
     // The URL through the environment, as the CLI gets it.
-    const std::vector<std::string> args = {"--schema", schema_name(), "--replica-schema", schema_name(),
-                                           "--concurrency", "1", "--lease-seconds", "5", "--poll-seconds", "0.5",
-                                           "--time-slice-seconds", "0", "--owner", "w1"};
+    const std::vector<std::string> args = {
+        "--schema",        schema_name(), "--replica-schema", schema_name(), "--concurrency",        "1",
+        "--lease-seconds", "5",           "--poll-seconds",   "0.5",         "--time-slice-seconds", "0",
+        "--owner",         "w1"};
     worker_ = std::make_unique<test::ChildProcess>(WEBHOOKDB_WORKER_EXE, args, dir_ + "/worker.log");
     ASSERT_TRUE(worker_->wait_for_log("ready on", 20s)) << worker_->log();
   }
@@ -131,7 +134,8 @@ class AdminCliTest : public test::PgTest {
     args.insert(args.begin(), {"--schema", schema_name()});
     test::ChildProcess p(WEBHOOKDB_CLI_EXE, args, dir_ + "/cli.log");
     CliRun run{p.wait_exit(30s * kSlowdown), p.log()};
-    EXPECT_EQ(run.output.find(kPassword), std::string::npos) << "the CLI printed the password:\n" << run.output;
+    EXPECT_EQ(run.output.find(kPassword), std::string::npos) << "the CLI printed the password:\n"
+                                                             << run.output;
     EXPECT_EQ(run.output.find(url_), std::string::npos) << "the CLI printed the database URL";
     return run;
   }
@@ -212,13 +216,15 @@ TEST_F(AdminCliTest, EnqueueWatchProgressCancelWithinASecondResumeAtCheckpoints)
   EXPECT_EQ(cancel.value("action", ""), "cancel_requested") << cancel.dump();
   ASSERT_TRUE(wait_until([&] { return state_of(id) != "running"; }, 15s))
       << "the worker did not stop the cancelled job";
-  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
+  const auto wall =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
   EXPECT_EQ(state_of(id), "cancelled") << "cancelled, not failed";
   // From the request's commit to the job's end, in the database's time.
-  const auto took = admin_exec("SELECT (extract(epoch from q.finished_at - c.requested_at) * 1000)::bigint FROM " +
-                               schema().quoted() + ".webhookdb_job_queue q JOIN " + schema().quoted() +
-                               ".webhookdb_job_cancels c USING (job_id) WHERE job_id = $1::bigint",
-                               {std::to_string(id)});
+  const auto took =
+      admin_exec("SELECT (extract(epoch from q.finished_at - c.requested_at) * 1000)::bigint FROM " +
+                     schema().quoted() + ".webhookdb_job_queue q JOIN " + schema().quoted() +
+                     ".webhookdb_job_cancels c USING (job_id) WHERE job_id = $1::bigint",
+                 {std::to_string(id)});
   ASSERT_EQ(took.rows.size(), 1U);
   const auto stopped_in = std::chrono::milliseconds(std::stoll(took.rows[0][0].value_or("-1")));
   std::cerr << "cancelled job stopped " << stopped_in.count() << " ms after the request (" << wall.count()
@@ -250,7 +256,8 @@ TEST_F(AdminCliTest, EnqueueWatchProgressCancelWithinASecondResumeAtCheckpoints)
   EXPECT_FALSE(done["finished_at"].is_null());
   ASSERT_EQ(done["backfillers"].size(), 1U) << done.dump(2);
   EXPECT_TRUE(done["backfillers"][0].value("done", false)) << "the final report is persisted";
-  EXPECT_EQ(admin_exec("SELECT count(*) FROM " + schema().quoted() + ".t1").rows.at(0).at(0), std::to_string(kObjects));
+  EXPECT_EQ(admin_exec("SELECT count(*) FROM " + schema().quoted() + ".t1").rows.at(0).at(0),
+            std::to_string(kObjects));
 
   const json listed = cli_json({"jobs", "--integration", si.opaque_id});
   ASSERT_TRUE(listed.is_array());
@@ -285,13 +292,37 @@ TEST_F(AdminCliTest, AFailedJobIsRetriedAndAWindowIsEnqueued) {
   EXPECT_EQ(cli({"retry", std::to_string(id)}).code, std::optional<int>(1)) << "a done job is not retried";
 
   // A window: its own job, with the window in its criteria.
-  const json window = cli_json({"backfill", si.opaque_id, "--from", "2020-09-13T12:26:40Z", "--to", "2020-09-14T00:00:00Z"});
+  const json window =
+      cli_json({"backfill", si.opaque_id, "--from", "2020-09-13T12:26:40Z", "--to", "2020-09-14T00:00:00Z"});
   ASSERT_EQ(window.value("action", ""), "enqueued") << window.dump();
   EXPECT_NE(window.value("job_id", std::int64_t{0}), id);
   EXPECT_EQ(window["job"]["criteria"]["window"]["from"], "2020-09-13T12:26:40Z") << window.dump(2);
-  EXPECT_EQ(cli({"backfill", si.opaque_id, "--from", "2020-09-14T00:00:00Z", "--to", "2020-09-13T00:00:00Z"}).code,
-            std::optional<int>(2))
+  EXPECT_EQ(
+      cli({"backfill", si.opaque_id, "--from", "2020-09-14T00:00:00Z", "--to", "2020-09-13T00:00:00Z"}).code,
+      std::optional<int>(2))
       << "from after to is refused";
+}
+
+TEST_F(AdminCliTest, FailedWebhooksAreListedAndQueuedAgain) {
+  pg::PgWebhookInbox inbox(pool_);
+  WebhookRequest request;
+  request.path = "/webhooks/svi_x";
+  request.body = R"({"id":"ch_1"})";
+  inbox.push("svi_x", request);
+  const auto taken = inbox.take("test");
+  ASSERT_EQ(taken.size(), 1U);
+  ASSERT_EQ(inbox.fail(taken[0], "no integration svi_x", true), pg::InboxFailure::failed);
+
+  const json failed = cli_json({"inbox", "failed"});
+  ASSERT_EQ(failed.size(), 1U) << failed.dump(2);
+  EXPECT_EQ(failed[0].value("integration", ""), "svi_x");
+  EXPECT_EQ(failed[0].value("last_error", ""), "no integration svi_x");
+  const CliRun table = cli({"inbox", "failed"});
+  EXPECT_NE(table.output.find("svi_x"), std::string::npos) << table.output;
+  const json retried = cli_json({"inbox", "retry", "--all"});
+  EXPECT_EQ(retried.value("count", 0), 1) << retried.dump();
+  EXPECT_EQ(inbox.pending_count(), 1U) << "queued again";
+  EXPECT_TRUE(cli_json({"inbox", "failed"}).empty());
 }
 
 TEST_F(AdminCliTest, CommandLineAndErrorsNeverShowTheUrl) {

@@ -114,9 +114,9 @@ struct JobSummary {
 };
 
 struct JobFilter {
-  std::optional<std::string> state;             // queue state, or "unqueued"
+  std::optional<std::string> state;  // queue state, or "unqueued"
   std::optional<std::int64_t> integration_id;
-  std::size_t limit = 100;                      // newest first
+  std::size_t limit = 100;  // newest first
 };
 
 struct PgJobControlOptions {
