@@ -1,0 +1,42 @@
+#pragma once
+// Serves a Metrics registry (webhookdb/metrics.hpp) to Prometheus: GET
+// /metrics answers the text format; anything else is a 404. One thread,
+// one connection at a time, each closed after its answer: a scrape endpoint,
+// not a web server. A client has 2 s to send its request head (at most
+// 8 KiB), so a stalled one delays the next scrape by 2 s at most.
+//
+//   jobs::MetricsServer server(metrics, "0.0.0.0", 9464);
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "webhookdb/metrics.hpp"
+
+namespace webhookdb::jobs {
+
+class MetricsServer {
+ public:
+  // Listens at once (port 0: any free port; see port()). InvalidPrecondition
+  // naming the address and port when it cannot.
+  MetricsServer(std::shared_ptr<Metrics> metrics, const std::string& address, std::uint16_t port);
+  // Stops listening and joins the thread.
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  void run();
+  void answer(int connection);
+
+  std::shared_ptr<Metrics> metrics_;
+  int listener_ = -1;
+  int wake_[2] = {-1, -1};
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace webhookdb::jobs

@@ -1,0 +1,52 @@
+#include "jobs/worker_metrics.hpp"
+
+#include <string>
+
+namespace webhookdb::jobs {
+namespace {
+
+std::string quoted(const std::string& name) {
+  std::string out = "\"";
+  for (const char c : name) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+double number(const std::optional<std::string>& text) { return text ? std::stod(*text) : 0; }
+
+}  // namespace
+
+std::shared_ptr<Metrics> worker_metrics(std::shared_ptr<pg::ConnectionPool> pool) {
+  auto metrics = std::make_shared<Metrics>();
+  metrics->describe("webhookdb_queue_jobs", MetricKind::gauge, "Jobs in the queue table, by state.");
+  metrics->describe("webhookdb_queue_due_jobs", MetricKind::gauge, "Queued jobs whose time has come.");
+  metrics->describe("webhookdb_queue_oldest_due_seconds", MetricKind::gauge,
+                    "How long the oldest due job has waited to be taken.");
+  metrics->describe("webhookdb_metrics_collect_errors_total", MetricKind::counter,
+                    "Scrapes that could not read the queue (the database was unreachable).");
+  const std::string table = quoted(pool->config().schema) + ".webhookdb_job_queue";
+  metrics->on_collect([pool, table](Metrics& m) {
+    const auto by_state = pool->exec("SELECT state, count(*) AS n FROM " + table + " GROUP BY state");
+    for (const char* state : {"queued", "running", "done", "failed", "cancelled"}) {
+      double n = 0;
+      for (std::size_t i = 0; i < by_state.rows.size(); ++i) {
+        if (by_state.at(i, "state") == state) n = number(by_state.at(i, "n"));
+      }
+      m.set("webhookdb_queue_jobs", n, {{"state", state}});
+    }
+    const auto due = pool->exec(
+        "SELECT count(*) AS n, COALESCE(extract(epoch FROM clock_timestamp() - "
+        "min(GREATEST(enqueued_at, COALESCE(run_at, enqueued_at)))), 0) AS oldest FROM " +
+        table + " WHERE state = 'queued' AND (run_at IS NULL OR run_at <= clock_timestamp())");
+    m.set("webhookdb_queue_due_jobs", number(due.at(0, "n")));
+    m.set("webhookdb_queue_oldest_due_seconds", number(due.at(0, "oldest")));
+  });
+  return metrics;
+}
+
+void instrument(ReplicatorContext& context, const std::shared_ptr<Metrics>& metrics) {
+  if (context.http) context.http = std::make_shared<MetricsHttpClient>(context.http, metrics);
+  context.progress = std::make_shared<MetricsProgressSink>(metrics, context.progress);
+  if (context.rate_limiter) context.rate_limiter = std::make_shared<MeteredRateLimiter>(context.rate_limiter, metrics);
+}
+
+}  // namespace webhookdb::jobs
