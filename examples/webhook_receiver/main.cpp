@@ -34,6 +34,7 @@
 
 #include <webhookdb/memory/memory_job_store.hpp>
 #include <webhookdb/memory/memory_replica_store.hpp>
+#include <webhookdb/metrics.hpp>
 #include <webhookdb/registry.hpp>
 #include <webhookdb/webhooks/webhooks.hpp>
 
@@ -41,6 +42,7 @@
 #include <thread>
 
 #include <webhookdb/cancellation.hpp>
+#include <webhookdb/jobs/metrics_server.hpp>
 #include <webhookdb/jobs/webhook_inbox_processor.hpp>
 #include <webhookdb/pg/job_store.hpp>
 #include <webhookdb/pg/replica_store.hpp>
@@ -87,6 +89,7 @@ struct Args {
   long max_batch = -1;
   long batch_writers = -1;
   bool self_test = false;
+  int metrics_port = -1;
 };
 
 // Exits (0 for --help, 2 for a bad argument) when the line does not parse.
@@ -102,6 +105,8 @@ Args parse_args(int argc, char** argv) {
   app.add_option("--max-batch", args.max_batch, "requests a micro-batch holds at most")->check(CLI::PositiveNumber);
   app.add_option("--batch-writers", args.batch_writers, "threads committing batches")->check(CLI::PositiveNumber);
   app.add_flag("--self-test", args.self_test, "send signed webhooks to itself, check they landed, exit");
+  app.add_option("--metrics-port", args.metrics_port, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any)")
+      ->check(CLI::Range(0, 65535));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -151,9 +156,25 @@ int post(unsigned short port, const std::string& target, const std::string& body
   return static_cast<int>(res.result_int());
 }
 
+// GET over loopback; the body ("" when the status is not 200).
+std::string get_text(unsigned short port, const std::string& target) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket socket(ioc);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(socket, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  return res.result_int() == 200 ? res.body() : std::string();
+}
+
 int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const Registry& registry,
               const ReplicatorContext& ctx, const ServiceIntegration& charges, const ServiceIntegration& issues,
-              const std::string& secret, const std::function<void()>& wait_written) {
+              const std::string& secret, const std::function<void()>& wait_written, int metrics_port) {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   const json charge{{"id", "ch_selftest_1"}, {"amount", 1234}, {"currency", "usd"}, {"status", "succeeded"},
@@ -200,6 +221,19 @@ int self_test(webhooks::WebhookReceiver& receiver, ReplicaStore& replica, const 
   std::cout << "self-test: charge row " << (charge_row ? "landed" : "MISSING") << ", issue row "
             << (issue_row ? "landed" : "MISSING") << "\n";
   if (!charge_row || !issue_row) ++failures;
+  if (metrics_port > 0) {
+    // What the receiver answered, as Prometheus reads it: one 401 and one 404 above.
+    const std::string text = get_text(static_cast<unsigned short>(metrics_port), "/metrics");
+    const bool counted = text.find("webhookdb_webhook_requests_total{status=\"401\"} 1\n") != std::string::npos &&
+                         text.find("webhookdb_webhook_requests_total{status=\"404\"} 1\n") != std::string::npos &&
+                         text.find("webhookdb_webhook_request_duration_seconds_count{status=\"401\"} 1\n") !=
+                             std::string::npos;
+    std::cout << "self-test: metrics " << (counted ? "counted the answers" : "MISSING the answers") << "\n";
+    if (!counted) {
+      std::cout << text;
+      ++failures;
+    }
+  }
   std::cout << (failures == 0 ? "self-test ok\n" : "self-test FAILED\n");
   return failures == 0 ? 0 : 1;
 }
@@ -290,15 +324,48 @@ int main(int argc, char** argv) {
       return 2;
     }
 #endif
+    std::shared_ptr<Metrics> metrics;
+#ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+    if (args.metrics_port >= 0) {
+      metrics = std::make_shared<Metrics>();
+      options.metrics = metrics;
+    }
+#else
+    if (args.metrics_port >= 0) {
+      std::cerr << "this build has no jobs component; --metrics-port needs it\n";
+      return 2;
+    }
+#endif
     webhooks::WebhookReceiver receiver(ctx, options);
     receiver.start();
+    int metrics_port = 0;
+#ifdef WEBHOOKDB_EXAMPLE_WITH_PG
+    std::unique_ptr<jobs::MetricsServer> metrics_server;
+    if (metrics) {
+      metrics->describe("webhookdb_webhook_connections", MetricKind::gauge, "Open connections.");
+      metrics->describe("webhookdb_webhook_refused_busy_total", MetricKind::gauge,
+                        "Requests answered 503 because the body budget was spent (since start).");
+      metrics->describe("webhookdb_webhook_inbox_pending", MetricKind::gauge, "Webhooks queued in the inbox.");
+      metrics->on_collect([&receiver, inbox](Metrics& m) {
+        const auto stats = receiver.stats();
+        m.set("webhookdb_webhook_connections", static_cast<double>(stats.connections));
+        m.set("webhookdb_webhook_refused_busy_total", static_cast<double>(stats.refused_busy));
+        if (inbox) m.set("webhookdb_webhook_inbox_pending", static_cast<double>(inbox->pending_count()));
+      });
+      metrics_server = std::make_unique<jobs::MetricsServer>(metrics, "127.0.0.1",
+                                                             static_cast<std::uint16_t>(args.metrics_port));
+      metrics_port = metrics_server->port();
+      std::cout << "metrics: GET http://127.0.0.1:" << metrics_port << "/metrics\n";
+    }
+#endif
     std::cout << "port " << receiver.port() << "\n"
               << "charges: POST " << receiver.url_for(charges.opaque_id) << "  (Stripe-Signature)\n"
               << "issues:  POST " << receiver.url_for(issues.opaque_id) << "  (X-Hub-Signature-256)\n"
               << std::flush;
 
     if (args.self_test) {
-      const int code = self_test(receiver, *ctx.replica, *registry, ctx, charges, issues, args.secret, wait_written);
+      const int code =
+          self_test(receiver, *ctx.replica, *registry, ctx, charges, issues, args.secret, wait_written, metrics_port);
       receiver.stop();
       return code;
     }

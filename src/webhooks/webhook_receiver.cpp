@@ -204,6 +204,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_header(beast::error_code ec, std::size_t /*bytes*/) {
     if (ec) return on_read_error(ec);
+    request_start_ = std::chrono::steady_clock::now();
     // Checked before the body is read (and before 100 Continue invites it).
     const std::size_t declared = declared_body_bytes();
     if (!impl_.try_reserve(declared)) {
@@ -318,6 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send(WebhookResponse out, unsigned version, bool keep_alive) {
+    record(out.status);
     keep_alive = keep_alive && !stopping_;
     if (!keep_alive) reservation_.reset();  // the body will not be read
     response_ = {};
@@ -340,6 +342,21 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(impl_.options.idle_timeout);
     http::async_write(stream_, response_,
                       beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
+  }
+
+  // WebhookReceiverOptions::metrics: the answer's status and the time since
+  // the request's header arrived (0 for an answer before any header).
+  void record(int status) {
+    if (!impl_.options.metrics) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds =
+        request_start_ == std::chrono::steady_clock::time_point{}
+            ? 0.0
+            : std::chrono::duration<double>(now - request_start_).count();
+    request_start_ = {};
+    const std::string code = std::to_string(status);
+    impl_.options.metrics->add("webhookdb_webhook_requests_total", 1, {{"status", code}});
+    impl_.options.metrics->observe("webhookdb_webhook_request_duration_seconds", seconds, {{"status", code}});
   }
 
   void on_write(bool keep_alive, beast::error_code ec, std::size_t /*bytes*/) {
@@ -397,6 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool waiting_ = false;
   bool stopping_ = false;
   bool answered_ = false;
+  std::chrono::steady_clock::time_point request_start_{};
 };
 
 void ReceiverCore::do_accept() {
@@ -480,6 +498,12 @@ WebhookReceiver::WebhookReceiver(ReplicatorContext context, WebhookReceiverOptio
   const auto& prefix = options.path_prefix;
   if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() != '/') {
     throw InvalidPrecondition("webhook receiver path_prefix must start and end with '/'");
+  }
+  if (options.metrics) {
+    options.metrics->describe("webhookdb_webhook_requests_total", MetricKind::counter,
+                              "Webhook requests answered, by status.");
+    options.metrics->describe("webhookdb_webhook_request_duration_seconds", MetricKind::histogram,
+                              "From a webhook request's header to its answer, by status.");
   }
   impl_ = std::make_unique<Impl>(std::move(context), std::move(options));
 }

@@ -37,6 +37,7 @@
 #include <memory>
 #include <string>
 
+#include "webhookdb/metrics.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/webhooks/webhook_handler.hpp"
 
@@ -71,6 +72,11 @@ struct WebhookReceiverOptions {
   // 256 MiB of memory, leaving a 24 GiB host to PostgreSQL.
   std::size_t max_body_bytes_in_flight = 64 * 1024 * 1024;
   WebhookHandlerOptions handler;
+  // When set: webhookdb_webhook_requests_total and the histogram
+  // webhookdb_webhook_request_duration_seconds (header received to answer
+  // written), by status; the receiver's stats() and the inbox are the host's
+  // to add as gauges (Metrics::on_collect).
+  std::shared_ptr<Metrics> metrics;
 };
 
 struct ReceiverStats {
