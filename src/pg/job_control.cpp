@@ -235,20 +235,26 @@ CancelResult PgJobControl::request_cancel(std::int64_t job_id, const std::string
   const std::string id = std::to_string(job_id);
   impl_->pool().transaction(
       [&](Session& s) {
-        const auto row = s.exec(
-            "SELECT state, lease_token FROM " + impl_->queue_table + " WHERE job_id = $1::bigint FOR UPDATE",
-            {id});
+        const auto row =
+            s.exec("SELECT state, lease_token, lease_expires_at < clock_timestamp() AS expired FROM " +
+                       impl_->queue_table + " WHERE job_id = $1::bigint FOR UPDATE",
+                   {id});
         if (row.empty()) {
           result = CancelResult::not_found;
           return;
         }
         const std::string state = row.at(0, "state").value_or("");
-        if (state == "queued") {
-          s.exec(
-              "UPDATE " + impl_->queue_table +
-                  " SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                  "WHERE job_id = $1::bigint",
-              {id});
+        // A running job whose lease expired has no live holder to notify (its
+        // worker died): it is cancelled here, as a queued one; a holder that
+        // was only paused finds its lease gone and stops at its next call.
+        const bool expired = row.at(0, "expired").value_or("f") == "t";
+        if (state == "queued" || (state == "running" && expired)) {
+          s.exec("UPDATE " + impl_->queue_table +
+                     " SET state = 'cancelled', lease_owner = NULL, lease_token = NULL, lease_expires_at = "
+                     "NULL, "
+                     "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                     "WHERE job_id = $1::bigint",
+                 {id});
           result = CancelResult::cancelled;
         } else if (state == "running" && row.at(0, "lease_token")) {
           // The NOTIFY is delivered at COMMIT, so the holder sees the row.

@@ -66,7 +66,7 @@ TEST_F(JobsQueueTest, MigrationIsVersionedAndIdempotent) {
   auto q1 = make_queue();
   auto q2 = make_queue();  // a second process starting: nothing to do
   q2->migrate();
-  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(pg::applied_migrations(q1->pool(), "job_queue"), (std::vector<int>{1, 2, 3, 4}));
   auto r = admin_exec("SELECT count(*) FROM " + schema().quoted() + ".webhookdb_job_queue");
   EXPECT_EQ(r.rows.at(0).at(0).value_or(""), "0");
 }
@@ -86,7 +86,7 @@ TEST_F(JobsQueueTest, ConcurrentMigrationsFromManyQueuesAgree) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   auto q = make_queue();
-  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(pg::applied_migrations(q->pool(), "job_queue"), (std::vector<int>{1, 2, 3, 4}));
 }
 
 TEST_F(JobsQueueTest, TakeLeasesTheJobOnce) {

@@ -45,7 +45,7 @@ namespace webhookdb::pg {
 class Listener;
 
 enum class CancelResult {
-  cancelled,    // it was queued: cancelled now
+  cancelled,    // it was queued (or its holder's lease had expired): cancelled now
   requested,    // it is running: its holder was asked to stop
   not_running,  // done, failed or already cancelled: nothing to stop
   not_found,    // no queue row for this job
