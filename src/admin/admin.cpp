@@ -606,6 +606,7 @@ int dispatch(const Commands& c, Session& db, const Settings& s, std::ostream& ou
 
 }  // namespace
 
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): stdout then stderr, as main() passes them
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Settings s;
   CLI::App app{
