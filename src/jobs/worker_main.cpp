@@ -12,7 +12,9 @@
 #include <CLI/CLI.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "jobs/worker_metrics.hpp"
 #include "webhookdb/http_auth.hpp"
+#include "webhookdb/jobs/metrics_server.hpp"
 #include "webhookdb/jobs/worker.hpp"
 #include "webhookdb/oauth2.hpp"
 #include "webhookdb/pg/job_queue.hpp"
@@ -142,6 +144,8 @@ std::string worker_usage(std::string_view program) {
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+         "  --metrics-port P            serve Prometheus metrics on P (0: any free port, logged)\n"
+         "  --metrics-address A         the metrics endpoint's IPv4 address (default 127.0.0.1)\n"
          "  --rate-limiter KIND         quota governor of the API requests: off (default), memory (this\n"
          "                              process), pg (one budget per quota key for every worker)\n"
          "  --oauth2 on|off             integrations with an OAuth2 grant (PgOAuthTokenStore::authorize)\n"
@@ -160,7 +164,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
   std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter, schedule_poll;
-  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin;
+  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin, metrics_port;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -180,6 +184,8 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   app.add_option("--api-url", s.api_url);
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
+  auto* metrics_option = app.add_option("--metrics-port", metrics_port);
+  app.add_option("--metrics-address", s.metrics_address);
   auto* limiter_option = app.add_option("--rate-limiter", rate_limiter);
   auto* oauth2_option = app.add_option("--oauth2", oauth2_mode);
   auto* oauth2_wait_option = app.add_option("--oauth2-lock-wait-seconds", oauth2_lock_wait);
@@ -203,6 +209,9 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
     }
   }
   if (level_option->count() > 0) s.log_level = level_arg(log_level);
+  if (metrics_option->count() > 0) {
+    s.metrics_port = static_cast<std::uint16_t>(int_arg("--metrics-port", metrics_port, 0, 65535));
+  }
   if (limiter_option->count() > 0) {
     using Kind = WorkerSettings::RateLimiterKind;
     if (rate_limiter == "off") {
@@ -294,6 +303,7 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
                                      const std::shared_ptr<pg::ConnectionPool>& pool,
                                      const std::shared_ptr<pg::PgJobStore>& job_store,
                                      const std::shared_ptr<Logger>& logger,
+                                     const std::shared_ptr<Metrics>& metrics,
                                      std::unique_ptr<pg::PgScheduler>& scheduler) {
   auto replica_pool = pool;
   if (!settings.replica_database_url.empty() && settings.replica_database_url != settings.database_url) {
@@ -324,6 +334,7 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
   } else if (settings.rate_limiter == WorkerSettings::RateLimiterKind::memory) {
     context.rate_limiter = std::make_shared<MemoryRateLimiter>();
   }
+  if (metrics) instrument(context, metrics);  // --metrics-port
 
   WorkerOptions options;
   options.concurrency = settings.concurrency;
@@ -386,6 +397,8 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
   auto logger = std::make_shared<StderrLogger>(settings.log_level);
   std::unique_ptr<Worker> worker;
   std::unique_ptr<pg::PgScheduler> scheduler;
+  std::shared_ptr<Metrics> metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
   try {
     auto pool = std::make_shared<pg::ConnectionPool>(database_config(settings));
     auto job_store = std::make_shared<pg::PgJobStore>(pool);
@@ -396,7 +409,13 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
       std::cout << program << ": re-encrypted " << grants << " OAuth2 grant(s)\n";
       return 0;
     }
-    worker = start_worker(settings, hooks, pool, job_store, logger, scheduler);
+    if (settings.metrics_port) {
+      metrics = worker_metrics(pool);
+      metrics_server = std::make_unique<MetricsServer>(metrics, settings.metrics_address, *settings.metrics_port);
+      logger->log(LogLevel::info, "webhookdb-worker metrics on http://" + settings.metrics_address + ":" +
+                                      std::to_string(metrics_server->port()) + "/metrics");
+    }
+    worker = start_worker(settings, hooks, pool, job_store, logger, metrics, scheduler);
     logger->log(LogLevel::info, "webhookdb-worker " + worker->owner() + " ready on " +
                                     pg::redact_connection_string(settings.database_url));
   } catch (const std::exception& e) {

@@ -18,6 +18,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +55,12 @@ struct WorkerSettings {
   std::string owner;                            // --owner NAME (default host:pid:random)
   LogLevel log_level = LogLevel::info;          // --log-level debug|info|warn|error
   bool help = false;                            // --help
+  // --metrics-port P (0: any free port, logged): serve Prometheus metrics
+  // (webhookdb/metrics.hpp: rows, pages, API requests and their latency,
+  // quota waits and refusals by quota key, the queue's jobs by state and the
+  // age of the oldest due job) at http://<--metrics-address>:P/metrics.
+  std::optional<std::uint16_t> metrics_port;
+  std::string metrics_address = "127.0.0.1";    // --metrics-address A
   // --reencrypt-secrets: seal every integration's secrets under the current
   // key (WEBHOOKDB_SECRET_KEY), say how many, and exit: key rotation.
   bool reencrypt_secrets = false;
