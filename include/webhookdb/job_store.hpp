@@ -46,6 +46,18 @@ class JobStore {
                                        const nlohmann::json& criteria,
                                        std::optional<std::int64_t> parent_job_id = std::nullopt) = 0;
   [[nodiscard]] virtual std::optional<BackfillJob> find_job(std::int64_t id) = 0;
+  // A job and its integration (nullopt when the integration is gone), as a
+  // job runner first looks at them: PgJobStore reads both in one statement.
+  struct JobAndIntegration {
+    BackfillJob job;
+    std::optional<ServiceIntegration> integration;
+  };
+  [[nodiscard]] virtual std::optional<JobAndIntegration> find_job_and_integration(std::int64_t job_id) {
+    auto job = find_job(job_id);
+    if (!job) return std::nullopt;
+    auto integration = find_integration(job->service_integration_id);
+    return JobAndIntegration{std::move(*job), std::move(integration)};
+  }
   // Persists started_at and finished_at.
   virtual void update_job(const BackfillJob& job) = 0;
   [[nodiscard]] virtual std::vector<BackfillJob> child_jobs(std::int64_t job_id) = 0;

@@ -34,10 +34,10 @@ JobRunner::JobRunner(std::shared_ptr<const Registry> registry, ReplicatorContext
 
 JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cancel) {
   JobStore& store = *context_.jobs;
-  auto job = store.find_job(job_id);
-  if (!job) return JobRunOutcome::missing;
-  auto integration = store.find_integration(job->service_integration_id);
-  if (!integration) return JobRunOutcome::missing;
+  // One read for both where the store can (PgJobStore: one statement).
+  auto found = store.find_job_and_integration(job_id);
+  if (!found || !found->integration) return JobRunOutcome::missing;
+  auto& integration = found->integration;
 
   auto lock = store.try_lock_integration(integration->id);
   if (!lock) {
@@ -49,7 +49,7 @@ JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cance
     return JobRunOutcome::locked;
   }
   // Re-read under the lock: the other run may have finished it meanwhile.
-  job = store.find_job(job_id);
+  auto job = store.find_job(job_id);
   if (!job) return JobRunOutcome::missing;
   if (job->finished_at) return JobRunOutcome::already_finished;
 

@@ -106,19 +106,23 @@ ServiceIntegration integration_from(const pqxx::row& r, const SecretKeys& keys) 
   return si;
 }
 
-BackfillJob job_from(const pqxx::row& r) {
+// The job's columns (kJobColumns) start at column `o` of `r`.
+BackfillJob job_from(const pqxx::row& r, pqxx::row::size_type o = 0) {
   BackfillJob job;
-  job.id = r[0].as<std::int64_t>();
-  job.opaque_id = r[1].as<std::string>();
-  job.service_integration_id = r[2].as<std::int64_t>();
-  job.parent_job_id = id_field(r[3]);
-  job.incremental = r[4].as<bool>();
-  job.criteria = json::parse(r[5].as<std::string>());
-  job.created_at = ts_field(r[6]).value_or(Timestamp{});
-  job.started_at = ts_field(r[7]);
-  job.finished_at = ts_field(r[8]);
+  job.id = r[o].as<std::int64_t>();
+  job.opaque_id = r[o + 1].as<std::string>();
+  job.service_integration_id = r[o + 2].as<std::int64_t>();
+  job.parent_job_id = id_field(r[o + 3]);
+  job.incremental = r[o + 4].as<bool>();
+  job.criteria = json::parse(r[o + 5].as<std::string>());
+  job.created_at = ts_field(r[o + 6]).value_or(Timestamp{});
+  job.started_at = ts_field(r[o + 7]);
+  job.finished_at = ts_field(r[o + 8]);
   return job;
 }
+
+// Columns of an integration (kIntegrationColumns) in a result.
+constexpr pqxx::row::size_type kIntegrationColumnCount = 11;
 
 // The unique violation of an INSERT or UPDATE of an integration, as the
 // question the caller acts on: which value is taken.
@@ -539,19 +543,47 @@ std::optional<BackfillJob> PgJobStore::find_job(std::int64_t id) {
   });
 }
 
+std::optional<PgJobStore::JobAndIntegration> PgJobStore::find_job_and_integration(std::int64_t job_id) {
+  migrate();
+  return state_->impl().autocommit(
+      "reading a backfill job and its integration", [&](pqxx::nontransaction& tx) {
+        std::optional<JobAndIntegration> out;
+        const auto r = tx.exec_params(std::string("SELECT i.*, j.* FROM (SELECT ") + kJobColumns + " FROM " +
+                                          state_->jobs + " WHERE id = $1) AS j LEFT JOIN LATERAL (SELECT " +
+                                          kIntegrationColumns + " FROM " + state_->integrations +
+                                          " WHERE id = j.service_integration_id) AS i ON true",
+                                      job_id);
+        if (r.empty()) return out;
+        out.emplace();
+        out->job = job_from(r[0], kIntegrationColumnCount);
+        if (!r[0][0].is_null()) out->integration = integration_from(r[0], state_->keys);
+        return out;
+      });
+}
+
 void PgJobStore::update_job(const BackfillJob& job) {
   migrate();
   auto& impl = state_->impl();
-  impl.in_transaction(
-      "updating backfill job " + std::to_string(job.id), impl.config.retries, [&](pqxx::work& tx) {
-        const auto r = tx.exec_params("UPDATE " + state_->jobs +
-                                          " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
-                                          " updated_at = now() WHERE id = $1",
-                                      job.id, ts_param(job.started_at), ts_param(job.finished_at));
-        if (r.affected_rows() == 0) {
-          throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
-        }
+  const std::string what = "updating backfill job " + std::to_string(job.id);
+  const std::string sql = "UPDATE " + state_->jobs +
+                          " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
+                          " updated_at = now() WHERE id = $1";
+  // One statement in autocommit. It sets the same values whenever it runs,
+  // so a connection lost before the answer is tried again on a fresh one.
+  pqxx::result r;
+  for (int attempt = 0;; ++attempt) {
+    try {
+      r = impl.autocommit(what, [&](pqxx::nontransaction& tx) {
+        return tx.exec_params(sql, job.id, ts_param(job.started_at), ts_param(job.finished_at));
       });
+      break;
+    } catch (const StoreError& e) {
+      if (!e.retryable() || attempt >= impl.config.retries) throw;
+    }
+  }
+  if (r.affected_rows() == 0) {
+    throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
+  }
 }
 
 std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {

@@ -211,6 +211,31 @@ TEST_F(PgJobStoreTest, JobsCrud) {
   EXPECT_EQ(store->find_job(created.id), std::nullopt);
 }
 
+// The job runner's first look (issue 18: one statement instead of two):
+// the same job and integration as find_job and find_integration, secrets
+// opened; a job whose integration is gone comes without it.
+TEST_F(PgJobStoreTest, FindJobAndIntegrationReadsBothAsTheirOwnReadsDo) {
+  const auto si = make("both");
+  clock->set(*parse_timestamp("2024-01-01T00:00:00.5Z"));
+  BackfillJob job;
+  job.service_integration_id = si.id;
+  job.criteria = {{"since", "2020"}};
+  auto created = store->create_job(job);
+  created.started_at = *parse_timestamp("2024-01-01T00:01:00.25Z");
+  store->update_job(created);
+  const auto found = store->find_job_and_integration(created.id);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->job, store->find_job(created.id));
+  EXPECT_EQ(found->job.started_at, created.started_at);
+  ASSERT_TRUE(found->integration.has_value());
+  EXPECT_EQ(found->integration, store->find_integration(si.id));
+  EXPECT_EQ(found->integration->backfill_secret, "secret-both");
+  EXPECT_EQ(store->find_job_and_integration(999999), std::nullopt);
+  // The integration's deletion cascades to its jobs: the job is gone too.
+  store->delete_integration(si.id);
+  EXPECT_EQ(store->find_job_and_integration(created.id), std::nullopt);
+}
+
 TEST_F(PgJobStoreTest, CreateRecursiveBuildsTheTreeInOneTransaction) {
   const auto root = make("root");
   const auto child1 = make("c1", root.id);

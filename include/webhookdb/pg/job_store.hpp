@@ -67,7 +67,10 @@ class PgJobStore final : public JobStore {
                                const nlohmann::json& criteria,
                                std::optional<std::int64_t> parent_job_id = std::nullopt) override;
   [[nodiscard]] std::optional<BackfillJob> find_job(std::int64_t id) override;
-  // Persists started_at and finished_at; InvalidPrecondition when the job is gone.
+  // Both in one statement (one round trip per job run instead of two).
+  [[nodiscard]] std::optional<JobAndIntegration> find_job_and_integration(std::int64_t job_id) override;
+  // Persists started_at and finished_at in one statement (autocommit, no
+  // BEGIN and COMMIT round trips); InvalidPrecondition when the job is gone.
   void update_job(const BackfillJob& job) override;
   // In id order.
   [[nodiscard]] std::vector<BackfillJob> child_jobs(std::int64_t job_id) override;
