@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "webhookdb/time.hpp"
+
 namespace webhookdb {
 
 enum class LogLevel { debug, info, warn, error };
@@ -29,6 +31,20 @@ class StderrLogger final : public Logger {
  public:
   explicit StderrLogger(LogLevel min_level = LogLevel::info) : min_level_(min_level) {}
   void log(LogLevel level, std::string_view message) override;
+
+ private:
+  LogLevel min_level_;
+};
+
+// One JSON object per line on stderr, for log shippers:
+// {"ts":"2026-12-07T18:00:00.123456Z","level":"info","msg":"..."}. The message
+// is escaped as JSON (invalid UTF-8 replaced), so a line never breaks in two.
+class JsonLinesLogger final : public Logger {
+ public:
+  explicit JsonLinesLogger(LogLevel min_level = LogLevel::info) : min_level_(min_level) {}
+  void log(LogLevel level, std::string_view message) override;
+  // The line log() writes, without its newline.
+  [[nodiscard]] static std::string line(Timestamp at, LogLevel level, std::string_view message);
 
  private:
   LogLevel min_level_;

@@ -144,6 +144,7 @@ std::string worker_usage(std::string_view program) {
          "  --api-url URL               default API base URL for replicators that need one\n"
          "  --owner NAME                this worker's name in the queue (default host:pid:random)\n"
          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+         "  --log-format text|json      json: one JSON object a line, for log shippers (default text)\n"
          "  --metrics-port P            serve Prometheus metrics on P (0: any free port, logged)\n"
          "  --metrics-address A         the metrics endpoint's IPv4 address (default 127.0.0.1)\n"
          "  --rate-limiter KIND         quota governor of the API requests: off (default), memory (this\n"
@@ -164,7 +165,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
   std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter, schedule_poll;
-  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin, metrics_port;
+  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin, metrics_port, log_format;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -185,6 +186,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   app.add_option("--owner", s.owner);
   auto* level_option = app.add_option("--log-level", log_level);
   auto* metrics_option = app.add_option("--metrics-port", metrics_port);
+  auto* format_option = app.add_option("--log-format", log_format);
   app.add_option("--metrics-address", s.metrics_address);
   auto* limiter_option = app.add_option("--rate-limiter", rate_limiter);
   auto* oauth2_option = app.add_option("--oauth2", oauth2_mode);
@@ -209,6 +211,10 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
     }
   }
   if (level_option->count() > 0) s.log_level = level_arg(log_level);
+  if (format_option->count() > 0) {
+    if (log_format != "text" && log_format != "json") throw InvalidPrecondition("--log-format takes text or json");
+    s.json_logs = log_format == "json";
+  }
   if (metrics_option->count() > 0) {
     s.metrics_port = static_cast<std::uint16_t>(int_arg("--metrics-port", metrics_port, 0, 65535));
   }
@@ -394,7 +400,12 @@ int worker_main(int argc, char** argv, const WorkerHooks& hooks) {
     return 2;
   }
 
-  auto logger = std::make_shared<StderrLogger>(settings.log_level);
+  std::shared_ptr<Logger> logger;
+  if (settings.json_logs) {
+    logger = std::make_shared<JsonLinesLogger>(settings.log_level);
+  } else {
+    logger = std::make_shared<StderrLogger>(settings.log_level);
+  }
   std::unique_ptr<Worker> worker;
   std::unique_ptr<pg::PgScheduler> scheduler;
   std::shared_ptr<Metrics> metrics;

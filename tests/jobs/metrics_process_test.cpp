@@ -73,7 +73,7 @@ TEST_F(MetricsProcessTest, CountersMoveWhileAWorkerBackfills) {
   ASSERT_NE(::mkdtemp(dir), nullptr);
   test::ChildProcess worker(WEBHOOKDB_WORKER_EXE,
                             {"--database-url", schema().url(), "--schema", schema_name(), "--replica-schema",
-                             schema_name(), "--poll-seconds", "0.2", "--metrics-port", "0", "--owner", "scraped"},
+                             schema_name(), "--poll-seconds", "0.2", "--metrics-port", "0", "--owner", "scraped", "--log-format", "json"},
                             std::string(dir) + "/worker.log");
   ASSERT_TRUE(worker.wait_for_log("ready on", 20s)) << worker.log();
   std::smatch m;
@@ -125,6 +125,17 @@ TEST_F(MetricsProcessTest, CountersMoveWhileAWorkerBackfills) {
   EXPECT_EQ(worker.wait_exit(15s), std::optional<int>(0));
   const std::string all = worker.log();
   EXPECT_EQ(all.find("sk_test_metrics_secret_5e1f"), std::string::npos) << "a secret in the worker's output";
+  // --log-format json: every line one object a log shipper can read.
+  std::istringstream lines(all);
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    const auto entry = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(entry.is_object() && entry.contains("ts") && entry.contains("level") && entry.contains("msg"))
+        << "not a JSON log line: " << line;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
   server.stop();

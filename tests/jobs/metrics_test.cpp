@@ -147,6 +147,16 @@ TEST(Metrics, TheRateLimiterDecoratorCountsPermitsAndRefusalsByQuotaKey) {
   EXPECT_NE(m->render().find("webhookdb_quota_wait_seconds_total{quota_key=\"github:abc123\"}"), std::string::npos);
 }
 
+TEST(JsonLinesLoggerTest, OneParseableLinePerMessageWhateverItHolds) {
+  const std::string text = JsonLinesLogger::line(Timestamp{} + std::chrono::seconds(1'700'000'000), LogLevel::warn,
+                                                 "two\nlines, a \"quote\" and bad \xff bytes");
+  EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  const auto entry = nlohmann::json::parse(text);
+  EXPECT_EQ(entry["ts"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(entry["level"], "warn");
+  EXPECT_EQ(entry["msg"], "two\nlines, a \"quote\" and bad \xef\xbf\xbd bytes");
+}
+
 TEST(MetricsServerTest, AnswersGetMetricsAndNothingElseEvenAfterAStalledClient) {
   auto m = std::make_shared<Metrics>();
   m->add("served_total", 42);

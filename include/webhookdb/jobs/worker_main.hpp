@@ -54,6 +54,7 @@ struct WorkerSettings {
   std::string api_url;                          // --api-url URL: for replicators that need a default API
   std::string owner;                            // --owner NAME (default host:pid:random)
   LogLevel log_level = LogLevel::info;          // --log-level debug|info|warn|error
+  bool json_logs = false;                       // --log-format json: one JSON object per line (JsonLinesLogger)
   bool help = false;                            // --help
   // --metrics-port P (0: any free port, logged): serve Prometheus metrics
   // (webhookdb/metrics.hpp: rows, pages, API requests and their latency,
