@@ -1,6 +1,8 @@
 #include "webhookdb/pg/job_store.hpp"
 
 #include <array>
+#include <cstdio>
+#include <functional>
 #include <mutex>
 #include <set>
 
@@ -132,6 +134,20 @@ constexpr pqxx::row::size_type kIntegrationColumnCount = 11;
                               "'");
   }
   throw InvalidPrecondition("an integration with opaque id " + si.opaque_id + " already exists");
+}
+
+// The statements every job run sends (find_job_and_integration, find_job,
+// update_job, child_jobs) as prepared statements: libpqxx prepares one on a
+// connection at its first use, so the server plans it once per connection
+// instead of at every call. Named by their text (stores of several schemas
+// may share a connection).
+template <class... Args>
+pqxx::result exec_prepared(pqxx::transaction_base& tx, const std::string& sql, Args&&... args) {
+  char hash[24];
+  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(sql));
+  const std::string name = std::string("webhookdb_jobs_") + hash;
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
 }
 
 json checked_criteria(const json& criteria) {
@@ -536,8 +552,8 @@ std::optional<BackfillJob> PgJobStore::find_job(std::int64_t id) {
   migrate();
   return state_->impl().autocommit("reading a backfill job", [&](pqxx::nontransaction& tx) {
     std::optional<BackfillJob> out;
-    const auto r =
-        tx.exec_params(std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs + " WHERE id = $1", id);
+    const auto r = exec_prepared(
+        tx, std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs + " WHERE id = $1", id);
     if (!r.empty()) out = job_from(r[0]);
     return out;
   });
@@ -548,11 +564,12 @@ std::optional<PgJobStore::JobAndIntegration> PgJobStore::find_job_and_integratio
   return state_->impl().autocommit(
       "reading a backfill job and its integration", [&](pqxx::nontransaction& tx) {
         std::optional<JobAndIntegration> out;
-        const auto r = tx.exec_params(std::string("SELECT i.*, j.* FROM (SELECT ") + kJobColumns + " FROM " +
-                                          state_->jobs + " WHERE id = $1) AS j LEFT JOIN LATERAL (SELECT " +
-                                          kIntegrationColumns + " FROM " + state_->integrations +
-                                          " WHERE id = j.service_integration_id) AS i ON true",
-                                      job_id);
+        const auto r = exec_prepared(tx,
+                                     std::string("SELECT i.*, j.* FROM (SELECT ") + kJobColumns + " FROM " +
+                                         state_->jobs + " WHERE id = $1) AS j LEFT JOIN LATERAL (SELECT " +
+                                         kIntegrationColumns + " FROM " + state_->integrations +
+                                         " WHERE id = j.service_integration_id) AS i ON true",
+                                     job_id);
         if (r.empty()) return out;
         out.emplace();
         out->job = job_from(r[0], kIntegrationColumnCount);
@@ -574,7 +591,7 @@ void PgJobStore::update_job(const BackfillJob& job) {
   for (int attempt = 0;; ++attempt) {
     try {
       r = impl.autocommit(what, [&](pqxx::nontransaction& tx) {
-        return tx.exec_params(sql, job.id, ts_param(job.started_at), ts_param(job.finished_at));
+        return exec_prepared(tx, sql, job.id, ts_param(job.started_at), ts_param(job.finished_at));
       });
       break;
     } catch (const StoreError& e) {
@@ -590,9 +607,10 @@ std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {
   migrate();
   return state_->impl().autocommit("reading child jobs", [&](pqxx::nontransaction& tx) {
     std::vector<BackfillJob> out;
-    for (const auto& row : tx.exec_params(std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs +
-                                              " WHERE parent_job_id = $1 ORDER BY id",
-                                          job_id)) {
+    for (const auto& row : exec_prepared(tx,
+                                         std::string("SELECT ") + kJobColumns + " FROM " + state_->jobs +
+                                             " WHERE parent_job_id = $1 ORDER BY id",
+                                         job_id)) {
       out.push_back(job_from(row));
     }
     return out;
