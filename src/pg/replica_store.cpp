@@ -81,11 +81,15 @@ struct TableSql {
   bool hard = false;
   std::string qtomb;
   std::vector<std::string> stored_cols;
+  // The keys a sweeping backfill listed (see touch_seen).
+  std::string qseen;
 };
 
 // The tombstone table's name: "<table>_tombstones" while it fits in
 // PostgreSQL's 63 bytes, else a hash of the table's name.
 std::string tombstone_name(const std::string& table);
+// The seen set's name: "<table>_seen", or a hash of the table's name.
+std::string seen_set_name(const std::string& table);
 
 TableSql describe(const TableSpec& spec, const std::string& schema) {
   TableSql t;
@@ -110,6 +114,7 @@ TableSql describe(const TableSpec& spec, const std::string& schema) {
   t.insert_types.emplace_back("jsonb");
   t.deletes = spec.deletes != DeleteMode::none;
   t.hard = spec.deletes == DeleteMode::hard;
+  if (t.deletes) t.qseen = t.qschema + "." + sql::ident(seen_set_name(spec.table), "table");
   if (t.hard) {
     t.qtomb = t.qschema + "." + sql::ident(tombstone_name(spec.table), "table");
     t.stored_cols.emplace_back("\"pk\"");
@@ -150,6 +155,13 @@ std::string tombstone_name(const std::string& table) {
   const std::string plain = table + "_tombstones";
   if (plain.size() <= 63) return plain;
   return "webhookdb_tombstones_" + text_hash(table);
+}
+
+// The seen set's name: "<table>_seen", or a hash of the table's name.
+std::string seen_set_name(const std::string& table) {
+  const std::string plain = table + "_seen";
+  if (plain.size() <= 63) return plain;
+  return "webhookdb_seen_" + text_hash(table);
 }
 
 std::string key_repr(const json& key) {
@@ -471,10 +483,14 @@ std::string tombstones_bury_batch(const TableSql& t) {
 }
 
 // Marks every row of the batch seen, the ones the update rule left alone too
-// (the rows written have it already: the same transaction's now()).
+// (the rows written have it already: the same transaction's now()). The keys
+// go into the table's seen set, emptied when a sweeping job begins (its first
+// run): an UPDATE of webhookdb_seen_at rewrote every unchanged row, and an
+// unchanged re-backfill of 200,000 rows took 5.4-5.9 s with those marks
+// against 1.7-2.2 s without.
 std::string touch_seen(const TableSql& t) {
-  return "UPDATE " + t.qualified + " SET " + kSeenColumn + " = now() WHERE " + t.qkey + " = ANY($1::" +
-         std::string(sql_type(t.key_type)) + "[]) AND " + kSeenColumn + " < now()";
+  return "INSERT INTO " + t.qseen + " (\"key\") SELECT unnest($1::" + std::string(sql_type(t.key_type)) +
+         "[]) ON CONFLICT DO NOTHING";
 }
 
 // CREATE TABLE IF NOT EXISTS for the tombstones, then any column the table
@@ -1199,8 +1215,10 @@ void PgReplicaStore::drop_table(const TableSpec& spec) {
   auto& impl = state_->impl();
   impl.in_transaction("dropping table " + q, impl.config.retries, [&](pqxx::work& tx) {
     tx.exec_params("DROP TABLE IF EXISTS " + q);
-    // A table that had hard deletes under another spec leaves its tombstones too.
+    // A table that had hard deletes under another spec leaves its tombstones
+    // and seen set too.
     tx.exec_params("DROP TABLE IF EXISTS " + tombstone_table(spec));
+    tx.exec_params("DROP TABLE IF EXISTS " + sql::qualified(schema_of(spec), seen_set_name(spec.table)));
   });
 }
 
@@ -1382,15 +1400,23 @@ bool PgReplicaStore::avoid_writes(const TableSpec& spec) {
 void PgReplicaStore::begin_sweep_run(const TableSpec& spec, const SweepRun& run) {
   migrate();
   const std::string runs = sql::ident(state_->pool->config().schema, "schema") + "." + kSweepRunsTable;
-  const std::string q = qualified_name(spec);
+  const TableSql t = describe(spec, schema_of(spec));
+  const std::string& q = t.qualified;
   auto& impl = state_->impl();
   impl.in_transaction("beginning sweep run " + std::to_string(run.job_id) + " on " + q, impl.config.retries,
                       [&](pqxx::work& tx) {
-                        // DO NOTHING: a resumed job keeps its first run's mark.
-                        tx.exec_params("INSERT INTO " + runs +
-                                           " (job_id, table_name, mark) VALUES ($1, $2,"
-                                           " now() - make_interval(secs => $3)) ON CONFLICT (job_id) DO NOTHING",
-                                       run.job_id, q, static_cast<double>(run.margin.count()));
+                        // DO NOTHING: a resumed job keeps its first run's mark and seen set.
+                        const auto first = tx.exec_params(
+                            "INSERT INTO " + runs +
+                                " (job_id, table_name, mark) VALUES ($1, $2,"
+                                " now() - make_interval(secs => $3)) ON CONFLICT (job_id) DO NOTHING RETURNING 1",
+                            run.job_id, q, static_cast<double>(run.margin.count()));
+                        if (!t.deletes) return;
+                        tx.exec_params("CREATE TABLE IF NOT EXISTS " + t.qseen + " (\"key\" " +
+                                       std::string(sql_type(t.key_type)) + " PRIMARY KEY)");
+                        // One sweeping backfill of a table at a time (one per integration):
+                        // a new job starts from an empty set.
+                        if (!first.empty()) tx.exec_params("TRUNCATE " + t.qseen);
                       });
 }
 
@@ -1401,8 +1427,10 @@ SweepResult PgReplicaStore::sweep(const TableSpec& spec, const SweepRun& run) {
   const TableSql t = describe(spec, schema_of(spec));
   const std::string runs = sql::ident(state_->pool->config().schema, "schema") + "." + kSweepRunsTable;
   const std::string qdeleted = sql::ident(kDeletedAtColumn, "column");
+  // Seen: written since the mark, or listed by the run (its seen set).
   const std::string unseen = "\"pk\" > $1 AND \"pk\" <= $2 AND " + qdeleted + " IS NULL AND " + kSeenColumn +
-                             " < (SELECT mark FROM " + runs + " WHERE job_id = $3)";
+                             " < (SELECT mark FROM " + runs + " WHERE job_id = $3) AND NOT EXISTS (SELECT 1 FROM " +
+                             t.qseen + " webhookdb_s WHERE webhookdb_s.\"key\" = " + t.qualified + "." + t.qkey + ")";
   // Soft: the row stays, marked. Hard: it moves into the tombstones.
   const std::string statement = t.hard ? tombstones_bury(t, unseen, BuriedAt::now)
                                        : "UPDATE " + t.qualified + " SET " + qdeleted + " = now() WHERE " + unseen;

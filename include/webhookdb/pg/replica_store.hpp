@@ -77,8 +77,10 @@ class PgReplicaStore final : public ReplicaStore {
   void clear_checkpoints(std::int64_t job_id) override;
 
   // Deletes (deletes.hpp). A table with deletes has a `webhookdb_seen_at`
-  // column (the transaction time of the last write, or of the sweeping
-  // backfill page that listed the row); hard deletes move the deletion into a
+  // column (the transaction time of the last write) and a seen set
+  // (<table>_seen, or webhookdb_seen_<hash>: the keys the current sweeping
+  // backfill listed, emptied when a new sweeping job begins, kept across a
+  // resume); hard deletes move the deletion into a
   // tombstone table of the same columns (<table>_tombstones, or
   // webhookdb_tombstones_<hash> for long names) that each write of a key
   // first moves back, so the update rule judges later rows against it.
