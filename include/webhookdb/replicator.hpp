@@ -263,6 +263,8 @@ class Replicator {
   friend class internal::ReplicatorGate;
 
   [[nodiscard]] TableSpec build_table_spec() const;
+  // backfill()'s preconditions: the job's integration, backfill support, credentials.
+  void check_backfillable(const BackfillJob& job) const;
   // Forgets the last sweep; whether `job` sweeps when it succeeds: full,
   // unwindowed, with an id, deletes opted in with Sweep::after_full_backfill,
   // and a replica store.

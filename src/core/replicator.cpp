@@ -477,7 +477,7 @@ void Replicator::run_sweep(const BackfillJob& job) {
 
 // --- the backfill contract ---
 
-void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
+void Replicator::check_backfillable(const BackfillJob& job) const {
   if (job.service_integration_id != integration_.id) {
     throw InvalidPrecondition("job is for different service integration");
   }
@@ -489,6 +489,10 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     throw CredentialsMissing("backfill credentials missing for " + descriptor_.name + " integration " +
                              integration_.opaque_id);
   }
+}
+
+void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
+  check_backfillable(job);
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   const std::optional<BackfillWindow> window = backfill_window(job.criteria);  // malformed: refused here too
   const bool sweeping = prepare_sweep(job, window);
