@@ -72,6 +72,39 @@ LogLevel level_arg(const std::string& value) {
   throw InvalidPrecondition("--log-level needs debug, info, warn or error");
 }
 
+WorkerSettings::RateLimiterKind rate_limiter_arg(const std::string& value) {
+  using Kind = WorkerSettings::RateLimiterKind;
+  if (value == "off") return Kind::off;
+  if (value == "memory") return Kind::memory;
+  if (value == "pg") return Kind::pg;
+  throw InvalidPrecondition("--rate-limiter takes off, memory or pg");
+}
+
+// --oauth2 and its two settings, read as text like every option and checked
+// once parsed.
+struct OAuth2Args {
+  std::string mode, lock_wait, margin;
+  CLI::Option* mode_option = nullptr;
+  CLI::Option* lock_wait_option = nullptr;
+  CLI::Option* margin_option = nullptr;
+
+  void add_to(CLI::App& app) {
+    mode_option = app.add_option("--oauth2", mode);
+    lock_wait_option = app.add_option("--oauth2-lock-wait-seconds", lock_wait);
+    margin_option = app.add_option("--oauth2-refresh-margin-seconds", margin);
+  }
+  void apply(WorkerSettings& s) const {
+    if (mode_option->count() > 0) {
+      if (mode != "on" && mode != "off") throw InvalidPrecondition("--oauth2 takes on or off");
+      s.oauth2 = mode == "on";
+    }
+    if (lock_wait_option->count() > 0)
+      s.oauth2_lock_wait = seconds_arg("--oauth2-lock-wait-seconds", lock_wait, 0.01);
+    if (margin_option->count() > 0)
+      s.oauth2_refresh_margin = seconds_arg("--oauth2-refresh-margin-seconds", margin, 0);
+  }
+};
+
 // The first line of the file at `path`, without trailing whitespace (a secret
 // mounted from Kubernetes or written with echo ends in a newline).
 std::string read_url_file(const std::string& path) {
@@ -165,7 +198,8 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   // Every value is read as text and checked below, so that no CLI11 message
   // (which may quote the value) reaches the user.
   std::string url_file, concurrency, lease, poll, drain, time_slice, log_level, rate_limiter, schedule_poll;
-  std::string oauth2_mode, oauth2_lock_wait, oauth2_margin, metrics_port, log_format;
+  std::string metrics_port, log_format;
+  OAuth2Args oauth2;
   CLI::App app{"webhookdb-worker"};
   app.set_help_flag();  // --help is a setting here, not an exception
   app.allow_extras();   // extras are reported by describe_extras, never echoed
@@ -189,9 +223,7 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   auto* format_option = app.add_option("--log-format", log_format);
   app.add_option("--metrics-address", s.metrics_address);
   auto* limiter_option = app.add_option("--rate-limiter", rate_limiter);
-  auto* oauth2_option = app.add_option("--oauth2", oauth2_mode);
-  auto* oauth2_wait_option = app.add_option("--oauth2-lock-wait-seconds", oauth2_lock_wait);
-  auto* oauth2_margin_option = app.add_option("--oauth2-refresh-margin-seconds", oauth2_margin);
+  oauth2.add_to(app);
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::ParseError& e) {
@@ -218,28 +250,8 @@ WorkerSettings parse_worker_args(const std::vector<std::string>& args) {
   if (metrics_option->count() > 0) {
     s.metrics_port = static_cast<std::uint16_t>(int_arg("--metrics-port", metrics_port, 0, 65535));
   }
-  if (limiter_option->count() > 0) {
-    using Kind = WorkerSettings::RateLimiterKind;
-    if (rate_limiter == "off") {
-      s.rate_limiter = Kind::off;
-    } else if (rate_limiter == "memory") {
-      s.rate_limiter = Kind::memory;
-    } else if (rate_limiter == "pg") {
-      s.rate_limiter = Kind::pg;
-    } else {
-      throw InvalidPrecondition("--rate-limiter takes off, memory or pg");
-    }
-  }
-  if (oauth2_option->count() > 0) {
-    if (oauth2_mode != "on" && oauth2_mode != "off") throw InvalidPrecondition("--oauth2 takes on or off");
-    s.oauth2 = oauth2_mode == "on";
-  }
-  if (oauth2_wait_option->count() > 0) {
-    s.oauth2_lock_wait = seconds_arg("--oauth2-lock-wait-seconds", oauth2_lock_wait, 0.01);
-  }
-  if (oauth2_margin_option->count() > 0) {
-    s.oauth2_refresh_margin = seconds_arg("--oauth2-refresh-margin-seconds", oauth2_margin, 0);
-  }
+  if (limiter_option->count() > 0) s.rate_limiter = rate_limiter_arg(rate_limiter);
+  oauth2.apply(s);
   if (file_option->count() > 0) {
     // The command line decides; the environment only fills what it left out.
     if (on_command_line(args, "--database-url")) {
