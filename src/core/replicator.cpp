@@ -306,9 +306,15 @@ std::optional<Row> Replicator::row_for(nlohmann::json&& resource) const {
   WebhookRequest request;
   request.json = std::move(resource);
   std::pair<nlohmann::json, nlohmann::json> resource_event;
-  {
+  try {
     const BackfillItemScope scope(request);
     resource_event = resource_and_event(request);
+  } catch (const nlohmann::json::parse_error&) {
+    // An override written for webhooks only, parsing the raw body itself.
+    throw InvalidPostcondition("resource_and_event of " + descriptor_.name +
+                               " could not read a backfill item: backfill items come parsed, in "
+                               "WebhookRequest::json, with an empty body; parse through "
+                               "Replicator::resource_and_event(request) or read request.json when it is set");
   }
   auto& [item, event] = resource_event;
   if (item.is_null()) return std::nullopt;

@@ -116,10 +116,42 @@ TEST_P(BackfillItems, AnArrayForOneItemIsRefusedByName) {
   }
 }
 
+// An override written for webhooks alone (it parses the raw body) fails a
+// batched backfill with an error that says what to do, not a parser's.
+TEST(BackfillItemsBody, AnOverrideParsingTheRawBodyIsToldWhatToRead) {
+  class RawBody : public FakeReplicator {
+   public:
+    using FakeReplicator::FakeReplicator;
+
+   protected:
+    std::pair<json, json> resource_and_event(const WebhookRequest& request) const override {
+      return {json::parse(request.body), nullptr};
+    }
+  };
+  TestHarness h;
+  auto control = std::make_shared<FakeControl>();
+  Descriptor d = testing::fake_v1();
+  d.name = "raw_body_fake_v1";
+  d.factory = [control](const Descriptor& desc, const ServiceIntegration& si, const ReplicatorContext& ctx) {
+    return std::unique_ptr<Replicator>(std::make_unique<RawBody>(desc, si, ctx, control));
+  };
+  h.registry->add(d);
+  const auto si = h.integration("raw_body_fake_v1");
+  h.http->respond_json({{"items", json::array({{{"my_id", "a"}, {"at", "2024-01-01T00:00:00Z"}}})}, {"next", nullptr}});
+  auto r = h.replicator(si);
+  auto job = h.job(si);
+  try {
+    r->backfill(job);
+    FAIL() << "the empty body parsed";
+  } catch (const InvalidPostcondition& e) {
+    EXPECT_NE(std::string(e.what()).find("request.json"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(WriteModes, BackfillItems,
                          ::testing::Values(BackfillWriteMode::batched, BackfillWriteMode::per_item),
-                         [](const auto& info) {
-                           return std::string(info.param == BackfillWriteMode::batched ? "batched" : "per_item");
+                         [](const ::testing::TestParamInfo<BackfillWriteMode>& mode) {
+                           return std::string(mode.param == BackfillWriteMode::batched ? "batched" : "per_item");
                          });
 
 }  // namespace

@@ -53,7 +53,8 @@ class LocalCharges : public Replicator {
     return {.mode = mode_, .sweep_margin = std::chrono::seconds(0), .sweep_batch_rows = 100};
   }
   std::pair<nlohmann::json, nlohmann::json> resource_and_event(const WebhookRequest& request) const override {
-    const nlohmann::json body = nlohmann::json::parse(request.body);
+    // Backfill items come parsed (request.json); webhooks as text.
+    const nlohmann::json body = request.json.is_null() ? nlohmann::json::parse(request.body) : request.json;
     if (body.value("object", "") == "event") return {body["data"]["object"], body};
     return {body, nullptr};
   }
