@@ -4,6 +4,7 @@
 #include <set>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/oauth2.hpp"
 #include "webhookdb/http_auth.hpp"
 #include "webhookdb/job_runner.hpp"
 #include "webhookdb/json_limits.hpp"
@@ -422,6 +423,14 @@ CredentialsVerification Replicator::verify_backfill_credentials() {
     result.status = e.status();
     result.message = e.what();
   } catch (const HttpBaseError& e) {
+    result.message = e.what();
+  } catch (const oauth2::ReauthorizationRequired& e) {
+    // No credential could be sent at all (an OAuth2 grant refused for good,
+    // a token endpoint that gives no token, no key): nothing was verified.
+    result.message = e.what();
+  } catch (const oauth2::TokenEndpointError& e) {
+    result.message = e.what();
+  } catch (const CredentialsMissing& e) {
     result.message = e.what();
   } catch (const std::exception& e) {
     // The credentials got us an answer; its shape is another matter.

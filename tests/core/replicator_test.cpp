@@ -9,6 +9,7 @@
 
 #include "support.hpp"
 #include "webhookdb/internal/replicator_gate.hpp"
+#include "webhookdb/oauth2.hpp"
 #include "webhookdb/testing/test_harness.hpp"
 
 namespace webhookdb {
@@ -253,6 +254,16 @@ TEST_F(ReplicatorTest, VerifyBackfillCredentials) {
 
   h.http->respond_json({{"unexpected", "shape"}});
   EXPECT_TRUE(r->verify_backfill_credentials().verified) << "a shape problem still proves the credentials";
+
+  // A credential that could not be had at all is not verified, whatever its kind.
+  h.http->fail(std::make_exception_ptr(oauth2::ReauthorizationRequired(7, "invalid_grant")));
+  auto refused = r->verify_backfill_credentials();
+  EXPECT_FALSE(refused.verified) << "a grant refused for good was reported verified";
+  EXPECT_NE(refused.message.find("invalid_grant"), std::string::npos) << refused.message;
+  h.http->fail(std::make_exception_ptr(oauth2::TokenEndpointError("the token endpoint answered 400")));
+  EXPECT_FALSE(r->verify_backfill_credentials().verified);
+  h.http->fail(std::make_exception_ptr(CredentialsMissing("no key")));
+  EXPECT_FALSE(r->verify_backfill_credentials().verified);
 
   h.http->respond_json(fake_page({}));
   auto ok = r->verify_backfill_credentials();
