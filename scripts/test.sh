@@ -10,7 +10,9 @@
 #   SKIP_SANITIZERS=1 scripts/test.sh    the whole suite in one plain Release build
 #   TSAN_TEST_LABELS= scripts/test.sh    TSan over the whole suite (default: the
 #                                        tests labelled concurrency, i.e. every
-#                                        test with threads or several processes)
+#                                        test with threads; the tests that start
+#                                        several worker processes, label
+#                                        `process`, run under ASan+UBSan only)
 #   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 20 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,8 +95,11 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
     "-DWEBHOOKDB_TEST_LABELS=${TSAN_TEST_LABELS-concurrency}"
   cmake --build build/tsan -j "$jobs"
   section "tests (TSan)"
-  # The fault matrix (two multi-process runs of about 2 minutes each) runs
-  # under ASan+UBSan only, to keep the whole run under 35 minutes.
+  # The fault matrix (two multi-process runs of about 2 minutes each) and the
+  # other tests that start several webhookdb-worker processes (label
+  # `process`: jobs, schedules, OAuth2, metrics, the admin CLI) run under
+  # ASan+UBSan only, to keep the whole run under 35 minutes; their threads
+  # are TSan's in the in-process worker and queue tests.
   run_suite build/tsan -LE fault_matrix
 
   section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-20} s a target)"
