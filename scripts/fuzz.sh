@@ -7,7 +7,7 @@
 # build/fuzz/tests/reliability/fuzz/fuzz_<target> <file>).
 #
 #   scripts/fuzz.sh                      every target, 60 s each
-#   FUZZ_SECONDS=20 scripts/fuzz.sh      20 s each (CI)
+#   FUZZ_SECONDS=10 scripts/fuzz.sh      10 s each (CI)
 #   scripts/fuzz.sh time json_nul        only these targets
 #   FUZZ_JOBS=2 ...                      parallel builds (default 2)
 #   FUZZ_PARALLEL=1 ...                  targets fuzzed at once (default: one per core)

@@ -13,7 +13,7 @@
 #                                        test with threads; the tests that start
 #                                        several worker processes, label
 #                                        `process`, run under ASan+UBSan only)
-#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 20 s a target)
+#   FUZZ_SECONDS=60 scripts/test.sh      longer fuzz runs (default 10 s a target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -102,8 +102,8 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   # are TSan's in the in-process worker and queue tests.
   run_suite build/tsan -LE fault_matrix
 
-  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-20} s a target)"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
+  section "fuzz (libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-10} s a target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz.sh
 fi
 
 section "done"
