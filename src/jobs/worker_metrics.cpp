@@ -5,12 +5,6 @@
 namespace webhookdb::jobs {
 namespace {
 
-std::string quoted(const std::string& name) {
-  std::string out = "\"";
-  for (const char c : name) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
 double number(const std::optional<std::string>& text) { return text ? std::stod(*text) : 0; }
 
 }  // namespace
@@ -23,22 +17,25 @@ std::shared_ptr<Metrics> worker_metrics(std::shared_ptr<pg::ConnectionPool> pool
                     "How long the oldest due job has waited to be taken.");
   metrics->describe("webhookdb_metrics_collect_errors_total", MetricKind::counter,
                     "Scrapes that could not read the queue (the database was unreachable).");
-  const std::string table = quoted(pool->config().schema) + ".webhookdb_job_queue";
-  metrics->on_collect([pool, table](Metrics& m) {
-    const auto by_state = pool->exec("SELECT state, count(*) AS n FROM " + table + " GROUP BY state");
-    for (const char* state : {"queued", "running", "done", "failed", "cancelled"}) {
-      double n = 0;
-      for (std::size_t i = 0; i < by_state.rows.size(); ++i) {
-        if (by_state.at(i, "state") == state) n = number(by_state.at(i, "n"));
+  metrics->on_collect([pool](Metrics& m) {
+    // One connection for both reads; the schema quoted by the adapter.
+    pool->autocommit([&](pg::Session& session) {
+      const std::string table = session.quote_name(pool->config().schema) + ".webhookdb_job_queue";
+      const auto by_state = session.exec("SELECT state, count(*) AS n FROM " + table + " GROUP BY state");
+      for (const char* state : {"queued", "running", "done", "failed", "cancelled"}) {
+        double n = 0;
+        for (std::size_t i = 0; i < by_state.rows.size(); ++i) {
+          if (by_state.at(i, "state") == state) n = number(by_state.at(i, "n"));
+        }
+        m.set("webhookdb_queue_jobs", n, {{"state", state}});
       }
-      m.set("webhookdb_queue_jobs", n, {{"state", state}});
-    }
-    const auto due = pool->exec(
-        "SELECT count(*) AS n, COALESCE(extract(epoch FROM clock_timestamp() - "
-        "min(GREATEST(enqueued_at, COALESCE(run_at, enqueued_at)))), 0) AS oldest FROM " +
-        table + " WHERE state = 'queued' AND (run_at IS NULL OR run_at <= clock_timestamp())");
-    m.set("webhookdb_queue_due_jobs", number(due.at(0, "n")));
-    m.set("webhookdb_queue_oldest_due_seconds", number(due.at(0, "oldest")));
+      const auto due = session.exec(
+          "SELECT count(*) AS n, COALESCE(extract(epoch FROM clock_timestamp() - "
+          "min(GREATEST(enqueued_at, COALESCE(run_at, enqueued_at)))), 0) AS oldest FROM " +
+          table + " WHERE state = 'queued' AND (run_at IS NULL OR run_at <= clock_timestamp())");
+      m.set("webhookdb_queue_due_jobs", number(due.at(0, "n")));
+      m.set("webhookdb_queue_oldest_due_seconds", number(due.at(0, "oldest")));
+    });
   });
   return metrics;
 }

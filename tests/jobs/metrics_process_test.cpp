@@ -11,6 +11,7 @@
 #include "jobs/demo_replicators.hpp"
 #include "support/child_process.hpp"
 #include "support/pg_test_env.hpp"
+#include "support/prometheus_text.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
@@ -22,23 +23,6 @@ namespace webhookdb::jobs {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Samples of the text format by "name{labels}"; a line that is neither a
-// comment nor a sample fails the test.
-std::map<std::string, double> parse(const std::string& text) {
-  static const std::regex sample(
-      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$)");
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("# ", 0) == 0) continue;
-    EXPECT_TRUE(std::regex_match(line, sample)) << "not a sample line: " << line;
-    const auto space = line.rfind(' ');
-    if (space != std::string::npos) out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
 
 class MetricsProcessTest : public test::PgTest {};
 
@@ -83,7 +67,7 @@ TEST_F(MetricsProcessTest, CountersMoveWhileAWorkerBackfills) {
   auto http = curl::make_curl_client();
   const auto scrape = [&] {
     HttpRequest request{.url = url, .timeout = 10s};
-    return parse(http->send(request).body);
+    return test::parse_exposition(http->send(request).body);
   };
 
   const auto idle = scrape();

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/prometheus_text.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
 #include "webhookdb/jobs/metrics_server.hpp"
@@ -24,26 +25,6 @@ namespace webhookdb::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Every line of `text` is a comment or a sample of the 0.0.4 text format; the
-// samples by "name{labels}".
-std::map<std::string, double> parse_exposition(const std::string& text) {
-  static const std::regex sample(
-      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$)");
-  static const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .*$)");
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::smatch m;
-    if (std::regex_match(line, comment)) continue;
-    EXPECT_TRUE(std::regex_match(line, m, sample)) << "not a sample line: " << line;
-    if (m.empty()) continue;
-    const auto space = line.rfind(' ');
-    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
 
 TEST(Metrics, RendersCountersGaugesAndCumulativeHistograms) {
   Metrics m;
