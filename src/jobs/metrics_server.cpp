@@ -9,6 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <vector>
+#include <string>
+#include <chrono>
 #include <string_view>
 
 #include "webhookdb/errors.hpp"
@@ -17,6 +21,8 @@ namespace webhookdb::jobs {
 namespace {
 
 constexpr std::size_t kMaxHead = 8 * 1024;
+// Connections still sending their request head; more are closed at once.
+constexpr std::size_t kMaxPending = 256;
 
 void write_all(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -70,38 +76,90 @@ MetricsServer::~MetricsServer() {
   ::close(wake_[1]);
 }
 
+namespace {
+// A connection whose request head is still arriving.
+struct Pending {
+  int fd;
+  std::string head;
+  std::chrono::steady_clock::time_point deadline;
+};
+}  // namespace
+
+// One poll over the listener and every connection still sending its head, so
+// clients that connect and stall (a port scanner, an attacker) hold no turn:
+// each is closed at its own deadline while scrapes are answered meanwhile.
 void MetricsServer::run() {
+  std::vector<Pending> pending;
+  std::vector<pollfd> fds;
   while (true) {
-    pollfd fds[2] = {{listener_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->deadline <= now) {
+        ::close(it->fd);
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
     }
-    if ((fds[1].revents & POLLIN) != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    const int connection = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (connection < 0) continue;
-    answer(connection);
-    ::close(connection);
+    fds.assign({{listener_, POLLIN, 0}, {wake_[0], POLLIN, 0}});
+    int wait_ms = -1;
+    for (const auto& p : pending) {
+      fds.push_back({p.fd, POLLIN, 0});
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count() + 1;
+      wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
+    }
+    if (::poll(fds.data(), fds.size(), wait_ms) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if ((fds[1].revents & POLLIN) != 0) break;
+    // Connections first (their indexes match `pending` before any is added).
+    for (std::size_t i = pending.size(); i-- > 0;) {
+      if (fds[i + 2].revents == 0) continue;
+      if (read_head(pending[i].fd, pending[i].head)) continue;  // more to come
+      ::close(pending[i].fd);
+      pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    if ((fds[0].revents & POLLIN) != 0) {
+      const int connection = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (connection >= 0) {
+        if (pending.size() >= kMaxPending) {
+          ::close(connection);  // a flood of idle connections: the oldest keep their turn
+        } else {
+          pending.push_back({connection, {}, std::chrono::steady_clock::now() + std::chrono::seconds(2)});
+        }
+      }
+    }
+  }
+  for (const auto& p : pending) ::close(p.fd);
+}
+
+// Reads what `connection` has sent; false once it is answered or gone.
+bool MetricsServer::read_head(int connection, std::string& head) {
+  char buffer[1024];
+  while (true) {
+    const ssize_t n = ::recv(connection, buffer, sizeof buffer, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n <= 0) return false;  // closed
+    head.append(buffer, static_cast<std::size_t>(n));
+    if (head.size() > kMaxHead) {
+      write_all(connection, response(431, "Request Header Fields Too Large", "text/plain", "too large\n"));
+      return false;
+    }
+    if (head.find("\r\n\r\n") != std::string::npos) {
+      answer(connection, head);
+      return false;
+    }
   }
 }
 
-void MetricsServer::answer(int connection) {
+void MetricsServer::answer(int connection, const std::string& head) {
+  // The answer is a few KiB: blocking writes, bounded by a send timeout.
+  const int flags = ::fcntl(connection, F_GETFL, 0);
+  ::fcntl(connection, F_SETFL, flags & ~O_NONBLOCK);
   timeval timeout{2, 0};
-  ::setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   ::setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  std::string head;
-  char buffer[1024];
-  while (head.find("\r\n\r\n") == std::string::npos) {
-    if (head.size() > kMaxHead) {
-      write_all(connection, response(431, "Request Header Fields Too Large", "text/plain", "too large\n"));
-      return;
-    }
-    const ssize_t n = ::recv(connection, buffer, sizeof buffer, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // closed, or stalled past the timeout
-    head.append(buffer, static_cast<std::size_t>(n));
-  }
   const std::string_view line(head.data(), head.find("\r\n"));
   const bool get = line.rfind("GET ", 0) == 0;
   const auto target_end = line.find(' ', 4);

@@ -30,7 +30,8 @@ class MetricsServer {
 
  private:
   void run();
-  void answer(int connection);
+  bool read_head(int connection, std::string& head);
+  void answer(int connection, const std::string& head);
 
   std::shared_ptr<Metrics> metrics_;
   int listener_ = -1;
