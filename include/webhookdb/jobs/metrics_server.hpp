@@ -1,9 +1,10 @@
 #pragma once
 // Serves a Metrics registry (webhookdb/metrics.hpp) to Prometheus: GET
-// /metrics answers the text format; anything else is a 404. One thread,
-// one connection at a time, each closed after its answer: a scrape endpoint,
-// not a web server. A client has 2 s to send its request head (at most
-// 8 KiB), so a stalled one delays the next scrape by 2 s at most.
+// /metrics answers the text format; anything else is a 404. One thread polls
+// every connection, each closed after its answer: a scrape endpoint, not a
+// web server. A client has 2 s to send its request head (at most 8 KiB);
+// clients that stall do not delay a scrape (up to 256 open at once; more
+// are closed as they connect).
 //
 //   jobs::MetricsServer server(metrics, "0.0.0.0", 9464);
 
