@@ -50,6 +50,13 @@ struct BackfillOptions {
   bool pipelined = true;
   // > 1 runs a job's backfillers on a pool of that many threads.
   int parallel = 0;
+  // Pages fetched at once by a pipelined backfill while the pagination says
+  // which pages follow (page numbers or offsets with a known total: a Link
+  // header with rel="last", total_pages or total fields, a replicator's
+  // BackfillPage::ahead); still written and checkpointed in page order.
+  // Each fetch draws its own permit from the quota governor. 1: one at a
+  // time. Cursor-style pagination is always fetched one page at a time.
+  int concurrent_pages = 4;
   // nullptr: WebhookDB's page retries (3 attempts, waits 1 and 2 s) and
   // server faults become RetryOrDie at once. polite_retry_policy() opts in to
   // backoff with jitter and Retry-After; server faults then become
@@ -77,7 +84,7 @@ struct BackfillOptions {
 
   // Throws BrokenSpecification naming `owner` and the field for a value that
   // cannot work: batch size or a limit of 0, negative threads, retries,
-  // backoff or lookback.
+  // backoff or lookback, concurrent_pages outside 1..64.
   void validate(const std::string& owner) const;
 };
 

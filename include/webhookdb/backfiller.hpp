@@ -3,6 +3,7 @@
 // retries, cancellation, checkpoints and progress; subclasses fetch and handle.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,25 @@
 
 namespace webhookdb {
 
+// The pages known to follow a page: set by a paginator that knows how many
+// pages the walk has (a Link header's rel="last", a total_pages or total
+// field) or by a replicator that knows it otherwise (a hint), so the page loop
+// may fetch up to BackfillRuntime::concurrent_pages of them at once. They are
+// still handled, written and checkpointed in page order.
+struct PagesAhead {
+  // Pages after the one that names them; the first of them is its `next`.
+  std::uint64_t count = 0;
+  // The token of the i-th of them: token(0) is `next`, token(count - 1) the
+  // last known page. Called from several threads.
+  std::function<std::string(std::uint64_t)> token;
+};
+
+// True on a thread that is fetching, for the page loop, a page it took from
+// a PagesAhead range rather than from the page before it: the page loop
+// checks those pages' order itself, so a paginator's repeat detection
+// (pagination::RepeatGuard) leaves them alone.
+[[nodiscard]] bool fetching_page_ahead() noexcept;
+
 struct BackfillPage {
   BackfillPage() = default;
   // BackfillPage{items, next, bytes}, as before `url` and `items_path` came.
@@ -43,6 +63,9 @@ struct BackfillPage {
   // The paginators fill them; empty when unknown.
   std::string url;
   std::string items_path;
+  // The pages known to follow this one (nullptr: only `next` is known). The
+  // page loop uses it when `next` is token(0).
+  std::shared_ptr<const PagesAhead> ahead;
 };
 
 // What the running job gives a backfiller. Defaults make a standalone
@@ -63,9 +86,13 @@ struct BackfillRuntime {
   // every_row while the job sweeps afterwards: rows the update rule leaves
   // alone are marked seen too (replica_store.hpp).
   SeenMarks seen = SeenMarks::written;
+  // Pages fetched at once in a pipelined run while the pages ahead are known
+  // (BackfillPage::ahead); 1 fetches one at a time. Replicator::backfill sets
+  // it from BackfillOptions::concurrent_pages.
+  std::size_t concurrent_pages = 1;
 };
 
-class Backfiller {
+class WEBHOOKDB_EXPORT Backfiller {
  public:
   Backfiller();
   virtual ~Backfiller();
@@ -145,6 +172,12 @@ class Backfiller {
   bool consume_page(BackfillPage& page, const std::string& token);
   void run_serial(const std::optional<Timestamp>& last_backfilled);
   void run_pipelined(const std::optional<Timestamp>& last_backfilled);
+  // Pipelined with up to runtime_.concurrent_pages fetches at once over the
+  // pages known ahead; pages are still consumed in order.
+  void run_concurrent(const std::optional<Timestamp>& last_backfilled, std::size_t fetchers);
+  // After a page failed for good: writes and checkpoints the rows of the
+  // pages handled before it (best effort; the page's error is what counts).
+  void save_before_failure();
   void report(bool done);
   // After a page: throws when it passes one of limits_.
   void count_page(bool empty, const std::string& next);

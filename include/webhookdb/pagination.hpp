@@ -29,6 +29,12 @@
 //   loop forever;
 // - throws InvalidInput naming the field when a total (total_pages, total)
 //   is not a count between 0 and 2^53 ({"total_pages": 1e300}).
+// Page-number and offset styles whose total is known (LinkHeader with a
+// rel="last" link, PageNumber with total_pages_path or total_count_path,
+// Offset with total_path) name the pages ahead (BackfillPage::ahead), so the
+// page loop may fetch several at once (BackfillOptions::concurrent_pages).
+// Those fetches skip the repeat detection below: their tokens are counted,
+// not followed, and the page loop checks that each page names the next one.
 // A paginator is thread-safe and may be shared by concurrent walks (the
 // partitions of a parallel backfill): its repeat detection keeps one state
 // per `first` request, so `first` must be the same for every page of a walk
@@ -38,6 +44,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -172,6 +179,16 @@ class Paginator {
                                                const HttpResponse& response, const nlohmann::json& body,
                                                const nlohmann::json* items,
                                                const std::string& token) const = 0;
+  // The pages known to follow, when the response says how many there are;
+  // nullptr (the default) when only `next` is known. Called when `next` is
+  // not empty.
+  [[nodiscard]] virtual std::shared_ptr<const PagesAhead> pages_ahead(const HttpRequest& /*sent*/,
+                                                                      const HttpResponse& /*response*/,
+                                                                      const nlohmann::json& /*body*/,
+                                                                      const nlohmann::json* /*items*/,
+                                                                      const std::string& /*next*/) const {
+    return nullptr;
+  }
 
  private:
   RepeatGuard guard_;
@@ -238,9 +255,13 @@ struct LinkHeaderOptions {
   std::string rel = "next";
   // Refuse a next URL on another origin: the request's credentials would go there.
   bool same_origin = true;
+  // With a rel="last" link whose URL is the next one with another value of
+  // this query parameter (GitHub's page=N), the pages in between are known
+  // ahead: the next URL with page set to each number. Empty: never.
+  std::string page_param = "page";
 };
 
-class LinkHeader final : public Paginator {
+class WEBHOOKDB_EXPORT LinkHeader final : public Paginator {
  public:
   explicit LinkHeader(LinkHeaderOptions options = {}) : options_(std::move(options)) {}
 
@@ -250,13 +271,17 @@ class LinkHeader final : public Paginator {
   [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
                                        const HttpResponse& response, const nlohmann::json& body,
                                        const nlohmann::json* items, const std::string& token) const override;
+  [[nodiscard]] std::shared_ptr<const PagesAhead> pages_ahead(const HttpRequest& sent, const HttpResponse& response,
+                                                              const nlohmann::json& body, const nlohmann::json* items,
+                                                              const std::string& next) const override;
 
  private:
   LinkHeaderOptions options_;
 };
 
 // ?page=N&per_page=M. Ends on an empty page, a short page (fewer than
-// per_page items), or at total_pages when the body says so.
+// per_page items), or at total_pages (or total_count / per_page) when the
+// body says so; then the pages up to it are known ahead.
 struct PageNumberOptions {
   int per_page = 100;  // 0: not sent, and only an empty page ends the walk
   int first_page = 1;
@@ -264,9 +289,12 @@ struct PageNumberOptions {
   std::string per_page_param = "per_page";
   JsonPath items_path{"data"};
   JsonPath total_pages_path{};  // empty: not used
+  // The number of items in every page together (used when total_pages_path
+  // is empty or absent, and per_page is set). Empty: not used.
+  JsonPath total_count_path{};
 };
 
-class PageNumber final : public Paginator {
+class WEBHOOKDB_EXPORT PageNumber final : public Paginator {
  public:
   explicit PageNumber(PageNumberOptions options = {}) : options_(std::move(options)) {}
 
@@ -276,14 +304,20 @@ class PageNumber final : public Paginator {
   [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
                                        const HttpResponse& response, const nlohmann::json& body,
                                        const nlohmann::json* items, const std::string& token) const override;
+  [[nodiscard]] std::shared_ptr<const PagesAhead> pages_ahead(const HttpRequest& sent, const HttpResponse& response,
+                                                              const nlohmann::json& body, const nlohmann::json* items,
+                                                              const std::string& next) const override;
 
  private:
   [[nodiscard]] long long page_of(const std::string& token) const;
+  // The last page the body names (total_pages, or total_count / per_page).
+  [[nodiscard]] std::optional<long long> last_page(const nlohmann::json& body) const;
   PageNumberOptions options_;
 };
 
 // ?offset=O&limit=L; the next offset is O plus the items received. Ends on an
-// empty page, a short page, or at the total when the body says so.
+// empty page, a short page, or at the total when the body says so; then the
+// offsets up to it (a full page of `limit` each) are known ahead.
 struct OffsetOptions {
   int limit = 100;  // 0: not sent, and only an empty page ends the walk
   std::string offset_param = "offset";
@@ -302,6 +336,9 @@ class Offset final : public Paginator {
   [[nodiscard]] std::string next_token(const HttpRequest& first, const HttpRequest& sent,
                                        const HttpResponse& response, const nlohmann::json& body,
                                        const nlohmann::json* items, const std::string& token) const override;
+  [[nodiscard]] std::shared_ptr<const PagesAhead> pages_ahead(const HttpRequest& sent, const HttpResponse& response,
+                                                              const nlohmann::json& body, const nlohmann::json* items,
+                                                              const std::string& next) const override;
 
  private:
   [[nodiscard]] long long offset_of(const std::string& token) const;

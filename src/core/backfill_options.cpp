@@ -16,6 +16,10 @@ void BackfillOptions::validate(const std::string& owner) const {
   // A batch of 0 rows would never flush; it used to be silently taken as 1.
   if (batch_size == 0) refuse(owner, "batch_size", "0", "a batch needs at least one row");
   if (parallel < 0) refuse(owner, "parallel", std::to_string(parallel), "0 or 1 runs serially");
+  if (concurrent_pages < 1 || concurrent_pages > 64) {
+    refuse(owner, "concurrent_pages", std::to_string(concurrent_pages),
+           "1 fetches one page at a time, at most 64 at once");
+  }
   if (server_error_retries < 0) {
     refuse(owner, "server_error_retries", std::to_string(server_error_retries), "it must be 0 or more");
   }

@@ -3,12 +3,32 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "webhookdb/rate_limiter.hpp"
 
 namespace webhookdb {
+
+namespace {
+thread_local bool page_ahead_fetch = false;
+
+// Marks this thread's fetch as one of a known range while it lives.
+class PageAheadScope {
+ public:
+  explicit PageAheadScope(bool ahead) noexcept : previous_(page_ahead_fetch) { page_ahead_fetch = ahead; }
+  ~PageAheadScope() { page_ahead_fetch = previous_; }
+  PageAheadScope(const PageAheadScope&) = delete;
+  PageAheadScope& operator=(const PageAheadScope&) = delete;
+
+ private:
+  bool previous_;
+};
+}  // namespace
+
+bool fetching_page_ahead() noexcept { return page_ahead_fetch; }
 
 struct Backfiller::Counters {
   mutable std::mutex mutex;
@@ -294,6 +314,228 @@ void Backfiller::run_pipelined(const std::optional<Timestamp>& last_backfilled) 
   finish();
 }
 
+void Backfiller::save_before_failure() {
+  // Only rows of pages handled in this run are pending: without them there is
+  // nothing to save, and a checkpoint here could move a resumed job back.
+  if (!runtime_.checkpoints || !has_pending_inserts()) return;
+  try {
+    flush_pending_inserts(checkpoint_here());
+    finish_writes(true);
+  } catch (const std::exception& e) {
+    if (runtime_.logger) {
+      runtime_.logger->log(LogLevel::warn, walk_name(runtime_.integration) +
+                                               ": writing the pages before the failed one failed too (" +
+                                               e.what() + "); they are fetched again on resume");
+    }
+  }
+}
+
+// The scheduler of run_concurrent. Pages are numbered in walk order (seq);
+// fetchers take the next seq whose token is known: from the PagesAhead range
+// when it covers it, else from the `next` of the page before it once that is
+// fetched. The consumer takes the pages in seq order. Everything under mutex.
+namespace {
+struct ConcurrentWalk {
+  struct Slot {
+    std::string token;
+    bool ahead = false;  // from the range, not from the page before it
+    bool done = false;
+    std::uint64_t generation = 0;
+    BackfillPage page;
+    std::exception_ptr error;
+  };
+  struct Task {
+    std::uint64_t seq = 0;
+    std::uint64_t generation = 0;
+    std::string token;
+    bool ahead = false;
+  };
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::map<std::uint64_t, Slot> slots;  // scheduled and not consumed yet
+  std::uint64_t consumed = 0;           // the seq the consumer waits for
+  std::uint64_t next_seq = 0;           // the next seq to schedule
+  std::optional<std::string> follow;    // the token of next_seq when it is not in the range
+  std::shared_ptr<const PagesAhead> range;
+  std::uint64_t range_base = 0;  // the seq of range->token(0)
+  std::uint64_t generation = 0;  // bumped when scheduled pages are discarded
+  bool serial_only = false;      // a page disagreed with the range: no ranges any more
+  bool end = false;              // no page after next_seq - 1
+  bool failed = false;           // a fetch failed: schedule nothing more
+  bool stopped = false;
+  std::size_t window = 1;  // pages scheduled ahead of the consumer at most
+
+  [[nodiscard]] bool in_range(std::uint64_t seq) const {
+    return range && seq >= range_base && seq - range_base < range->count;
+  }
+
+  // The next fetch, if one may start now.
+  std::optional<Task> take() {
+    if (stopped || end || failed || next_seq >= consumed + window) return std::nullopt;
+    Task task{next_seq, generation, {}, false};
+    if (in_range(next_seq)) {
+      task.token = range->token(next_seq - range_base);
+      task.ahead = true;
+    } else if (follow) {
+      task.token = std::move(*follow);
+      follow.reset();
+    } else {
+      return std::nullopt;  // waits for the page before it
+    }
+    slots[next_seq] = Slot{task.token, task.ahead, false, generation, {}, nullptr};
+    ++next_seq;
+    return task;
+  }
+
+  // A fetch finished; dropped when its page was discarded meanwhile.
+  void finish(const Task& task, BackfillPage page, std::exception_ptr error, bool ranges) {
+    auto it = slots.find(task.seq);
+    if (stopped || it == slots.end() || it->second.generation != task.generation) return;
+    Slot& slot = it->second;
+    slot.done = true;
+    if (error) {
+      slot.error = std::move(error);
+      failed = true;
+      return;
+    }
+    // The page after this one is not in the range: this page names it.
+    if (task.seq + 1 == next_seq && !in_range(task.seq + 1)) {
+      if (page.next.empty()) {
+        end = true;
+      } else if (ranges && !serial_only && page.ahead && page.ahead->count > 0 && page.ahead->token &&
+                 page.ahead->token(0) == page.next) {
+        range = page.ahead;
+        range_base = task.seq + 1;
+      } else {
+        follow = page.next;
+      }
+    }
+    slot.page = std::move(page);
+  }
+
+  // The consumer found that page `seq` names another next page than the one
+  // scheduled after it: drop what was scheduled and follow the page.
+  void discard_after(std::uint64_t seq, const std::string& next) {
+    ++generation;
+    slots.erase(slots.upper_bound(seq), slots.end());
+    range.reset();
+    serial_only = true;
+    failed = false;
+    end = next.empty();
+    next_seq = seq + 1;
+    if (next.empty()) {
+      follow.reset();
+    } else {
+      follow = next;
+    }
+  }
+};
+}  // namespace
+
+void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled, std::size_t fetchers) {
+  auto walk = std::make_shared<ConcurrentWalk>();
+  walk->window = fetchers + std::max<std::size_t>(1, pipeline_depth());
+  walk->follow = runtime_.start_token;
+  CancellationSource stop(runtime_.cancel);
+  active_cancel_ = stop.token();
+  const auto wake = active_cancel_.subscribe([walk] {
+    { std::lock_guard lock(walk->mutex); }
+    walk->cv.notify_all();
+  });
+
+  const auto fetch_loop = [this, walk, &last_backfilled, fetchers, lane = QuotaLaneScope::current()] {
+    const QuotaLaneScope lane_scope(lane);  // fetches charge the lane of the thread that started the run
+    std::unique_lock lock(walk->mutex);
+    while (true) {
+      std::optional<ConcurrentWalk::Task> task;
+      walk->cv.wait(lock, [&] { return walk->stopped || (task = walk->take()).has_value(); });
+      if (!task) return;
+      lock.unlock();
+      walk->cv.notify_all();  // another fetcher may be able to start too
+      BackfillPage page;
+      std::exception_ptr error;
+      try {
+        const PageAheadScope ahead(task->ahead);
+        page = fetch_with_retry(task->token, last_backfilled);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      walk->finish(*task, std::move(page), std::move(error), fetchers > 1);
+      walk->cv.notify_all();
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(fetchers);
+  const auto finish = [&] {
+    {
+      std::lock_guard lock(walk->mutex);
+      walk->stopped = true;
+    }
+    walk->cv.notify_all();
+    active_cancel_.unsubscribe(wake);
+    for (auto& t : threads) t.join();
+    active_cancel_ = runtime_.cancel;
+  };
+  try {
+    for (std::size_t i = 0; i < fetchers; ++i) threads.emplace_back(fetch_loop);
+    while (true) {
+      ConcurrentWalk::Slot slot;
+      std::uint64_t seq = 0;
+      std::optional<std::string> scheduled_next;  // the token fetched after this page, when from the range
+      {
+        std::unique_lock lock(walk->mutex);
+        walk->cv.wait(lock, [&] {
+          const auto it = walk->slots.find(walk->consumed);
+          return (it != walk->slots.end() && it->second.done) || active_cancel_.cancelled();
+        });
+        const auto it = walk->slots.find(walk->consumed);
+        if (it == walk->slots.end() || !it->second.done) active_cancel_.throw_if_cancelled();
+        seq = walk->consumed;
+        slot = std::move(it->second);
+        walk->slots.erase(it);
+        ++walk->consumed;
+        if (walk->in_range(seq + 1)) scheduled_next = walk->range->token(seq + 1 - walk->range_base);
+      }
+      walk->cv.notify_all();
+      if (slot.error) {
+        // Pages before the failed one are written and checkpointed; the
+        // job fails (or is retried) with the page's own error.
+        if (!active_cancel_.cancelled()) save_before_failure();
+        std::rethrow_exception(slot.error);
+      }
+      check_page(slot.page, runtime_.integration);
+      check_token(slot.token, slot.page.next);
+      if (scheduled_next && !slot.page.next.empty() && slot.page.next != *scheduled_next) {
+        // The API names another page than the range said (a count that
+        // changed, a URL written differently): follow the API, one page at a time.
+        if (runtime_.logger) {
+          runtime_.logger->log(LogLevel::warn, walk_name(runtime_.integration) + ": the page after '" +
+                                                   shown(slot.token) + "' is '" + shown(slot.page.next) +
+                                                   "', not the expected '" + shown(*scheduled_next) +
+                                                   "'; fetching one page at a time from here");
+        }
+        std::lock_guard lock(walk->mutex);
+        walk->discard_after(seq, slot.page.next);
+      }
+      walk->cv.notify_all();
+      const std::string next = slot.page.next;
+      const bool empty = slot.page.items.empty();
+      // A page of the range that names no next page ends the walk (the count
+      // shrank): the pages fetched after it are dropped with the run.
+      if (!consume_page(slot.page, slot.token)) break;
+      count_page(empty, next);
+    }
+  } catch (...) {
+    stop.cancel();
+    finish();
+    throw;
+  }
+  stop.cancel();  // fetches still running past the end are not needed
+  finish();
+}
+
 void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
   {
     std::lock_guard lock(counters_->mutex);
@@ -307,7 +549,9 @@ void Backfiller::backfill(const std::optional<Timestamp>& last_backfilled) {
   empty_run_ = 0;
   active_cancel_ = runtime_.cancel;
   try {
-    if (pipelined()) {
+    if (pipelined() && runtime_.concurrent_pages > 1) {
+      run_concurrent(last_backfilled, runtime_.concurrent_pages);
+    } else if (pipelined()) {
       run_pipelined(last_backfilled);
     } else {
       run_serial(last_backfilled);

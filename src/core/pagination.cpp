@@ -88,6 +88,29 @@ void check_origin(bool same_origin, const HttpRequest& first, const std::string&
   }
 }
 
+// `count` pages from `first_number` on: tokens made by `make` from each number.
+std::shared_ptr<const PagesAhead> counted_pages(long long first_number, long long count, long long step,
+                                               std::function<std::string(long long)> make) {
+  if (count <= 0) return nullptr;
+  auto ahead = std::make_shared<PagesAhead>();
+  ahead->count = static_cast<std::uint64_t>(count);
+  ahead->token = [first_number, step, make = std::move(make)](std::uint64_t i) {
+    return make(first_number + static_cast<long long>(i) * step);
+  };
+  return ahead;
+}
+
+// A page number or offset in a URL's query, or nullopt.
+std::optional<long long> count_param(const std::string& url, const std::string& name) {
+  const auto text = query_param(url, name);
+  if (!text || text->empty()) return std::nullopt;
+  long long value = 0;
+  const auto* end = text->data() + text->size();
+  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
+  if (ec != std::errc{} || ptr != end || value < 0 || value > kMaxCount) return std::nullopt;
+  return value;
+}
+
 HttpRequest with_url(const HttpRequest& first, std::string url) {
   HttpRequest request = first;
   request.url = std::move(url);
@@ -354,7 +377,9 @@ std::string walk_of(const HttpRequest& first) {
 BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const std::string& token,
                               const CancellationToken& cancel) {
   const std::string walk = walk_of(first);
-  guard_.begin(walk, token);
+  // A page of a known range: counted, not followed, and checked in order by the page loop.
+  const bool guarded = !fetching_page_ahead();
+  if (guarded) guard_.begin(walk, token);
   const HttpRequest request = request_for(first, token);
   const HttpResponse response = http.send(request, cancel);
   if (response.status < 200 || response.status >= 300) throw_http_error(request, response);
@@ -362,9 +387,10 @@ BackfillPage Paginator::fetch(HttpClient& http, const HttpRequest& first, const 
   const nlohmann::json* items = json_at(body, items_path());
   if (items != nullptr && !items->is_array()) items = nullptr;
   std::string next = next_token(first, request, response, body, items, token);
-  guard_.end(walk, token, next, items != nullptr ? *items : nlohmann::json());
+  if (guarded) guard_.end(walk, token, next, items != nullptr ? *items : nlohmann::json());
 
   BackfillPage page;
+  if (!next.empty()) page.ahead = pages_ahead(request, response, body, items, next);
   page.next = std::move(next);
   page.bytes = response.body.size();
   // `items` points into the local `body`, which is not const: move it out.
@@ -437,6 +463,26 @@ std::string LinkHeader::next_token(const HttpRequest& first, const HttpRequest& 
   return next;
 }
 
+std::shared_ptr<const PagesAhead> LinkHeader::pages_ahead(const HttpRequest& sent, const HttpResponse& response,
+                                                          const nlohmann::json&, const nlohmann::json*,
+                                                          const std::string& next) const {
+  if (options_.page_param.empty()) return nullptr;
+  const std::string& base = response.url.empty() ? sent.url : response.url;
+  const auto last = find_link(response.headers, base, "last");
+  if (!last) return nullptr;
+  const auto next_page = count_param(next, options_.page_param);
+  const auto last_page = count_param(*last, options_.page_param);
+  if (!next_page || !last_page || *last_page < *next_page) return nullptr;
+  // Only when the last URL is the next one with another page number: the
+  // pages in between are then that URL with each number.
+  if (set_query_param(next, options_.page_param, std::to_string(*last_page)) != *last) return nullptr;
+  if (set_query_param(next, options_.page_param, std::to_string(*next_page)) != next) return nullptr;
+  return counted_pages(*next_page, *last_page - *next_page + 1, 1,
+                       [next, param = options_.page_param](long long page) {
+                         return set_query_param(next, param, std::to_string(page));
+                       });
+}
+
 // --- PageNumber ---
 
 long long PageNumber::page_of(const std::string& token) const {
@@ -450,18 +496,35 @@ HttpRequest PageNumber::request_for(const HttpRequest& first, const std::string&
   return with_url(first, std::move(url));
 }
 
+std::optional<long long> PageNumber::last_page(const nlohmann::json& body) const {
+  if (!options_.total_pages_path.empty()) {
+    if (const auto total = count_at(body, options_.total_pages_path)) return *total;
+  }
+  if (!options_.total_count_path.empty() && options_.per_page > 0) {
+    if (const auto total = count_at(body, options_.total_count_path)) {
+      return (*total + options_.per_page - 1) / options_.per_page;
+    }
+  }
+  return std::nullopt;
+}
+
 std::string PageNumber::next_token(const HttpRequest&, const HttpRequest&, const HttpResponse&,
                                    const nlohmann::json& body, const nlohmann::json* items,
                                    const std::string& token) const {
   if (items == nullptr || items->empty()) return {};
   const long long page = page_of(token);
-  if (!options_.total_pages_path.empty()) {
-    if (const auto total = count_at(body, options_.total_pages_path)) {
-      return page < *total ? std::to_string(page + 1) : std::string();
-    }
-  }
+  if (const auto last = last_page(body)) return page < *last ? std::to_string(page + 1) : std::string();
   if (options_.per_page > 0 && items->size() < static_cast<std::size_t>(options_.per_page)) return {};
   return std::to_string(page + 1);
+}
+
+std::shared_ptr<const PagesAhead> PageNumber::pages_ahead(const HttpRequest&, const HttpResponse&,
+                                                          const nlohmann::json& body, const nlohmann::json*,
+                                                          const std::string& next) const {
+  const auto last = last_page(body);
+  if (!last) return nullptr;
+  const long long first = page_of(next);
+  return counted_pages(first, *last - first + 1, 1, [](long long page) { return std::to_string(page); });
 }
 
 // --- Offset ---
@@ -488,6 +551,20 @@ std::string Offset::next_token(const HttpRequest&, const HttpRequest&, const Htt
   }
   if (options_.limit > 0 && items->size() < static_cast<std::size_t>(options_.limit)) return {};
   return std::to_string(next);
+}
+
+std::shared_ptr<const PagesAhead> Offset::pages_ahead(const HttpRequest&, const HttpResponse&,
+                                                      const nlohmann::json& body, const nlohmann::json* items,
+                                                      const std::string& next) const {
+  // Offsets a full page apart: only when this page was full.
+  if (options_.total_path.empty() || options_.limit <= 0 || items == nullptr ||
+      items->size() != static_cast<std::size_t>(options_.limit))
+    return nullptr;
+  const auto total = count_at(body, options_.total_path);
+  if (!total) return nullptr;
+  const long long first = offset_of(next);
+  const long long count = (*total - first + options_.limit - 1) / options_.limit;
+  return counted_pages(first, count, options_.limit, [](long long offset) { return std::to_string(offset); });
 }
 
 // --- NextUrl ---

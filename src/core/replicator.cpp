@@ -453,6 +453,7 @@ BackfillRuntime Replicator::job_runtime(const BackfillJob& job, const std::optio
   runtime.checkpoints = job.id != 0 && context_.replica != nullptr;
   runtime.window = window;
   runtime.seen = seen;
+  runtime.concurrent_pages = static_cast<std::size_t>(cached_backfill_options().concurrent_pages);
   return runtime;
 }
 
