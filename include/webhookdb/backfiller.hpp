@@ -19,6 +19,7 @@
 #include "webhookdb/checkpoint.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/retry_policy.hpp"

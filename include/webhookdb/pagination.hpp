@@ -59,6 +59,7 @@
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/json_path.hpp"
