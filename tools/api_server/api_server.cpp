@@ -1,6 +1,7 @@
 #include "api_server/api_server.hpp"
 
 #include "api_server/mutations.hpp"
+#include "api_server/page_links.hpp"
 #include "api_server/shapes.hpp"
 
 #include <algorithm>
@@ -574,6 +575,10 @@ Reply ServerState::data_reply(const Target& t, const std::string& host) {
     r.body = R"({"data":)" + items_array(s) + R"(,"page":)" + std::to_string(page) + R"(,"per_page":)" +
              std::to_string(limit) + R"(,"total_pages":)" + std::to_string((total + limit - 1) / limit) +
              R"(,"total":)" + std::to_string(total) + "}";
+    const auto last = static_cast<long long>((total + limit - 1) / limit);
+    if (auto links = page_links(base + "/pages", t.query, page, last); !links.empty()) {
+      r.headers.emplace_back("Link", std::move(links));
+    }
     return r;
   }
   if (t.path == "/offset") {

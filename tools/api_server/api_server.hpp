@@ -15,6 +15,7 @@
 //   GET /cursor?cursor=<c>                  {"data":[...],"next_cursor":"c..."|null}
 //   GET /link?after=<pos>                   [...] with Link: <...>; rel="next"
 //   GET /pages?page=N&per_page=M            {"data":[...],"page":N,"total_pages":T,"total":K}
+//                                           and Link: rel="next", rel="last" (page_links.hpp)
 //   GET /offset?offset=O                    {"data":[...],"offset":O,"total":K}
 //   GET /nexturl?after=<pos>                {"data":[...],"next":"http://..."|null}
 //   GET /broken/cursor, /broken/link, /broken/pages: pagination that loops
