@@ -191,7 +191,9 @@ TEST_F(ConcurrentPages, ConcurrencyNeverExceedsTheSetting) {
 }
 
 TEST_F(ConcurrentPages, AFailedPageKeepsTheCheckpointOnItAndResumeCompletesTheTable) {
-  // Page 7 fails for good after the pages behind it were answered.
+  // Page 7 fails for good after the pages behind it were answered. Batches
+  // of 12 rows end mid-page: pages 5 and 6 are still buffered when it fails.
+  h.fake->backfill_options.batch_size = 12;
   source.failing.insert(7);
   source.delay[7] = 30ms;
   make_replicator();
