@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
@@ -14,7 +15,7 @@ namespace webhookdb {
 class JobStore;
 
 enum class JobStatus { enqueued, inprogress, finished };
-[[nodiscard]] std::string_view to_string(JobStatus status) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(JobStatus status) noexcept;
 
 // One run of backfilling one integration.
 struct BackfillJob {
@@ -34,8 +35,9 @@ struct BackfillJob {
 
 // The latest finished_at of the job and all its descendants; nullopt while
 // any of them is unfinished.
-[[nodiscard]] std::optional<Timestamp> fully_finished_at(JobStore& store, const BackfillJob& job);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<Timestamp> fully_finished_at(JobStore& store,
+                                                                          const BackfillJob& job);
 // enqueued before start, finished when fully finished, else inprogress.
-[[nodiscard]] JobStatus status(JobStore& store, const BackfillJob& job);
+[[nodiscard]] WEBHOOKDB_EXPORT JobStatus status(JobStore& store, const BackfillJob& job);
 
 }  // namespace webhookdb

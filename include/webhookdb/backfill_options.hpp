@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/rate_limiter.hpp"
 #include "webhookdb/retry_policy.hpp"
 
@@ -39,7 +40,7 @@ struct BackfillLimits {
   std::uint64_t max_pages = 10'000'000;
 };
 
-struct BackfillOptions {
+struct WEBHOOKDB_EXPORT BackfillOptions {
   BackfillWriteMode write_mode = BackfillWriteMode::batched;
   // Rows per write in batched mode (the backfillers' backfill_batch_size()).
   // Large enough that the pg adapter takes the staging-COPY path; a

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
@@ -27,9 +28,9 @@ enum class WindowAxis {
   time,  // the source's timestamps (created, updated): from/to are Timestamps
   id,    // the source's ids: from/to are strings or integers, compared as the source orders them
 };
-[[nodiscard]] std::string_view to_string(WindowAxis axis) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(WindowAxis axis) noexcept;
 
-struct BackfillWindow {
+struct WEBHOOKDB_EXPORT BackfillWindow {
   WindowAxis axis = WindowAxis::time;
   // [from, to); a null bound is open. Time bounds are stored as ISO-8601
   // text (format_timestamp), id bounds as the JSON string or integer given.
@@ -55,8 +56,9 @@ inline constexpr const char* kWindowCriteriaKey = "window";
 // The window of a job's criteria, nullopt when it has none. A malformed one
 // is an InvalidInput naming the field (criteria.window.from): an unknown axis,
 // a bound of the wrong kind, both bounds open, or from not before to.
-[[nodiscard]] std::optional<BackfillWindow> backfill_window(const nlohmann::json& criteria);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<BackfillWindow> backfill_window(const nlohmann::json& criteria);
 // `criteria` (an object, or null for {}) with the window set.
-[[nodiscard]] nlohmann::json with_window(nlohmann::json criteria, const BackfillWindow& window);
+[[nodiscard]] WEBHOOKDB_EXPORT nlohmann::json with_window(nlohmann::json criteria,
+                                                          const BackfillWindow& window);
 
 }  // namespace webhookdb

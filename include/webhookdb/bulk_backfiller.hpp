@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "webhookdb/backfiller.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/replica_store.hpp"
 #include "webhookdb/row.hpp"
 
@@ -15,7 +16,7 @@ namespace webhookdb {
 
 class Replicator;
 
-class BulkBackfiller : public Backfiller {
+class WEBHOOKDB_EXPORT BulkBackfiller : public Backfiller {
  public:
   explicit BulkBackfiller(Replicator& replicator);
   ~BulkBackfiller() override;

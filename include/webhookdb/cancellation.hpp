@@ -6,13 +6,15 @@
 #include <functional>
 #include <memory>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 namespace detail {
 struct CancelState;
 }
 
-class CancellationToken {
+class WEBHOOKDB_EXPORT CancellationToken {
  public:
   // A token that is never cancelled.
   CancellationToken();
@@ -34,7 +36,7 @@ class CancellationToken {
   std::shared_ptr<detail::CancelState> state_;
 };
 
-class CancellationSource {
+class WEBHOOKDB_EXPORT CancellationSource {
  public:
   CancellationSource();
   // A source that is also cancelled when `parent` is.

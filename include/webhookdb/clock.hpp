@@ -5,22 +5,23 @@
 #include <memory>
 
 #include "webhookdb/cancellation.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
 
-class Clock {
+class WEBHOOKDB_EXPORT Clock {
  public:
   virtual ~Clock() = default;
   [[nodiscard]] virtual Timestamp now() const = 0;
 };
 
-class SystemClock final : public Clock {
+class WEBHOOKDB_EXPORT SystemClock final : public Clock {
  public:
   [[nodiscard]] Timestamp now() const override;
 };
 
-class Sleeper {
+class WEBHOOKDB_EXPORT Sleeper {
  public:
   virtual ~Sleeper() = default;
   // Waits `duration`, or throws Cancelled as soon as `cancel` fires.
@@ -28,12 +29,12 @@ class Sleeper {
 };
 
 // Really waits, on the token's condition variable so cancellation wakes it.
-class RealSleeper final : public Sleeper {
+class WEBHOOKDB_EXPORT RealSleeper final : public Sleeper {
  public:
   void sleep_for(std::chrono::milliseconds duration, const CancellationToken& cancel) override;
 };
 
-[[nodiscard]] std::shared_ptr<Clock> system_clock();
-[[nodiscard]] std::shared_ptr<Sleeper> real_sleeper();
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<Clock> system_clock();
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<Sleeper> real_sleeper();
 
 }  // namespace webhookdb

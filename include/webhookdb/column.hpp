@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/json_path.hpp"
 
 namespace webhookdb {
@@ -30,7 +31,7 @@ enum class ColumnType {
 };
 
 // SQL spelling of the type ("timestamptz", "text[]"...).
-[[nodiscard]] std::string_view sql_type(ColumnType type) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view sql_type(ColumnType type) noexcept;
 
 // What a converter or defaulter sees. Pointers are null when absent.
 struct ConvertContext {
@@ -45,7 +46,7 @@ struct ConvertContext {
 // UTC strings (see format_timestamp); null for SQL NULL.
 using ConvertFn = std::function<nlohmann::json(const nlohmann::json& value, const ConvertContext& ctx)>;
 
-struct Converter {
+struct WEBHOOKDB_EXPORT Converter {
   ConvertFn fn;
   // Builds the SQL expression that computes the column from an existing row,
   // given the SQL expression of the raw value (e.g. (data->>'created')). Used
@@ -56,7 +57,7 @@ struct Converter {
 
 using DefaultFn = std::function<nlohmann::json(const ConvertContext& ctx)>;
 
-struct Column {
+struct WEBHOOKDB_EXPORT Column {
   std::string name;
   ColumnType type = ColumnType::text;
   // Path dug into the resource; empty means {name}.

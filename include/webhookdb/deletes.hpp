@@ -30,6 +30,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 struct Payload;
@@ -78,6 +80,6 @@ enum class Deletion { none, deleted };
 // `"deleted": true` (Stripe's deleted objects), the event's `type` ends in
 // ".deleted" (Stripe's events), or the event or the body has
 // `"action": "deleted"` (GitHub's webhooks).
-[[nodiscard]] Deletion deletion_by_convention(const Payload& payload);
+[[nodiscard]] WEBHOOKDB_EXPORT Deletion deletion_by_convention(const Payload& payload);
 
 }  // namespace webhookdb

@@ -10,47 +10,49 @@
 #include <utility>
 #include <vector>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
-class Error : public std::runtime_error {
+class WEBHOOKDB_EXPORT Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
   // True when running the same operation again may succeed.
   [[nodiscard]] virtual bool retryable() const noexcept { return false; }
 };
 
-class InvalidPrecondition : public Error {
+class WEBHOOKDB_EXPORT InvalidPrecondition : public Error {
  public:
   using Error::Error;
 };
 
-class InvariantViolation : public Error {
+class WEBHOOKDB_EXPORT InvariantViolation : public Error {
  public:
   using Error::Error;
 };
 
-class InvalidPostcondition : public Error {
+class WEBHOOKDB_EXPORT InvalidPostcondition : public Error {
  public:
   using Error::Error;
 };
 
 // Neither backfill key nor secret configured: not an error for the job runner.
-class CredentialsMissing : public Error {
+class WEBHOOKDB_EXPORT CredentialsMissing : public Error {
  public:
   using Error::Error;
 };
 
 // A replicator's table or column specification is inconsistent.
-class BrokenSpecification : public Error {
+class WEBHOOKDB_EXPORT BrokenSpecification : public Error {
  public:
   using Error::Error;
 };
 
 // A payload that cannot become a row: malformed JSON, wrong type, missing key.
 // `where` names the place (column, key path, remote key) without any secret.
-class InvalidInput : public Error {
+class WEBHOOKDB_EXPORT InvalidInput : public Error {
  public:
   InvalidInput(const std::string& message, std::string where)
       : Error(where.empty() ? message : message + " (at " + where + ")"), message_(message), where_(std::move(where)) {}
@@ -65,14 +67,14 @@ class InvalidInput : public Error {
 };
 
 // A cancellation token fired; the operation stopped early on purpose.
-class Cancelled : public Error {
+class WEBHOOKDB_EXPORT Cancelled : public Error {
  public:
   Cancelled() : Error("operation cancelled") {}
   using Error::Error;
 };
 
 // A failure of a storage adapter (database error, lost connection).
-class StoreError : public Error {
+class WEBHOOKDB_EXPORT StoreError : public Error {
  public:
   StoreError(const std::string& message, bool retryable) : Error(message), retryable_(retryable) {}
   [[nodiscard]] bool retryable() const noexcept override { return retryable_; }
@@ -82,7 +84,7 @@ class StoreError : public Error {
 };
 
 // Root of the errors raised by the HTTP layer. The page loop retries these.
-class HttpBaseError : public Error {
+class WEBHOOKDB_EXPORT HttpBaseError : public Error {
  public:
   // `url` must already have secrets redacted (see redact_url).
   // message, then method, then url: distinct roles, one order in every HttpError:
@@ -99,7 +101,7 @@ class HttpBaseError : public Error {
 };
 
 // The server answered with a status >= 400.
-class HttpError : public HttpBaseError {
+class WEBHOOKDB_EXPORT HttpError : public HttpBaseError {
  public:
   HttpError(int status, std::string method, std::string url, std::string body_excerpt = {},
             Headers headers = {});
@@ -119,20 +121,20 @@ class HttpError : public HttpBaseError {
   Headers headers_;
 };
 
-class HttpTimeout : public HttpBaseError {
+class WEBHOOKDB_EXPORT HttpTimeout : public HttpBaseError {
  public:
   using HttpBaseError::HttpBaseError;
 };
 
 // Refused, DNS failure, reset, TLS failure, truncated transfer.
-class HttpConnectionError : public HttpBaseError {
+class WEBHOOKDB_EXPORT HttpConnectionError : public HttpBaseError {
  public:
   using HttpBaseError::HttpBaseError;
 };
 
 // Tells the job system to run the whole job again later. Not an HTTP error,
 // so the page loop does not retry it.
-class RetryOrDie : public Error {
+class WEBHOOKDB_EXPORT RetryOrDie : public Error {
  public:
   RetryOrDie(int retries, std::chrono::seconds backoff, std::exception_ptr cause, const std::string& what);
   [[nodiscard]] int retries() const noexcept { return retries_; }
@@ -148,9 +150,9 @@ class RetryOrDie : public Error {
 
 // Replaces the values of secret-looking query parameters (key, token, secret,
 // password, signature, auth...) and any user:password@ with "REDACTED".
-[[nodiscard]] std::string redact_url(std::string_view url);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string redact_url(std::string_view url);
 
 // Message of an exception_ptr, for logs; never throws.
-[[nodiscard]] std::string describe(const std::exception_ptr& e) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string describe(const std::exception_ptr& e) noexcept;
 
 }  // namespace webhookdb

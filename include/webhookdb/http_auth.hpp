@@ -14,20 +14,21 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/logger.hpp"
 
 namespace webhookdb {
 
 // "Basic base64(user:password)".
-[[nodiscard]] std::string basic_auth_value(std::string_view user, std::string_view password);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string basic_auth_value(std::string_view user, std::string_view password);
 
 // True for headers that carry credentials: Authorization, Proxy-Authorization,
 // Cookie, Set-Cookie, and names with key, token, secret, password, signature,
 // auth, session or credential in them (X-Api-Key, X-Shopify-Access-Token...).
-[[nodiscard]] bool is_credential_header(std::string_view name);
+[[nodiscard]] WEBHOOKDB_EXPORT bool is_credential_header(std::string_view name);
 // A copy without the credential headers, for messages and logs.
-[[nodiscard]] Headers without_credentials(const Headers& headers);
+[[nodiscard]] WEBHOOKDB_EXPORT Headers without_credentials(const Headers& headers);
 
 // The credentials `request` sends, in the forms a server could echo them back
 // in (some APIs answer "invalid api key sk_live_..."): the URL's userinfo
@@ -35,12 +36,12 @@ namespace webhookdb {
 // and the values of credential headers (with the token of a Bearer value and
 // the user and password of a Basic one), each also percent-decoded and
 // -encoded. Values shorter than 4 bytes are left out.
-[[nodiscard]] std::vector<std::string> request_secrets(const HttpRequest& request);
+[[nodiscard]] WEBHOOKDB_EXPORT std::vector<std::string> request_secrets(const HttpRequest& request);
 // `text` with every occurrence of each secret replaced by REDACTED.
-[[nodiscard]] std::string redact_secrets(std::string text, std::vector<std::string> secrets);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string redact_secrets(std::string text, std::vector<std::string> secrets);
 
 // Sets one header on every request unless the request already has it.
-class HeaderAuth : public HttpClientDecorator {
+class WEBHOOKDB_EXPORT HeaderAuth : public HttpClientDecorator {
  public:
   HeaderAuth(std::shared_ptr<HttpClient> next, std::string header, std::string value);
   using HttpClient::send;
@@ -52,14 +53,14 @@ class HeaderAuth : public HttpClientDecorator {
 };
 
 // Authorization: Bearer <token>.
-class BearerAuth final : public HeaderAuth {
+class WEBHOOKDB_EXPORT BearerAuth final : public HeaderAuth {
  public:
   BearerAuth(std::shared_ptr<HttpClient> next, std::string_view token);
 };
 
 // Authorization: Basic base64(user:password). Stripe's secret key is the user
 // with an empty password.
-class BasicAuth final : public HeaderAuth {
+class WEBHOOKDB_EXPORT BasicAuth final : public HeaderAuth {
  public:
   BasicAuth(std::shared_ptr<HttpClient> next, std::string_view user, std::string_view password);
 };
@@ -87,11 +88,11 @@ struct Credential {
   std::string value;
   std::int64_t generation = 0;
 };
-[[nodiscard]] Credential bearer_credential(std::string_view token);
-[[nodiscard]] Credential basic_credential(std::string_view user, std::string_view password);
+[[nodiscard]] WEBHOOKDB_EXPORT Credential bearer_credential(std::string_view token);
+[[nodiscard]] WEBHOOKDB_EXPORT Credential basic_credential(std::string_view user, std::string_view password);
 
 // Where CredentialAuth gets the credential of each request. Thread-safe.
-class CredentialProvider {
+class WEBHOOKDB_EXPORT CredentialProvider {
  public:
   virtual ~CredentialProvider() = default;
   // The credential for `request` (usually found by request.integration_id),
@@ -109,7 +110,7 @@ class CredentialProvider {
 };
 
 // The same credential for every request.
-class StaticCredentials final : public CredentialProvider {
+class WEBHOOKDB_EXPORT StaticCredentials final : public CredentialProvider {
  public:
   explicit StaticCredentials(Credential credential);
   [[nodiscard]] std::optional<Credential> credential_for(const HttpRequest& request,
@@ -122,7 +123,7 @@ class StaticCredentials final : public CredentialProvider {
 
 // The credential of the request's integration, from a lookup the host gives
 // (usually its JobStore). A request without an integration is sent as it is.
-class IntegrationCredentials final : public CredentialProvider {
+class WEBHOOKDB_EXPORT IntegrationCredentials final : public CredentialProvider {
  public:
   using Lookup = std::function<std::optional<Credential>(std::int64_t integration_id)>;
   explicit IntegrationCredentials(Lookup lookup);
@@ -137,7 +138,7 @@ class IntegrationCredentials final : public CredentialProvider {
 // Adds the provider's credential to each request that does not carry that
 // header already. On a 401 the provider may renew the credential: the request
 // is then sent once more with the new one (never more than once).
-class CredentialAuth final : public HttpClientDecorator {
+class WEBHOOKDB_EXPORT CredentialAuth final : public HttpClientDecorator {
  public:
   CredentialAuth(std::shared_ptr<HttpClient> next, std::shared_ptr<CredentialProvider> provider);
   using HttpClient::send;
@@ -151,12 +152,12 @@ class CredentialAuth final : public HttpClientDecorator {
 
 // Stamps `integration_id` on every request that names none, and forwards to
 // the shared client (its connections and caches stay shared).
-[[nodiscard]] std::shared_ptr<HttpClient> for_integration(std::shared_ptr<HttpClient> shared,
-                                                          std::int64_t integration_id);
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<HttpClient> for_integration(std::shared_ptr<HttpClient> shared,
+                                                                           std::int64_t integration_id);
 
 // One line per exchange: method, redacted URL, status or error, elapsed time
 // and body size. Never headers, never bodies.
-class LoggingHttpClient final : public HttpClientDecorator {
+class WEBHOOKDB_EXPORT LoggingHttpClient final : public HttpClientDecorator {
  public:
   LoggingHttpClient(std::shared_ptr<HttpClient> next, std::shared_ptr<Logger> logger,
                     LogLevel level = LogLevel::debug);

@@ -12,13 +12,16 @@
 
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
 // Case-insensitive lookup; the first match.
-[[nodiscard]] std::optional<std::string> find_header(const Headers& headers, std::string_view name);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<std::string> find_header(const Headers& headers,
+                                                                      std::string_view name);
 // Every value of a repeated header, in order.
-[[nodiscard]] std::vector<std::string> find_headers(const Headers& headers, std::string_view name);
+[[nodiscard]] WEBHOOKDB_EXPORT std::vector<std::string> find_headers(const Headers& headers,
+                                                                     std::string_view name);
 
 struct HttpRequest {
   std::string method = "GET";
@@ -47,7 +50,7 @@ struct HttpResponse {
   }
 };
 
-class HttpClient {
+class WEBHOOKDB_EXPORT HttpClient {
  public:
   virtual ~HttpClient() = default;
   // Thread-safe. Throws HttpError (status >= 400 when raise_for_status),
@@ -66,7 +69,7 @@ class HttpClient {
 };
 
 // Base for interceptors: forwards to the wrapped client unless overridden.
-class HttpClientDecorator : public HttpClient {
+class WEBHOOKDB_EXPORT HttpClientDecorator : public HttpClient {
  public:
   explicit HttpClientDecorator(std::shared_ptr<HttpClient> next);
   using HttpClient::send;
@@ -82,9 +85,9 @@ class HttpClientDecorator : public HttpClient {
 };
 
 // Throws HttpError for a status >= 400 with the standard excerpt/redaction.
-void raise_for_status(const HttpRequest& request, const HttpResponse& response);
+WEBHOOKDB_EXPORT void raise_for_status(const HttpRequest& request, const HttpResponse& response);
 // Throws the HttpError for `response` whatever its status: URL redacted, and
 // every credential `request` sent cut out of the body excerpt and headers.
-[[noreturn]] void throw_http_error(const HttpRequest& request, const HttpResponse& response);
+[[noreturn]] WEBHOOKDB_EXPORT void throw_http_error(const HttpRequest& request, const HttpResponse& response);
 
 }  // namespace webhookdb

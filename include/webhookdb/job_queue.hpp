@@ -3,12 +3,13 @@
 #include <cstdint>
 #include <optional>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
 
 // Where backfill jobs wait to be run: in-process, or PostgreSQL for workers.
-class JobQueue {
+class WEBHOOKDB_EXPORT JobQueue {
  public:
   virtual ~JobQueue() = default;
   // Thread-safe. `run_at` delays the run (RetryOrDie backoff).

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "webhookdb/cancellation.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/registry.hpp"
 #include "webhookdb/replicator.hpp"
 
@@ -23,9 +24,9 @@ enum class JobRunOutcome {
   already_finished,     // skipped
   credentials_missing,  // marked finished, not an error
 };
-[[nodiscard]] std::string_view to_string(JobRunOutcome outcome) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(JobRunOutcome outcome) noexcept;
 
-class JobRunner {
+class WEBHOOKDB_EXPORT JobRunner {
  public:
   JobRunner(std::shared_ptr<const Registry> registry, ReplicatorContext context);
   // Other errors (RetryOrDie, HTTP, store) propagate to the queue.
@@ -37,6 +38,6 @@ class JobRunner {
 };
 
 // Enqueues the direct children of `job`.
-void enqueue_children(JobStore& store, JobQueue& queue, const BackfillJob& job);
+WEBHOOKDB_EXPORT void enqueue_children(JobStore& store, JobQueue& queue, const BackfillJob& job);
 
 }  // namespace webhookdb

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
@@ -37,7 +38,7 @@ enum class JsonFailure : std::uint8_t {
   too_deep,   // nested deeper than max_depth
   malformed,  // not JSON (syntax, invalid UTF-8, trailing garbage, empty)
 };
-[[nodiscard]] std::string_view to_string(JsonFailure failure) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(JsonFailure failure) noexcept;
 
 // What went wrong, and where.
 struct JsonParseError {
@@ -60,7 +61,7 @@ struct JsonParseError {
 // The exception form: an InvalidInput whose where() is "<where>, byte <offset>"
 // (or "byte <offset>" when no `where` was given; just `where` when the error
 // has no meaningful offset, as for check_json_depth).
-class InvalidJson : public InvalidInput {
+class WEBHOOKDB_EXPORT InvalidJson : public InvalidInput {
  public:
   InvalidJson(JsonParseError error, std::string_view where, bool has_offset = true);
   [[nodiscard]] JsonFailure failure() const noexcept { return error_.failure; }
@@ -73,8 +74,9 @@ class InvalidJson : public InvalidInput {
 
 // Parses `text`; throws InvalidJson (an InvalidInput) when it is too large,
 // too deep or not JSON.
-[[nodiscard]] nlohmann::json parse_json_limited(std::string_view text, const JsonLimits& limits = {},
-                                                std::string_view where = {});
+[[nodiscard]] WEBHOOKDB_EXPORT nlohmann::json parse_json_limited(std::string_view text,
+                                                                 const JsonLimits& limits = {},
+                                                                 std::string_view where = {});
 
 // The non-throwing form (only std::bad_alloc can escape it).
 struct JsonParseResult {
@@ -85,14 +87,16 @@ struct JsonParseResult {
   [[nodiscard]] bool ok() const noexcept { return !error.has_value(); }
   explicit operator bool() const noexcept { return ok(); }
 };
-[[nodiscard]] JsonParseResult try_parse_json_limited(std::string_view text, const JsonLimits& limits = {});
+[[nodiscard]] WEBHOOKDB_EXPORT JsonParseResult try_parse_json_limited(std::string_view text,
+                                                                      const JsonLimits& limits = {});
 
 // The nesting depth of a document built some other way, computed without
 // recursion (so it is safe on any document, however deep).
-[[nodiscard]] std::size_t json_depth(const nlohmann::json& doc);
+[[nodiscard]] WEBHOOKDB_EXPORT std::size_t json_depth(const nlohmann::json& doc);
 
 // Throws InvalidJson (too_deep, no offset) naming `where` when `doc` is nested
 // deeper than `max_depth`; stops walking as soon as the limit is passed.
-void check_json_depth(const nlohmann::json& doc, std::size_t max_depth, std::string_view where = {});
+WEBHOOKDB_EXPORT void check_json_depth(const nlohmann::json& doc, std::size_t max_depth,
+                                       std::string_view where = {});
 
 }  // namespace webhookdb

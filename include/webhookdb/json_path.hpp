@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 // {"data"}, {"links", "next"}, {"items", "0", "id"}; empty: the document itself.
@@ -19,6 +21,7 @@ using JsonPath = std::vector<std::string>;
 // The value at `path` in `doc`, or nullptr when a step is missing. A step
 // names an object key; on an array, a step of 1 to 9 decimal digits is an
 // index (so {"data", "0"} is the first item). Never throws.
-[[nodiscard]] const nlohmann::json* json_at(const nlohmann::json& doc, const JsonPath& path) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT const nlohmann::json* json_at(const nlohmann::json& doc,
+                                                             const JsonPath& path) noexcept;
 
 }  // namespace webhookdb

@@ -7,27 +7,28 @@
 #include <string>
 #include <string_view>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
 
 enum class LogLevel { debug, info, warn, error };
-[[nodiscard]] std::string_view to_string(LogLevel level) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(LogLevel level) noexcept;
 
-class Logger {
+class WEBHOOKDB_EXPORT Logger {
  public:
   virtual ~Logger() = default;
   // Thread-safe.
   virtual void log(LogLevel level, std::string_view message) = 0;
 };
 
-class NullLogger final : public Logger {
+class WEBHOOKDB_EXPORT NullLogger final : public Logger {
  public:
   void log(LogLevel, std::string_view) override {}
 };
 
 // "<utc time> <level> <message>" to stderr, one line, at or above `min_level`.
-class StderrLogger final : public Logger {
+class WEBHOOKDB_EXPORT StderrLogger final : public Logger {
  public:
   explicit StderrLogger(LogLevel min_level = LogLevel::info) : min_level_(min_level) {}
   void log(LogLevel level, std::string_view message) override;
@@ -39,7 +40,7 @@ class StderrLogger final : public Logger {
 // One JSON object per line on stderr, for log shippers:
 // {"ts":"2026-12-07T18:00:00.123456Z","level":"info","msg":"..."}. The message
 // is escaped as JSON (invalid UTF-8 replaced), so a line never breaks in two.
-class JsonLinesLogger final : public Logger {
+class WEBHOOKDB_EXPORT JsonLinesLogger final : public Logger {
  public:
   explicit JsonLinesLogger(LogLevel min_level = LogLevel::info) : min_level_(min_level) {}
   void log(LogLevel level, std::string_view message) override;
@@ -65,7 +66,7 @@ struct BackfillProgress {
   bool done = false;
 };
 
-class ProgressSink {
+class WEBHOOKDB_EXPORT ProgressSink {
  public:
   virtual ~ProgressSink() = default;
   // Called after each page and at the end, from the backfiller's thread.

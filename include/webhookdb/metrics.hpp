@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/rate_limiter.hpp"
@@ -36,7 +37,7 @@ enum class MetricKind { counter, gauge, histogram };
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
 // Thread-safe.
-class Metrics {
+class WEBHOOKDB_EXPORT Metrics {
  public:
   // Seconds, from 5 ms to 10 s.
   [[nodiscard]] static std::vector<double> default_buckets();
@@ -87,7 +88,7 @@ class Metrics {
 // increments (webhookdb_backfill_pages_total, _items_total, _rows_written_total,
 // _rows_changed_total, _retries_total, _bytes_total, and
 // webhookdb_backfills_finished_total), then passes it on to `next`.
-class MetricsProgressSink final : public ProgressSink {
+class WEBHOOKDB_EXPORT MetricsProgressSink final : public ProgressSink {
  public:
   explicit MetricsProgressSink(std::shared_ptr<Metrics> metrics, std::shared_ptr<ProgressSink> next = nullptr);
   void on_progress(const BackfillProgress& progress) override;
@@ -102,7 +103,7 @@ class MetricsProgressSink final : public ProgressSink {
 // Times every request: webhookdb_http_requests_total and the histogram
 // webhookdb_http_request_duration_seconds, by outcome (2xx, 3xx, 4xx, 429,
 // 5xx, timeout, error).
-class MetricsHttpClient final : public HttpClientDecorator {
+class WEBHOOKDB_EXPORT MetricsHttpClient final : public HttpClientDecorator {
  public:
   MetricsHttpClient(std::shared_ptr<HttpClient> next, std::shared_ptr<Metrics> metrics);
   using HttpClient::send;
@@ -116,7 +117,7 @@ class MetricsHttpClient final : public HttpClientDecorator {
 // webhookdb_quota_wait_seconds_total (time spent waiting for a permit), and
 // webhookdb_quota_limited_total (responses that said slow down: 429s and
 // their kin), each by quota key.
-class MeteredRateLimiter final : public RateLimiter {
+class WEBHOOKDB_EXPORT MeteredRateLimiter final : public RateLimiter {
  public:
   MeteredRateLimiter(std::shared_ptr<RateLimiter> next, std::shared_ptr<Metrics> metrics);
   void acquire(const std::string& key, QuotaLane lane, const CancellationToken& cancel) override;

@@ -33,6 +33,7 @@
 
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_auth.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/time.hpp"
@@ -50,7 +51,7 @@ enum class ClientAuthentication {
   body,   // client_id and client_secret as form fields
 };
 
-struct ClientConfig {
+struct WEBHOOKDB_EXPORT ClientConfig {
   std::string token_url;
   std::string client_id;
   std::string client_secret;
@@ -89,7 +90,7 @@ struct Grant {
 
 // The provider refused the grant for good: a person must authorise the
 // integration again. Not retryable.
-class ReauthorizationRequired final : public Error {
+class WEBHOOKDB_EXPORT ReauthorizationRequired final : public Error {
  public:
   ReauthorizationRequired(std::int64_t integration_id, const std::string& reason);
   [[nodiscard]] std::int64_t integration_id() const noexcept { return integration_id_; }
@@ -104,7 +105,7 @@ class ReauthorizationRequired final : public Error {
 // The token endpoint answered something that is not a token (a 4xx other than
 // the grant errors, a 200 without access_token...). Not retryable; 5xx, 429,
 // timeouts and connection errors are HttpError & co. and retryable.
-class TokenEndpointError final : public Error {
+class WEBHOOKDB_EXPORT TokenEndpointError final : public Error {
  public:
   using Error::Error;
 };
@@ -113,11 +114,12 @@ class TokenEndpointError final : public Error {
 // the refresh grant). A response without a refresh token keeps the current
 // one. Throws ReauthorizationRequired for invalid_grant, invalid_client and
 // unauthorized_client; no message holds the body, a token or the secret.
-[[nodiscard]] Tokens request_tokens(HttpClient& http, std::int64_t integration_id, const Grant& current,
-                                    Timestamp now, const CancellationToken& cancel);
+[[nodiscard]] WEBHOOKDB_EXPORT Tokens request_tokens(HttpClient& http, std::int64_t integration_id,
+                                                     const Grant& current, Timestamp now,
+                                                     const CancellationToken& cancel);
 
 // Where grants live, and the one place a refresh happens. Thread-safe.
-class TokenStore {
+class WEBHOOKDB_EXPORT TokenStore {
  public:
   virtual ~TokenStore() = default;
   using Exchange = std::function<Tokens(const Grant& current)>;
@@ -136,7 +138,7 @@ class TokenStore {
 };
 
 // One process's store (tests, a single host).
-class InMemoryTokenStore final : public TokenStore {
+class WEBHOOKDB_EXPORT InMemoryTokenStore final : public TokenStore {
  public:
   void authorize(std::int64_t integration_id, const ClientConfig& client, const Tokens& tokens) override;
   [[nodiscard]] std::optional<Grant> load(std::int64_t integration_id) override;
@@ -172,7 +174,7 @@ struct OAuth2Options {
 // refreshes go through TokenStore::refresh, so one process refreshes and the
 // others reuse what it stored. `token_http` reaches the token endpoint (the
 // plain client, not the CredentialAuth this provider serves).
-class OAuth2Credentials final : public CredentialProvider {
+class WEBHOOKDB_EXPORT OAuth2Credentials final : public CredentialProvider {
  public:
   OAuth2Credentials(std::shared_ptr<HttpClient> token_http, std::shared_ptr<TokenStore> store,
                     std::shared_ptr<Clock> clock = system_clock(), OAuth2Options options = {});

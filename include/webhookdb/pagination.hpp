@@ -81,7 +81,7 @@ using url::with_query;
 
 // --- Link header (RFC 8288) ---
 
-struct Link {
+struct WEBHOOKDB_EXPORT Link {
   std::string target;  // as written between < and >
   // Parameter names lower-cased; the first occurrence of each wins.
   std::map<std::string, std::string> params;
@@ -92,11 +92,12 @@ struct Link {
 // Parses one Link header value with any number of comma-separated links;
 // tolerates blanks, unquoted and quoted values, commas and semicolons inside
 // <...> and quotes, and skips malformed entries instead of failing.
-[[nodiscard]] std::vector<Link> parse_link_header(std::string_view value);
+[[nodiscard]] WEBHOOKDB_EXPORT std::vector<Link> parse_link_header(std::string_view value);
 // The target of the first link with relation `rel` across every Link header,
 // resolved against `base_url`; nullopt when there is none.
-[[nodiscard]] std::optional<std::string> find_link(const Headers& headers, std::string_view base_url,
-                                                   std::string_view rel = "next");
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<std::string> find_link(const Headers& headers,
+                                                                    std::string_view base_url,
+                                                                    std::string_view rel = "next");
 
 // --- Bodies ---
 
@@ -104,15 +105,16 @@ struct Link {
 // transfer) naming the request when the body is empty or not JSON, and
 // InvalidJson (an InvalidInput, not retried: the same page would fail again)
 // when it is larger or nested deeper than `limits`.
-[[nodiscard]] nlohmann::json parse_json_body(const HttpRequest& request, const HttpResponse& response,
-                                             const JsonLimits& limits = {});
+[[nodiscard]] WEBHOOKDB_EXPORT nlohmann::json parse_json_body(const HttpRequest& request,
+                                                              const HttpResponse& response,
+                                                              const JsonLimits& limits = {});
 
 // Catches a pagination token that repeats within one walk, and a page whose
 // items repeat the previous page's (an API that ignores the page parameter).
 // Thread-safe. Walks named by different `walk` strings are tracked apart, so
 // concurrent walks do not reset each other; the overloads without `walk`
 // track a single walk.
-class RepeatGuard {
+class WEBHOOKDB_EXPORT RepeatGuard {
  public:
   // Before fetching `token`: the empty token, or one that is not the last
   // next token seen, starts a new walk (first page, resume, new job).
@@ -154,7 +156,7 @@ class RepeatGuard {
 };
 
 // The base of every style. A style of your own overrides the three hooks.
-class Paginator {
+class WEBHOOKDB_EXPORT Paginator {
  public:
   Paginator() = default;
   virtual ~Paginator() = default;
@@ -208,7 +210,7 @@ struct StartingAfterOptions {
   JsonPath id_path{"id"};
 };
 
-class StartingAfter final : public Paginator {
+class WEBHOOKDB_EXPORT StartingAfter final : public Paginator {
  public:
   explicit StartingAfter(StartingAfterOptions options = {}) : options_(std::move(options)) {}
 
@@ -233,7 +235,7 @@ struct CursorOptions {
   JsonPath next_cursor_path{"next_cursor"};
 };
 
-class Cursor final : public Paginator {
+class WEBHOOKDB_EXPORT Cursor final : public Paginator {
  public:
   explicit Cursor(CursorOptions options = {}) : options_(std::move(options)) {}
 
@@ -327,7 +329,7 @@ struct OffsetOptions {
   JsonPath total_path{};  // empty: not used
 };
 
-class Offset final : public Paginator {
+class WEBHOOKDB_EXPORT Offset final : public Paginator {
  public:
   explicit Offset(OffsetOptions options = {}) : options_(std::move(options)) {}
 
@@ -356,7 +358,7 @@ struct NextUrlOptions {
   bool same_origin = true;
 };
 
-class NextUrl final : public Paginator {
+class WEBHOOKDB_EXPORT NextUrl final : public Paginator {
  public:
   explicit NextUrl(NextUrlOptions options = {}) : options_(std::move(options)) {}
 
@@ -408,7 +410,7 @@ struct BodyCursorOptions {
   JsonPath has_more_path{};
 };
 
-class BodyCursor final : public Paginator {
+class WEBHOOKDB_EXPORT BodyCursor final : public Paginator {
  public:
   explicit BodyCursor(BodyCursorOptions options = {});
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "webhookdb/cancellation.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
@@ -15,7 +16,7 @@ using CancellableTask = std::function<void(const CancellationToken& cancel)>;
 // threads <= 1: in order on the calling thread. Otherwise on a Boost.Asio
 // thread_pool of `threads` threads. Waits for every started task to return,
 // then rethrows the first error unchanged. A fired `parent` cancels all tasks.
-void run_tasks(std::vector<CancellableTask> tasks, int threads,
-               const CancellationToken& parent = CancellationToken{});
+WEBHOOKDB_EXPORT void run_tasks(std::vector<CancellableTask> tasks, int threads,
+                                const CancellationToken& parent = CancellationToken{});
 
 }  // namespace webhookdb

@@ -32,6 +32,7 @@
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/time.hpp"
 
@@ -50,7 +51,7 @@ struct RateLimit {
 };
 
 // A replicator's quota settings (BackfillOptions::rate_limit).
-struct RateLimitOptions {
+struct WEBHOOKDB_EXPORT RateLimitOptions {
   // Names a quota shared by several integrations (one token used for many
   // repositories). Empty: default_quota_key(service, credential).
   std::string quota_key;
@@ -65,7 +66,8 @@ struct RateLimitOptions {
 
 // "<service>:<first 16 hex digits of SHA-256 of the credential>"; the
 // credential itself never appears. A blank credential gives "<service>:-".
-[[nodiscard]] std::string default_quota_key(std::string_view service, std::string_view credential);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string default_quota_key(std::string_view service,
+                                                             std::string_view credential);
 
 // What one response said about the quota. Every header form is folded into
 // these fields by parse_quota_signal.
@@ -94,15 +96,16 @@ struct QuotaSignal {
 // '"name";r=5;t=30'), and Retry-After (seconds or HTTP date). Malformed
 // values are ignored, never an error: the response is the API's, not ours.
 // With several policies the most constrained (least remaining) wins.
-[[nodiscard]] QuotaSignal parse_quota_signal(int status, const Headers& headers, Timestamp now);
-[[nodiscard]] QuotaSignal parse_quota_signal(const HttpResponse& response, Timestamp now);
+[[nodiscard]] WEBHOOKDB_EXPORT QuotaSignal parse_quota_signal(int status, const Headers& headers,
+                                                              Timestamp now);
+[[nodiscard]] WEBHOOKDB_EXPORT QuotaSignal parse_quota_signal(const HttpResponse& response, Timestamp now);
 
 // How the governor adapts. Defaults chosen for the targets: a 0.8
 // decrease keeps an AIMD sawtooth between 80% and 100% of an unadvertised
 // limit (mean about 90%), and +1%/s (at least 0.5 permit/s each second)
 // takes about 20 s to climb back, so a cycle of thousands of requests costs
 // a handful of 429s.
-struct GovernorOptions {
+struct WEBHOOKDB_EXPORT GovernorOptions {
   double decrease = 0.8;
   double increase_fraction_per_second = 0.01;
   double min_increase_per_second = 0.5;
@@ -159,28 +162,32 @@ struct QuotaState {
 namespace quota {
 // Adds the tokens earned since `state.updated` (and, under AIMD, the upward
 // probe), capped at the burst.
-void refill(QuotaState& state, Timestamp now, const GovernorOptions& options);
+WEBHOOKDB_EXPORT void refill(QuotaState& state, Timestamp now, const GovernorOptions& options);
 // A static limit: used unless the API advertises one.
-void declare(QuotaState& state, const RateLimit& limit, Timestamp now, const GovernorOptions& options);
+WEBHOOKDB_EXPORT void declare(QuotaState& state, const RateLimit& limit, Timestamp now,
+                              const GovernorOptions& options);
 // Folds a response's signal into the state.
-void observe(QuotaState& state, const QuotaSignal& signal, Timestamp now, const GovernorOptions& options);
+WEBHOOKDB_EXPORT void observe(QuotaState& state, const QuotaSignal& signal, Timestamp now,
+                              const GovernorOptions& options);
 // Takes up to `want` permits (all of them while open). Returns how many were
 // taken and, when none, how long until one may be.
 struct Take {
   double granted = 0;
   std::chrono::milliseconds wait{0};
 };
-[[nodiscard]] Take take(QuotaState& state, double want, Timestamp now, const GovernorOptions& options);
+[[nodiscard]] WEBHOOKDB_EXPORT Take take(QuotaState& state, double want, Timestamp now,
+                                         const GovernorOptions& options);
 // Like take, but reserves: the bucket may go below zero, and the permits
 // granted may be used only after `wait` (when the bucket would have earned
 // them). One call per batch instead of one poll per waiting request: what
 // the PostgreSQL limiter needs so that waiting processes do not hammer the
 // row. At most `max_wait` ahead; nothing granted while paused.
-[[nodiscard]] Take reserve(QuotaState& state, double want, Timestamp now, std::chrono::milliseconds max_wait,
-                           const GovernorOptions& options);
+[[nodiscard]] WEBHOOKDB_EXPORT Take reserve(QuotaState& state, double want, Timestamp now,
+                                            std::chrono::milliseconds max_wait,
+                                            const GovernorOptions& options);
 }  // namespace quota
 
-class RateLimiter {
+class WEBHOOKDB_EXPORT RateLimiter {
  public:
   virtual ~RateLimiter() = default;
   // Blocks until `key` has a permit for one request, or throws Cancelled.
@@ -195,7 +202,7 @@ class RateLimiter {
 // injected Sleeper, so tests under a ManualClock run instantly. Higher lanes
 // go first: a request in a lower lane waits while one in a higher lane of
 // the same key is waiting.
-class MemoryRateLimiter final : public RateLimiter {
+class WEBHOOKDB_EXPORT MemoryRateLimiter final : public RateLimiter {
  public:
   explicit MemoryRateLimiter(std::shared_ptr<Clock> clock = nullptr, std::shared_ptr<Sleeper> sleeper = nullptr,
                              GovernorOptions options = {});
@@ -233,7 +240,7 @@ struct QuotaBinding {
 // feeds each response (a 2xx, or an HttpError's status and headers) back to
 // the limiter. A Replicator whose context has a rate_limiter wraps its
 // context().http in one, so replicators need no change.
-class RateLimitedHttpClient final : public HttpClientDecorator {
+class WEBHOOKDB_EXPORT RateLimitedHttpClient final : public HttpClientDecorator {
  public:
   using Resolver = std::function<QuotaBinding()>;
   RateLimitedHttpClient(std::shared_ptr<HttpClient> next, std::shared_ptr<RateLimiter> limiter, Resolver resolve,
@@ -259,7 +266,7 @@ class RateLimitedHttpClient final : public HttpClientDecorator {
 
 // The lane requests on this thread are charged to while a scope lives
 // (Replicator::backfill sets incremental or full; the default is webhook).
-class QuotaLaneScope {
+class WEBHOOKDB_EXPORT QuotaLaneScope {
  public:
   explicit QuotaLaneScope(QuotaLane lane) noexcept;
   ~QuotaLaneScope();

@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "webhookdb/descriptor.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
 // Descriptors by name; makes the replicator for an integration.
-class Registry {
+class WEBHOOKDB_EXPORT Registry {
  public:
   // Throws InvalidPrecondition on an empty name, a duplicate name or a missing factory.
   void add(Descriptor descriptor);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/checkpoint.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/row.hpp"
 #include "webhookdb/table_spec.hpp"
 
@@ -69,7 +70,7 @@ struct UpsertResult {
   }
 };
 
-class ReplicaStore {
+class WEBHOOKDB_EXPORT ReplicaStore {
  public:
   virtual ~ReplicaStore() = default;
 

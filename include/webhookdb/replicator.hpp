@@ -36,6 +36,7 @@
 #include "webhookdb/clock.hpp"
 #include "webhookdb/deletes.hpp"
 #include "webhookdb/descriptor.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/job_queue.hpp"
 #include "webhookdb/job_store.hpp"
@@ -99,8 +100,8 @@ struct UpsertedRows {
 // What an incremental backfill asks its pages for: `last_backfilled_at`
 // minus options.incremental_lookback, truncated down to the whole second (see
 // BackfillOptions::incremental_lookback). nullopt stays nullopt.
-[[nodiscard]] std::optional<Timestamp> incremental_since(const std::optional<Timestamp>& last_backfilled_at,
-                                                         const BackfillOptions& options);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<Timestamp> incremental_since(
+    const std::optional<Timestamp>& last_backfilled_at, const BackfillOptions& options);
 
 // What fetch_window_page is asked for: one page of a windowed job.
 struct WindowPageRequest {
@@ -128,7 +129,7 @@ struct CredentialsVerification {
   std::string message;
 };
 
-class Replicator {
+class WEBHOOKDB_EXPORT Replicator {
  public:
   Replicator(const Descriptor& descriptor, const ServiceIntegration& integration,
              const ReplicatorContext& context);

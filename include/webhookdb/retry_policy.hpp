@@ -8,10 +8,11 @@
 
 #include "webhookdb/clock.hpp"
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
-class RetryPolicy {
+class WEBHOOKDB_EXPORT RetryPolicy {
  public:
   virtual ~RetryPolicy() = default;
   // Total attempts, the first included.
@@ -24,7 +25,7 @@ class RetryPolicy {
 
 // WebhookDB's: `attempts` attempts, waits of 1 s, 2 s, ... (attempt seconds);
 // 401 never retried.
-[[nodiscard]] std::shared_ptr<const RetryPolicy> webhookdb_retry_policy(int attempts = 3);
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<const RetryPolicy> webhookdb_retry_policy(int attempts = 3);
 
 struct PoliteRetryOptions {
   int max_attempts = 6;
@@ -41,6 +42,7 @@ struct PoliteRetryOptions {
 // Exponential backoff with full jitter and a cap; Retry-After (delta-seconds
 // or HTTP date) honoured on 429 and 503; 401 and 403 never retried; other 4xx
 // but 408 and 429 not retried either.
-[[nodiscard]] std::shared_ptr<const RetryPolicy> polite_retry_policy(PoliteRetryOptions options = {});
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<const RetryPolicy> polite_retry_policy(
+    PoliteRetryOptions options = {});
 
 }  // namespace webhookdb

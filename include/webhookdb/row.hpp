@@ -10,11 +10,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 struct TableSpec;
 
-struct Row {
+struct WEBHOOKDB_EXPORT Row {
   // The remote key value (string or integer).
   nlohmann::json key;
   // One value per TableSpec::columns entry, in declared order.
@@ -37,6 +39,6 @@ struct Row {
 // A remote key as text for maps and sets: 1 and "1" stay distinct, and a
 // string keeps its bytes (two keys of invalid UTF-8 never merge; the store
 // refuses them by name later).
-[[nodiscard]] std::string key_identity(const nlohmann::json& key);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string key_identity(const nlohmann::json& key);
 
 }  // namespace webhookdb

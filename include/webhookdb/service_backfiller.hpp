@@ -7,6 +7,7 @@
 
 #include "webhookdb/backfill_options.hpp"
 #include "webhookdb/bulk_backfiller.hpp"
+#include "webhookdb/export.hpp"
 
 namespace webhookdb {
 
@@ -19,7 +20,7 @@ struct BackfillPartition {
   nlohmann::json bounds;
 };
 
-class ServiceBackfiller : public BulkBackfiller {
+class WEBHOOKDB_EXPORT ServiceBackfiller : public BulkBackfiller {
  public:
   explicit ServiceBackfiller(Replicator& replicator);
   ServiceBackfiller(Replicator& replicator, BackfillPartition partition);

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb {
@@ -36,7 +37,7 @@ inline constexpr std::size_t kOpaqueIdRandomChars = 25;
 // "svi_" (or another prefix and "_") followed by kOpaqueIdRandomChars random
 // base-36 characters. Throws InvariantViolation when the kernel gives no
 // randomness (there is no weaker fallback).
-[[nodiscard]] std::string new_opaque_id(std::string_view prefix = "svi");
+[[nodiscard]] WEBHOOKDB_EXPORT std::string new_opaque_id(std::string_view prefix = "svi");
 
 // PostgreSQL's identifier limit; longer names would be cut without an error.
 inline constexpr std::size_t kMaxTableNameBytes = 63;
@@ -47,6 +48,6 @@ inline constexpr std::size_t kMaxTableNameBytes = 63;
 // made only of spaces. An empty name means "no table yet" and passes. (Both
 // job stores also refuse NUL bytes and invalid UTF-8, and a table_name that
 // another integration already uses.)
-void validate_table_name(std::string_view name);
+WEBHOOKDB_EXPORT void validate_table_name(std::string_view name);
 
 }  // namespace webhookdb

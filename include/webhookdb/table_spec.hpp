@@ -8,6 +8,7 @@
 
 #include "webhookdb/column.hpp"
 #include "webhookdb/deletes.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/update_rule.hpp"
 
 namespace webhookdb {
@@ -21,7 +22,7 @@ struct IndexSpec {
   std::string name;
 };
 
-struct TableSpec {
+struct WEBHOOKDB_EXPORT TableSpec {
   std::string schema = "public";
   std::string table;
   // Prefix of index names (the integration's opaque id).
@@ -50,6 +51,7 @@ struct TableSpec {
 // WebhookDB's index naming: <opaque_id>_<col>_<col>_idx; when that passes 63
 // bytes, the column part becomes a truncated md5 of itself. A prefix over 50
 // bytes is cut (on a UTF-8 boundary) and hashed with the columns.
-[[nodiscard]] std::string index_name(const std::string& opaque_id, const std::vector<std::string>& columns);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string index_name(const std::string& opaque_id,
+                                                      const std::vector<std::string>& columns);
 
 }  // namespace webhookdb

@@ -32,6 +32,8 @@
 #include <string>
 #include <string_view>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb {
 
 using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
@@ -41,27 +43,27 @@ inline constexpr Timestamp kFirstTimestamp{std::chrono::microseconds{-210'866'80
 
 // ISO-8601 in UTC: 2022-01-01T00:00:00Z, or with .ffffff when not whole
 // seconds; years before 1 AD as PostgreSQL writes them: 0044-03-15T00:00:00Z BC.
-[[nodiscard]] std::string format_timestamp(Timestamp t);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string format_timestamp(Timestamp t);
 
 // Parses ISO-8601 (date and time with Z or an offset, optional fraction, 'T' or
 // space separator, optional " BC") and RFC 2822 ("Thu, 30 Jul 2016 21:12:33 +0000").
 // Returns nullopt when the text is neither or is out of range (see above).
-[[nodiscard]] std::optional<Timestamp> parse_timestamp(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<Timestamp> parse_timestamp(std::string_view text);
 
 // parse_timestamp, but a refusal is an InvalidInput saying why: "not a
 // timestamp: '<text>'" or "timestamp out of range ...: '<text>'".
-[[nodiscard]] Timestamp timestamp_from_text(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT Timestamp timestamp_from_text(std::string_view text);
 
 // The date a `date` column holds for `text`, as PostgreSQL writes it
 // ("2024-01-02", "12345-06-07", "0044-03-15 BC"): a date alone is read as
 // `::date` reads it; a timestamp gives the UTC date of its instant (as
 // `(text::timestamptz AT TIME ZONE 'UTC')::date`). InvalidInput when refused.
-[[nodiscard]] std::string date_from_text(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string date_from_text(std::string_view text);
 
 // Seconds since 1970 to a Timestamp, as PostgreSQL's to_timestamp(double
 // precision) computes it (same rounding); InvalidInput when not finite or
 // outside the range above.
-[[nodiscard]] Timestamp timestamp_from_unix_seconds(double seconds);
+[[nodiscard]] WEBHOOKDB_EXPORT Timestamp timestamp_from_unix_seconds(double seconds);
 
 // A Timestamp as whole seconds since 1970, rounded down (an instant half a
 // second before 1970 is -1), for APIs filtering by Unix time:
@@ -72,6 +74,6 @@ inline constexpr Timestamp kFirstTimestamp{std::chrono::microseconds{-210'866'80
 }
 
 // Parses an HTTP date (RFC 7231 IMF-fixdate, RFC 850 and asctime forms).
-[[nodiscard]] std::optional<Timestamp> parse_http_date(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<Timestamp> parse_http_date(std::string_view text);
 
 }  // namespace webhookdb

@@ -7,13 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/row.hpp"
 
 namespace webhookdb {
 
 struct TableSpec;
 
-struct UpdateRule {
+struct WEBHOOKDB_EXPORT UpdateRule {
   enum class Kind {
     always,           // every conflict updates
     newer,            // stored.column < incoming.column (or stored is null)

@@ -21,32 +21,35 @@
 #include <utility>
 #include <vector>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb::url {
 
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
 
 // Percent-encodes everything but RFC 3986 unreserved characters (A-Z a-z 0-9
 // - . _ ~): the result is safe as a path segment, a query name or value.
-[[nodiscard]] std::string percent_encode(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string percent_encode(std::string_view text);
 // %XX decoded, '+' kept (path segments, userinfo, libpq URIs).
-[[nodiscard]] std::string percent_decode(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string percent_decode(std::string_view text);
 // %XX decoded, '+' as a space (query components, form data).
-[[nodiscard]] std::string query_decode(std::string_view text);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string query_decode(std::string_view text);
 
 // Appends the parameters, encoded, with '?' or '&' (before any fragment).
-[[nodiscard]] std::string with_query(std::string_view url, const QueryParams& params);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string with_query(std::string_view url, const QueryParams& params);
 // Replaces every `name` parameter with one `name=value`, or appends it.
-[[nodiscard]] std::string set_query_param(std::string_view url, std::string_view name,
-                                          std::string_view value);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string set_query_param(std::string_view url, std::string_view name,
+                                                           std::string_view value);
 // The decoded value of the first `name` parameter.
-[[nodiscard]] std::optional<std::string> query_param(std::string_view url, std::string_view name);
+[[nodiscard]] WEBHOOKDB_EXPORT std::optional<std::string> query_param(std::string_view url,
+                                                                      std::string_view name);
 // Resolves a reference (absolute, //host, /path, relative path, ?query,
 // #fragment) against an absolute `base` URL (RFC 3986 section 5.2).
-[[nodiscard]] std::string resolve_url(std::string_view base, std::string_view reference);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string resolve_url(std::string_view base, std::string_view reference);
 // "scheme://host:port" lower-cased, with the scheme's default port spelled
 // out, so that equal origins compare equal.
-[[nodiscard]] std::string origin_of(std::string_view url);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string origin_of(std::string_view url);
 // True for an absolute http:// or https:// URL (any case).
-[[nodiscard]] bool is_http_url(std::string_view url) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT bool is_http_url(std::string_view url) noexcept;
 
 }  // namespace webhookdb::url

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/errors.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/json_limits.hpp"
 #include "webhookdb/json_path.hpp"
 
@@ -59,7 +60,7 @@ struct WebhookResponse {
 // and read by the replicator's payload hooks as Payload::topic, to route a
 // request or ignore it (prepare_for_insert returning nullopt: a 2xx, nothing
 // written). WebhookPolicy::dispatch_request_to can read it with of().
-struct WebhookTopic {
+struct WEBHOOKDB_EXPORT WebhookTopic {
   // A request header (case-insensitive); its trimmed value is the topic.
   std::string header;
   // Used when `header` is empty or the request lacks it: a path into the
