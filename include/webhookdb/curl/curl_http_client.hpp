@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/json_limits.hpp"
 
@@ -32,7 +33,7 @@ enum class CrossOriginRedirect : std::uint8_t {
 // transfer is cut off at once, so memory stays near the cap). Not an
 // HttpBaseError: the page loop does not retry it and no job re-runs for it,
 // since the same page would be as large again.
-class ResponseTooLarge : public InvalidInput {
+class WEBHOOKDB_EXPORT ResponseTooLarge : public InvalidInput {
  public:
   // NOLINTNEXTLINE(bugprone-easily-swappable-parameters): message first, as every Error
   ResponseTooLarge(const std::string& message, std::string url, std::size_t limit)
@@ -82,7 +83,7 @@ struct CurlOptions {
 //   Cancelled            the token fired; the transfer is aborted within milliseconds
 //   InvalidPrecondition  a malformed URL, an unsupported scheme or a header with a line break
 // Messages carry the method and the redacted URL, never credentials.
-class CurlHttpClient final : public HttpClient {
+class WEBHOOKDB_EXPORT CurlHttpClient final : public HttpClient {
  public:
   explicit CurlHttpClient(CurlOptions options = {});
   ~CurlHttpClient() override;
@@ -101,6 +102,6 @@ class CurlHttpClient final : public HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
-[[nodiscard]] std::shared_ptr<CurlHttpClient> make_curl_client(CurlOptions options = {});
+[[nodiscard]] WEBHOOKDB_EXPORT std::shared_ptr<CurlHttpClient> make_curl_client(CurlOptions options = {});
 
 }  // namespace webhookdb::curl
