@@ -12,11 +12,12 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb::webhooks {
 
-class ReplayGuard {
+class WEBHOOKDB_EXPORT ReplayGuard {
  public:
   // Past `max_entries` the entries closest to expiry are forgotten first.
   explicit ReplayGuard(std::size_t max_entries = 100'000);

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/webhook.hpp"
 
 namespace webhookdb::webhooks {
@@ -47,16 +48,21 @@ struct Verification {
 // HMAC-SHA256 of the raw body, hex-encoded in `header` after an optional
 // `prefix` (GitHub: header "X-Hub-Signature-256", prefix "sha256=").
 // Hex case does not matter.
-[[nodiscard]] Verification verify_hmac_sha256_hex(const WebhookRequest& request, std::string_view secret,
-                                                  std::string_view header, std::string_view prefix = {});
+[[nodiscard]] WEBHOOKDB_EXPORT Verification verify_hmac_sha256_hex(const WebhookRequest& request,
+                                                                   std::string_view secret,
+                                                                   std::string_view header,
+                                                                   std::string_view prefix = {});
 
 // HMAC-SHA256 of the raw body, base64-encoded in `header` after an optional `prefix`.
-[[nodiscard]] Verification verify_hmac_sha256_base64(const WebhookRequest& request, std::string_view secret,
-                                                     std::string_view header, std::string_view prefix = {});
+[[nodiscard]] WEBHOOKDB_EXPORT Verification verify_hmac_sha256_base64(const WebhookRequest& request,
+                                                                      std::string_view secret,
+                                                                      std::string_view header,
+                                                                      std::string_view prefix = {});
 
 // Shopify: base64 HMAC-SHA256 of the raw body in X-Shopify-Hmac-Sha256.
-[[nodiscard]] Verification verify_shopify_hmac(const WebhookRequest& request, std::string_view secret,
-                                               std::string_view header = "X-Shopify-Hmac-Sha256");
+[[nodiscard]] WEBHOOKDB_EXPORT Verification
+verify_shopify_hmac(const WebhookRequest& request, std::string_view secret,
+                    std::string_view header = "X-Shopify-Hmac-Sha256");
 
 struct SignedHeaderOptions {
   std::string header = "Stripe-Signature";
@@ -73,12 +79,16 @@ struct SignedHeaderOptions {
 // Stripe-style signed header: "t=<unix seconds>,v1=<hex>[,v1=<hex>...]" (other
 // elements such as v0 are ignored), where each v1 is the hex HMAC-SHA256 of
 // "<t>.<raw body>". The signature is checked first, then the timestamp.
-[[nodiscard]] Verification verify_stripe_signature(const WebhookRequest& request, std::string_view secret,
-                                                   const Clock& clock, const SignedHeaderOptions& options = {});
+[[nodiscard]] WEBHOOKDB_EXPORT Verification verify_stripe_signature(const WebhookRequest& request,
+                                                                    std::string_view secret,
+                                                                    const Clock& clock,
+                                                                    const SignedHeaderOptions& options = {});
 
 // The header value a Stripe-style sender would send; for tests and senders.
-[[nodiscard]] std::string stripe_signature_header(std::string_view secret, std::int64_t unix_seconds,
-                                                  std::string_view body, std::string_view scheme = "v1");
+[[nodiscard]] WEBHOOKDB_EXPORT std::string stripe_signature_header(std::string_view secret,
+                                                                   std::int64_t unix_seconds,
+                                                                   std::string_view body,
+                                                                   std::string_view scheme = "v1");
 
 // --- Schemes that sign more than the body ---
 // Each checks the signature first, then that the timestamp is within
@@ -96,14 +106,16 @@ struct SlackSignatureOptions {
 
 // Slack: X-Slack-Signature is "v0=" + hex HMAC-SHA256 under the signing secret
 // of "v0:" + X-Slack-Request-Timestamp (as sent) + ":" + the raw body.
-[[nodiscard]] Verification verify_slack_signature(const WebhookRequest& request,
-                                                  std::string_view signing_secret, const Clock& clock,
-                                                  const SlackSignatureOptions& options = {});
+[[nodiscard]] WEBHOOKDB_EXPORT Verification verify_slack_signature(const WebhookRequest& request,
+                                                                   std::string_view signing_secret,
+                                                                   const Clock& clock,
+                                                                   const SlackSignatureOptions& options = {});
 
 // The X-Slack-Signature value a sender would send for `request` (its body
 // and its timestamp header, "" when it has none); for tests and senders.
-[[nodiscard]] std::string slack_signature(std::string_view signing_secret, const WebhookRequest& request,
-                                          const SlackSignatureOptions& options = {});
+[[nodiscard]] WEBHOOKDB_EXPORT std::string slack_signature(std::string_view signing_secret,
+                                                           const WebhookRequest& request,
+                                                           const SlackSignatureOptions& options = {});
 
 struct HubSpotSignatureOptions {
   // Required: the scheme, host and any path prefix HubSpot calls, up to
@@ -122,18 +134,19 @@ struct HubSpotSignatureOptions {
 // client secret of method + URI + raw body + X-HubSpot-Request-Timestamp (as
 // sent, milliseconds), the URI being public_base_url + request.path with the
 // escapes HubSpot decodes before signing decoded (hubspot_signed_uri).
-[[nodiscard]] Verification verify_hubspot_signature_v3(const WebhookRequest& request,
-                                                       std::string_view client_secret, const Clock& clock,
-                                                       const HubSpotSignatureOptions& options);
+[[nodiscard]] WEBHOOKDB_EXPORT Verification
+verify_hubspot_signature_v3(const WebhookRequest& request, std::string_view client_secret, const Clock& clock,
+                            const HubSpotSignatureOptions& options);
 
 // `uri` as HubSpot signs it: %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B
 // (either case) decoded to : / ? @ ! $ ' ( ) * , ; and every other escape kept.
-[[nodiscard]] std::string hubspot_signed_uri(std::string_view uri);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string hubspot_signed_uri(std::string_view uri);
 
 // The X-HubSpot-Signature-v3 value a sender would send for `request` (its
 // method, path, body and timestamp header, "" when it has none) arriving
 // under options.public_base_url; for tests and senders.
-[[nodiscard]] std::string hubspot_signature_v3(std::string_view client_secret, const WebhookRequest& request,
-                                               const HubSpotSignatureOptions& options);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string hubspot_signature_v3(std::string_view client_secret,
+                                                                const WebhookRequest& request,
+                                                                const HubSpotSignatureOptions& options);
 
 }  // namespace webhookdb::webhooks

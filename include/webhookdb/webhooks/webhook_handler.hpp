@@ -41,6 +41,7 @@
 #include <optional>
 #include <string>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/webhook.hpp"
 #include "webhookdb/webhooks/webhook_inbox.hpp"
@@ -53,7 +54,7 @@ namespace webhookdb::webhooks {
 // the entry's overhead without relying on compression. Longer is a 400.
 inline constexpr std::size_t kMaxIndexedValueBytes = 2000;
 
-struct WebhookHandlerOptions {
+struct WEBHOOKDB_EXPORT WebhookHandlerOptions {
   // Set: overrides every replicator's process_webhooks_synchronously().
   std::optional<bool> process_synchronously;
   // Threads of the asynchronous worker pool.
@@ -106,7 +107,7 @@ struct WebhookStats {
   std::uint64_t queued = 0;           // requests waiting for a batch writer now
 };
 
-class WebhookHandler {
+class WEBHOOKDB_EXPORT WebhookHandler {
  public:
   // Needs context.jobs (integrations) and context.registry (replicators); an
   // InvalidPrecondition otherwise. The context is given to every replicator.

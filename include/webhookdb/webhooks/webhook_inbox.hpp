@@ -11,11 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/webhook.hpp"
 
 namespace webhookdb::webhooks {
 
-class WebhookInbox {
+class WEBHOOKDB_EXPORT WebhookInbox {
  public:
   virtual ~WebhookInbox() = default;
   // Stores `request` (method, path, headers, raw body) for the integration

@@ -11,13 +11,14 @@
 #include <memory>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/row.hpp"
 #include "webhookdb/webhook.hpp"
 
 namespace webhookdb::webhooks {
 
-class WebhookPolicy {
+class WEBHOOKDB_EXPORT WebhookPolicy {
  public:
   virtual ~WebhookPolicy() = default;
 
@@ -45,13 +46,14 @@ class WebhookPolicy {
 };
 
 // The policy `replicator` implements, or nullptr.
-[[nodiscard]] WebhookPolicy* webhook_policy_of(Replicator& replicator) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT WebhookPolicy* webhook_policy_of(Replicator& replicator) noexcept;
 
 // The default synchronous response body for `upserted` (see above).
-[[nodiscard]] WebhookResponse default_synchronous_response(const std::vector<Row>& upserted);
+[[nodiscard]] WEBHOOKDB_EXPORT WebhookResponse default_synchronous_response(const std::vector<Row>& upserted);
 
 // The replicator of `other`, made through `self`'s registry and ports, for
 // dispatch_request_to overrides. InvalidPrecondition without a registry.
-[[nodiscard]] std::unique_ptr<Replicator> replicator_for(const Replicator& self, const ServiceIntegration& other);
+[[nodiscard]] WEBHOOKDB_EXPORT std::unique_ptr<Replicator> replicator_for(const Replicator& self,
+                                                                          const ServiceIntegration& other);
 
 }  // namespace webhookdb::webhooks

@@ -37,6 +37,7 @@
 #include <memory>
 #include <string>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/metrics.hpp"
 #include "webhookdb/replicator.hpp"
 #include "webhookdb/webhooks/webhook_handler.hpp"
@@ -89,7 +90,7 @@ struct ReceiverStats {
   std::uint64_t slowed_reads = 0;      // reads put off (5 ms each) while the batch queue was over half full
 };
 
-class WebhookReceiver {
+class WEBHOOKDB_EXPORT WebhookReceiver {
  public:
   explicit WebhookReceiver(ReplicatorContext context, WebhookReceiverOptions options = {});
   // stop().
