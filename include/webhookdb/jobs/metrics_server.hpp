@@ -13,11 +13,12 @@
 #include <string>
 #include <thread>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/metrics.hpp"
 
 namespace webhookdb::jobs {
 
-class MetricsServer {
+class WEBHOOKDB_EXPORT MetricsServer {
  public:
   // Listens at once (port 0: any free port; see port()). InvalidPrecondition
   // naming the address and port when it cannot.

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "webhookdb/cancellation.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/pg/webhook_inbox.hpp"
 #include "webhookdb/replicator.hpp"
 
@@ -30,7 +31,7 @@ namespace webhookdb::jobs {
 
 // How one row ended.
 enum class InboxResult { written, retrying, failed, lease_lost, released };
-[[nodiscard]] std::string_view to_string(InboxResult result) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(InboxResult result) noexcept;
 
 struct InboxReport {
   std::int64_t id = 0;
@@ -43,7 +44,7 @@ struct InboxReport {
   std::string error;
 };
 
-struct WebhookInboxProcessorOptions {
+struct WEBHOOKDB_EXPORT WebhookInboxProcessorOptions {
   // Names this processor in the inbox (operators); default "<host>:<pid>:<random>".
   std::string owner;
   // Rows taken per look at the inbox (under one lease), written with one
@@ -64,7 +65,7 @@ struct InboxProcessorStats {
   std::uint64_t lease_lost = 0;
 };
 
-class WebhookInboxProcessor {
+class WEBHOOKDB_EXPORT WebhookInboxProcessor {
  public:
   // The context needs a job store (integrations) and a registry (replicators);
   // an InvalidPrecondition otherwise.

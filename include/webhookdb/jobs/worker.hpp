@@ -48,6 +48,7 @@
 #include <optional>
 #include <string>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_runner.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/webhook_inbox.hpp"
@@ -60,7 +61,7 @@ namespace webhookdb::jobs {
 // cancelled: stopped by an operator (pg::PgJobControl::request_cancel), its
 // checkpoints kept; the queue holds it as 'cancelled' until enqueued again.
 enum class RunResult { completed, retried, failed, released, lease_lost, cancelled };
-[[nodiscard]] std::string_view to_string(RunResult result) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(RunResult result) noexcept;
 
 struct JobReport {
   std::int64_t job_id = 0;
@@ -73,7 +74,7 @@ struct JobReport {
   std::chrono::milliseconds elapsed{0};
 };
 
-struct WorkerOptions {
+struct WEBHOOKDB_EXPORT WorkerOptions {
   // Jobs run at once.
   int concurrency = 2;
   // Longest idle wait between looks at the queue when no notification comes
@@ -121,7 +122,7 @@ struct WorkerStats {
   int running = 0;
 };
 
-class Worker {
+class WEBHOOKDB_EXPORT Worker {
  public:
   // The context needs a job store and a replica store; its queue is replaced
   // by `queue` so children are enqueued where this worker (and its peers) take them.
@@ -157,6 +158,6 @@ class Worker {
 };
 
 // "<host>:<pid>:<8 random hex>".
-[[nodiscard]] std::string default_worker_owner();
+[[nodiscard]] WEBHOOKDB_EXPORT std::string default_worker_owner();
 
 }  // namespace webhookdb::jobs

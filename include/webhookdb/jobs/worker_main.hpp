@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/http_client.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/registry.hpp"
@@ -89,10 +90,10 @@ struct WorkerSettings {
 // Throws InvalidPrecondition naming the bad option, never repeating a value
 // or an unexpected argument (it may be a database URL with its password).
 // Reads WEBHOOKDB_DATABASE_URL and the --database-url-file.
-[[nodiscard]] WorkerSettings parse_worker_args(const std::vector<std::string>& args);
-[[nodiscard]] std::string worker_usage(std::string_view program);
+[[nodiscard]] WEBHOOKDB_EXPORT WorkerSettings parse_worker_args(const std::vector<std::string>& args);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string worker_usage(std::string_view program);
 
-struct WorkerHooks {
+struct WEBHOOKDB_EXPORT WorkerHooks {
   // Adds the host's descriptors. Required.
   std::function<void(Registry&, const WorkerSettings&)> register_replicators;
   // The HTTP client replicators use. Required. With --oauth2 on (the
@@ -103,6 +104,6 @@ struct WorkerHooks {
 
 // Returns the process exit code: 0 after a clean drain, 2 for a bad command
 // line, 1 when start-up fails (the database is unreachable...).
-int worker_main(int argc, char** argv, const WorkerHooks& hooks);
+WEBHOOKDB_EXPORT int worker_main(int argc, char** argv, const WorkerHooks& hooks);
 
 }  // namespace webhookdb::jobs
