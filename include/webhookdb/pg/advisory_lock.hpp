@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb::pg {
 
 inline constexpr std::int64_t kMaxInt = 2'147'483'647;      // 2^31 - 1
@@ -14,10 +16,10 @@ inline constexpr std::int64_t kMaxUint = 4'294'967'295;     // 2^32 - 1
 // A key above kMaxUint is taken modulo kMaxUint; then a key above kMaxInt is
 // folded to -(key - kMaxInt), into the otherwise unused negative range. A key
 // below kMinInt is an InvalidInput (choose another key).
-[[nodiscard]] std::int32_t advisory_lock_key(std::int64_t key);
+[[nodiscard]] WEBHOOKDB_EXPORT std::int32_t advisory_lock_key(std::int64_t key);
 
 // An oid (an unsigned 32-bit number) as the int4 namespace of a lock: above
 // kMaxInt it is folded like a key.
-[[nodiscard]] std::int32_t advisory_lock_namespace(std::uint32_t oid);
+[[nodiscard]] WEBHOOKDB_EXPORT std::int32_t advisory_lock_namespace(std::uint32_t oid);
 
 }  // namespace webhookdb::pg

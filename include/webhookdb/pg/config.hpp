@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb::pg {
 
 struct Config {
@@ -60,9 +62,9 @@ struct Config {
 // read it (any whitespace, quoted values) with password=REDACTED. libpq's own
 // parser (PQconninfoParse) decides what the password is; a string it cannot
 // parse is replaced whole. Unchanged when there is no password.
-[[nodiscard]] std::string redact_connection_string(std::string_view conninfo);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string redact_connection_string(std::string_view conninfo);
 
 // The same as redact_connection_string (the older name).
-[[nodiscard]] std::string redact_database_url(std::string_view url);
+[[nodiscard]] WEBHOOKDB_EXPORT std::string redact_database_url(std::string_view url);
 
 }  // namespace webhookdb::pg

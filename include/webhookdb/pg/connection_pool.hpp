@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/pg/config.hpp"
 
 namespace webhookdb::pg {
@@ -25,7 +26,7 @@ namespace webhookdb::pg {
 // in a parameter is an InvalidInput (libpq would silently cut the text there).
 using Param = std::optional<std::string>;
 
-struct QueryResult {
+struct WEBHOOKDB_EXPORT QueryResult {
   std::vector<std::string> columns;
   // Text form of every value; nullopt for NULL.
   std::vector<std::vector<std::optional<std::string>>> rows;
@@ -38,7 +39,7 @@ struct QueryResult {
 };
 
 // One pooled connection, inside a transaction or not (see ConnectionPool).
-class Session {
+class WEBHOOKDB_EXPORT Session {
  public:
   virtual ~Session() = default;
   // Runs one statement with $1.. parameters (several statements when there are
@@ -50,7 +51,7 @@ class Session {
   [[nodiscard]] virtual std::string quote_name(std::string_view name) const = 0;
 };
 
-class ConnectionPool {
+class WEBHOOKDB_EXPORT ConnectionPool {
  public:
   // Connects lazily: the first connection opens on first use.
   explicit ConnectionPool(Config config);

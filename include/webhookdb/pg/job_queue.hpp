@@ -36,6 +36,7 @@
 
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_queue.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/pg/config.hpp"
@@ -54,7 +55,7 @@ enum class QueueState {
   // its checkpoints kept; enqueue() queues it again and it resumes there.
   cancelled,
 };
-[[nodiscard]] std::string_view to_string(QueueState state) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(QueueState state) noexcept;
 
 // What the queue knows about one job.
 struct QueueEntry {
@@ -124,7 +125,7 @@ struct PgJobQueueOptions {
   double retry_jitter = 0.25;
 };
 
-class PgJobQueue final : public JobQueue {
+class WEBHOOKDB_EXPORT PgJobQueue final : public JobQueue {
  public:
   // The queue's table lives in config.schema.
   explicit PgJobQueue(pg::Config config, PgJobQueueOptions options = {});

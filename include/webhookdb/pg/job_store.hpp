@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/job_store.hpp"
 #include "webhookdb/pg/config.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
@@ -34,7 +35,7 @@ namespace webhookdb::pg {
 // connection of its own (not a pooled one, so long backfills never starve the
 // pool) that is closed when the lock is destroyed. If the process dies, the
 // server ends the session and the lock is gone at once: no lock rows to expire.
-class PgJobStore final : public JobStore {
+class WEBHOOKDB_EXPORT PgJobStore final : public JobStore {
  public:
   // created_at of jobs comes from `clock`. Migrations run on first use (or
   // migrate()); with a current key they also encrypt any plain-text secrets.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 
 namespace webhookdb::pg {
@@ -25,9 +26,11 @@ struct Migration {
 // and the migrations table when missing. Returns how many steps ran (0 when
 // up to date). InvalidPrecondition for a bad list (duplicate or non-positive
 // versions, empty component).
-int migrate(ConnectionPool& pool, const std::string& component, const std::vector<Migration>& steps);
+WEBHOOKDB_EXPORT int migrate(ConnectionPool& pool, const std::string& component,
+                             const std::vector<Migration>& steps);
 
 // Versions of `component` applied so far, in increasing order.
-[[nodiscard]] std::vector<int> applied_migrations(ConnectionPool& pool, const std::string& component);
+[[nodiscard]] WEBHOOKDB_EXPORT std::vector<int> applied_migrations(ConnectionPool& pool,
+                                                                   const std::string& component);
 
 }  // namespace webhookdb::pg

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/pg/config.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 #include "webhookdb/pg/migrations.hpp"
@@ -34,7 +35,7 @@ namespace webhookdb::pg {
 // written. Database errors are StoreError, retryable for a lost connection, a
 // deadlock, a serialization failure or a statement timeout; messages never
 // hold the password or the failing row's values.
-class PgReplicaStore final : public ReplicaStore {
+class WEBHOOKDB_EXPORT PgReplicaStore final : public ReplicaStore {
  public:
   explicit PgReplicaStore(Config config);
   // Shares a pool (e.g. with a PgJobStore on the same database).

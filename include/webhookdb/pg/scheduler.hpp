@@ -58,6 +58,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 #include "webhookdb/pg/migrations.hpp"
@@ -66,7 +67,7 @@
 namespace webhookdb::pg {
 
 // What to create or change (upsert_schedule).
-struct ScheduleSpec {
+struct WEBHOOKDB_EXPORT ScheduleSpec {
   std::int64_t service_integration_id = 0;
   // Unique per integration: "incremental", "nightly-full"...
   std::string name;
@@ -114,7 +115,7 @@ struct FireResult {
   std::size_t failed = 0;
 };
 
-struct PgSchedulerOptions {
+struct WEBHOOKDB_EXPORT PgSchedulerOptions {
   std::shared_ptr<Logger> logger;
   bool migrate = true;
   // fire_due handles at most this many schedules per call.
@@ -135,7 +136,7 @@ struct PgSchedulerOptions {
   std::function<void(std::int64_t schedule_id)> before_commit;
 };
 
-class PgScheduler {
+class WEBHOOKDB_EXPORT PgScheduler {
  public:
   // Shares the pool of the PgJobStore and PgJobQueue (same schema: the
   // scheduler writes their tables). Run their migrations first.

@@ -24,10 +24,12 @@
 #include <string_view>
 #include <vector>
 
+#include "webhookdb/export.hpp"
+
 namespace webhookdb::pg {
 
 // 32 bytes. Never printed: no error or log line holds a key or part of one.
-class SecretKey {
+class WEBHOOKDB_EXPORT SecretKey {
  public:
   static constexpr std::size_t kBytes = 32;
 
@@ -53,7 +55,7 @@ enum class PlainTextSecrets {
   allowed,  // stored as it is (tests, local development)
 };
 
-struct SecretKeys {
+struct WEBHOOKDB_EXPORT SecretKeys {
   // Encrypts every secret written, and decrypts.
   std::optional<SecretKey> current;
   // Only decrypt: keys being retired.

@@ -27,6 +27,7 @@
 
 #include "webhookdb/cancellation.hpp"
 #include "webhookdb/clock.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/pg/config.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
@@ -94,7 +95,7 @@ struct PgWebhookInboxOptions {
   std::size_t max_error_bytes = 2000;
 };
 
-class PgWebhookInbox final : public webhooks::WebhookInbox {
+class WEBHOOKDB_EXPORT PgWebhookInbox final : public webhooks::WebhookInbox {
  public:
   // The table lives in config.schema.
   explicit PgWebhookInbox(pg::Config config, PgWebhookInboxOptions options = {});
