@@ -26,10 +26,24 @@
 // something new: a "slow down" (429, secondary 403, nothing remaining)
 // always, advertised headers at most every observe_interval per process.
 //
+// Lanes across processes. Within a process a waiting higher lane goes first
+// (as in MemoryRateLimiter); across processes a waiter of the webhook or
+// incremental lane stamps its lane's demand on the key's row (demand_until,
+// now + lane_demand_ttl) in the same write that leases its permits, and a
+// process leasing for a lower lane reads the stamps in the same read: while
+// a higher lane's demand is recent it takes only permits the bucket already
+// holds beyond one lease of the higher lane, never reserves ahead, and when
+// there is nothing to spare looks again after lower_lane_poll. The higher
+// lane still reserves ahead, so it queues only behind reservations made
+// before its demand was seen (at most max_reservation), and a full backfill
+// takes what the incremental syncs leave. No statement is added: the stamps are columns of
+// the same row.
+//
 // Time is the injected Clock of each process (the system clock by default):
 // keep the workers' clocks in sync (NTP); a clock behind another's never
 // earns tokens twice (updated only moves forward).
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 #include "webhookdb/pg/migrations.hpp"
 #include "webhookdb/rate_limiter.hpp"
@@ -63,6 +78,13 @@ struct PgRateLimiterOptions {
   // Advertised headers are written to the row at most this often per key
   // and process; "slow down" signals always are.
   std::chrono::milliseconds observe_interval{250};
+  // A higher lane's demand stamped on the row lasts this long: longer than
+  // the time a busy higher-lane user goes between leases (a lease of 5
+  // permits is 5 pages of an incremental backfill).
+  std::chrono::milliseconds lane_demand_ttl{1000};
+  // While a higher lane's demand is recent, a lower lane that found no
+  // permit in the bucket looks again after this long.
+  std::chrono::milliseconds lower_lane_poll{50};
   // Run the migration in the constructor.
   bool migrate = true;
 };
@@ -73,9 +95,12 @@ struct PgQuotaRow {
   // Permits drawn from the bucket so far, and the leases that drew them.
   std::int64_t granted = 0;
   std::int64_t leases = 0;
+  // Until when a process waiting in each lane has stamped its demand
+  // (webhook, incremental; the full lane's is never stamped).
+  std::array<Timestamp, kQuotaLanes> demand_until{};
 };
 
-class PgRateLimiter final : public RateLimiter {
+class WEBHOOKDB_EXPORT PgRateLimiter final : public RateLimiter {
  public:
   explicit PgRateLimiter(std::shared_ptr<ConnectionPool> pool, PgRateLimiterOptions options = {});
   void acquire(const std::string& key, QuotaLane lane, const CancellationToken& cancel) override;
@@ -108,6 +133,13 @@ class PgRateLimiter final : public RateLimiter {
   // when missing) and returns the state written.
   QuotaState update(const std::string& key, const std::function<void(QuotaState&, PgQuotaRow&)>& change);
   [[nodiscard]] double lease_size(const Local& local) const;
+  [[nodiscard]] double lease_batch(const QuotaState& state) const;
+  // A lower lane's take while a higher lane's demand is recent.
+  [[nodiscard]] quota::Take spare(QuotaState& state, double want, Timestamp now) const;
+  // The policy of one lease for `lane` (the class comment's lanes), applied
+  // to the row read.
+  [[nodiscard]] quota::Take lease(QuotaState& state, PgQuotaRow& row, QuotaLane lane, double want,
+                                  Timestamp now) const;
 
   std::shared_ptr<ConnectionPool> pool_;
   PgRateLimiterOptions options_;
