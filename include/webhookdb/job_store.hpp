@@ -10,17 +10,18 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/backfill_job.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/service_integration.hpp"
 
 namespace webhookdb {
 
 // Held while a backfill of one integration runs; released on destruction.
-class IntegrationLock {
+class WEBHOOKDB_EXPORT IntegrationLock {
  public:
   virtual ~IntegrationLock() = default;
 };
 
-class JobStore {
+class WEBHOOKDB_EXPORT JobStore {
  public:
   virtual ~JobStore() = default;
 

@@ -36,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/logger.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/time.hpp"
@@ -50,7 +51,7 @@ enum class CancelResult {
   not_running,  // done, failed or already cancelled: nothing to stop
   not_found,    // no queue row for this job
 };
-[[nodiscard]] std::string_view to_string(CancelResult result) noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT std::string_view to_string(CancelResult result) noexcept;
 
 // One backfiller's counters in one job, as last persisted.
 struct PersistedProgress {
@@ -80,7 +81,7 @@ struct IntegrationSummary {
 };
 
 // A job with its queue row and its progress (summed over its backfillers).
-struct JobSummary {
+struct WEBHOOKDB_EXPORT JobSummary {
   std::int64_t job_id = 0;
   std::string opaque_id;
   std::int64_t integration_id = 0;
@@ -125,7 +126,7 @@ struct PgJobControlOptions {
   bool migrate = true;
 };
 
-class PgJobControl {
+class WEBHOOKDB_EXPORT PgJobControl {
  public:
   // Shares the queue's pool and schema.
   explicit PgJobControl(std::shared_ptr<PgJobQueue> queue, PgJobControlOptions options = {});
@@ -172,7 +173,7 @@ class PgJobControl {
 // most once per `interval` per job and backfiller, and its final report),
 // then hands every report to `next` (may be null). A failed write is logged
 // and never fails the backfill.
-class PgProgressSink final : public ProgressSink {
+class WEBHOOKDB_EXPORT PgProgressSink final : public ProgressSink {
  public:
   PgProgressSink(std::shared_ptr<PgJobControl> control, std::string owner, std::shared_ptr<ProgressSink> next,
                  std::chrono::milliseconds interval = std::chrono::seconds(1),

@@ -29,6 +29,7 @@
 #include <optional>
 #include <vector>
 
+#include "webhookdb/export.hpp"
 #include "webhookdb/oauth2.hpp"
 #include "webhookdb/pg/connection_pool.hpp"
 #include "webhookdb/pg/migrations.hpp"
@@ -43,7 +44,7 @@ struct OAuthTokenStoreOptions {
 };
 
 // Thread-safe.
-class PgOAuthTokenStore final : public oauth2::TokenStore {
+class WEBHOOKDB_EXPORT PgOAuthTokenStore final : public oauth2::TokenStore {
  public:
   explicit PgOAuthTokenStore(std::shared_ptr<ConnectionPool> pool, SecretKeys keys = SecretKeys::from_environment(),
                              OAuthTokenStoreOptions options = {});
