@@ -50,9 +50,15 @@ function(webhookdb_component name)
     # Installed, a shared component finds the components it links beside it:
     # an executable's RUNPATH does not serve its libraries' own dependencies.
     INSTALL_RPATH "$ORIGIN")
-  if(BUILD_SHARED_LIBS AND name IN_LIST WEBHOOKDB_HIDDEN_COMPONENTS)
+  # Shared builds: every component hidden but for WEBHOOKDB_EXPORT, and
+  # nothing outside namespace webhookdb in its dynamic symbol table
+  # (cmake/webhookdb.map says why). Check: nm -DC --defined-only <lib>.so
+  if(BUILD_SHARED_LIBS)
     set_target_properties(webhookdb_${name} PROPERTIES
       CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+    target_link_options(webhookdb_${name} PRIVATE
+      "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/webhookdb.map")
+    set_property(TARGET webhookdb_${name} APPEND PROPERTY LINK_DEPENDS ${PROJECT_SOURCE_DIR}/cmake/webhookdb.map)
   endif()
   # The webhookdb::<name> components it links (PUBLIC_LIBS), for the package
   # config: find_package(webhookdb COMPONENTS <name>) loads those first.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/column.hpp"
+#include "webhookdb/export.hpp"
 #include "webhookdb/time.hpp"
 
 namespace webhookdb::pg::values {
@@ -17,15 +18,16 @@ namespace webhookdb::pg::values {
 // NUL characters are removed from text and JSON. Throws InvalidInput (without
 // `where`; the caller adds the remote key and column) for invalid UTF-8 or a
 // value of the wrong shape (an object for an array column...).
-bool encode(ColumnType type, const nlohmann::json& value, std::string& out);
+WEBHOOKDB_INTERNAL_EXPORT bool encode(ColumnType type, const nlohmann::json& value, std::string& out);
 
 // A timestamp as PostgreSQL input text in UTC ("0001-01-01 00:00:00+00 BC"
 // style for years before 1, which ISO-8601 text cannot express to PostgreSQL).
-[[nodiscard]] std::string timestamp_text(Timestamp t);
+[[nodiscard]] WEBHOOKDB_INTERNAL_EXPORT std::string timestamp_text(Timestamp t);
 
 // The form two keys are compared in, to find duplicates of one batch as the
 // database would (uuid case and hyphens, integer spelling, stripped NULs).
-[[nodiscard]] std::string canonical_key(ColumnType type, const std::string& encoded);
+[[nodiscard]] WEBHOOKDB_INTERNAL_EXPORT std::string canonical_key(ColumnType type,
+                                                                  const std::string& encoded);
 
 // SQL expression that selects column `quoted` for decode() below.
 [[nodiscard]] std::string select_expr(ColumnType type, const std::string& quoted);
@@ -34,16 +36,17 @@ bool encode(ColumnType type, const nlohmann::json& value, std::string& out);
 
 // Microseconds since the epoch (text of a numeric epoch, as select_expr makes
 // for timestamptz) to a Timestamp; nullopt for infinity or garbage.
-[[nodiscard]] std::optional<Timestamp> timestamp_from_epoch_text(std::string_view text);
+[[nodiscard]] WEBHOOKDB_INTERNAL_EXPORT std::optional<Timestamp> timestamp_from_epoch_text(
+    std::string_view text);
 // SQL expression giving the epoch text of a timestamptz expression.
 [[nodiscard]] std::string epoch_expr(const std::string& expr);
 
 // Appends `text` escaped for COPY's text format (backslash, tab, newline, CR).
-void append_copy_escaped(std::string& buf, std::string_view text);
+WEBHOOKDB_INTERNAL_EXPORT void append_copy_escaped(std::string& buf, std::string_view text);
 
 // Appends `doc` as jsonb input text (see to_jsonb_text: encoded NULs removed),
 // already escaped for COPY's text format, without an intermediate string.
 // Throws InvalidInput("invalid UTF-8 in JSON") as encode() does.
-void append_jsonb_copy(std::string& buf, const nlohmann::json& doc);
+WEBHOOKDB_INTERNAL_EXPORT void append_jsonb_copy(std::string& buf, const nlohmann::json& doc);
 
 }  // namespace webhookdb::pg::values
