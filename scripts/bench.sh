@@ -42,3 +42,12 @@ cmake --build build/release --target webhookdb_curl_quota_fleet_tests -j "$(npro
 quota_seconds=60
 for arg in "$@"; do [[ $arg == --smoke ]] && quota_seconds=8; done
 WEBHOOKDB_QUOTA_FLEET_SECONDS=$quota_seconds build/release/tests/curl/webhookdb_curl_quota_fleet_tests
+# The same with real workers (issue 19): 4 webhookdb-worker processes
+# (--rate-limiter pg) run the backfill jobs of 8 integrations sharing that key
+# through the job queue: utilisation and refused share over 60 s per mode
+# (8 s with --smoke), and an incremental job's time while the full backfills
+# saturate the quota against its time on the idle quota. Writes
+# quota-fleet-bench-results.json.
+cmake --build build/release --target webhookdb-quota-fleet-bench webhookdb-worker -j "$(nproc)"
+build/release/bench/webhookdb-quota-fleet-bench --worker-exe build/release/src/jobs/webhookdb-worker \
+  --database-url "$WEBHOOKDB_TEST_DATABASE_URL" --json quota-fleet-bench-results.json "${smoke[@]}"
