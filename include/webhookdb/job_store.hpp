@@ -10,10 +10,19 @@
 #include <nlohmann/json.hpp>
 
 #include "webhookdb/backfill_job.hpp"
+#include "webhookdb/errors.hpp"
 #include "webhookdb/export.hpp"
 #include "webhookdb/service_integration.hpp"
 
 namespace webhookdb {
+
+// Thrown by Replicator::backfill when JobStore::start_job finds the job
+// finished by another run meanwhile (a run that waited for the integration's
+// lock); JobRunner reports it as already_finished.
+class WEBHOOKDB_EXPORT JobFinishedMeanwhile : public InvalidPrecondition {
+ public:
+  using InvalidPrecondition::InvalidPrecondition;
+};
 
 // Held while a backfill of one integration runs; released on destruction.
 class WEBHOOKDB_EXPORT IntegrationLock {
@@ -61,6 +70,16 @@ class WEBHOOKDB_EXPORT JobStore {
   }
   // Persists started_at and finished_at.
   virtual void update_job(const BackfillJob& job) = 0;
+  // Persists `job` as update_job does, as a run starts it, unless another
+  // run finished it meanwhile (stored finished, `job` not): then false and
+  // nothing is written. PgJobStore: one statement, no re-read of the job.
+  [[nodiscard]] virtual bool start_job(const BackfillJob& job) {
+    if (!job.finished_at) {
+      if (auto stored = find_job(job.id); stored && stored->finished_at) return false;
+    }
+    update_job(job);
+    return true;
+  }
   [[nodiscard]] virtual std::vector<BackfillJob> child_jobs(std::int64_t job_id) = 0;
   virtual void delete_job(std::int64_t id) = 0;
 

@@ -302,6 +302,17 @@ class WEBHOOKDB_EXPORT Replicator {
   std::optional<SweepReport> last_sweep_;
   mutable std::once_flag options_once_;
   mutable std::unique_ptr<BackfillOptions> options_;
+  // While backfill() runs (all under run_mutex_): the dependents that
+  // notify_dependents tells, read once per job instead of once per page.
+  std::mutex run_mutex_;
+  bool backfilling_ = false;
+  std::optional<std::vector<ServiceIntegration>> backfill_dependents_;
+  // A first run of a job with one backfiller writes no final "finished"
+  // checkpoint with its last rows, and one that wrote none at all (one page,
+  // one batch) has none to delete at its end (write_checked_rows watches).
+  bool omit_final_checkpoint_ = false;
+  bool final_checkpoint_omitted_ = false;
+  bool checkpoint_written_ = false;
   // context_.http when rate limited; detached in the destructor because its
   // resolver reads this replicator's options.
   std::shared_ptr<RateLimitedHttpClient> quota_client_;

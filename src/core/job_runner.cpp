@@ -39,6 +39,8 @@ JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cance
   if (!found || !found->integration) return JobRunOutcome::missing;
   auto& integration = found->integration;
 
+  if (found->job.finished_at) return JobRunOutcome::already_finished;
+
   auto lock = store.try_lock_integration(integration->id);
   if (!lock) {
     // Another run is backfilling this integration. WebhookDB marks this job
@@ -48,18 +50,23 @@ JobRunOutcome JobRunner::run(std::int64_t job_id, const CancellationToken& cance
     // waits its turn; the caller runs it again later.
     return JobRunOutcome::locked;
   }
-  // Re-read under the lock: the other run may have finished it meanwhile.
-  auto job = store.find_job(job_id);
-  if (!job) return JobRunOutcome::missing;
-  if (job->finished_at) return JobRunOutcome::already_finished;
-
+  // The job is not read again under the lock: the other run may have
+  // finished it meanwhile, which JobStore::start_job finds as backfill marks
+  // it started (one statement instead of a re-read and an update).
+  BackfillJob& job = found->job;
   auto replicator = registry_->make(*integration, context_);
   try {
-    replicator->backfill(*job, cancel);
+    replicator->backfill(job, cancel);
+  } catch (const JobFinishedMeanwhile&) {
+    return JobRunOutcome::already_finished;
   } catch (const CredentialsMissing&) {
-    job->finished_at = context_.clock->now();
-    store.update_job(*job);
+    job.finished_at = context_.clock->now();
+    store.update_job(job);
     return JobRunOutcome::credentials_missing;
+  } catch (const InvalidPrecondition&) {
+    // Deleted since it was read (start_job found no row): skipped as before.
+    if (!store.find_job(job_id)) return JobRunOutcome::missing;
+    throw;
   }
   return JobRunOutcome::ran;
 }

@@ -17,6 +17,19 @@ namespace {
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
+// Runs `f` when the scope ends, however it ends.
+template <class F>
+class ScopeExit {
+ public:
+  explicit ScopeExit(F f) : f_(std::move(f)) {}
+  ~ScopeExit() { f_(); }
+  ScopeExit(const ScopeExit&) = delete;
+  ScopeExit& operator=(const ScopeExit&) = delete;
+
+ private:
+  F f_;
+};
+
 // The remote key for messages: never throws (invalid UTF-8 shows as U+FFFD), shortened.
 std::string key_text(const nlohmann::json& key) {
   return key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).substr(0, 100);
@@ -339,14 +352,36 @@ void Replicator::check_rows(std::span<const Row> rows) const {
 }
 
 UpsertResult Replicator::write_checked_rows(std::span<const Row> rows, const UpsertOptions& options) {
-  UpsertResult result = replica().upsert(table_spec(), rows, options);
+  std::optional<UpsertOptions> without_checkpoint;
+  if (options.checkpoint) {
+    std::lock_guard lock(run_mutex_);
+    if (backfilling_ && omit_final_checkpoint_ && options.checkpoint->finished) {
+      // A crash before the job's end re-runs its one page: no checkpoint needed.
+      without_checkpoint = options;
+      without_checkpoint->checkpoint.reset();
+      final_checkpoint_omitted_ = true;
+    } else if (backfilling_) {
+      checkpoint_written_ = true;
+    }
+  }
+  UpsertResult result = replica().upsert(table_spec(), rows, without_checkpoint ? *without_checkpoint : options);
   notify_dependents(rows, result);
   return result;
 }
 
 void Replicator::notify_dependents(std::span<const Row> rows, const UpsertResult& result) {
   if (!context_.jobs || !context_.registry || rows.empty() || integration_.id == 0) return;
-  auto dependents = context_.jobs->dependents_of(integration_.id);
+  std::optional<std::vector<ServiceIntegration>> cached;
+  {
+    std::lock_guard lock(run_mutex_);
+    if (backfilling_) cached = backfill_dependents_;
+  }
+  const std::vector<ServiceIntegration> dependents =
+      cached ? std::move(*cached) : context_.jobs->dependents_of(integration_.id);
+  if (!cached) {
+    std::lock_guard lock(run_mutex_);
+    if (backfilling_) backfill_dependents_ = dependents;
+  }
   for (const auto& integration : dependents) {
     auto dependent = context_.registry->make(integration, context_);
     for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -509,6 +544,18 @@ void Replicator::check_backfillable(const BackfillJob& job) const {
 
 void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   check_backfillable(job);
+  {
+    std::lock_guard lock(run_mutex_);
+    backfilling_ = true;
+    backfill_dependents_.reset();
+    omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
+  }
+  const ScopeExit forget_run([this] {
+    std::lock_guard lock(run_mutex_);
+    backfilling_ = false;
+    backfill_dependents_.reset();
+    omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
+  });
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   const std::optional<BackfillWindow> window = backfill_window(job.criteria);  // malformed: refused here too
   const bool sweeping = prepare_sweep(job, window);
@@ -520,17 +567,30 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
                       : std::optional<Timestamp>{};
   // Taken before any page is fetched: rows changed during the run are caught next time.
   const Timestamp new_last_backfilled = now.now();
+  // A job never started before has no checkpoints: they are written only
+  // after started_at is committed (below), which nothing sets back to NULL.
+  const bool first_run = !job.started_at;
   job.started_at = now.now();
-  if (context_.jobs) context_.jobs->update_job(job);
+  // Marked started only if no other run finished it meanwhile (one statement
+  // in PgJobStore: the job runner does not read the job again under its lock).
+  if (context_.jobs && !context_.jobs->start_job(job)) {
+    throw JobFinishedMeanwhile("backfill job " + std::to_string(job.id) +
+                               " was finished by another run meanwhile; it is not run again");
+  }
 
   const bool checkpoints = job.id != 0 && context_.replica != nullptr;
+  bool one_page = false;  // the run's one backfiller handled one page
   try {
     // Inside the try: a store that fails here is a backfill error like any other.
     // Before any row is written; a resumed job keeps its first run's mark.
     if (sweeping) context_.replica->begin_sweep_run(table_spec(), sweep_run(job));
     std::map<std::string, Checkpoint> saved;
-    if (checkpoints) saved = context_.replica->load_checkpoints(job.id);
+    if (checkpoints && !first_run) saved = context_.replica->load_checkpoints(job.id);
     auto list = backfillers(job.criteria);
+    if (checkpoints && first_run && list.size() == 1) {
+      std::lock_guard lock(run_mutex_);
+      omit_final_checkpoint_ = true;
+    }
     std::vector<CancellableTask> tasks;
     tasks.reserve(list.size());
     std::set<std::string> keys;
@@ -556,6 +616,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
       });
     }
     run_tasks(std::move(tasks), cached_backfill_options().parallel, cancel);
+    one_page = list.size() == 1 && list[0]->progress().pages == 1;
   } catch (const std::exception& e) {
     if (on_backfill_error(e)) {
       // The job ends here and is never resumed: no sweep, and its run is forgotten.
@@ -577,7 +638,14 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   }
   job.finished_at = now.now();
   if (context_.jobs) context_.jobs->update_job(job);
-  if (checkpoints) context_.replica->clear_checkpoints(job.id);
+  bool clear = checkpoints;
+  {
+    // Nothing to delete: a first run of one page whose only checkpoint, the
+    // final one, was left out (a page boundary's checkpoint needs a second page).
+    std::lock_guard lock(run_mutex_);
+    if (one_page && omit_final_checkpoint_ && final_checkpoint_omitted_ && !checkpoint_written_) clear = false;
+  }
+  if (clear) context_.replica->clear_checkpoints(job.id);
   if (context_.jobs && context_.queue) enqueue_children(*context_.jobs, *context_.queue, job);
 }
 

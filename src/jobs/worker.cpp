@@ -98,6 +98,8 @@ struct Worker::Impl {
   // Operators' cancels (PgJobControl): the requests, and the running jobs
   // they stopped.
   std::shared_ptr<pg::PgJobControl> control;
+  // Persists the jobs' progress; holds their final reports for settle().
+  std::shared_ptr<pg::PgProgressSink> progress;
   std::set<std::int64_t> cancel_asked;
   WorkerStats stats;
   std::mutex stop_mutex;  // serializes stop()
@@ -215,6 +217,8 @@ struct Worker::Impl {
       ending.cancel_asked = cancel_asked.erase(lease.job_id) > 0;
     }
     settle(lease, ending, *source, report);
+    // The final progress reports not written by complete() (another ending).
+    if (progress) progress->flush_held(lease.job_id);
     report.elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (ending.yielded && report.result == RunResult::released) {
@@ -291,7 +295,10 @@ struct Worker::Impl {
         report.result = settle_deferral(lease, ending.deferral);
         report.error = "given back: " + ending.deferral.why;
       } else if (!error) {
-        report.result = queue->complete(lease) ? RunResult::completed : RunResult::lease_lost;
+        // With the run's final progress reports, in the same statement.
+        const bool done = progress ? control->complete(lease, progress->take_held(lease.job_id), options.owner)
+                                   : queue->complete(lease);
+        report.result = done ? RunResult::completed : RunResult::lease_lost;
       } else {
         settle_error(lease, ending, source.cancelled(), report);
       }
@@ -579,8 +586,12 @@ Worker::Worker(std::shared_ptr<const Registry> registry, ReplicatorContext conte
   impl_->options = std::move(options);
   impl_->control = std::make_shared<pg::PgJobControl>(impl_->queue, pg::PgJobControlOptions{impl_->logger, true});
   if (impl_->options.progress_interval.count() > 0) {
-    context.progress = std::make_shared<pg::PgProgressSink>(impl_->control, impl_->options.owner, context.progress,
-                                                            impl_->options.progress_interval, impl_->logger);
+    auto sink = std::make_shared<pg::PgProgressSink>(impl_->control, impl_->options.owner, context.progress,
+                                                     impl_->options.progress_interval, impl_->logger);
+    // Final reports are written with the job's end (settle): no commit of their own.
+    sink->hold_short_final_reports(true);
+    impl_->progress = sink;
+    context.progress = std::move(sink);
   }
   impl_->runner = std::make_unique<JobRunner>(impl_->registry, context);
   impl_->context = std::move(context);

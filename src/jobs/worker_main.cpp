@@ -307,7 +307,7 @@ std::shared_ptr<HttpClient> with_oauth2(const WorkerSettings& settings,
   if (!settings.oauth2 || !http) return http;
   auto grants = std::make_shared<pg::PgOAuthTokenStore>(
       pool, pg::SecretKeys::from_environment(),
-      pg::OAuthTokenStoreOptions{.lock_wait = settings.oauth2_lock_wait});
+      pg::OAuthTokenStoreOptions{.lock_wait = settings.oauth2_lock_wait, .grant_list_every = std::chrono::seconds(1)});
   grants->migrate();
   oauth2::OAuth2Options options;
   options.refresh_margin = settings.oauth2_refresh_margin;

@@ -401,6 +401,55 @@ void PgJobControl::record_progress(const BackfillProgress& p, const std::string&
        std::to_string(p.elapsed.count()), p.done ? "true" : "false"});
 }
 
+bool PgJobControl::complete(const Lease& lease, const std::vector<BackfillProgress>& progress,
+                            const std::string& owner) {
+  if (progress.empty()) return impl_->queue->complete(lease);
+  if (lease.token.empty()) {
+    throw InvalidPrecondition("PgJobControl::complete needs a lease from take() (job " +
+                              std::to_string(lease.job_id) + " has no token)");
+  }
+  // The queue's complete and the progress rows in one statement (one
+  // commit); the rows only while the lease is held (`c` is not empty).
+  std::vector<Param> params{std::to_string(lease.job_id), lease.token, owner};
+  std::string rows;
+  for (const auto& p : progress) {
+    const std::size_t n = params.size();
+    const auto arg = [&](std::size_t k, const char* type) { return "$" + std::to_string(n + k) + "::" + type; };
+    rows += std::string(rows.empty() ? "" : ", ") + "(" + arg(1, "text") + ", " + arg(2, "bigint") + ", " +
+            arg(3, "bigint") + ", " + arg(4, "bigint") + ", " + arg(5, "bigint") + ", " + arg(6, "bigint") + ", " +
+            arg(7, "bigint") + ", " + arg(8, "boolean") + ")";
+    for (const std::string& v :
+         {p.backfiller, std::to_string(p.pages), std::to_string(p.items), std::to_string(p.rows_written),
+          std::to_string(p.retries), std::to_string(p.bytes), std::to_string(p.elapsed.count()),
+          std::string(p.done ? "true" : "false")}) {
+      params.emplace_back(v);
+    }
+  }
+  const std::string sql =
+      "WITH c AS (UPDATE " + impl_->queue_table +
+      " SET state = 'done', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+      "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+      "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id), "
+      "p AS (INSERT INTO " + impl_->progress_table +
+      " AS p (job_id, backfiller, owner, pages, items, rows_written, retries, bytes, elapsed_ms, done) "
+      "SELECT c.job_id, v.backfiller, $3::text, v.pages, v.items, v.rows_written, v.retries, v.bytes, v.elapsed_ms, "
+      "v.done FROM c, (VALUES " + rows + ") AS v (backfiller, pages, items, rows_written, retries, bytes, "
+      "elapsed_ms, done) "
+      "ON CONFLICT (job_id, backfiller) DO UPDATE SET owner = EXCLUDED.owner, "
+      "pages = EXCLUDED.pages, items = EXCLUDED.items, rows_written = EXCLUDED.rows_written, "
+      "retries = EXCLUDED.retries, bytes = EXCLUDED.bytes, elapsed_ms = EXCLUDED.elapsed_ms, "
+      "done = EXCLUDED.done, updated_at = clock_timestamp()) "
+      "SELECT job_id FROM c";
+  // Guarded by state and lease token: a repeat on a fresh connection after a
+  // lost one changes nothing the first did.
+  try {
+    return !impl_->pool().exec(sql, params).empty();
+  } catch (const StoreError& e) {
+    if (!e.retryable()) throw;
+    return !impl_->pool().exec(sql, params).empty();
+  }
+}
+
 // --- PgProgressSink ---
 
 PgProgressSink::PgProgressSink(std::shared_ptr<PgJobControl> control, std::string owner,
@@ -415,29 +464,26 @@ PgProgressSink::PgProgressSink(std::shared_ptr<PgJobControl> control, std::strin
   if (interval_.count() <= 0) throw InvalidPrecondition("PgProgressSink interval must be positive");
 }
 
-void PgProgressSink::on_progress(const BackfillProgress& progress) {
-  if (next_) next_->on_progress(progress);
-  if (progress.job_id == 0) return;  // not a job's backfill
-  const auto now = std::chrono::steady_clock::now();
-  bool write = false;
-  {
-    std::lock_guard lock(mutex_);
-    const auto key = std::make_pair(progress.job_id, progress.backfiller);
-    auto it = written_.find(key);
-    if (progress.done) {
-      // The final figures, always (one write per backfiller even for a short job).
-      write = true;
-      if (it != written_.end()) written_.erase(it);
-    } else if (it == written_.end()) {
-      // A job shorter than one interval writes only its final report.
-      if (written_.size() > 10'000) written_.clear();  // runs that never reported done (cancelled, failed)
-      written_.emplace(key, now);
-    } else if (now - it->second >= interval_) {
-      write = true;
-      it->second = now;
-    }
+void PgProgressSink::hold_short_final_reports(bool hold) {
+  std::lock_guard lock(mutex_);
+  hold_ = hold;
+}
+
+std::vector<BackfillProgress> PgProgressSink::take_held(std::int64_t job_id) {
+  std::vector<BackfillProgress> out;
+  std::lock_guard lock(mutex_);
+  if (auto it = held_.find(job_id); it != held_.end()) {
+    for (auto& h : it->second) out.push_back(std::move(h.progress));
+    held_.erase(it);
   }
-  if (!write) return;
+  return out;
+}
+
+void PgProgressSink::flush_held(std::int64_t job_id) {
+  for (const auto& p : take_held(job_id)) write(p);
+}
+
+void PgProgressSink::write(const BackfillProgress& progress) {
   try {
     control_->record_progress(progress, owner_);
   } catch (const std::exception& e) {
@@ -447,6 +493,53 @@ void PgProgressSink::on_progress(const BackfillProgress& progress) {
                                        ": could not persist its progress (" + e.what() + ")");
     }
   }
+}
+
+void PgProgressSink::on_progress(const BackfillProgress& progress) {
+  if (next_) next_->on_progress(progress);
+  if (progress.job_id == 0) return;  // not a job's backfill
+  const auto now = std::chrono::steady_clock::now();
+  bool write_now = false;
+  std::vector<BackfillProgress> overdue;  // held reports of this job an interval old
+  {
+    std::lock_guard lock(mutex_);
+    const auto key = std::make_pair(progress.job_id, progress.backfiller);
+    auto it = written_.find(key);
+    if (auto h = held_.find(progress.job_id); h != held_.end()) {
+      auto& list = h->second;
+      for (auto i = list.begin(); i != list.end();) {
+        if (now - i->at >= interval_) {
+          overdue.push_back(std::move(i->progress));
+          i = list.erase(i);
+        } else {
+          ++i;
+        }
+      }
+      if (list.empty()) held_.erase(h);
+    }
+    if (progress.done) {
+      // The final figures, always (one write per backfiller even for a short
+      // job); held, they are written with the job's end (or an interval later).
+      if (it != written_.end()) written_.erase(it);
+      if (hold_) {
+        if (held_.size() > 10'000) held_.clear();  // never taken: the worker is not asking
+        auto& list = held_[progress.job_id];
+        std::erase_if(list, [&](const Held& x) { return x.progress.backfiller == progress.backfiller; });
+        list.push_back(Held{progress, now});
+      } else {
+        write_now = true;
+      }
+    } else if (it == written_.end()) {
+      // A job shorter than one interval writes only its final report.
+      if (written_.size() > 10'000) written_.clear();  // runs that never reported done (cancelled, failed)
+      written_.emplace(key, now);
+    } else if (now - it->second >= interval_) {
+      write_now = true;
+      it->second = now;
+    }
+  }
+  for (const auto& p : overdue) write(p);
+  if (write_now) write(progress);
 }
 
 }  // namespace webhookdb::pg

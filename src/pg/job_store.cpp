@@ -578,29 +578,41 @@ std::optional<PgJobStore::JobAndIntegration> PgJobStore::find_job_and_integratio
       });
 }
 
-void PgJobStore::update_job(const BackfillJob& job) {
+// One statement in autocommit. It sets the same values whenever it runs, so
+// a connection lost before the answer is tried again on a fresh one.
+std::size_t PgJobStore::write_job(const BackfillJob& job, bool unless_finished) {
   migrate();
   auto& impl = state_->impl();
   const std::string what = "updating backfill job " + std::to_string(job.id);
   const std::string sql = "UPDATE " + state_->jobs +
                           " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
-                          " updated_at = now() WHERE id = $1";
-  // One statement in autocommit. It sets the same values whenever it runs,
-  // so a connection lost before the answer is tried again on a fresh one.
-  pqxx::result r;
+                          " updated_at = now() WHERE id = $1" +
+                          (unless_finished ? " AND finished_at IS NULL" : "");
   for (int attempt = 0;; ++attempt) {
     try {
-      r = impl.autocommit(what, [&](pqxx::nontransaction& tx) {
-        return exec_prepared(tx, sql, job.id, ts_param(job.started_at), ts_param(job.finished_at));
+      return impl.autocommit(what, [&](pqxx::nontransaction& tx) {
+        return static_cast<std::size_t>(
+            exec_prepared(tx, sql, job.id, ts_param(job.started_at), ts_param(job.finished_at)).affected_rows());
       });
-      break;
     } catch (const StoreError& e) {
       if (!e.retryable() || attempt >= impl.config.retries) throw;
     }
   }
-  if (r.affected_rows() == 0) {
+}
+
+void PgJobStore::update_job(const BackfillJob& job) {
+  if (write_job(job, false) == 0) {
     throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
   }
+}
+
+bool PgJobStore::start_job(const BackfillJob& job) {
+  if (write_job(job, !job.finished_at) > 0) return true;
+  // Nothing written: finished meanwhile, or gone (rare: read again to tell).
+  if (!find_job(job.id)) {
+    throw InvalidPrecondition("no backfill job with id " + std::to_string(job.id) + " to update");
+  }
+  return false;
 }
 
 std::vector<BackfillJob> PgJobStore::child_jobs(std::int64_t job_id) {

@@ -1,7 +1,10 @@
 #include "webhookdb/pg/oauth_token_store.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
 #include <mutex>
+#include <vector>
 
 #include "pg/pool_impl.hpp"
 #include "pg/secret_box.hpp"
@@ -79,6 +82,46 @@ struct PgOAuthTokenStore::State {
   bool migrated = false;
 
   ConnectionPool::Impl& impl() const { return pool->impl(); }
+
+  // load()'s prepared statement, named by the table (stores of several
+  // schemas may share a connection).
+  std::string load_name;
+
+  // OAuthTokenStoreOptions::grant_list_every: the integrations holding a
+  // grant, as last read (sorted), and when; unknown while `grant_list_read`
+  // is unset or the list was too long to keep.
+  static constexpr std::size_t kGrantListMax = 10'000;
+  std::mutex grant_list_mutex;
+  std::optional<std::chrono::steady_clock::time_point> grant_list_read;
+  bool grant_list_complete = false;
+  std::vector<std::int64_t> grant_list;
+
+  // True when a fresh enough list of the integrations holding a grant does
+  // not name `id` (read again at most every grant_list_every).
+  bool surely_without_grant(std::int64_t id) {
+    if (options.grant_list_every.count() <= 0) return false;
+    std::lock_guard lock(grant_list_mutex);
+    const auto now = std::chrono::steady_clock::now();
+    if (!grant_list_read || now - *grant_list_read >= options.grant_list_every) {
+      std::vector<std::int64_t> ids;
+      impl().autocommit("listing the integrations with an OAuth2 grant", [&](pqxx::nontransaction& tx) {
+        for (const auto& row : tx.exec("SELECT integration_id FROM " + table + " ORDER BY 1 LIMIT " +
+                                       std::to_string(kGrantListMax + 1))) {
+          ids.push_back(row[0].as<std::int64_t>());
+        }
+      });
+      grant_list_complete = ids.size() <= kGrantListMax;
+      grant_list = grant_list_complete ? std::move(ids) : std::vector<std::int64_t>{};
+      grant_list_read = now;
+    }
+    return grant_list_complete && !std::binary_search(grant_list.begin(), grant_list.end(), id);
+  }
+
+  // A grant stored by this process is seen by its next load() at once.
+  void forget_grant_list() {
+    std::lock_guard lock(grant_list_mutex);
+    grant_list_read.reset();
+  }
 
   std::string sealed(std::int64_t id, Sealed c, const std::string& value) const {
     if (value.empty()) return value;
@@ -173,6 +216,7 @@ PgOAuthTokenStore::PgOAuthTokenStore(std::shared_ptr<ConnectionPool> pool, Secre
   state_->keys = std::move(keys);
   state_->options = options;
   state_->table = sql::ident(state_->pool->config().schema, "schema") + ".webhookdb_oauth_grants";
+  state_->load_name = "webhookdb_oauth_load_" + std::to_string(std::hash<std::string>{}(state_->table));
 }
 
 PgOAuthTokenStore::~PgOAuthTokenStore() = default;
@@ -245,20 +289,30 @@ void PgOAuthTokenStore::authorize(std::int64_t integration_id, const oauth2::Cli
                          s.sealed(integration_id, Sealed::refresh_token, tokens.refresh_token),
                          grant_ts_param(tokens.issued_at), grant_ts_param(tokens.expires_at));
                    });
+  state_->forget_grant_list();
 }
 
 std::optional<oauth2::Grant> PgOAuthTokenStore::load(std::int64_t integration_id) {
   migrate();
   const State& s = *state_;
+  if (state_->surely_without_grant(integration_id)) return std::nullopt;
   auto& i = s.impl();
-  return i.in_transaction("reading the OAuth2 grant of integration " + std::to_string(integration_id),
-                          i.config.retries, [&](pqxx::work& tx) -> std::optional<oauth2::Grant> {
-                            const auto rows = tx.exec_params("SELECT " + std::string(kGrantColumns) + " FROM " + s.table +
-                                                                 " WHERE integration_id = $1",
-                                                             integration_id);
+  // One prepared statement in autocommit (no BEGIN and COMMIT round trips,
+  // planned once per connection); a read, so tried again on a lost connection.
+  const std::string sql = "SELECT " + std::string(kGrantColumns) + " FROM " + s.table + " WHERE integration_id = $1";
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return i.autocommit("reading the OAuth2 grant of integration " + std::to_string(integration_id),
+                          [&](pqxx::nontransaction& tx) -> std::optional<oauth2::Grant> {
+                            tx.conn().prepare(s.load_name, sql);
+                            const auto rows = tx.exec_prepared(s.load_name, integration_id);
                             if (rows.empty()) return std::nullopt;
                             return s.grant_from(rows[0]);
                           });
+    } catch (const StoreError& e) {
+      if (!e.retryable() || attempt >= i.config.retries) throw;
+    }
+  }
 }
 
 oauth2::Grant PgOAuthTokenStore::refresh(std::int64_t integration_id, std::int64_t stale_generation,

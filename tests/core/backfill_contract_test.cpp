@@ -265,6 +265,77 @@ class CheckpointsUnreadable final : public ReplicaStore {
   std::shared_ptr<ReplicaStore> next_;
 };
 
+// A replica store that counts what a backfill does with checkpoints.
+class CountingCheckpoints final : public ReplicaStore {
+ public:
+  explicit CountingCheckpoints(std::shared_ptr<ReplicaStore> next) : next_(std::move(next)) {}
+  void create_table(const TableSpec& spec) override { next_->create_table(spec); }
+  void ensure_all_columns(const TableSpec& spec) override { next_->ensure_all_columns(spec); }
+  void drop_table(const TableSpec& spec) override { next_->drop_table(spec); }
+  UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) override {
+    if (options.checkpoint) ++written;
+    return next_->upsert(spec, rows, options);
+  }
+  std::optional<Row> find(const TableSpec& spec, const nlohmann::json& key) override { return next_->find(spec, key); }
+  std::size_t count(const TableSpec& spec) override { return next_->count(spec); }
+  void for_each(const TableSpec& spec, const std::function<void(const Row&)>& visit) override {
+    next_->for_each(spec, visit);
+  }
+  std::map<std::string, Checkpoint> load_checkpoints(std::int64_t job_id) override {
+    ++loads;
+    return next_->load_checkpoints(job_id);
+  }
+  void save_checkpoint(const Checkpoint& checkpoint) override {
+    ++written;
+    next_->save_checkpoint(checkpoint);
+  }
+  void clear_checkpoints(std::int64_t job_id) override {
+    ++clears;
+    next_->clear_checkpoints(job_id);
+  }
+  int loads = 0;
+  int written = 0;
+  int clears = 0;
+
+ private:
+  std::shared_ptr<ReplicaStore> next_;
+};
+
+// Issue 18: a job's first run reads no checkpoints (none can exist before it
+// is marked started), and one of one page writes none and deletes none; a
+// run of a job that ran before reads them, and two pages need them.
+TEST_F(BackfillContract, AFirstRunOfOnePageNeitherReadsNorWritesCheckpoints) {
+  h.fake->backfill_options.write_mode = BackfillWriteMode::batched;
+  auto si = h.integration();
+  auto ctx = h.context();
+  auto counting = std::make_shared<CountingCheckpoints>(h.replica);
+  ctx.replica = counting;
+  auto r = h.registry->make(si, ctx);
+  r->create_table();
+  h.http->respond_json(fake_page({fake_item("a", "2024-01-01T00:00:00Z")}));
+  auto job = h.job(si);
+  r->backfill(job);
+  EXPECT_TRUE(job.finished_at);
+  EXPECT_EQ(counting->loads, 0);
+  EXPECT_EQ(counting->written, 0);
+  EXPECT_EQ(counting->clears, 0);
+  EXPECT_TRUE(h.replica->load_checkpoints(job.id).empty());
+
+  h.http->respond_json(fake_page({fake_item("b", "2024-01-01T00:00:00Z")}));
+  r->backfill(job);  // it ran before: its checkpoints are read
+  EXPECT_EQ(counting->loads, 1);
+  EXPECT_EQ(counting->clears, 1);
+
+  auto two_pages = h.job(si);
+  h.http->respond_json(fake_page({fake_item("c", "2024-01-01T00:00:00Z")}, "next"));
+  h.http->respond_json(fake_page({fake_item("d", "2024-01-01T00:00:00Z")}));
+  r->backfill(two_pages);
+  EXPECT_EQ(counting->loads, 1) << "a first run";
+  EXPECT_GE(counting->written, 1) << "the first page's checkpoint";
+  EXPECT_EQ(counting->clears, 2);
+  EXPECT_TRUE(h.replica->load_checkpoints(two_pages.id).empty());
+}
+
 TEST_F(BackfillContract, CheckpointLoadErrorGoesThroughOnBackfillError) {
   auto si = h.integration();
   auto ctx = h.context();
@@ -273,6 +344,9 @@ TEST_F(BackfillContract, CheckpointLoadErrorGoesThroughOnBackfillError) {
   r->create_table();
   auto job = h.job(si);
   ASSERT_NE(job.id, 0) << "checkpoints are loaded only for a stored job";
+  // ... that ran before: a first run has none to load (Replicator::backfill).
+  job.started_at = h.clock->now();
+  h.jobs->update_job(job);
 
   h.fake->on_backfill_error = [](const std::exception& e) { return dynamic_cast<const StoreError*>(&e) != nullptr; };
   ASSERT_NO_THROW(r->backfill(job));
@@ -283,6 +357,8 @@ TEST_F(BackfillContract, CheckpointLoadErrorGoesThroughOnBackfillError) {
 
   // Unhandled, it is still seen by on_backfill_error first, then rethrown.
   auto again = h.job(si);
+  again.started_at = h.clock->now();
+  h.jobs->update_job(again);
   h.fake->on_backfill_error = [](const std::exception&) { return false; };
   EXPECT_THROW(r->backfill(again), StoreError);
   EXPECT_EQ(h.fake->backfill_errors().size(), 2U);

@@ -116,5 +116,47 @@ TEST_F(JobControlTest, ProgressIsWrittenAtMostOncePerIntervalAndAtTheEnd) {
   EXPECT_FALSE(rows[0].done);
 }
 
+// webhookdb-worker holds a job's final reports and writes them with the
+// queue's 'done' in one statement (issue 18: no commit of their own).
+TEST_F(JobControlTest, HeldFinalReportsAreWrittenWithTheJobsEnd) {
+  PgProgressSink sink(control_, "w", nullptr, 1h);
+  sink.hold_short_final_reports(true);
+  queue_->enqueue(6);
+  auto lease = queue_->take("w");
+  ASSERT_TRUE(lease);
+  BackfillProgress p;
+  p.job_id = 6;
+  p.backfiller = "b";
+  p.pages = 1;
+  p.rows_written = 10;
+  p.done = true;
+  sink.on_progress(p);
+  EXPECT_TRUE(control_->progress(6).empty()) << "held";
+  EXPECT_TRUE(control_->complete(*lease, sink.take_held(6), "w"));
+  EXPECT_EQ(queue_->entry(6)->state, QueueState::done);
+  auto rows = control_->progress(6);
+  ASSERT_EQ(rows.size(), 1U);
+  EXPECT_TRUE(rows[0].done);
+  EXPECT_EQ(rows[0].rows_written, 10U);
+  EXPECT_EQ(rows[0].owner, "w");
+  EXPECT_TRUE(sink.take_held(6).empty());
+
+  queue_->enqueue(7);
+  auto lost = queue_->take("w");
+  ASSERT_TRUE(lost);
+  p.job_id = 7;
+  sink.on_progress(p);
+  auto stale = *lost;
+  stale.token = "00";
+  EXPECT_FALSE(control_->complete(stale, sink.take_held(7), "w")) << "not its lease";
+  EXPECT_TRUE(control_->progress(7).empty()) << "nor its progress";
+  EXPECT_EQ(queue_->entry(7)->state, QueueState::running);
+
+  p.job_id = 8;  // a run that ends otherwise: flushed
+  sink.on_progress(p);
+  sink.flush_held(8);
+  EXPECT_EQ(control_->progress(8).size(), 1U);
+}
+
 }  // namespace
 }  // namespace webhookdb::pg

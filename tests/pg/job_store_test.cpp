@@ -211,6 +211,31 @@ TEST_F(PgJobStoreTest, JobsCrud) {
   EXPECT_EQ(store->find_job(created.id), std::nullopt);
 }
 
+// A run marks its job started in one statement that also finds a job
+// another run finished meanwhile (issue 18: no re-read under the lock).
+TEST_F(PgJobStoreTest, StartJobWritesUnlessAnotherRunFinishedIt) {
+  const auto si = make("start");
+  BackfillJob job;
+  job.service_integration_id = si.id;
+  auto read = store->create_job(job);  // as a runner read it, unfinished
+  read.started_at = *parse_timestamp("2024-01-01T00:01:00Z");
+  EXPECT_TRUE(store->start_job(read));
+  EXPECT_EQ(store->find_job(read.id)->started_at, read.started_at);
+
+  auto other = read;  // another run finishes it
+  other.finished_at = *parse_timestamp("2024-01-01T00:02:00Z");
+  store->update_job(other);
+  auto late = read;
+  late.started_at = *parse_timestamp("2024-01-01T00:03:00Z");
+  EXPECT_FALSE(store->start_job(late)) << "finished meanwhile: not started again";
+  EXPECT_EQ(store->find_job(read.id), other) << "nothing written";
+  EXPECT_TRUE(store->start_job(other)) << "a finished job run again on purpose (its finished_at known) starts";
+
+  BackfillJob gone = late;
+  gone.id = 999999;
+  EXPECT_THROW((void)store->start_job(gone), InvalidPrecondition);
+}
+
 // The job runner's first look (issue 18: one statement instead of two):
 // the same job and integration as find_job and find_integration, secrets
 // opened; a job whose integration is gone comes without it.

@@ -120,6 +120,24 @@ class PgOAuthTest : public PgTest {
   std::shared_ptr<testing::ManualClock> clock = std::make_shared<testing::ManualClock>();
 };
 
+// grant_list_every (webhookdb-worker: 1 s): an integration without a grant
+// costs no statement per load, a grant another process stores is seen once
+// the list is read again, this store's own at once; 0 reads every time.
+TEST_F(PgOAuthTest, AListOfGrantsAnswersForIntegrationsWithout) {
+  auto listing = process({.grant_list_every = 1h});
+  auto exact = process();
+  auto other = process();
+  EXPECT_FALSE(listing.store->load(11)) << "none yet: the list is read";
+  EXPECT_FALSE(exact.store->load(11));
+  other.store->authorize(11, client(), {.refresh_token = "rt-0"});
+  EXPECT_TRUE(exact.store->load(11)) << "read every time";
+  EXPECT_FALSE(listing.store->load(11)) << "the list is an hour fresh";
+  listing.store->authorize(12, client(), {.refresh_token = "rt-0"});
+  EXPECT_TRUE(listing.store->load(12)) << "its own grant, at once (the list is read again)";
+  EXPECT_TRUE(listing.store->load(11)) << "and with it the other process's";
+  EXPECT_FALSE(listing.store->load(13));
+}
+
 // Six processes, each with two threads, through five expiries: exactly one
 // refresh per expiry, every refresh token spent once, none refused.
 TEST_F(PgOAuthTest, RacingProcessesRefreshOnceAndSpendEachRefreshTokenOnce) {

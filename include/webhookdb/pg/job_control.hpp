@@ -163,6 +163,10 @@ class WEBHOOKDB_EXPORT PgJobControl {
   // False when the lease was lost meanwhile.
   bool finish_cancelled(const Lease& lease);
   void record_progress(const BackfillProgress& progress, const std::string& owner);
+  // PgJobQueue::complete, with `progress` (final reports held back by a
+  // PgProgressSink, take_held) written in the same statement when the lease
+  // is still held: one commit for both. False when the lease was lost.
+  bool complete(const Lease& lease, const std::vector<BackfillProgress>& progress, const std::string& owner);
 
  private:
   struct Impl;
@@ -180,7 +184,24 @@ class WEBHOOKDB_EXPORT PgProgressSink final : public ProgressSink {
                  std::shared_ptr<Logger> logger = nullptr);
   void on_progress(const BackfillProgress& progress) override;
 
+  // Holding (off by default; webhookdb-worker turns it on): a backfiller's
+  // final report is held instead of written, until take_held
+  // (PgJobControl::complete writes it with the job's end: no commit of its
+  // own) or flush_held; a held report is written anyway with the next report
+  // of its job that comes an interval later (other backfillers still run).
+  void hold_short_final_reports(bool hold);
+  [[nodiscard]] std::vector<BackfillProgress> take_held(std::int64_t job_id);
+  void flush_held(std::int64_t job_id);
+
  private:
+  void write(const BackfillProgress& progress);
+  struct Held {
+    BackfillProgress progress;
+    std::chrono::steady_clock::time_point at;
+  };
+  bool hold_ = false;
+  // job -> its held final reports (one per backfiller).
+  std::map<std::int64_t, std::vector<Held>> held_;
   std::shared_ptr<PgJobControl> control_;
   std::string owner_;
   std::shared_ptr<ProgressSink> next_;

@@ -73,6 +73,10 @@ class WEBHOOKDB_EXPORT PgJobStore final : public JobStore {
   // Persists started_at and finished_at in one statement (autocommit, no
   // BEGIN and COMMIT round trips); InvalidPrecondition when the job is gone.
   void update_job(const BackfillJob& job) override;
+  // update_job's statement, guarded by `finished_at IS NULL` (when `job` is
+  // unfinished): marks a run started and checks that no other run finished
+  // the job meanwhile in one autocommit statement, without re-reading it.
+  [[nodiscard]] bool start_job(const BackfillJob& job) override;
   // In id order.
   [[nodiscard]] std::vector<BackfillJob> child_jobs(std::int64_t job_id) override;
   // Deletes the job and its descendants.
@@ -92,6 +96,8 @@ class WEBHOOKDB_EXPORT PgJobStore final : public JobStore {
   [[nodiscard]] static const std::vector<Migration>& migrations();
 
  private:
+  // Rows changed by update_job's statement (with `AND finished_at IS NULL`).
+  std::size_t write_job(const BackfillJob& job, bool unless_finished);
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -41,6 +41,14 @@ struct OAuthTokenStoreOptions {
   // How long refresh() waits for another process's refresh of the same
   // integration (its lock_timeout) before a retryable StoreError.
   std::chrono::milliseconds lock_wait = std::chrono::seconds(30);
+  // 0: every load() reads its integration's row. Positive: load() first looks
+  // in a list of the integrations holding a grant (up to 10,000; a longer
+  // list is not kept), read again at most this often, and returns nullopt
+  // for one it does not name without a statement: a grant another process
+  // stores is seen within this long (this store's own authorize at once).
+  // webhookdb-worker: 1 s (OAuth2Credentials asks again about a missing grant
+  // only every no_grant_recheck, 30 s), so a static-key job reads no grant.
+  std::chrono::milliseconds grant_list_every{0};
 };
 
 // Thread-safe.
