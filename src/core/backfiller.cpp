@@ -1,8 +1,10 @@
 #include "webhookdb/backfiller.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -343,6 +345,8 @@ struct ConcurrentWalk {
     std::uint64_t generation = 0;
     BackfillPage page;
     std::exception_ptr error;
+    // The page passed a limit (BackfillLimits): thrown once it is handled.
+    std::exception_ptr error_after;
   };
   struct Task {
     std::uint64_t seq = 0;
@@ -356,6 +360,7 @@ struct ConcurrentWalk {
   std::map<std::uint64_t, Slot> slots;  // scheduled and not consumed yet
   std::uint64_t consumed = 0;           // the seq the consumer waits for
   std::uint64_t next_seq = 0;           // the next seq to schedule
+  std::uint64_t counted = 0;            // the next seq to count against the limits
   std::optional<std::string> follow;    // the token of next_seq when it is not in the range
   std::shared_ptr<const PagesAhead> range;
   std::uint64_t range_base = 0;  // the seq of range->token(0)
@@ -388,8 +393,11 @@ struct ConcurrentWalk {
     return task;
   }
 
-  // A fetch finished; dropped when its page was discarded meanwhile.
-  void finish(const Task& task, BackfillPage page, std::exception_ptr error, bool ranges) {
+  // A fetch finished; dropped when its page was discarded meanwhile. `count`
+  // is Backfiller::count_page: the pages fetched are counted in page order as
+  // soon as they are, so a limit stops the fetching as the serial loop does.
+  void finish(const Task& task, BackfillPage page, std::exception_ptr error, bool ranges,
+              const std::function<void(bool, const std::string&)>& count) {
     auto it = slots.find(task.seq);
     if (stopped || it == slots.end() || it->second.generation != task.generation) return;
     Slot& slot = it->second;
@@ -399,19 +407,31 @@ struct ConcurrentWalk {
       failed = true;
       return;
     }
-    // The page after this one is not in the range: this page names it.
-    if (task.seq + 1 == next_seq && !in_range(task.seq + 1)) {
-      if (page.next.empty()) {
-        end = true;
-      } else if (ranges && !serial_only && page.ahead && page.ahead->count > 0 && page.ahead->token &&
-                 page.ahead->token(0) == page.next) {
-        range = page.ahead;
-        range_base = task.seq + 1;
-      } else {
-        follow = page.next;
+    slot.page = std::move(page);
+    for (auto c = slots.find(counted); c != slots.end() && c->first == counted && c->second.done && !c->second.error;
+         c = slots.find(counted)) {
+      ++counted;
+      try {
+        count(c->second.page.items.empty(), c->second.page.next);
+      } catch (...) {
+        c->second.error_after = std::current_exception();
+        failed = true;
+        return;
       }
     }
-    slot.page = std::move(page);
+    const BackfillPage& fetched = slot.page;
+    // The page after this one is not in the range: this page names it.
+    if (task.seq + 1 == next_seq && !in_range(task.seq + 1)) {
+      if (fetched.next.empty()) {
+        end = true;
+      } else if (ranges && !serial_only && fetched.ahead && fetched.ahead->count > 0 && fetched.ahead->token &&
+                 fetched.ahead->token(0) == fetched.next) {
+        range = fetched.ahead;
+        range_base = task.seq + 1;
+      } else {
+        follow = fetched.next;
+      }
+    }
   }
 
   // The consumer found that page `seq` names another next page than the one
@@ -419,6 +439,7 @@ struct ConcurrentWalk {
   void discard_after(std::uint64_t seq, const std::string& next) {
     ++generation;
     slots.erase(slots.upper_bound(seq), slots.end());
+    counted = std::min(counted, seq + 1);  // the pages fetched again are counted again
     range.reset();
     serial_only = true;
     failed = false;
@@ -462,7 +483,8 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
         error = std::current_exception();
       }
       lock.lock();
-      walk->finish(*task, std::move(page), std::move(error), fetchers > 1);
+      walk->finish(*task, std::move(page), std::move(error), fetchers > 1,
+                   [this](bool empty, const std::string& next) { count_page(empty, next); });
       walk->cv.notify_all();
     }
   };
@@ -520,12 +542,10 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
         walk->discard_after(seq, slot.page.next);
       }
       walk->cv.notify_all();
-      const std::string next = slot.page.next;
-      const bool empty = slot.page.items.empty();
       // A page of the range that names no next page ends the walk (the count
       // shrank): the pages fetched after it are dropped with the run.
       if (!consume_page(slot.page, slot.token)) break;
-      count_page(empty, next);
+      if (slot.error_after) std::rethrow_exception(slot.error_after);
     }
   } catch (...) {
     stop.cancel();
