@@ -71,38 +71,77 @@ double seconds_since(SteadyClock::time_point t0) {
   return std::chrono::duration<double>(SteadyClock::now() - t0).count();
 }
 
-// CPU seconds spent so far by PostgreSQL (every live process named postgres,
-// plus what the postmaster has collected from exited backends) and by this
-// process (which hosts the API server). The benchmark's server is local, so
-// the difference over a phase says where its time went.
+// CPU seconds spent so far by the benchmark's PostgreSQL server (its
+// postmaster, with what it has collected from exited backends, and its live
+// children) and by this process (which hosts the API server). The server is
+// local, so the difference over a phase says where its time went.
+//
+// Only the server of --database-url counts. Summing every process named
+// postgres on the machine printed `pg -176 us/row` once: another PostgreSQL
+// (a test's throwaway server) stopped during the phase, and its processes'
+// CPU left the sum. A backend's CPU moves into its postmaster's cutime/cstime
+// when it exits and is reaped, so the sum over one server only grows.
 struct CpuSample {
   double postgres = 0;
   double self = 0;
+  bool known = true;  // false: the server's processes are not visible here (another host)
 };
+
+// The postmaster of the server behind `database_url`: the parent of a backend.
+pid_t g_postmaster = 0;
+
+struct ProcStat {
+  pid_t ppid = 0;
+  double own = 0;       // utime + stime, in ticks
+  double children = 0;  // cutime + cstime (reaped children), in ticks
+};
+
+std::optional<ProcStat> proc_stat(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos || close + 2 > line.size()) return std::nullopt;
+  // Fields after the command: state is field 3, ppid 4; utime, stime, cutime, cstime are 14-17.
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  ProcStat out;
+  for (int n = 3; n <= 17 && rest >> field; ++n) {
+    if (n == 4) out.ppid = static_cast<pid_t>(std::stol(field));
+    if (n == 14 || n == 15) out.own += std::stod(field);
+    if (n == 16 || n == 17) out.children += std::stod(field);
+  }
+  return out;
+}
+
+void find_postmaster(const std::string& database_url) {
+  try {
+    pqxx::connection c(database_url);
+    pqxx::nontransaction tx(c);
+    const auto backend = tx.exec("SELECT pg_backend_pid()")[0][0].as<long>();
+    if (const auto stat = proc_stat("/proc/" + std::to_string(backend))) g_postmaster = stat->ppid;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench: could not find the server's postmaster (%s); no PostgreSQL CPU figures\n",
+                 e.what());
+  }
+}
 
 CpuSample cpu_sample() {
   CpuSample out;
   const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string pid = entry.path().filename().string();
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(in, line)) continue;
-    const auto open = line.find('(');
-    const auto close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos ||
-        line.substr(open + 1, close - open - 1) != "postgres")
-      continue;
-    // Fields after the command: state is field 3; utime, stime, cutime, cstime are 14-17.
-    std::istringstream rest(line.substr(close + 2));
-    std::string field;
-    double ticks = 0;
-    for (int n = 3; n <= 17 && rest >> field; ++n) {
-      if (n >= 14) ticks += std::stod(field);
+  const auto postmaster = g_postmaster > 0 ? proc_stat("/proc/" + std::to_string(g_postmaster)) : std::nullopt;
+  out.known = postmaster.has_value();
+  if (postmaster) {
+    double ticks = postmaster->own + postmaster->children;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string pid = entry.path().filename().string();
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      const auto stat = proc_stat(entry.path());
+      // A live child (backend, checkpointer, WAL writer...) of this server only.
+      if (stat && stat->ppid == g_postmaster) ticks += stat->own + stat->children;
     }
-    out.postgres += ticks / tick;
+    out.postgres = ticks / tick;
   }
   rusage self{};
   getrusage(RUSAGE_SELF, &self);
@@ -115,10 +154,15 @@ CpuSample cpu_sample() {
 
 // "pg 21 + client 9 us/row" over a phase that wrote `rows`.
 std::string cpu_per_row(const CpuSample& before, const CpuSample& after, std::size_t rows) {
-  char buf[64];
+  char buf[80];
   const double n = static_cast<double>(rows) / 1e6;
-  std::snprintf(buf, sizeof buf, "cpu: pg %.0f + bench %.0f us/row", (after.postgres - before.postgres) / n,
-                (after.self - before.self) / n);
+  const double pg = after.postgres - before.postgres;
+  if (!before.known || !after.known || pg < 0) {
+    // Not measurable here (or the server restarted): say so instead of a wrong figure.
+    std::snprintf(buf, sizeof buf, "cpu: pg n/a + bench %.0f us/row", (after.self - before.self) / n);
+  } else {
+    std::snprintf(buf, sizeof buf, "cpu: pg %.0f + bench %.0f us/row", pg / n, (after.self - before.self) / n);
+  }
   return buf;
 }
 
@@ -127,6 +171,11 @@ struct E2EMode {
   bool pipelined = true;
   int partitions = 0;
   std::size_t objects = 0;
+  // Walk /pages by its Link header (rel="next", rel="last") with
+  // pagination::LinkHeader instead of counting page numbers itself, fetching
+  // up to concurrent_pages pages at once.
+  bool link = false;
+  int concurrent_pages = 1;
 };
 E2EMode g_mode;
 
@@ -147,6 +196,7 @@ class BenchReplicator : public examples::StripeChargeReplicator {
     BackfillOptions options = StripeChargeReplicator::backfill_options();
     options.pipelined = g_mode.pipelined;
     options.parallel = g_mode.partitions;
+    options.concurrent_pages = g_mode.concurrent_pages;
     return options;
   }
   [[nodiscard]] std::vector<BackfillPartition> backfill_partitions(const json& /*criteria*/) const override {
@@ -164,6 +214,10 @@ class BenchReplicator : public examples::StripeChargeReplicator {
   }
   BackfillPage fetch_backfill_page(const std::string& token, const std::optional<Timestamp>& /*since*/,
                                    const CancellationToken& cancel) override {
+    if (g_mode.link) {
+      const HttpRequest first{.url = integration().api_url + "/pages?per_page=100"};
+      return link_pages_.fetch(*context().http, first, token, cancel);
+    }
     return fetch_pages(1, static_cast<long long>((g_mode.objects + 99) / 100) + 1, token, cancel);
   }
   BackfillPage fetch_partition_page(const BackfillPartition& p, const std::string& token,
@@ -173,6 +227,8 @@ class BenchReplicator : public examples::StripeChargeReplicator {
   }
 
  private:
+  pagination::LinkHeader link_pages_{{.items_path = {"data"}}};
+
   BackfillPage fetch_pages(long long first, long long end, const std::string& token,
                            const CancellationToken& cancel) {
     const long long page = token.empty() ? first : std::stoll(token);
@@ -202,6 +258,7 @@ struct Bench {
     replica = std::make_shared<pg::PgReplicaStore>(pool);
     jobs = std::make_shared<pg::PgJobStore>(pool);
     registry->add(BenchReplicator::descriptor());
+    find_postmaster(s.database_url);
   }
 
   ReplicatorContext context(const std::string& api_url = "http://127.0.0.1:1") {
@@ -471,8 +528,9 @@ struct Bench {
     out["parse_us_per_object"] = {{"library", library}, {"nlohmann", plain}};
   }
 
-  double end_to_end(const std::string& base_url, std::size_t objects, bool pipelined, int partitions) {
-    g_mode = E2EMode{pipelined, partitions, objects};
+  double end_to_end(const std::string& base_url, std::size_t objects, bool pipelined, int partitions,
+                    bool link = false, int concurrent_pages = 1) {
+    g_mode = E2EMode{pipelined, partitions, objects, link, concurrent_pages};
     ReplicatorContext ctx = context();
     auto si = integration("bench_e2e", base_url);
     auto r = fresh(si, ctx);
@@ -504,13 +562,23 @@ struct Bench {
       const char* name;
       bool pipelined;
       int partitions;
+      bool link = false;
+      int concurrent_pages = 1;
     };
     for (int latency : {0, 20}) {
       std::vector<Config> configs{{"serial, not pipelined", false, 0},
                                   {"serial, pipelined", true, 0},
                                   {"2 partitions, pipelined", true, 2},
                                   {"4 partitions, pipelined", true, 4}};
-      if (latency > 0) configs.push_back({"16 partitions, pipelined", true, 16});
+      if (latency > 0) {
+        configs.push_back({"16 partitions, pipelined", true, 16});
+        // Issue 19 item 4: one integration, no partitions, a Link-paginated
+        // API naming its last page; pages fetched 1, 4, 8 and 16 at once.
+        configs.push_back({"Link rel=last, no partitions, 1 page at a time", true, 0, true, 1});
+        configs.push_back({"Link rel=last, no partitions, 4 pages at once", true, 0, true, 4});
+        configs.push_back({"Link rel=last, no partitions, 8 pages at once", true, 0, true, 8});
+        configs.push_back({"Link rel=last, no partitions, 16 pages at once", true, 0, true, 16});
+      }
       const auto name_of = [latency](const Config& c) {
         return std::string(c.name) + ", " + std::to_string(latency) + " ms/page";
       };
@@ -524,7 +592,8 @@ struct Bench {
       out["fetch_parse_" + std::to_string(latency) + "ms"] = fetch_only;
       for (const auto& c : configs) {
         const std::string name = name_of(c);
-        const double rate = end_to_end(server.base_url(), s.e2e_n, c.pipelined, c.partitions);
+        const double rate =
+            end_to_end(server.base_url(), s.e2e_n, c.pipelined, c.partitions, c.link, c.concurrent_pages);
         char extra[128];
         std::snprintf(extra, sizeof extra, "%.2fx  %s", rate / fetch_only, last_cpu.c_str());
         print_row(name, rate, rate / baseline, extra);

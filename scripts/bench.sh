@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The full benchmark: builds, starts a throwaway PostgreSQL with fsync on,
-# runs webhookdb-bench (write paths vs raw COPY, end to end, peak RSS at
+# runs webhookdb-bench (write paths vs raw COPY, end to end, among them a
+# Link-paginated API at 20 ms/page walked by one integration without partitions
+# with 1, 4, 8 and 16 pages fetched at once (issue 19 item 4; alone:
+# --only e2e --e2e-filter "Link rel=last"), peak RSS at
 # 100,000 and 1,000,000 objects, abort latency), prints a table and writes
 # bench-results.json; then webhookdb-queue-bench (the job queue against a bare
 # SKIP LOCKED claim-and-delete: take-and-complete at 2,000 and 100,000 queued,
