@@ -377,6 +377,8 @@ int main(int argc, char** argv) {
   app.add_option("--worker-exe", s.worker_exe)->required();
   app.add_option("--json", s.json_path);
   app.add_option("--seconds", s.seconds, "the measured window per mode (default 60)")->check(CLI::Range(2.0, 3600.0));
+  app.add_option("--quota", s.quota, "requests a second the API server allows the key (default 200)")
+      ->check(CLI::Range(1.0, 100'000.0));
   app.add_option("--modes", s.modes, "quota modes of the API server (default github retry-after)");
   app.add_flag("--smoke", s.smoke, "a short run: 8 s windows");
   app.add_option("--incremental-objects", s.changed_objects, "objects the incremental job fetches (default 400)")
