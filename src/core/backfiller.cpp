@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "webhookdb/rate_limiter.hpp"
@@ -434,6 +435,53 @@ struct ConcurrentWalk {
     }
   }
 
+  // One fetching thread: takes the next page to fetch, fetches it without the
+  // lock, hands it in; until the walk is stopped.
+  void fetch_loop(const std::function<BackfillPage(const std::string&)>& fetch, bool ranges,
+                  const std::function<void(bool, const std::string&)>& count) {
+    std::unique_lock lock(mutex);
+    while (true) {
+      std::optional<Task> task;
+      cv.wait(lock, [&] { return stopped || (task = take()).has_value(); });
+      if (!task) return;
+      lock.unlock();
+      cv.notify_all();  // another fetcher may be able to start too
+      BackfillPage page;
+      std::exception_ptr error;
+      try {
+        const PageAheadScope ahead(task->ahead);
+        page = fetch(task->token);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      finish(*task, std::move(page), std::move(error), ranges, count);
+      cv.notify_all();
+    }
+  }
+
+  // The consumer's next page, in order; throws Cancelled when `cancel` fires
+  // first. `scheduled_next`: the token fetched after it, when from the range.
+  std::pair<std::uint64_t, Slot> next_in_order(const CancellationToken& cancel,
+                                               std::optional<std::string>& scheduled_next) {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] {
+      const auto it = slots.find(consumed);
+      return (it != slots.end() && it->second.done) || cancel.cancelled();
+    });
+    const auto it = slots.find(consumed);
+    if (it == slots.end() || !it->second.done) cancel.throw_if_cancelled();
+    const std::uint64_t seq = consumed;
+    Slot slot = std::move(it->second);
+    slots.erase(it);
+    ++consumed;
+    scheduled_next.reset();
+    if (in_range(seq + 1)) scheduled_next = range->token(seq + 1 - range_base);
+    lock.unlock();
+    cv.notify_all();  // room in the window
+    return {seq, std::move(slot)};
+  }
+
   // The consumer found that page `seq` names another next page than the one
   // scheduled after it: drop what was scheduled and follow the page.
   void discard_after(std::uint64_t seq, const std::string& next) {
@@ -467,26 +515,8 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
 
   const auto fetch_loop = [this, walk, &last_backfilled, fetchers, lane = QuotaLaneScope::current()] {
     const QuotaLaneScope lane_scope(lane);  // fetches charge the lane of the thread that started the run
-    std::unique_lock lock(walk->mutex);
-    while (true) {
-      std::optional<ConcurrentWalk::Task> task;
-      walk->cv.wait(lock, [&] { return walk->stopped || (task = walk->take()).has_value(); });
-      if (!task) return;
-      lock.unlock();
-      walk->cv.notify_all();  // another fetcher may be able to start too
-      BackfillPage page;
-      std::exception_ptr error;
-      try {
-        const PageAheadScope ahead(task->ahead);
-        page = fetch_with_retry(task->token, last_backfilled);
-      } catch (...) {
-        error = std::current_exception();
-      }
-      lock.lock();
-      walk->finish(*task, std::move(page), std::move(error), fetchers > 1,
-                   [this](bool empty, const std::string& next) { count_page(empty, next); });
-      walk->cv.notify_all();
-    }
+    walk->fetch_loop([&](const std::string& token) { return fetch_with_retry(token, last_backfilled); },
+                     fetchers > 1, [this](bool empty, const std::string& next) { count_page(empty, next); });
   };
   std::vector<std::thread> threads;
   threads.reserve(fetchers);
@@ -502,25 +532,9 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
   };
   try {
     for (std::size_t i = 0; i < fetchers; ++i) threads.emplace_back(fetch_loop);
+    std::optional<std::string> scheduled_next;
     while (true) {
-      ConcurrentWalk::Slot slot;
-      std::uint64_t seq = 0;
-      std::optional<std::string> scheduled_next;  // the token fetched after this page, when from the range
-      {
-        std::unique_lock lock(walk->mutex);
-        walk->cv.wait(lock, [&] {
-          const auto it = walk->slots.find(walk->consumed);
-          return (it != walk->slots.end() && it->second.done) || active_cancel_.cancelled();
-        });
-        const auto it = walk->slots.find(walk->consumed);
-        if (it == walk->slots.end() || !it->second.done) active_cancel_.throw_if_cancelled();
-        seq = walk->consumed;
-        slot = std::move(it->second);
-        walk->slots.erase(it);
-        ++walk->consumed;
-        if (walk->in_range(seq + 1)) scheduled_next = walk->range->token(seq + 1 - walk->range_base);
-      }
-      walk->cv.notify_all();
+      auto [seq, slot] = walk->next_in_order(active_cancel_, scheduled_next);
       if (slot.error) {
         // Pages before the failed one are written and checkpointed; the
         // job fails (or is retried) with the page's own error.

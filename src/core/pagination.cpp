@@ -89,6 +89,7 @@ void check_origin(bool same_origin, const HttpRequest& first, const std::string&
 }
 
 // `count` pages from `first_number` on: tokens made by `make` from each number.
+// NOLINTNEXTLINE(bugprone-easily-swappable-parameters): the first number, how many, the step between them
 std::shared_ptr<const PagesAhead> counted_pages(long long first_number, long long count, long long step,
                                                std::function<std::string(long long)> make) {
   if (count <= 0) return nullptr;
