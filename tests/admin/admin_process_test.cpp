@@ -19,6 +19,7 @@
 #include "jobs/demo_replicators.hpp"
 #include "support/child_process.hpp"
 #include "support/pg_test_env.hpp"
+#include "support/sanitizers.hpp"
 #include "webhookdb/pg/job_queue.hpp"
 #include "webhookdb/pg/job_store.hpp"
 #include "webhookdb/pg/replica_store.hpp"
@@ -33,13 +34,7 @@ using nlohmann::json;
 using test::wait_until;
 
 // Sanitizers slow every process several times over; the bounds scale.
-#if defined(__SANITIZE_THREAD__)
-constexpr int kSlowdown = 7;
-#elif defined(__SANITIZE_ADDRESS__)
-constexpr int kSlowdown = 4;
-#else
-constexpr int kSlowdown = 1;
-#endif
+constexpr int kSlowdown = test::kSanitizerSlowdown;
 
 constexpr std::size_t kObjects = 2000;
 constexpr std::size_t kPages = kObjects / jobs::demo::kPageSize;

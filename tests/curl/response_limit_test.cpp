@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "support/mini_server.hpp"
+#include "support/sanitizers.hpp"
 #include "webhookdb/backfiller.hpp"
 #include "webhookdb/curl/curl_http_client.hpp"
 #include "webhookdb/errors.hpp"
@@ -110,9 +111,9 @@ std::size_t peak_rss_bytes() {
 // AddressSanitizer keeps freed blocks in quarantine and adds shadow memory
 // (measured: 148 MiB for the 64 MiB cap), so under it only a looser bound
 // holds; it still tells a bounded body from the old 512 MiB default.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(WEBHOOKDB_TEST_ASAN)
 constexpr std::size_t kAllocatorSlackPercent = 150;
-#elif defined(__SANITIZE_THREAD__)
+#elif defined(WEBHOOKDB_TEST_TSAN)
 // ThreadSanitizer maps shadow memory for every byte the body touches
 // (measured: 325 MiB for the 64 MiB cap); the old 512 MiB default still fails.
 constexpr std::size_t kAllocatorSlackPercent = 500;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "webhook_test_env.hpp"
+#include "support/sanitizers.hpp"
 #include "webhookdb/memory/memory_job_store.hpp"
 #include "webhookdb/memory/memory_replica_store.hpp"
 #include "webhookdb/memory/memory_webhook_inbox.hpp"
@@ -34,13 +35,7 @@ using Clock = std::chrono::steady_clock;
 // TSan most (a CI rehearsal on a loaded 2-core machine took 4.9 s for the
 // flood test's good request); its bound stays under the flood's 8 s idle
 // timeout, so a request starved until the flood times out still fails.
-#if defined(__SANITIZE_THREAD__)
-constexpr int kSlowdown = 7;
-#elif defined(__SANITIZE_ADDRESS__)
-constexpr int kSlowdown = 4;
-#else
-constexpr int kSlowdown = 1;
-#endif
+constexpr int kSlowdown = test::kSanitizerSlowdown;
 
 // Unwraps its envelope the way examples/github_issues does: whatever is
 // under "issue" is the resource, the body the event (so "issue": [1] is an
