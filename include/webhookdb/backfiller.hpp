@@ -44,7 +44,7 @@ struct PagesAhead {
 // a PagesAhead range rather than from the page before it: the page loop
 // checks those pages' order itself, so a paginator's repeat detection
 // (pagination::RepeatGuard) leaves them alone.
-[[nodiscard]] bool fetching_page_ahead() noexcept;
+[[nodiscard]] WEBHOOKDB_EXPORT bool fetching_page_ahead() noexcept;
 
 struct BackfillPage {
   BackfillPage() = default;
