@@ -7,7 +7,7 @@ packages=(
   libpqxx-dev nlohmann-json3-dev libcurl4-openssl-dev libboost-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
-  clang libclang-rt-14-dev clang-tidy
+  clang libclang-rt-14-dev clang-tidy lld
   libcli11-dev libhowardhinnant-date-dev
 )
 

@@ -84,7 +84,12 @@ if [[ -z ${SKIP_SANITIZERS:-} ]]; then
   # the components as a shared-library user gets them (hidden visibility, only
   # WEBHOOKDB_EXPORT exported, cmake/webhookdb.map), and the ~60 test links
   # no longer copy the components into each executable. Release stays static.
+  # clang 14 and lld: under ASan at -O0 clang compiles our unity sources in
+  # about half GCC's time (measured 22.0 s against 47.7 s, 15.7 against 33.7),
+  # the largest stage of the run. GCC builds the Release tree above, so both
+  # compilers keep the code -Werror clean.
   cmake -S . -B build/asan "${common[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" \
+    -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld -DCMAKE_SHARED_LINKER_FLAGS=-fuse-ld=lld \
     -DBUILD_SHARED_LIBS=ON -DWEBHOOKDB_SANITIZE=address,undefined \
     -DWEBHOOKDB_BUILD_EXAMPLES=OFF -DWEBHOOKDB_BUILD_BENCH=OFF
   cmake --build build/asan -j "$jobs"
