@@ -274,6 +274,18 @@ class WEBHOOKDB_EXPORT Replicator {
   [[nodiscard]] BackfillRuntime job_runtime(const BackfillJob& job, const std::optional<BackfillWindow>& window,
                                             SeenMarks seen) const;
   [[nodiscard]] SweepRun sweep_run(const BackfillJob& job) const;
+  // backfill()'s steps: the run's state set and forgotten; the job marked
+  // started (true for its first run, which has no checkpoints); and the end
+  // of a run that threw nothing (sweep, incremental mark, finished, children).
+  void reset_run(bool backfilling);
+  [[nodiscard]] bool mark_started(BackfillJob& job);
+  struct RunEnd {
+    bool sweeping = false;
+    bool windowed = false;
+    Timestamp new_last_backfilled;
+    bool clear_checkpoints = false;
+  };
+  void finish_backfill(BackfillJob& job, const RunEnd& end);
   void run_sweep(const BackfillJob& job);
   [[nodiscard]] const BackfillOptions& cached_backfill_options() const;
   // Sets the row's kDeletedAtColumn value: now for a deletion, else null.

@@ -542,20 +542,46 @@ void Replicator::check_backfillable(const BackfillJob& job) const {
   }
 }
 
+void Replicator::reset_run(bool backfilling) {
+  std::lock_guard lock(run_mutex_);
+  backfilling_ = backfilling;
+  backfill_dependents_.reset();
+  omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
+}
+
+bool Replicator::mark_started(BackfillJob& job) {
+  // A job never started before has no checkpoints: they are written only
+  // after started_at is committed (below), which nothing sets back to NULL.
+  const bool first_run = !job.started_at;
+  job.started_at = context_.clock->now();
+  // Marked started only if no other run finished it meanwhile (one statement
+  // in PgJobStore: the job runner does not read the job again under its lock).
+  if (context_.jobs && !context_.jobs->start_job(job)) {
+    throw JobFinishedMeanwhile("backfill job " + std::to_string(job.id) +
+                               " was finished by another run meanwhile; it is not run again");
+  }
+  return first_run;
+}
+
+void Replicator::finish_backfill(BackfillJob& job, const RunEnd& end) {
+  // Only a run that saw everything its listing holds may sweep: every
+  // backfiller finished (a failed or cancelled one threw before this).
+  if (end.sweeping) run_sweep(job);
+  // A window is a range of the past: the incremental mark stays where it is.
+  if (job.incremental && !end.windowed) {
+    integration_.last_backfilled_at = end.new_last_backfilled;
+    if (context_.jobs) context_.jobs->update_integration(integration_);
+  }
+  job.finished_at = context_.clock->now();
+  if (context_.jobs) context_.jobs->update_job(job);
+  if (end.clear_checkpoints) context_.replica->clear_checkpoints(job.id);
+  if (context_.jobs && context_.queue) enqueue_children(*context_.jobs, *context_.queue, job);
+}
+
 void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
   check_backfillable(job);
-  {
-    std::lock_guard lock(run_mutex_);
-    backfilling_ = true;
-    backfill_dependents_.reset();
-    omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
-  }
-  const ScopeExit forget_run([this] {
-    std::lock_guard lock(run_mutex_);
-    backfilling_ = false;
-    backfill_dependents_.reset();
-    omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
-  });
+  reset_run(true);
+  const ScopeExit forget_run([this] { reset_run(false); });
   (void)cached_backfill_options();  // nonsense options fail before the job is marked started
   const std::optional<BackfillWindow> window = backfill_window(job.criteria);  // malformed: refused here too
   const bool sweeping = prepare_sweep(job, window);
@@ -567,16 +593,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
                       : std::optional<Timestamp>{};
   // Taken before any page is fetched: rows changed during the run are caught next time.
   const Timestamp new_last_backfilled = now.now();
-  // A job never started before has no checkpoints: they are written only
-  // after started_at is committed (below), which nothing sets back to NULL.
-  const bool first_run = !job.started_at;
-  job.started_at = now.now();
-  // Marked started only if no other run finished it meanwhile (one statement
-  // in PgJobStore: the job runner does not read the job again under its lock).
-  if (context_.jobs && !context_.jobs->start_job(job)) {
-    throw JobFinishedMeanwhile("backfill job " + std::to_string(job.id) +
-                               " was finished by another run meanwhile; it is not run again");
-  }
+  const bool first_run = mark_started(job);
 
   const bool checkpoints = job.id != 0 && context_.replica != nullptr;
   bool one_page = false;  // the run's one backfiller handled one page
@@ -628,16 +645,6 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     throw;
   }
 
-  // Only a run that saw everything its listing holds may sweep: every
-  // backfiller finished (a failed or cancelled one threw above).
-  if (sweeping) run_sweep(job);
-  // A window is a range of the past: the incremental mark stays where it is.
-  if (job.incremental && !window) {
-    integration_.last_backfilled_at = new_last_backfilled;
-    if (context_.jobs) context_.jobs->update_integration(integration_);
-  }
-  job.finished_at = now.now();
-  if (context_.jobs) context_.jobs->update_job(job);
   bool clear = checkpoints;
   {
     // Nothing to delete: a first run of one page whose only checkpoint, the
@@ -645,8 +652,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     std::lock_guard lock(run_mutex_);
     if (one_page && omit_final_checkpoint_ && final_checkpoint_omitted_ && !checkpoint_written_) clear = false;
   }
-  if (clear) context_.replica->clear_checkpoints(job.id);
-  if (context_.jobs && context_.queue) enqueue_children(*context_.jobs, *context_.queue, job);
+  finish_backfill(job, RunEnd{sweeping, window.has_value(), new_last_backfilled, clear});
 }
 
 }  // namespace webhookdb
