@@ -16,9 +16,6 @@
 // servers on the machine are not counted).
 //
 //   webhookdb-queue-bench --database-url URL --worker-exe PATH [--smoke] [--json FILE]
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,6 +41,7 @@
 
 #include "api_server/api_server.hpp"
 #include "jobs/demo_replicators.hpp"
+#include "worker_fleet.hpp"
 
 namespace {
 
@@ -125,21 +123,13 @@ struct ServerSample {
   double sessions = 0;
 };
 
-// --- worker processes ---
-
-struct WorkerProcess {
-  pid_t pid = -1;
-};
-
 class Bench {
  public:
-  explicit Bench(Settings s) : s_(std::move(s)) {}
-  // Workers left running by a failed phase are stopped.
-  ~Bench() {
-    for (pid_t pid : children_) {
-      if (kill(pid, SIGTERM) == 0) waitpid(pid, nullptr, 0);
-    }
-  }
+  explicit Bench(Settings s)
+      : s_(std::move(s)),
+        workers_(s_.worker_exe, s_.database_url,
+                 {"--schema", kSchema, "--replica-schema", kReplicaSchema, "--poll-seconds", "1",
+                  "--time-slice-seconds", num(static_cast<double>(s_.time_slice.count()) / 1000.0, "%.3f")}) {}
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
@@ -300,60 +290,8 @@ class Bench {
                                        {"ratio", large / small}};
   }
 
-  // --- worker processes ---
-
-  WorkerProcess spawn_worker(int concurrency, const std::string& owner) {
-    const std::vector<std::string> args{s_.worker_exe,
-                                        "--schema",
-                                        kSchema,
-                                        "--replica-schema",
-                                        kReplicaSchema,
-                                        "--concurrency",
-                                        std::to_string(concurrency),
-                                        "--poll-seconds",
-                                        "1",
-                                        "--time-slice-seconds",
-                                        num(static_cast<double>(s_.time_slice.count()) / 1000.0, "%.3f"),
-                                        "--owner",
-                                        owner,
-                                        "--log-level",
-                                        "error"};
-    const pid_t pid = fork();
-    if (pid == 0) {
-      setenv("WEBHOOKDB_DATABASE_URL", s_.database_url.c_str(), 1);
-      if (FILE* null = std::fopen("/dev/null", "w")) dup2(fileno(null), STDOUT_FILENO);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    children_.push_back(pid);
-    return {pid};
-  }
-
-  // The workers are up when each has sessions of its own (its runners took
-  // once and wait); their listeners connect at the first wait.
-  void wait_for_workers(const std::vector<std::string>& owners) {
-    for (const auto& owner : owners) {
-      bool up = false;
-      for (int i = 0; i < 1000 && !up; ++i) {
-        up = count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-worker " +
-                   owner + "'") > 0;
-        if (!up) std::this_thread::sleep_for(20ms);
-      }
-      if (!up) throw InvariantViolation("worker " + owner + " did not start");
-    }
-    std::this_thread::sleep_for(500ms);
-  }
-
-  void stop_worker(WorkerProcess& w) {
-    if (w.pid <= 0) return;
-    kill(w.pid, SIGTERM);
-    int status = 0;
-    waitpid(w.pid, &status, 0);
-    std::erase(children_, w.pid);
-    w.pid = -1;
+  pid_t spawn_worker(int concurrency, const std::string& owner) {
+    return workers_.spawn(owner, {"--concurrency", std::to_string(concurrency)});
   }
 
   std::vector<ServiceIntegration> make_integrations(const std::string& prefix, std::size_t n,
@@ -400,7 +338,7 @@ class Bench {
     const auto ids = make_jobs(small_sis_);
     for (auto id : ids) queue_->enqueue(id);
     const auto before = sample();
-    std::vector<WorkerProcess> workers{spawn_worker(4, "bench-a"), spawn_worker(4, "bench-b")};
+    std::vector<pid_t> workers{spawn_worker(4, "bench-a"), spawn_worker(4, "bench-b")};
     const std::size_t n = ids.size();
     const std::size_t lo = n / 10;
     const std::size_t hi = n - n / 10;
@@ -423,7 +361,7 @@ class Bench {
         done_hi = done;
       }
     }
-    for (auto& w : workers) stop_worker(w);
+    for (const pid_t w : workers) workers_.stop(w);
     std::this_thread::sleep_for(1100ms);  // the exited backends' statistics are flushed
     const auto after = sample();
     const double jobs = static_cast<double>(done_hi - done_lo);
@@ -473,8 +411,8 @@ class Bench {
     big_server.start();
     const auto bigs = make_integrations("big_", 4, big_server.base_url());
     // 4 runners in all: the four long backfills hold every one.
-    std::vector<WorkerProcess> workers{spawn_worker(2, "bench-c"), spawn_worker(2, "bench-d")};
-    wait_for_workers({"bench-c", "bench-d"});
+    std::vector<pid_t> workers{spawn_worker(2, "bench-c"), spawn_worker(2, "bench-d")};
+    bench::WorkerFleet::wait_until_up(*admin_, {"bench-c", "bench-d"});
     const double alone = run_smalls(make_jobs(smalls));
 
     const auto big_ids = make_jobs(bigs);
@@ -492,7 +430,7 @@ class Bench {
       std::this_thread::sleep_for(50ms);
     }
     const double bigs_after = seconds_since(t_big);
-    for (auto& w : workers) stop_worker(w);
+    for (const pid_t w : workers) workers_.stop(w);
     big_server.stop();
     const std::string name = std::to_string(smalls.size()) + " small jobs";
     row("fairness: " + name + " alone, s (4 runners)", num(alone, "%.2f"));
@@ -513,8 +451,8 @@ class Bench {
   // --- 5. enqueue-to-start with 32 idle runners ---
 
   void enqueue_to_start() {
-    std::vector<WorkerProcess> workers{spawn_worker(32, "bench-e")};
-    wait_for_workers({"bench-e"});  // and every runner is idle
+    std::vector<pid_t> workers{spawn_worker(32, "bench-e")};
+    bench::WorkerFleet::wait_until_up(*admin_, {"bench-e"});  // and every runner is idle
     const std::vector<ServiceIntegration> sis(
         small_sis_.begin(),
         small_sis_.begin() + static_cast<std::ptrdiff_t>(std::min(s_.wake_n, small_sis_.size())));
@@ -535,7 +473,7 @@ class Bench {
       while (finished({id}) < 1) std::this_thread::sleep_for(2ms);
       std::this_thread::sleep_for(20ms);  // idle again
     }
-    stop_worker(workers[0]);
+    workers_.stop(workers[0]);
     std::this_thread::sleep_for(1100ms);  // the exited backends' statistics are flushed
     const auto after_jobs = sample();
     std::sort(latencies.begin(), latencies.end());
@@ -567,7 +505,7 @@ class Bench {
   std::unique_ptr<tools::ApiServer> small_server_;
   std::vector<ServiceIntegration> small_sis_;
   double baseline_rate_ = 0;
-  std::vector<pid_t> children_;
+  bench::WorkerFleet workers_;
   std::size_t bench_statements_ = 0;  // the bench's own polling statements
   json results_;
 };

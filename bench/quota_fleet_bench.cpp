@@ -14,9 +14,6 @@
 //      middle of the window (target <= 2x).
 //
 //   webhookdb-quota-fleet-bench --database-url URL --worker-exe PATH [--seconds S] [--smoke] [--json FILE]
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,6 +38,7 @@
 
 #include "api_server/api_server.hpp"
 #include "jobs/demo_replicators.hpp"
+#include "worker_fleet.hpp"
 
 namespace {
 
@@ -97,12 +95,10 @@ Targets targets_of(tools::QuotaMode mode) {
 
 class Bench {
  public:
-  explicit Bench(Settings s) : s_(std::move(s)) {}
-  ~Bench() {
-    for (pid_t pid : children_) {
-      if (kill(pid, SIGTERM) == 0) waitpid(pid, nullptr, 0);
-    }
-  }
+  explicit Bench(Settings s)
+      : s_(std::move(s)),
+        workers_(s_.worker_exe, s_.database_url,
+                 {"--schema", kSchema, "--replica-schema", kReplicaSchema, "--poll-seconds", "1"}) {}
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
@@ -180,45 +176,6 @@ class Bench {
     return si;
   }
 
-  pid_t spawn_worker(const std::string& owner) {
-    const std::vector<std::string> args{s_.worker_exe,  "--schema",      kSchema,
-                                        "--replica-schema", kReplicaSchema, "--concurrency",
-                                        std::to_string(s_.concurrency), "--poll-seconds", "1",
-                                        "--rate-limiter", "pg",          "--owner",
-                                        owner,          "--log-level",   "error"};
-    const pid_t pid = fork();
-    if (pid == 0) {
-      setenv("WEBHOOKDB_DATABASE_URL", s_.database_url.c_str(), 1);
-      if (FILE* null = std::fopen("/dev/null", "w")) dup2(fileno(null), STDOUT_FILENO);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    children_.push_back(pid);
-    return pid;
-  }
-
-  void wait_for_workers(const std::vector<std::string>& owners) {
-    for (const auto& owner : owners) {
-      bool up = false;
-      for (int i = 0; i < 1000 && !up; ++i) {
-        up = count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'webhookdb-worker " + owner +
-                   "'") > 0;
-        if (!up) std::this_thread::sleep_for(20ms);
-      }
-      if (!up) throw InvariantViolation("worker " + owner + " did not start");
-    }
-    std::this_thread::sleep_for(500ms);
-  }
-
-  void stop_workers() {
-    for (pid_t pid : children_) kill(pid, SIGTERM);
-    for (pid_t pid : children_) waitpid(pid, nullptr, 0);
-    children_.clear();
-  }
-
   std::string queue_state(std::int64_t id) {
     pqxx::nontransaction nt(*admin_);
     const auto r = nt.exec_params(std::string("SELECT state FROM ") + kSchema +
@@ -276,9 +233,10 @@ class Bench {
     std::vector<std::string> owners;
     for (int w = 0; w < s_.workers; ++w) {
       owners.push_back("quota-bench-" + std::to_string(w));
-      spawn_worker(owners.back());
+      workers_.spawn(owners.back(),
+                     {"--concurrency", std::to_string(s_.concurrency), "--rate-limiter", "pg"});
     }
-    wait_for_workers(owners);
+    bench::WorkerFleet::wait_until_up(*admin_, owners);
 
     const double idle = incremental_job(inc_idle);
     std::vector<std::int64_t> full_ids;
@@ -307,7 +265,7 @@ class Bench {
               ".webhookdb_job_queue WHERE state IN ('done', 'failed', 'cancelled') AND job_id IN (" + ids + ")");
     const std::size_t failed =
         count(std::string("SELECT count(*) FROM ") + kSchema + ".webhookdb_job_queue WHERE state = 'failed'");
-    stop_workers();
+    workers_.stop_all();
     server.stop();
 
     const auto served = static_cast<double>(after.served - before.served);
@@ -363,7 +321,7 @@ class Bench {
   std::shared_ptr<pg::PgJobQueue> queue_;
   std::shared_ptr<pg::PgRateLimiter> limiter_;
   std::shared_ptr<Registry> registry_;
-  std::vector<pid_t> children_;
+  bench::WorkerFleet workers_;
   json results_;
 };
 

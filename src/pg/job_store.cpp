@@ -588,16 +588,10 @@ std::size_t PgJobStore::write_job(const BackfillJob& job, bool unless_finished) 
                           " SET started_at = $2::timestamptz, finished_at = $3::timestamptz,"
                           " updated_at = now() WHERE id = $1" +
                           (unless_finished ? " AND finished_at IS NULL" : "");
-  for (int attempt = 0;; ++attempt) {
-    try {
-      return impl.autocommit(what, [&](pqxx::nontransaction& tx) {
-        return static_cast<std::size_t>(
-            exec_prepared(tx, sql, job.id, ts_param(job.started_at), ts_param(job.finished_at)).affected_rows());
-      });
-    } catch (const StoreError& e) {
-      if (!e.retryable() || attempt >= impl.config.retries) throw;
-    }
-  }
+  return impl.autocommit_idempotent(what, [&](pqxx::nontransaction& tx) {
+    return static_cast<std::size_t>(
+        exec_prepared(tx, sql, job.id, ts_param(job.started_at), ts_param(job.finished_at)).affected_rows());
+  });
 }
 
 void PgJobStore::update_job(const BackfillJob& job) {

@@ -300,19 +300,13 @@ std::optional<oauth2::Grant> PgOAuthTokenStore::load(std::int64_t integration_id
   // One prepared statement in autocommit (no BEGIN and COMMIT round trips,
   // planned once per connection); a read, so tried again on a lost connection.
   const std::string sql = "SELECT " + std::string(kGrantColumns) + " FROM " + s.table + " WHERE integration_id = $1";
-  for (int attempt = 0;; ++attempt) {
-    try {
-      return i.autocommit("reading the OAuth2 grant of integration " + std::to_string(integration_id),
-                          [&](pqxx::nontransaction& tx) -> std::optional<oauth2::Grant> {
-                            tx.conn().prepare(s.load_name, sql);
-                            const auto rows = tx.exec_prepared(s.load_name, integration_id);
-                            if (rows.empty()) return std::nullopt;
-                            return s.grant_from(rows[0]);
-                          });
-    } catch (const StoreError& e) {
-      if (!e.retryable() || attempt >= i.config.retries) throw;
-    }
-  }
+  return i.autocommit_idempotent("reading the OAuth2 grant of integration " + std::to_string(integration_id),
+                                 [&](pqxx::nontransaction& tx) -> std::optional<oauth2::Grant> {
+                                   tx.conn().prepare(s.load_name, sql);
+                                   const auto rows = tx.exec_prepared(s.load_name, integration_id);
+                                   if (rows.empty()) return std::nullopt;
+                                   return s.grant_from(rows[0]);
+                                 });
 }
 
 oauth2::Grant PgOAuthTokenStore::refresh(std::int64_t integration_id, std::int64_t stale_generation,

@@ -94,6 +94,11 @@ struct ConnectionPool::Impl {
   // Runs fn(pqxx::nontransaction&) on a pooled connection, errors translated.
   template <class Fn>
   auto autocommit(std::string_view what, Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::nontransaction&>;
+  // autocommit for a statement that may run twice with the same effect (a
+  // read, or a write of fixed values): tried again on a fresh connection, up
+  // to config.retries times, when the error is retryable (connection lost).
+  template <class Fn>
+  auto autocommit_idempotent(std::string_view what, Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::nontransaction&>;
 
   // Classifies the exception being handled (call inside a catch block).
   [[nodiscard]] static ErrorClass classify(const std::exception_ptr& error) noexcept;
@@ -166,6 +171,18 @@ auto ConnectionPool::Impl::autocommit(std::string_view what, Fn&& fn)
     const auto error = std::current_exception();
     if (classify(error).broken || !lease.conn().is_open()) lease.mark_broken();
     translate(what, error);
+  }
+}
+
+template <class Fn>
+auto ConnectionPool::Impl::autocommit_idempotent(std::string_view what, Fn&& fn)
+    -> std::invoke_result_t<Fn&, pqxx::nontransaction&> {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return autocommit(what, fn);
+    } catch (const StoreError& e) {
+      if (!e.retryable() || attempt >= config.retries) throw;
+    }
   }
 }
 
