@@ -367,6 +367,7 @@ struct ConcurrentWalk {
   std::uint64_t range_base = 0;  // the seq of range->token(0)
   std::uint64_t generation = 0;  // bumped when scheduled pages are discarded
   bool serial_only = false;      // a page disagreed with the range: no ranges any more
+  bool range_seen = false;       // a page brought a range: the other fetchers may start
   bool end = false;              // no page after next_seq - 1
   bool failed = false;           // a fetch failed: schedule nothing more
   bool stopped = false;
@@ -429,6 +430,7 @@ struct ConcurrentWalk {
                  fetched.ahead->token(0) == fetched.next) {
         range = fetched.ahead;
         range_base = task.seq + 1;
+        range_seen = true;
       } else {
         follow = fetched.next;
       }
@@ -482,6 +484,11 @@ struct ConcurrentWalk {
     return {seq, std::move(slot)};
   }
 
+  [[nodiscard]] bool wants_fetchers() {
+    std::lock_guard lock(mutex);
+    return range_seen;
+  }
+
   // The consumer found that page `seq` names another next page than the one
   // scheduled after it: drop what was scheduled and follow the page.
   void discard_after(std::uint64_t seq, const std::string& next) {
@@ -531,10 +538,16 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
     active_cancel_ = runtime_.cancel;
   };
   try {
-    for (std::size_t i = 0; i < fetchers; ++i) threads.emplace_back(fetch_loop);
+    // One thread fetches until a page brings a known range: a cursor walk,
+    // or a job of one page, never starts the others (thread starts are a
+    // good part of a tiny job's cost, issue 18).
+    threads.emplace_back(fetch_loop);
     std::optional<std::string> scheduled_next;
     while (true) {
       auto [seq, slot] = walk->next_in_order(active_cancel_, scheduled_next);
+      if (threads.size() < fetchers && walk->wants_fetchers()) {
+        while (threads.size() < fetchers) threads.emplace_back(fetch_loop);
+      }
       if (slot.error) {
         // Pages before the failed one are written and checkpointed; the
         // job fails (or is retried) with the page's own error.

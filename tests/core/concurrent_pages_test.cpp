@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -40,6 +41,10 @@ struct Source {
   std::map<int, std::string> next_override;
   std::map<int, std::chrono::milliseconds> delay;
   std::set<int> failing;  // answered with HTTP 404, every attempt
+  // No page names the pages after it (a cursor walk): nothing known ahead.
+  bool cursor = false;
+  // The process's threads (/proc/self/task) at each fetch, the most seen.
+  std::size_t max_threads = 0;
   std::vector<std::string> fetched;  // tokens, in the order the fetches started
   int in_flight = 0;
   int max_in_flight = 0;
@@ -60,6 +65,7 @@ struct Source {
       ++in_flight;
       max_in_flight = std::max(max_in_flight, in_flight);
       if (auto it = delay.find(page); it != delay.end()) wait = it->second;
+      max_threads = std::max(max_threads, thread_count());
     }
     if (wait.count() > 0) (void)cancel.wait_for(wait);
     std::lock_guard lock(mutex);
@@ -76,13 +82,23 @@ struct Source {
     const int last = ends_at > 0 ? ends_at : pages;
     if (page < last) out.next = std::to_string(page + 1);
     if (auto it = next_override.find(page); it != next_override.end()) out.next = it->second;
-    if (page < pages) {
+    if (page < pages && !cursor) {
       auto ahead = std::make_shared<PagesAhead>();
       ahead->count = static_cast<std::uint64_t>(pages - page);
       ahead->token = [page](std::uint64_t i) { return std::to_string(page + 1 + static_cast<int>(i)); };
       out.ahead = ahead;
     }
     return out;
+  }
+
+  static std::size_t thread_count() {
+    std::error_code ec;
+    std::size_t n = 0;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      ++n;
+    }
+    return n;
   }
 
   std::vector<std::string> fetched_tokens() {
@@ -293,6 +309,37 @@ TEST_F(ConcurrentPages, OneAtATimeIsTodaysSerialWalk) {
   EXPECT_THAT(source.fetched_tokens(), ElementsAreArray(expected));
   EXPECT_EQ(source.max_in_flight, 1);
   EXPECT_THAT(written_in_order(), ElementsAreArray(keys(1, 20)));
+}
+
+TEST_F(ConcurrentPages, ACursorWalkStartsOneFetchingThread) {
+  // Nothing is known ahead, so one thread fetches: the other seven are not
+  // started (a tiny job pays no thread starts for them). Thread count seen
+  // in the fetches, against the count before the run: the fetcher, and at
+  // most the write-behind's two writes (a batch and a checkpoint save).
+  h.fake->backfill_options.concurrent_pages = 8;
+  source.cursor = true;
+  source.pages = 6;
+  for (int page = 2; page <= source.pages; ++page) source.delay[page] = 5ms;
+  make_replicator();
+  auto job = h.job(si);
+  const std::size_t before = Source::thread_count();
+  r->backfill(job);
+  EXPECT_THAT(table_keys(), ElementsAreArray(keys(1, 6)));
+  EXPECT_EQ(source.max_in_flight, 1);
+  EXPECT_LE(source.max_threads, before + 3) << "threads before the run: " << before;
+}
+
+TEST_F(ConcurrentPages, FetchingThreadsAreAddedOnceAPageBringsAKnownRange) {
+  h.fake->backfill_options.concurrent_pages = 8;
+  for (int page = 2; page <= source.pages; ++page) source.delay[page] = 20ms;
+  make_replicator();
+  auto job = h.job(si);
+  const std::size_t before = Source::thread_count();
+  r->backfill(job);
+  EXPECT_THAT(table_keys(), ElementsAreArray(keys(1, 20)));
+  EXPECT_GE(source.max_in_flight, 2) << "the pages known ahead were fetched one at a time";
+  EXPECT_LE(source.max_in_flight, 8);
+  EXPECT_GE(source.max_threads, before + 4);
 }
 
 TEST_F(ConcurrentPages, ConcurrentPagesOutsideOneToSixtyFourAreRefused) {
