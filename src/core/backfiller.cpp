@@ -337,6 +337,11 @@ void Backfiller::save_before_failure() {
 // fetchers take the next seq whose token is known: from the PagesAhead range
 // when it covers it, else from the `next` of the page before it once that is
 // fetched. The consumer takes the pages in seq order. Everything under mutex.
+// Fetchers and the consumer wait on condition variables of their own, and a
+// fetcher is woken only when there is a page to fetch, one at a time (each
+// one that takes a page wakes the next if another can start): with one
+// variable for all, each page's four notifications woke every idle fetcher
+// (16 at 16 pages at once) to find nothing to do.
 namespace {
 struct ConcurrentWalk {
   struct Slot {
@@ -357,7 +362,8 @@ struct ConcurrentWalk {
   };
 
   std::mutex mutex;
-  std::condition_variable cv;
+  std::condition_variable fetchers_cv;  // a page may be taken, or the walk stopped
+  std::condition_variable consumer_cv;  // the page the consumer waits for is done
   std::map<std::uint64_t, Slot> slots;  // scheduled and not consumed yet
   std::uint64_t consumed = 0;           // the seq the consumer waits for
   std::uint64_t next_seq = 0;           // the next seq to schedule
@@ -375,6 +381,19 @@ struct ConcurrentWalk {
 
   [[nodiscard]] bool in_range(std::uint64_t seq) const {
     return range && seq >= range_base && seq - range_base < range->count;
+  }
+
+  // take() would give a task.
+  [[nodiscard]] bool can_take() const {
+    return !stopped && !end && !failed && next_seq < consumed + window && (in_range(next_seq) || follow);
+  }
+
+  // Wakes everyone: the walk stopped or was cancelled. Takes the lock first so
+  // a waiter between its check and its sleep is not missed.
+  void wake_all() {
+    { std::lock_guard lock(mutex); }
+    fetchers_cv.notify_all();
+    consumer_cv.notify_all();
   }
 
   // The next fetch, if one may start now.
@@ -444,10 +463,11 @@ struct ConcurrentWalk {
     std::unique_lock lock(mutex);
     while (true) {
       std::optional<Task> task;
-      cv.wait(lock, [&] { return stopped || (task = take()).has_value(); });
+      fetchers_cv.wait(lock, [&] { return stopped || (task = take()).has_value(); });
       if (!task) return;
+      const bool another = can_take();
       lock.unlock();
-      cv.notify_all();  // another fetcher may be able to start too
+      if (another) fetchers_cv.notify_one();  // another fetcher may start too
       BackfillPage page;
       std::exception_ptr error;
       try {
@@ -458,7 +478,9 @@ struct ConcurrentWalk {
       }
       lock.lock();
       finish(*task, std::move(page), std::move(error), ranges, count);
-      cv.notify_all();
+      // This thread takes the next page itself (and wakes another fetcher if
+      // a second one can start); the consumer wakes only for its page.
+      if (task->seq == consumed) consumer_cv.notify_one();
     }
   }
 
@@ -467,7 +489,7 @@ struct ConcurrentWalk {
   std::pair<std::uint64_t, Slot> next_in_order(const CancellationToken& cancel,
                                                std::optional<std::string>& scheduled_next) {
     std::unique_lock lock(mutex);
-    cv.wait(lock, [&] {
+    consumer_cv.wait(lock, [&] {
       const auto it = slots.find(consumed);
       return (it != slots.end() && it->second.done) || cancel.cancelled();
     });
@@ -479,8 +501,9 @@ struct ConcurrentWalk {
     ++consumed;
     scheduled_next.reset();
     if (in_range(seq + 1)) scheduled_next = range->token(seq + 1 - range_base);
+    const bool room = can_take();
     lock.unlock();
-    cv.notify_all();  // room in the window
+    if (room) fetchers_cv.notify_one();  // room in the window
     return {seq, std::move(slot)};
   }
 
@@ -515,10 +538,7 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
   walk->follow = runtime_.start_token;
   CancellationSource stop(runtime_.cancel);
   active_cancel_ = stop.token();
-  const auto wake = active_cancel_.subscribe([walk] {
-    { std::lock_guard lock(walk->mutex); }
-    walk->cv.notify_all();
-  });
+  const auto wake = active_cancel_.subscribe([walk] { walk->wake_all(); });
 
   const auto fetch_loop = [this, walk, &last_backfilled, fetchers, lane = QuotaLaneScope::current()] {
     const QuotaLaneScope lane_scope(lane);  // fetches charge the lane of the thread that started the run
@@ -532,7 +552,7 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
       std::lock_guard lock(walk->mutex);
       walk->stopped = true;
     }
-    walk->cv.notify_all();
+    walk->wake_all();
     active_cancel_.unsubscribe(wake);
     for (auto& t : threads) t.join();
     active_cancel_ = runtime_.cancel;
@@ -565,10 +585,12 @@ void Backfiller::run_concurrent(const std::optional<Timestamp>& last_backfilled,
                                                    "', not the expected '" + shown(*scheduled_next) +
                                                    "'; fetching one page at a time from here");
         }
-        std::lock_guard lock(walk->mutex);
-        walk->discard_after(seq, slot.page.next);
+        {
+          std::lock_guard lock(walk->mutex);
+          walk->discard_after(seq, slot.page.next);
+        }
+        walk->fetchers_cv.notify_all();
       }
-      walk->cv.notify_all();
       // A page of the range that names no next page ends the walk (the count
       // shrank): the pages fetched after it are dropped with the run.
       if (!consume_page(slot.page, slot.token)) break;

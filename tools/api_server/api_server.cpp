@@ -572,9 +572,13 @@ Reply ServerState::data_reply(const Target& t, const std::string& host) {
     std::size_t total = 0;
     const auto s = dataset.nth(true, static_cast<std::size_t>(page - 1) * limit, limit, since64, total);
     r.items = s.count;
-    r.body = R"({"data":)" + items_array(s) + R"(,"page":)" + std::to_string(page) + R"(,"per_page":)" +
-             std::to_string(limit) + R"(,"total_pages":)" + std::to_string((total + limit - 1) / limit) +
-             R"(,"total":)" + std::to_string(total) + "}";
+    // Appended into one reserved string: the page's items are copied once.
+    r.body.reserve(s.items.size() + 128);
+    r.body += R"({"data":[)";
+    r.body += s.items;
+    r.body += R"(],"page":)" + std::to_string(page) + R"(,"per_page":)" + std::to_string(limit) +
+              R"(,"total_pages":)" + std::to_string((total + limit - 1) / limit) + R"(,"total":)" +
+              std::to_string(total) + "}";
     const auto last = static_cast<long long>((total + limit - 1) / limit);
     if (auto links = page_links(base + "/pages", t.query, page, last); !links.empty()) {
       r.headers.emplace_back("Link", std::move(links));
