@@ -332,6 +332,10 @@ std::unique_ptr<Worker> start_worker(const WorkerSettings& settings, const Worke
   auto replica_store = std::make_shared<pg::PgReplicaStore>(replica_pool);
   job_store->migrate();
   replica_store->migrate();
+  // Every job run here ends with a queue statement that waits for the disk
+  // (complete, fail, a release; else the next take), later in the WAL than
+  // the job's finish: the finish need not wait for the disk itself.
+  job_store->defer_finish_durability(true);
 
   pg::PgJobQueueOptions queue_options;
   queue_options.lease = settings.lease;

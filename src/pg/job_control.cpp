@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "pg/job_queue_sql.hpp"
 #include "pg/listener.hpp"
 #include "pg/queue_text.hpp"
 #include "pg/sql.hpp"
@@ -16,6 +17,9 @@ using detail::to_int;
 using detail::to_opt_ts;
 
 constexpr const char* kControlComponent = "job_control";
+// complete() with up to this many progress reports (backfillers) runs as a
+// prepared statement, one per count; more, as a plain one.
+constexpr std::size_t kPreparedCompleteRows = 8;
 
 std::uint64_t control_u64(const std::optional<std::string>& v) {
   return v ? static_cast<std::uint64_t>(std::max<long long>(0, std::stoll(*v))) : 0U;
@@ -426,10 +430,7 @@ bool PgJobControl::complete(const Lease& lease, const std::vector<BackfillProgre
     }
   }
   const std::string sql =
-      "WITH c AS (UPDATE " + impl_->queue_table +
-      " SET state = 'done', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-      "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-      "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id), "
+      "WITH c AS (" + detail::complete_update_sql(impl_->queue_table) + "), "
       "p AS (INSERT INTO " + impl_->progress_table +
       " AS p (job_id, backfiller, owner, pages, items, rows_written, retries, bytes, elapsed_ms, done) "
       "SELECT c.job_id, v.backfiller, $3::text, v.pages, v.items, v.rows_written, v.retries, v.bytes, v.elapsed_ms, "
@@ -441,7 +442,13 @@ bool PgJobControl::complete(const Lease& lease, const std::vector<BackfillProgre
       "done = EXCLUDED.done, updated_at = clock_timestamp()) "
       "SELECT job_id FROM c";
   // Guarded by state and lease token: a repeat on a fresh connection after a
-  // lost one changes nothing the first did.
+  // lost one changes nothing the first did. Prepared (one text per number of
+  // backfillers, a few): unprepared, planning it cost the server about as
+  // much as running it.
+  if (progress.size() <= kPreparedCompleteRows) {
+    return !detail::prepared_once(impl_->pool(), detail::job_statement_name("complete_progress", sql), sql, params)
+                .empty();
+  }
   try {
     return !impl_->pool().exec(sql, params).empty();
   } catch (const StoreError& e) {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 
+#include "pg/job_queue_sql.hpp"
 #include "pg/listener.hpp"
 #include "pg/pool_impl.hpp"
 #include "pg/queue_text.hpp"
@@ -282,36 +283,10 @@ struct PgJobQueue::Impl {
 
   // Like once(), as a prepared statement: planned once per connection, not
   // at every call (the take's plan cost 1.1 ms of server CPU, more than
-  // running it, 0.7 ms). libpqxx prepares it on a connection's first use.
+  // running it, 0.7 ms).
   QueryResult prepared_once(const std::string& name, const std::string& sql,
                             const std::vector<Param>& params) {
-    auto& impl = pool->impl();
-    const auto run = [&] {
-      return impl.autocommit("running the job queue's statement " + name, [&](pqxx::nontransaction& tx) {
-        tx.conn().prepare(name, sql);
-        const pqxx::result r = tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(params));
-        QueryResult out;
-        out.affected_rows = static_cast<std::size_t>(r.affected_rows());
-        for (pqxx::row::size_type c = 0; c < r.columns(); ++c) out.columns.emplace_back(r.column_name(c));
-        out.rows.reserve(static_cast<std::size_t>(r.size()));
-        for (const auto& row : r) {
-          std::vector<std::optional<std::string>> values;
-          values.reserve(static_cast<std::size_t>(row.size()));
-          for (const auto& f : row) {
-            const auto text = field_text(f);
-            values.emplace_back(text ? std::optional<std::string>(std::string(*text)) : std::nullopt);
-          }
-          out.rows.push_back(std::move(values));
-        }
-        return out;
-      });
-    };
-    try {
-      return run();
-    } catch (const StoreError& e) {
-      if (!e.retryable()) throw;
-      return run();
-    }
+    return detail::prepared_once(*pool, name, sql, params);
   }
 
   // One transaction; a lost connection before COMMIT runs `fn` again on a
@@ -394,20 +369,10 @@ PgJobQueue::PgJobQueue(std::shared_ptr<pg::ConnectionPool> pool, PgJobQueueOptio
   impl_->jobs_table = pg::sql::qualified(schema, "webhookdb_backfill_jobs");
   impl_->take_sql = take_sql(impl_->table, "");
   impl_->take_sql_with_jobs = take_sql(impl_->table, impl_->jobs_table);
-  impl_->complete_sql =
-      "UPDATE " + impl_->table +
-      " SET state = 'done', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-      "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-      "WHERE job_id = $1::bigint AND state = 'running' AND lease_token = $2 RETURNING job_id";
-  // Named by their text: queues of several schemas may share a connection.
-  const auto name = [](const char* what, const std::string& sql) {
-    char hash[24];
-    std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(sql));
-    return std::string("webhookdb_queue_") + what + "_" + hash;
-  };
-  impl_->take_name = name("take", impl_->take_sql);
-  impl_->take_name_with_jobs = name("take", impl_->take_sql_with_jobs);
-  impl_->complete_name = name("complete", impl_->complete_sql);
+  impl_->complete_sql = complete_update_sql(impl_->table);
+  impl_->take_name = job_statement_name("take", impl_->take_sql);
+  impl_->take_name_with_jobs = job_statement_name("take", impl_->take_sql_with_jobs);
+  impl_->complete_name = job_statement_name("complete", impl_->complete_sql);
 }
 
 PgJobQueue::~PgJobQueue() {

@@ -236,6 +236,35 @@ TEST_F(PgJobStoreTest, StartJobWritesUnlessAnotherRunFinishedIt) {
   EXPECT_THROW((void)store->start_job(gone), InvalidPrecondition);
 }
 
+// start_job, and a worker's finishes (defer_finish_durability), commit
+// without waiting for the disk by setting synchronous_commit for their own
+// transaction only: the session that ran them waits again for the next
+// commit (a leaked session setting would make every later write of that
+// pooled connection skip the wait). The values are written as before.
+TEST_F(PgJobStoreTest, UnwaitedStartsAndFinishesLeaveTheSessionWaiting) {
+  PgJobStore one(config(1), clock, keys_with(kKeyA));  // one connection: the SHOW runs where they ran
+  const auto setting = [&] { return one.pool().exec("SHOW synchronous_commit").rows.at(0).at(0).value_or(""); };
+  one.pool().exec("SET synchronous_commit = on");  // the test server runs with it off
+  ASSERT_EQ(setting(), "on");
+  const auto si = make("unwaited");
+  BackfillJob job;
+  job.service_integration_id = si.id;
+  auto read = store->create_job(job);
+  read.started_at = *parse_timestamp("2024-01-01T00:01:00Z");
+  EXPECT_TRUE(one.start_job(read));
+  EXPECT_EQ(setting(), "on");
+  one.defer_finish_durability(true);
+  read.finished_at = *parse_timestamp("2024-01-01T00:02:00Z");
+  one.update_job(read);
+  EXPECT_EQ(setting(), "on");
+  EXPECT_EQ(store->find_job(read.id), read);
+  auto late = read;
+  late.finished_at.reset();
+  late.started_at = *parse_timestamp("2024-01-01T00:03:00Z");
+  EXPECT_FALSE(one.start_job(late)) << "finished meanwhile: not started again";
+  EXPECT_EQ(store->find_job(read.id), read);
+}
+
 // The job runner's first look (issue 18: one statement instead of two):
 // the same job and integration as find_job and find_integration, secrets
 // opened; a job whose integration is gone comes without it.

@@ -85,6 +85,14 @@ class WEBHOOKDB_EXPORT PgJobStore final : public JobStore {
   // The lock may outlive the store.
   [[nodiscard]] std::unique_ptr<IntegrationLock> try_lock_integration(std::int64_t integration_id) override;
 
+  // For a worker: update_job calls that finish a job (finished_at set) commit
+  // without waiting for the disk, as start_job always does. Only for a caller
+  // that always commits, later, something that waits: the worker's queue
+  // complete (or fail, or its next take), whose WAL comes after and makes the
+  // finish durable with it. A server crash before that loses both, and the
+  // job runs again, as after a crash before its end. Off by default.
+  void defer_finish_durability(bool defer) noexcept;
+
   // Runs the pending migrations of component "job_store".
   void migrate();
   // Key rotation: re-encrypts under the current key every secret stored in
@@ -96,8 +104,9 @@ class WEBHOOKDB_EXPORT PgJobStore final : public JobStore {
   [[nodiscard]] static const std::vector<Migration>& migrations();
 
  private:
-  // Rows changed by update_job's statement (with `AND finished_at IS NULL`).
-  std::size_t write_job(const BackfillJob& job, bool unless_finished);
+  // Rows changed by update_job's statement (with `AND finished_at IS NULL`);
+  // `wait` false: committed without waiting for the disk.
+  std::size_t write_job(const BackfillJob& job, bool unless_finished, bool wait);
   struct State;
   std::unique_ptr<State> state_;
 };
