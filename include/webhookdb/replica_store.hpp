@@ -39,6 +39,11 @@ struct UpsertOptions {
   WriteMethod method = WriteMethod::automatic;
   // Saved in the same transaction as the rows.
   std::optional<Checkpoint> checkpoint;
+  // The caller commits something later that waits for the disk (a job run's
+  // end): like a checkpointed batch, this one need not wait itself (see
+  // pg::Config::async_checkpointed_commits). Replicator::backfill sets it for
+  // a first run's last batch, whose final checkpoint it leaves out.
+  bool durable_later = false;
   // Only tables with deletes (TableSpec::deletes) keep seen marks.
   SeenMarks seen = SeenMarks::written;
 };

@@ -320,11 +320,13 @@ class WEBHOOKDB_EXPORT Replicator {
   bool backfilling_ = false;
   std::optional<std::vector<ServiceIntegration>> backfill_dependents_;
   // A first run of a job with one backfiller writes no final "finished"
-  // checkpoint with its last rows, and one that wrote none at all (one page,
-  // one batch) has none to delete at its end (write_checked_rows watches).
-  bool omit_final_checkpoint_ = false;
-  bool final_checkpoint_omitted_ = false;
-  bool checkpoint_written_ = false;
+  // checkpoint with its last rows (a crash before the job's end runs it from
+  // its first page again), and one that wrote no other checkpoint either (one
+  // page, one batch) has none to delete at its end. write_checked_rows moves
+  // it along: off (not such a run), none (no checkpoint yet), final_left_out
+  // (only the final one, left out), written (another one was written).
+  enum class FirstRunCheckpoints { off, none, final_left_out, written };
+  FirstRunCheckpoints first_run_checkpoints_ = FirstRunCheckpoints::off;
   // context_.http when rate limited; detached in the destructor because its
   // resolver reads this replicator's options.
   std::shared_ptr<RateLimitedHttpClient> quota_client_;

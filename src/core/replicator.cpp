@@ -355,13 +355,20 @@ UpsertResult Replicator::write_checked_rows(std::span<const Row> rows, const Ups
   std::optional<UpsertOptions> without_checkpoint;
   if (options.checkpoint) {
     std::lock_guard lock(run_mutex_);
-    if (backfilling_ && omit_final_checkpoint_ && options.checkpoint->finished) {
-      // A crash before the job's end re-runs its one page: no checkpoint needed.
-      without_checkpoint = options;
-      without_checkpoint->checkpoint.reset();
-      final_checkpoint_omitted_ = true;
-    } else if (backfilling_) {
-      checkpoint_written_ = true;
+    if (backfilling_ && first_run_checkpoints_ != FirstRunCheckpoints::off) {
+      if (options.checkpoint->finished) {
+        // A crash before the job's end re-runs its one page: no checkpoint
+        // needed. Nor a commit that waits for the disk, when the job's end
+        // is written (JobStore::update_job) and makes these rows durable.
+        without_checkpoint = options;
+        without_checkpoint->checkpoint.reset();
+        without_checkpoint->durable_later = context_.jobs != nullptr;
+        if (first_run_checkpoints_ == FirstRunCheckpoints::none) {
+          first_run_checkpoints_ = FirstRunCheckpoints::final_left_out;
+        }
+      } else {
+        first_run_checkpoints_ = FirstRunCheckpoints::written;
+      }
     }
   }
   UpsertResult result = replica().upsert(table_spec(), rows, without_checkpoint ? *without_checkpoint : options);
@@ -546,7 +553,7 @@ void Replicator::reset_run(bool backfilling) {
   std::lock_guard lock(run_mutex_);
   backfilling_ = backfilling;
   backfill_dependents_.reset();
-  omit_final_checkpoint_ = final_checkpoint_omitted_ = checkpoint_written_ = false;
+  first_run_checkpoints_ = FirstRunCheckpoints::off;
 }
 
 bool Replicator::mark_started(BackfillJob& job) {
@@ -606,7 +613,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     auto list = backfillers(job.criteria);
     if (checkpoints && first_run && list.size() == 1) {
       std::lock_guard lock(run_mutex_);
-      omit_final_checkpoint_ = true;
+      first_run_checkpoints_ = FirstRunCheckpoints::none;
     }
     std::vector<CancellableTask> tasks;
     tasks.reserve(list.size());
@@ -650,7 +657,7 @@ void Replicator::backfill(BackfillJob& job, const CancellationToken& cancel) {
     // Nothing to delete: a first run of one page whose only checkpoint, the
     // final one, was left out (a page boundary's checkpoint needs a second page).
     std::lock_guard lock(run_mutex_);
-    if (one_page && omit_final_checkpoint_ && final_checkpoint_omitted_ && !checkpoint_written_) clear = false;
+    if (one_page && first_run_checkpoints_ == FirstRunCheckpoints::final_left_out) clear = false;
   }
   finish_backfill(job, RunEnd{sweeping, window.has_value(), new_last_backfilled, clear});
 }

@@ -687,6 +687,8 @@ class BatchWriter {
   [[nodiscard]] CopyGuess next_guess() const noexcept { return next_guess_; }
 
   void save_checkpoint(CheckpointWrite checkpoint) { checkpoint_ = std::move(checkpoint); }
+  // UpsertOptions::durable_later: commits as a checkpointed batch does.
+  void durable_later() { durable_later_ = true; }
   // SeenMarks::every_row: the rows the update rule leaves alone are marked seen too.
   void mark_every_row_seen() { touch_all_ = t_.deletes; }
 
@@ -708,7 +710,7 @@ class BatchWriter {
     if (copies()) plan_sql_ = plan_query();
     direct_new_rows_ = method_ == WriteMethod::staging_copy;
     if (!direct_new_rows_) guess_ = CopyGuess::ask;
-    async_commit_ = checkpoint_.has_value() && config.async_checkpointed_commits;
+    async_commit_ = (checkpoint_.has_value() || durable_later_) && config.async_checkpointed_commits;
   }
 
   // Writes the batch; returns the positions (in the batch) of the rows
@@ -966,6 +968,7 @@ class BatchWriter {
   CopyGuess next_guess_ = CopyGuess::ask;
   bool direct_new_rows_ = false;
   bool async_commit_ = false;
+  bool durable_later_ = false;
   bool touch_all_ = false;
   std::string batch_keys_;  // the keys as an array literal, for the deletes' statements
 };
@@ -1235,6 +1238,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
   const TableSql t = describe(spec, schema_of(spec));
   BatchWriter writer(spec, t, rows, options.apply_update_rule);
   if (options.seen == SeenMarks::every_row) writer.mark_every_row_seen();
+  if (options.durable_later) writer.durable_later();
   if (options.checkpoint) {
     migrate();
     const Checkpoint& cp = *options.checkpoint;

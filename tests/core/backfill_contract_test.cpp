@@ -274,6 +274,7 @@ class CountingCheckpoints final : public ReplicaStore {
   void drop_table(const TableSpec& spec) override { next_->drop_table(spec); }
   UpsertResult upsert(const TableSpec& spec, std::span<const Row> rows, const UpsertOptions& options) override {
     if (options.checkpoint) ++written;
+    if (options.durable_later) ++unwaited;
     return next_->upsert(spec, rows, options);
   }
   std::optional<Row> find(const TableSpec& spec, const nlohmann::json& key) override { return next_->find(spec, key); }
@@ -296,6 +297,7 @@ class CountingCheckpoints final : public ReplicaStore {
   int loads = 0;
   int written = 0;
   int clears = 0;
+  int unwaited = 0;  // batches that need not wait for the disk (UpsertOptions::durable_later)
 
  private:
   std::shared_ptr<ReplicaStore> next_;
@@ -319,12 +321,14 @@ TEST_F(BackfillContract, AFirstRunOfOnePageNeitherReadsNorWritesCheckpoints) {
   EXPECT_EQ(counting->loads, 0);
   EXPECT_EQ(counting->written, 0);
   EXPECT_EQ(counting->clears, 0);
+  EXPECT_EQ(counting->unwaited, 1) << "its one batch: the job's end, written later, makes it durable";
   EXPECT_TRUE(h.replica->load_checkpoints(job.id).empty());
 
   h.http->respond_json(fake_page({fake_item("b", "2024-01-01T00:00:00Z")}));
   r->backfill(job);  // it ran before: its checkpoints are read
   EXPECT_EQ(counting->loads, 1);
   EXPECT_EQ(counting->clears, 1);
+  EXPECT_EQ(counting->unwaited, 1) << "not a first run: its batch is checkpointed";
 
   auto two_pages = h.job(si);
   h.http->respond_json(fake_page({fake_item("c", "2024-01-01T00:00:00Z")}, "next"));
@@ -333,6 +337,7 @@ TEST_F(BackfillContract, AFirstRunOfOnePageNeitherReadsNorWritesCheckpoints) {
   EXPECT_EQ(counting->loads, 1) << "a first run";
   EXPECT_GE(counting->written, 1) << "the first page's checkpoint";
   EXPECT_EQ(counting->clears, 2);
+  EXPECT_EQ(counting->unwaited, 2) << "its last batch, whose final checkpoint was left out";
   EXPECT_TRUE(h.replica->load_checkpoints(two_pages.id).empty());
 }
 
