@@ -138,6 +138,17 @@ struct WebhookHandler::Impl {
   std::atomic<std::uint64_t> batched{0};
   std::atomic<std::uint64_t> batch_failures{0};
 
+  // Integrations found by opaque id, each until its `until` (integration_ttl).
+  struct KnownIntegration {
+    ServiceIntegration integration;
+    std::chrono::steady_clock::time_point until;
+    // A request of it went to an enriched replicator or was dispatched to
+    // another: handling it may wait (handles_without_waiting).
+    bool may_wait = false;
+  };
+  std::mutex known_mutex;
+  std::unordered_map<std::string, KnownIntegration> known;
+
   // The micro-batch queue and its writers.
   mutable std::mutex batch_mutex;
   std::condition_variable batch_ready;
@@ -193,8 +204,13 @@ struct WebhookHandler::Impl {
       if (room && !batch_stopping) {
         item.queued_at = std::chrono::steady_clock::now();
         batch_queue.push_back(std::move(item));
+        // A writer waits for a first request, then for the window to close
+        // or the batch to fill: only those two wake it. Waking it for every
+        // request (to find the batch not full yet) cost a context switch per
+        // webhook.
+        const std::size_t queued = batch_queue.size();
         lock.unlock();
-        batch_ready.notify_all();
+        if (queued == 1 || queued % options.max_batch == 0) batch_ready.notify_all();
         return;
       }
     }
@@ -262,6 +278,7 @@ struct WebhookHandler::Impl {
   };
   // The replicator answering for opaque_id (after dispatch), or the answer to give instead.
   std::variant<Resolved, WebhookResponse> resolve(const std::string& opaque_id, const WebhookRequest& request);
+  std::optional<ServiceIntegration> find_integration(const std::string& opaque_id);
   std::optional<WebhookResponse> parse_body(WebhookRequest& request) const;
   std::optional<WebhookResponse> process_rows(const std::shared_ptr<Replicator>& replicator, WebhookPolicy* policy,
                                               WebhookRequest& request, const WebhookResponse& verification,
@@ -391,11 +408,37 @@ void WebhookHandler::Impl::commit_rows(std::vector<Batched>& batch, const std::v
   }
 }
 
+// The job store's answer, or a recent one (integration_ttl). An unknown id is
+// asked again each time: nothing a sender makes up is kept.
+std::optional<ServiceIntegration> WebhookHandler::Impl::find_integration(const std::string& opaque_id) {
+  const auto ttl = options.integration_ttl;
+  if (ttl <= std::chrono::milliseconds::zero()) return context.jobs->find_integration_by_opaque_id(opaque_id);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(known_mutex);
+    if (auto found = known.find(opaque_id); found != known.end() && found->second.until > now) {
+      return found->second.integration;
+    }
+  }
+  auto integration = context.jobs->find_integration_by_opaque_id(opaque_id);
+  std::lock_guard lock(known_mutex);
+  if (!integration) {
+    known.erase(opaque_id);
+    return integration;
+  }
+  // Bounded: a host with more integrations than this looks some up again.
+  constexpr std::size_t kMaxKnown = 4096;
+  if (known.size() >= kMaxKnown) std::erase_if(known, [&](const auto& entry) { return entry.second.until <= now; });
+  if (known.size() >= kMaxKnown) known.clear();
+  known.insert_or_assign(opaque_id, KnownIntegration{*integration, now + ttl});
+  return integration;
+}
+
 std::variant<WebhookHandler::Impl::Resolved, WebhookResponse> WebhookHandler::Impl::resolve(
     const std::string& opaque_id, const WebhookRequest& request) {
   std::optional<ServiceIntegration> integration;
   try {
-    integration = context.jobs->find_integration_by_opaque_id(opaque_id);
+    integration = find_integration(opaque_id);
   } catch (const std::exception& e) {
     log(LogLevel::error, opaque_id, std::string("integration lookup failed: ") + e.what());
     return internal_error();
@@ -409,8 +452,16 @@ std::variant<WebhookHandler::Impl::Resolved, WebhookResponse> WebhookHandler::Im
     return WebhookResponse::error(404, "integration does not accept webhooks");
   }
   std::shared_ptr<Replicator> replicator = context.registry->make(*integration, context);
+  bool dispatched = false;
   if (WebhookPolicy* policy = webhook_policy_of(*replicator)) {
-    if (auto target = policy->dispatch_request_to(request)) replicator = std::move(target);
+    if (auto target = policy->dispatch_request_to(request)) {
+      replicator = std::move(target);
+      dispatched = true;
+    }
+  }
+  if (dispatched || replicator->table_spec().enrichment) {
+    std::lock_guard lock(known_mutex);
+    if (auto found = known.find(opaque_id); found != known.end()) found->second.may_wait = true;
   }
   WebhookPolicy* policy = webhook_policy_of(*replicator);
   return Resolved{std::move(replicator), policy};
@@ -585,6 +636,19 @@ void WebhookHandler::handle_async(const std::string& opaque_id, WebhookRequest r
     out = internal_error();
   }
   if (out) impl.finish(done, std::move(*out));
+}
+
+bool WebhookHandler::handles_without_waiting(const std::string& opaque_id) const {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lock(impl.known_mutex);
+    const auto found = impl.known.find(opaque_id);
+    if (found == impl.known.end() || found->second.may_wait ||
+        found->second.until <= std::chrono::steady_clock::now()) {
+      return false;
+    }
+  }
+  return !queue_above(0.5);
 }
 
 bool WebhookHandler::queue_above(double fraction) const {

@@ -295,8 +295,11 @@ class Session : public std::enable_shared_from_this<Session> {
     auto executor = stream_.get_executor();
     auto pending = std::make_shared<Pending>(Pending{shared_from_this(), executor, net::make_work_guard(executor),
                                                      std::move(reservation_), version, keep_alive});
-    net::post(impl_.handler_pool, [pending, abandoned, id = std::move(opaque_id),
-                                   request = std::move(request)]() mutable {
+    // Nothing to wait for (a known integration, rows built without I/O, room
+    // in the batch queue): handled here, on this I/O thread. The hand-off to
+    // the pool and back was a thread switch per webhook.
+    const bool now = impl_.handler.handles_without_waiting(opaque_id);
+    auto handle = [pending, abandoned, id = std::move(opaque_id), request = std::move(request)]() mutable {
       if (abandoned->load()) return pending->reply(busy("the database is slow to answer; retry later"));
       try {
         pending->self->impl_.handler.handle_async(id, std::move(request),
@@ -304,7 +307,9 @@ class Session : public std::enable_shared_from_this<Session> {
       } catch (...) {
         pending->reply(WebhookResponse::error(500, "internal error"));
       }
-    });
+    };
+    if (now) return handle();
+    net::post(impl_.handler_pool, std::move(handle));
   }
 
   // The first of the handler's answer and the deadline's 503 wins.

@@ -150,6 +150,9 @@ TEST_F(AbusePg, KeyTooLargeForTheIndexIs400WhenSynchronous) {
 TEST_F(AbusePg, LockedIntegrationsTableFreezesNothingElse) {
   WebhookReceiverOptions options;
   options.handler_deadline = std::chrono::milliseconds(700);
+  // Every webhook looks its integration up (none is remembered), so each one
+  // stalls on the lock.
+  options.handler.integration_ttl = std::chrono::milliseconds(0);
   start(options);
   ASSERT_EQ(post_signed(charge_event(charge("ch_before", 1))).status, 202);
 
@@ -194,6 +197,22 @@ TEST_F(AbusePg, LockedIntegrationsTableFreezesNothingElse) {
   }
   lock.release();
   EXPECT_EQ(post_signed(charge_event(charge("ch_after", 1))).status, 202);
+}
+
+// The default: an integration looked up a moment ago is remembered
+// (WebhookHandlerOptions::integration_ttl), so its webhooks go on being
+// committed while the integrations table is locked.
+TEST_F(AbusePg, ARememberedIntegrationIsServedWhileItsTableIsLocked) {
+  WebhookReceiverOptions options;
+  options.handler_deadline = std::chrono::milliseconds(5000);
+  options.handler.integration_ttl = std::chrono::minutes(10);
+  start(options);
+  ASSERT_EQ(post_signed(charge_event(charge("ch_before", 1))).status, 202);
+  TableLock lock(config(1), schema().quoted() + ".webhookdb_service_integrations");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(post_signed(charge_event(charge("ch_locked_" + std::to_string(i), 1))).status, 202) << i;
+  }
+  lock.release();
 }
 
 }  // namespace

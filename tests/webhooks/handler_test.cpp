@@ -25,11 +25,13 @@ using namespace test;
 class FlakyJobStore final : public JobStore {
  public:
   std::atomic<bool> fail_lookups{false};
+  std::atomic<int> lookups{0};  // find_integration_by_opaque_id calls
   memory::MemoryJobStore inner;
 
   ServiceIntegration create_integration(ServiceIntegration i) override { return inner.create_integration(std::move(i)); }
   std::optional<ServiceIntegration> find_integration(std::int64_t id) override { return inner.find_integration(id); }
   std::optional<ServiceIntegration> find_integration_by_opaque_id(const std::string& id) override {
+    ++lookups;
     if (fail_lookups) {
       throw StoreError("connection to postgresql://app:hunter2@db/prod lost", true);
     }
@@ -302,6 +304,49 @@ TEST_F(Handler, IntegrationLookupFailureIs500) {
   const auto r = post(handler, charge("a", 1));
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(r.body.find("hunter2"), std::string::npos);
+}
+
+// integration_ttl: a known integration is looked up once per ttl, not once
+// per webhook (at thousands a second each lookup was a statement); an unknown
+// id every time (nothing a sender makes up is kept).
+TEST_F(Handler, KnownIntegrationsAreLookedUpOncePerTtl) {
+  WebhookHandlerOptions options;
+  options.integration_ttl = std::chrono::minutes(10);
+  WebhookHandler handler(env.context(), options);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(post(handler, charge_event(charge("ch_" + std::to_string(i), 1))).status, 202);
+  EXPECT_EQ(jobs->lookups.load(), 1);
+  EXPECT_TRUE(handler.handles_without_waiting(env.charges.opaque_id));
+  EXPECT_FALSE(handler.handles_without_waiting("svi_nobody"));
+  EXPECT_EQ(handler.handle("svi_nobody", env.signed_request(charge("a", 1).dump())).status, 404);
+  EXPECT_EQ(handler.handle("svi_nobody", env.signed_request(charge("a", 1).dump())).status, 404);
+  EXPECT_EQ(jobs->lookups.load(), 3);
+  // Within the ttl a rotated secret is not seen yet: the old one still verifies.
+  const std::string old_secret = env.charges.webhook_secret;
+  env.charges.webhook_secret = "whsec_rotated";
+  jobs->update_integration(env.charges);
+  EXPECT_EQ(post(handler, charge_event(charge("ch_old", 1)), old_secret).status, 202);
+  handler.wait_idle();
+}
+
+TEST_F(Handler, ARotatedSecretIsSeenOnceTheTtlHasPassed) {
+  WebhookHandlerOptions options;
+  options.integration_ttl = std::chrono::milliseconds(1);
+  WebhookHandler handler(env.context(), options);
+  EXPECT_EQ(post(handler, charge_event(charge("ch_1", 1))).status, 202);
+  env.charges.webhook_secret = "whsec_rotated";
+  jobs->update_integration(env.charges);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(post(handler, charge_event(charge("ch_2", 1))).status, 401);
+  EXPECT_EQ(post(handler, charge_event(charge("ch_3", 1)), "whsec_rotated").status, 202);
+  handler.wait_idle();
+
+  options.integration_ttl = std::chrono::milliseconds(0);
+  WebhookHandler uncached(env.context(), options);
+  const int before = jobs->lookups.load();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(post(uncached, charge_event(charge("ch_u", 1)), "whsec_rotated").status, 202);
+  EXPECT_EQ(jobs->lookups.load() - before, 3);
+  EXPECT_FALSE(uncached.handles_without_waiting(env.charges.opaque_id));
+  uncached.wait_idle();
 }
 
 TEST_F(Handler, AsyncFailureIsReportedNotLost) {

@@ -17,9 +17,11 @@
 // budget is spent or the handler misses its deadline. Keep-alive is honoured;
 // many connections are served at once on io_threads threads.
 //
-// Under abuse: the handler (database work) runs on handler_threads, never on
+// Under abuse: the handler's database work runs on handler_threads, never on
 // the io threads, so requests that need no database are answered at once
-// while the database stalls. Open connections are capped (past the cap new
+// while the database stalls. (A request with nothing to wait for, see
+// WebhookHandler::handles_without_waiting, is verified and queued for its
+// micro-batch on its io thread; its commit is a batch writer's.) Open connections are capped (past the cap new
 // ones wait in the listen backlog) and so are the body bytes being received
 // or handled (counted by declared length, a chunked body as max_body_bytes).
 //
