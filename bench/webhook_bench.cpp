@@ -10,26 +10,39 @@
 //   crash     --inbox, kill -9 of the receiver mid-burst: every 2xx must be
 //             in the table or the inbox afterwards
 //
+// Each case also prints where the CPU went (this load generator, the
+// receiver, the PostgreSQL server of --database-url: seconds over the case,
+// as cores and per webhook) and the transactions committed per webhook.
+//
 //   webhookdb-webhook-bench --receiver-exe PATH [--database-url URL] [--smoke] [--json FILE]
+//                           [--cases sync,inbox] [--receiver-arg=--batch-window-us --receiver-arg=1000]
 
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -116,74 +129,87 @@ double peak_rss_mib(pid_t pid) {
   return 0;
 }
 
-// One keep-alive HTTP/1.1 connection with blocking sockets.
-class Connection {
- public:
-  explicit Connection(unsigned short port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~Connection() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-  [[nodiscard]] bool ok() const { return fd_ >= 0; }
-
-  // The status, or -1 when the connection broke.
-  int post(const std::string& wire) {
-    std::size_t sent = 0;
-    while (sent < wire.size()) {
-      const ssize_t n = send(fd_, wire.data() + sent, wire.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return -1;
-      sent += static_cast<std::size_t>(n);
-    }
-    for (;;) {
-      const auto end = buffer_.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        int status = 0;
-        if (std::sscanf(buffer_.c_str(), "HTTP/1.%*d %d", &status) != 1) return -1;
-        std::size_t length = 0;
-        std::string head = buffer_.substr(0, end);
-        std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (auto at = head.find("content-length:"); at != std::string::npos) {
-          length = std::strtoul(head.c_str() + at + 15, nullptr, 10);
-        }
-        const bool closing = head.find("connection: close") != std::string::npos;
-        while (buffer_.size() < end + 4 + length) {
-          if (!fill()) return -1;
-        }
-        buffer_.erase(0, end + 4 + length);
-        if (closing) {
-          close(fd_);
-          fd_ = -1;
-        }
-        return status;
-      }
-      if (!fill()) return -1;
-    }
-  }
-
- private:
-  bool fill() {
-    char chunk[16384];
-    const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) return false;
-    buffer_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  }
-  int fd_ = -1;
-  std::string buffer_;
+// CPU seconds (user + system) of a process from /proc/PID/stat, with its
+// reaped children when `with_children`; its parent pid in `ppid`.
+struct ProcCpu {
+  pid_t ppid = 0;
+  double seconds = 0;
 };
+std::optional<ProcCpu> proc_cpu(const std::filesystem::path& dir, bool with_children) {
+  std::ifstream in(dir / "stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const auto close = line.rfind(')');
+  if (close == std::string::npos || close + 2 > line.size()) return std::nullopt;
+  // After the command: state is field 3, ppid 4; utime, stime 14-15, cutime, cstime 16-17.
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  ProcCpu out;
+  double ticks = 0;
+  for (int n = 3; n <= 17 && rest >> field; ++n) {
+    if (n == 4) out.ppid = static_cast<pid_t>(std::stol(field));
+    if (n == 14 || n == 15 || (with_children && (n == 16 || n == 17))) ticks += std::stod(field);
+  }
+  out.seconds = ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return out;
+}
+
+// Where the 2 cores go during a case: this load generator (not the system
+// under test, but it shares the cores), the receiver, and the PostgreSQL
+// server of --database-url (its postmaster with its reaped children and its
+// live children: backends, WAL writer, checkpointer; no other server).
+struct CpuSplit {
+  double load_generator = 0;
+  double receiver = 0;
+  double postgres = 0;
+  bool postgres_known = false;
+};
+
+pid_t g_postmaster = 0;
+
+void find_postmaster(webhookdb::pg::ConnectionPool& pool) {
+  try {
+    const auto backend = pool.exec("SELECT pg_backend_pid() AS pid").at(0, "pid").value_or("0");
+    if (const auto stat = proc_cpu("/proc/" + backend, false)) g_postmaster = stat->ppid;
+  } catch (const std::exception&) {
+    g_postmaster = 0;
+  }
+}
+
+// Transactions committed in the database so far (pg_stat_database).
+double commits(webhookdb::pg::ConnectionPool& pool) {
+  const auto r = pool.exec("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()");
+  return std::stod(r.at(0, "xact_commit").value_or("0"));
+}
+
+double self_cpu() {
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  const auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(self.ru_utime) + secs(self.ru_stime);
+}
+
+std::optional<double> server_cpu() {
+  if (g_postmaster <= 0) return std::nullopt;
+  const auto postmaster = proc_cpu("/proc/" + std::to_string(g_postmaster), true);
+  if (!postmaster) return std::nullopt;
+  double total = postmaster->seconds;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto stat = proc_cpu(entry.path(), true);
+    if (stat && stat->ppid == g_postmaster) total += stat->seconds;
+  }
+  return total;
+}
+
+double receiver_cpu(pid_t pid) {
+  const auto stat = proc_cpu("/proc/" + std::to_string(pid), false);
+  return stat ? stat->seconds : 0;
+}
 
 struct Request {
   std::string key;
@@ -225,6 +251,216 @@ struct Result {
   std::size_t landed = 0;  // 2xx found in the table or the inbox afterwards
   bool all_landed = false;
   std::vector<std::string> acked;
+  CpuSplit cpu;
+  double commits = 0;  // transactions committed in the database meanwhile (the receiver's start included)
+};
+
+// The load generator: every connection of a case on one thread, driven by
+// epoll (non-blocking keep-alive sockets). It is not the system under test but
+// it shares the 2 cores with it: one thread waking once for many ready
+// sockets, requests signed and framed before the clock starts, and no
+// allocation per request keep its share small (32 blocking threads, one
+// wake-up per response, took about 0.25 of a core at 3,500 webhooks/s).
+class LoadGenerator {
+ public:
+  LoadGenerator(unsigned short port, const std::vector<Request>& requests, std::size_t connections)
+      : port_(port), requests_(requests), slots_(connections) {
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) throw std::runtime_error("epoll_create1 failed");
+  }
+  ~LoadGenerator() {
+    for (auto& slot : slots_) close_slot(slot);
+    close(epoll_);
+  }
+  LoadGenerator(const LoadGenerator&) = delete;
+  LoadGenerator& operator=(const LoadGenerator&) = delete;
+
+  // Sends every request (refused ones are not retried); stops early once
+  // `abort` is set.
+  void run(Result& r, std::vector<double>& latencies, const std::atomic<bool>* abort,
+           std::atomic<std::size_t>* answered_2xx) {
+    result_ = &r;
+    latencies_ = &latencies;
+    abort_ = abort;
+    answered_2xx_ = answered_2xx;
+    for (std::size_t s = 0; s < slots_.size(); ++s) start_next(s);
+    std::vector<epoll_event> events(slots_.size());
+    while (busy_ > 0) {
+      if (abort != nullptr && abort->load()) break;
+      const int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 100);
+      for (int e = 0; e < n; ++e) on_event(static_cast<std::size_t>(events[static_cast<std::size_t>(e)].data.u64),
+                                           events[static_cast<std::size_t>(e)].events);
+    }
+  }
+
+ private:
+  struct Slot {
+    int fd = -1;
+    std::size_t request = 0;  // index into requests_
+    std::size_t sent = 0;     // bytes of its wire sent
+    bool active = false;
+    Clock::time_point started;
+    std::array<char, 4096> in{};
+    std::size_t have = 0;  // bytes in `in`
+  };
+
+  bool connect_slot(Slot& slot, std::size_t index) {
+    slot.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (slot.fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(slot.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Blocking connect (loopback: done once the receiver's backlog holds it), then non-blocking I/O.
+    if (connect(slot.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(slot.fd);
+      slot.fd = -1;
+      return false;
+    }
+    fcntl(slot.fd, F_SETFL, fcntl(slot.fd, F_GETFL) | O_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    ev.data.u64 = index;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, slot.fd, &ev);
+    slot.have = 0;
+    return true;
+  }
+
+  void close_slot(Slot& slot) {
+    if (slot.fd >= 0) close(slot.fd);
+    slot.fd = -1;
+  }
+
+  // The slot takes the next request, if any is left (a new connection when
+  // it has none; a request it cannot connect for counts as broken).
+  void start_next(std::size_t s) {
+    Slot& slot = slots_[s];
+    while (next_ < requests_.size() && slot.fd < 0 && !connect_slot(slot, s)) {
+      ++next_;
+      ++result_->other;
+      if (abort_ != nullptr && abort_->load()) return;
+    }
+    if (next_ >= requests_.size()) {
+      close_slot(slot);
+      return;
+    }
+    slot.request = next_++;
+    slot.sent = 0;
+    slot.active = true;
+    ++busy_;
+    slot.started = Clock::now();
+    send_some(s);
+  }
+
+  void send_some(std::size_t s) {
+    Slot& slot = slots_[s];
+    const std::string& wire = requests_[slot.request].wire;
+    while (slot.sent < wire.size()) {
+      const ssize_t n = send(slot.fd, wire.data() + slot.sent, wire.size() - slot.sent, MSG_NOSIGNAL);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) return broken(s);
+      slot.sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  void on_event(std::size_t s, std::uint32_t events) {
+    Slot& slot = slots_[s];
+    if (!slot.active) return;
+    if ((events & EPOLLOUT) != 0 && slot.sent < requests_[slot.request].wire.size()) send_some(s);
+    if (!slot.active) return;
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) receive(s);
+  }
+
+  void receive(std::size_t s) {
+    Slot& slot = slots_[s];
+    for (;;) {
+      if (slot.have == slot.in.size()) return broken(s);  // no answer of ours is that long
+      const ssize_t n = recv(slot.fd, slot.in.data() + slot.have, slot.in.size() - slot.have, 0);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) return broken(s);
+      slot.have += static_cast<std::size_t>(n);
+      const std::string_view text(slot.in.data(), slot.have);
+      const auto end = text.find("\r\n\r\n");
+      if (end == std::string_view::npos) continue;
+      const std::string_view head = text.substr(0, end + 2);
+      const std::size_t length = header_number(head, "content-length:");
+      if (slot.have < end + 4 + length) continue;
+      int status = 0;
+      if (head.size() < 12 || std::sscanf(slot.in.data(), "HTTP/1.%*d %d", &status) != 1) return broken(s);
+      const bool closing = header_has(head, "connection:", "close");
+      // One answer per request: nothing else should be buffered.
+      slot.have = 0;
+      return answered(s, status, closing);
+    }
+  }
+
+  // The value of a numeric header (0 when absent); `name` is lower case with its colon.
+  static std::size_t header_number(std::string_view head, std::string_view name) {
+    const auto at = find_header(head, name);
+    if (at == std::string_view::npos) return 0;
+    return std::strtoul(head.data() + at + name.size(), nullptr, 10);
+  }
+  static bool header_has(std::string_view head, std::string_view name, std::string_view value) {
+    const auto at = find_header(head, name);
+    if (at == std::string_view::npos) return false;
+    const auto line_end = head.find("\r\n", at);
+    const std::string_view line = head.substr(at, line_end - at);
+    return line.find(value) != std::string_view::npos;
+  }
+  static std::size_t find_header(std::string_view head, std::string_view name) {
+    for (std::size_t line = head.find("\r\n"); line != std::string_view::npos; line = head.find("\r\n", line + 2)) {
+      const std::size_t at = line + 2;
+      if (head.size() - at < name.size()) return std::string_view::npos;
+      bool same = true;
+      for (std::size_t k = 0; k < name.size() && same; ++k) {
+        same = std::tolower(static_cast<unsigned char>(head[at + k])) == name[k];
+      }
+      if (same) return at;
+    }
+    return std::string_view::npos;
+  }
+
+  void answered(std::size_t s, int status, bool closing) {
+    Slot& slot = slots_[s];
+    latencies_->push_back(std::chrono::duration<double, std::milli>(Clock::now() - slot.started).count());
+    slot.active = false;
+    --busy_;
+    if (status >= 200 && status < 300) {
+      ++result_->accepted;
+      result_->acked.push_back(requests_[slot.request].key);
+      if (answered_2xx_ != nullptr) answered_2xx_->fetch_add(1);
+    } else if (status == 503) {
+      ++result_->refused;
+    } else {
+      ++result_->other;
+    }
+    if (closing) close_slot(slot);
+    start_next(s);
+  }
+
+  // The connection broke before its answer: a request counted as other, a new connection for the next.
+  void broken(std::size_t s) {
+    Slot& slot = slots_[s];
+    latencies_->push_back(std::chrono::duration<double, std::milli>(Clock::now() - slot.started).count());
+    slot.active = false;
+    --busy_;
+    ++result_->other;
+    close_slot(slot);
+    start_next(s);
+  }
+
+  unsigned short port_;
+  const std::vector<Request>& requests_;
+  std::vector<Slot> slots_;
+  int epoll_ = -1;
+  std::size_t next_ = 0;
+  std::size_t busy_ = 0;
+  Result* result_ = nullptr;
+  std::vector<double>* latencies_ = nullptr;
+  std::atomic<std::size_t>* answered_2xx_ = nullptr;
+  const std::atomic<bool>* abort_ = nullptr;
 };
 
 // Sends every request over `connections` connections; refused ones are not retried.
@@ -234,46 +470,12 @@ Result run_load(const std::string& name, unsigned short port, const std::vector<
   Result r;
   r.name = name;
   r.sent = requests.size();
-  std::mutex mutex;
   std::vector<double> latencies;
   latencies.reserve(requests.size());
-  std::atomic<std::size_t> next{0};
+  r.acked.reserve(requests.size());
+  LoadGenerator generator(port, requests, connections);
   const auto start = Clock::now();
-  std::vector<std::thread> threads;
-  for (std::size_t c = 0; c < connections; ++c) {
-    threads.emplace_back([&] {
-      auto conn = std::make_unique<Connection>(port);
-      std::vector<double> mine;
-      std::vector<std::string> acked;
-      std::size_t accepted = 0, refused = 0, other = 0;
-      for (;;) {
-        if (abort != nullptr && abort->load()) break;
-        const std::size_t i = next.fetch_add(1);
-        if (i >= requests.size()) break;
-        if (!conn->ok()) conn = std::make_unique<Connection>(port);
-        const auto t0 = Clock::now();
-        const int status = conn->ok() ? conn->post(requests[i].wire) : -1;
-        mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-        if (status >= 200 && status < 300) {
-          ++accepted;
-          acked.push_back(requests[i].key);
-          if (answered_2xx != nullptr) answered_2xx->fetch_add(1);
-        } else if (status == 503) {
-          ++refused;
-        } else {
-          ++other;
-          if (status < 0) conn = std::make_unique<Connection>(port);
-        }
-      }
-      std::lock_guard lock(mutex);
-      latencies.insert(latencies.end(), mine.begin(), mine.end());
-      r.acked.insert(r.acked.end(), acked.begin(), acked.end());
-      r.accepted += accepted;
-      r.refused += refused;
-      r.other += other;
-    });
-  }
-  for (auto& t : threads) t.join();
+  generator.run(r, latencies, abort, answered_2xx);
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::sort(latencies.begin(), latencies.end());
   if (!latencies.empty()) {
@@ -320,6 +522,18 @@ void print(const Result& r, std::ostream& out) {
       << std::setw(6) << r.other << std::setw(8) << std::setprecision(2) << r.seconds << " s" << std::setw(8)
       << std::setprecision(0) << r.rss_mib << " MiB  " << r.landed << "/" << r.acked.size()
       << (r.all_landed ? " landed" : " MISSING") << "\n";
+  if (r.accepted > 0 && r.seconds > 0 && r.cpu.receiver > 0) {
+    const double n = static_cast<double>(r.accepted);
+    const auto share = [&](double cpu) {
+      std::ostringstream t;
+      t << std::fixed << std::setprecision(2) << cpu / r.seconds << " cores, " << std::setprecision(0)
+        << cpu / n * 1e6 << " us/webhook";
+      return t.str();
+    };
+    out << "          cpu: load generator " << share(r.cpu.load_generator) << "; receiver " << share(r.cpu.receiver)
+        << "; postgres " << (r.cpu.postgres_known ? share(r.cpu.postgres) : std::string("n/a"))
+        << "; commits/webhook " << std::setprecision(3) << r.commits / n << "\n";
+  }
 }
 
 json to_json(const Result& r) {
@@ -335,7 +549,12 @@ json to_json(const Result& r) {
           {"refused_share", r.sent > 0 ? static_cast<double>(r.refused) / static_cast<double>(r.sent) : 0},
           {"peak_rss_mib", r.rss_mib},
           {"acked", r.acked.size()},
-          {"landed", r.landed}};
+          {"landed", r.landed},
+          {"commits", r.commits},
+          {"cpu_seconds",
+           {{"load_generator", r.cpu.load_generator},
+            {"receiver", r.cpu.receiver},
+            {"postgres", r.cpu.postgres_known ? json(r.cpu.postgres) : json(nullptr)}}}};
 }
 
 }  // namespace
@@ -357,6 +576,13 @@ int main(int argc, char** argv) {
   app.add_option("--events", events, "webhooks per steady case");
   app.add_option("--burst", burst, "webhooks of the burst");
   app.add_flag("--smoke", smoke, "small and quick");
+  std::vector<std::string> cases{"baseline", "sync", "inbox", "burst", "crash"};
+  app.add_option("--cases", cases, "which cases to run (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"baseline", "sync", "inbox", "burst", "crash"}));
+  std::vector<std::string> extra;
+  app.add_option("--receiver-arg", extra, "an extra receiver argument for the batched cases (repeatable)")
+      ->allow_extra_args(false);
   CLI11_PARSE(app, argc, argv);
   if (database_url.empty()) {
     if (const char* url = std::getenv("WEBHOOKDB_TEST_DATABASE_URL")) database_url = url;
@@ -380,37 +606,70 @@ int main(int argc, char** argv) {
     webhookdb::pg::Config config;
     config.url = database_url;
     webhookdb::pg::ConnectionPool pool(config);
+    find_postmaster(pool);
     std::vector<Result> results;
     bool ok = true;
     auto steady = [&](const std::string& name, std::vector<std::string> flags, std::size_t n, std::size_t conns) {
       reset_tables(pool);
       flags.insert(flags.begin(), {"--port", "0", "--secret", kSecret, "--database-url", database_url});
+      const double commits0 = commits(pool);
       Receiver receiver = start_receiver(receiver_exe, flags);
       const auto requests = make_requests(name, n);
+      const double gen0 = self_cpu();
+      const double recv0 = receiver_cpu(receiver.pid);
+      const auto pg0 = server_cpu();
       Result r = run_load(name, receiver.port, requests, conns);
+      const auto pg1 = server_cpu();
+      r.cpu.load_generator = self_cpu() - gen0;
+      r.cpu.receiver = receiver_cpu(receiver.pid) - recv0;
+      r.cpu.postgres_known = pg0 && pg1;
+      if (r.cpu.postgres_known) r.cpu.postgres = *pg1 - *pg0;
       r.rss_mib = peak_rss_mib(receiver.pid);
       stop_receiver(receiver);
+      // A backend's counts reach pg_stat_database when it ends: give the receiver's a moment.
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      r.commits = commits(pool) - commits0;
       check_landed(r, pool);
       ok = ok && r.all_landed && r.other == 0;
       results.push_back(std::move(r));
     };
+    const auto wanted = [&](const std::string& name) {
+      return std::find(cases.begin(), cases.end(), name) != cases.end();
+    };
+    const auto batched = [&](std::vector<std::string> flags) {
+      flags.insert(flags.end(), extra.begin(), extra.end());
+      return flags;
+    };
     std::cout << "case      webhooks/s      p50     p99     refused other    time      RSS   2xx landed\n";
+    std::optional<double> base, sync;
+    const auto rate = [](const Result& r) { return static_cast<double>(r.accepted) / std::max(r.seconds, 1e-9); };
     // One transaction per webhook, 8 at a time (the receiver's 8 handler threads before micro-batches).
-    steady("baseline", {"--sync", "--max-batch", "1", "--batch-window-us", "0", "--batch-writers", "8"}, events,
-           connections);
-    print(results.back(), std::cout);
-    steady("sync", {"--sync"}, events, connections);
-    print(results.back(), std::cout);
-    steady("inbox", {"--inbox"}, events, connections);
-    print(results.back(), std::cout);
-    steady("burst", {"--sync"}, burst, burst_connections);
-    print(results.back(), std::cout);
+    if (wanted("baseline")) {
+      steady("baseline", {"--sync", "--max-batch", "1", "--batch-window-us", "0", "--batch-writers", "8"}, events,
+             connections);
+      print(results.back(), std::cout);
+      base = rate(results.back());
+    }
+    if (wanted("sync")) {
+      steady("sync", batched({"--sync"}), events, connections);
+      print(results.back(), std::cout);
+      sync = rate(results.back());
+    }
+    if (wanted("inbox")) {
+      steady("inbox", batched({"--inbox"}), events, connections);
+      print(results.back(), std::cout);
+    }
+    if (wanted("burst")) {
+      steady("burst", batched({"--sync"}), burst, burst_connections);
+      print(results.back(), std::cout);
+    }
 
     // kill -9 mid-burst: every 2xx must be in the table or the inbox.
-    {
+    if (wanted("crash")) {
       reset_tables(pool);
       Receiver receiver = start_receiver(
-          receiver_exe, {"--port", "0", "--secret", kSecret, "--database-url", database_url, "--inbox"});
+          receiver_exe,
+          batched({"--port", "0", "--secret", kSecret, "--database-url", database_url, "--inbox"}));
       const auto requests = make_requests("crash", burst);
       std::atomic<bool> abort{false};
       std::atomic<std::size_t> answered{0};
@@ -432,9 +691,9 @@ int main(int argc, char** argv) {
       results.push_back(std::move(r));
       print(results.back(), std::cout);
     }
-    const double base = static_cast<double>(results[0].accepted) / std::max(results[0].seconds, 1e-9);
-    const double sync = static_cast<double>(results[1].accepted) / std::max(results[1].seconds, 1e-9);
-    std::cout << "sync / baseline: " << std::setprecision(2) << (base > 0 ? sync / base : 0) << "x\n";
+    if (base && sync) {
+      std::cout << "sync / baseline: " << std::setprecision(2) << (*base > 0 ? *sync / *base : 0) << "x\n";
+    }
     if (!json_path.empty()) {
       json out = json::array();
       for (const auto& r : results) out.push_back(to_json(r));
