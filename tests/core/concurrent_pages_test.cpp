@@ -315,7 +315,9 @@ TEST_F(ConcurrentPages, ACursorWalkStartsOneFetchingThread) {
   // Nothing is known ahead, so one thread fetches: the other seven are not
   // started (a tiny job pays no thread starts for them). Thread count seen
   // in the fetches, against the count before the run: the fetcher, and at
-  // most the write-behind's two writes (a batch and a checkpoint save).
+  // most the write-behind's two writes (a batch and a checkpoint save), and
+  // room for a sanitizer's own threads (clang's TSan counted 5); with every
+  // fetcher started it is 9.
   h.fake->backfill_options.concurrent_pages = 8;
   source.cursor = true;
   source.pages = 6;
@@ -326,7 +328,7 @@ TEST_F(ConcurrentPages, ACursorWalkStartsOneFetchingThread) {
   r->backfill(job);
   EXPECT_THAT(table_keys(), ElementsAreArray(keys(1, 6)));
   EXPECT_EQ(source.max_in_flight, 1);
-  EXPECT_LE(source.max_threads, before + 3) << "threads before the run: " << before;
+  EXPECT_LE(source.max_threads, before + 5) << "threads before the run: " << before;
 }
 
 TEST_F(ConcurrentPages, FetchingThreadsAreAddedOnceAPageBringsAKnownRange) {
