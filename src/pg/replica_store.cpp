@@ -689,6 +689,8 @@ class BatchWriter {
   void save_checkpoint(CheckpointWrite checkpoint) { checkpoint_ = std::move(checkpoint); }
   // UpsertOptions::durable_later: commits as a checkpointed batch does.
   void durable_later() { durable_later_ = true; }
+  // Small chunks go through the prepared unnest statement (see unnest_chunk).
+  void prepare_small_chunks() { prepare_small_ = true; }
   // SeenMarks::every_row: the rows the update rule leaves alone are marked seen too.
   void mark_every_row_seen() { touch_all_ = t_.deletes; }
 
@@ -796,7 +798,7 @@ class BatchWriter {
     std::string statement;
     for (std::size_t start = 0; start < size(); start += per_statement) {
       const std::size_t end = std::min(size(), start + per_statement);
-      if (end - start < per_statement && unnestable()) {
+      if (end - start < per_statement && prepare_small_ && unnestable()) {
         for (const auto& row : unnest_chunk(tx, start, end)) out.push_back(start + row[0].as<std::size_t>());
         continue;
       }
@@ -1016,6 +1018,7 @@ class BatchWriter {
   bool direct_new_rows_ = false;
   bool async_commit_ = false;
   bool durable_later_ = false;
+  bool prepare_small_ = false;
   bool touch_all_ = false;
   std::string batch_keys_;  // the keys as an array literal, for the deletes' statements
 };
@@ -1037,6 +1040,22 @@ struct PgReplicaStore::State {
     auto it = guesses.find(table);
     return it == guesses.end() ? Guess::ask : it->second;
   }
+  // True when the table's previous batch was written less than a second ago
+  // (webhook micro-batches): its small chunks are then worth a prepared
+  // statement. A table written once in a while (a tiny job's page) is not:
+  // preparing cost such a job's first write about 0.5 ms more server CPU,
+  // and each backend would keep one statement per table for good.
+  bool written_recently(const std::string& table) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(guess_mutex);
+    if (last_written.size() >= 4096) last_written.clear();  // bounded; forgetting only costs a plan
+    auto [it, inserted] = last_written.try_emplace(table, now);
+    const bool recent = !inserted && now - it->second < std::chrono::seconds(1);
+    it->second = now;
+    return recent;
+  }
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_written;
+
   void set_guess(const std::string& table, Guess guess) {
     std::lock_guard lock(guess_mutex);
     if (guess == Guess::ask) {
@@ -1295,6 +1314,7 @@ UpsertResult PgReplicaStore::upsert(const TableSpec& spec, std::span<const Row> 
         {state_->checkpoint_upsert(), cp.job_id, std::move(key), std::move(token), cp.finished});
   }
   const CopyGuess guess = writer.size() > 0 ? state_->guess(t.qualified) : CopyGuess::ask;
+  if (writer.size() > 0 && state_->written_recently(t.qualified)) writer.prepare_small_chunks();
   writer.choose(options.method, guess, state_->pool->config());
   // Taken before a connection, so a batch waiting for its turn holds none.
   const State::Turn turn = writer.copies() ? state_->take_turn(t.qualified) : State::Turn();

@@ -297,6 +297,54 @@ TEST_P(PgUpsertMethodTest, CopyPathRoundTripsAwkwardText) {
   EXPECT_EQ(scalar("SELECT count(*) FROM " + q("items") + " WHERE name IS NULL"), "0");
 }
 
+// A table written moments ago (webhook micro-batches) takes its small
+// chunks through one prepared INSERT ... SELECT FROM unnest(arrays): every
+// cell then travels inside an array literal, where quotes, backslashes,
+// braces and the text NULL must survive.
+TEST_F(PgReplicaTest, SmallBatchesIntoATableWrittenMomentsAgoRoundTripAwkwardText) {
+  TableSpec spec;
+  spec.table = "hot";
+  spec.opaque_id = "svi_hot";
+  spec.remote_key = Column("id", ColumnType::text);
+  spec.columns = {Column("at", ColumnType::timestamptz), Column("name", ColumnType::text),
+                  Column("meta", ColumnType::jsonb), Column("price", ColumnType::numeric),
+                  Column("flag", ColumnType::boolean)};
+  spec.enrichment = true;
+  spec.update_rule = UpdateRule::when_newer("at");
+  store->create_table(spec);
+  const auto row_of = [](const std::string& id, const std::string& at, const json& name) {
+    Row r;
+    r.key = id;
+    r.values = {at, name, {{"k", name}}, 12.5, nullptr};
+    r.enrichment = json::array({name});
+    r.data = {{"id", id}, {"at", at}, {"name", name}};
+    return r;
+  };
+  // The first batch marks the table as written; the next ones are small chunks of a recent table.
+  ASSERT_EQ(store->upsert(spec, std::vector<Row>{row_of("warm", "2024-01-01T00:00:00Z", "w")},
+                          with_method(WriteMethod::multi_row))
+                .changed_count(),
+            1U);
+  const std::vector<std::string> texts = {"quote\"double", "back\\slash", "{brace},comma", "NULL", "",
+                                          "   ", "\\N", "tab\there", "emoji \xF0\x9F\x98\x80", "trailing\\"};
+  std::vector<Row> rows;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    rows.push_back(row_of("key " + texts[i] + " #" + std::to_string(i), "2024-01-02T00:00:00Z", texts[i]));
+  }
+  rows.push_back(row_of("null name", "2024-01-02T00:00:00Z", nullptr));
+  EXPECT_EQ(store->upsert(spec, rows, with_method(WriteMethod::multi_row)).changed_count(), rows.size());
+  for (const auto& r : rows) EXPECT_EQ(store->find(spec, r.key), r) << r.key.dump();
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("hot") + " WHERE name = 'NULL'"), "1");
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + q("hot") + " WHERE name IS NULL"), "1");
+  // The update rule and the changed flags through the same path: older is left, newer written.
+  std::vector<Row> older{row_of(rows[0].key.get<std::string>(), "2023-01-01T00:00:00Z", "older"),
+                         row_of(rows[1].key.get<std::string>(), "2025-01-01T00:00:00Z", "newer")};
+  const auto res = store->upsert(spec, older, with_method(WriteMethod::multi_row));
+  EXPECT_EQ(res.changed, (std::vector<bool>{false, true}));
+  EXPECT_EQ(store->find(spec, rows[0].key), rows[0]);
+  EXPECT_EQ(store->find(spec, older[1].key), older[1]);
+}
+
 TEST_P(PgUpsertMethodTest, NulCharactersAreRemovedEscapedOnesKept) {
   const TableSpec spec = full_spec();
   store->create_table(spec);
