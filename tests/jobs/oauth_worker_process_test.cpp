@@ -480,12 +480,20 @@ void OAuthWorkerProcessTest::kill_mid_refresh(KillAt when) {
     victim = e->lease_owner;
   } else {
     ASSERT_TRUE(gate_->wait_held(20s)) << "no refresh reached the token endpoint";
-    ASSERT_TRUE(wait_until([&] { return !refreshing_worker().empty(); }, 5s))
-        << "nobody holds the grant's row lock";
-    victim = refreshing_worker();
-    const auto e = entry(job);
-    ASSERT_TRUE(e);
-    EXPECT_EQ(e->lease_owner, victim) << "the row lock is held by the job's worker";
+    // Read in one go: the bystander's own refresh takes the table's lock for
+    // a moment too, and two holders read as none (a CI run lost the race
+    // between a check and a second read).
+    std::string owner;
+    const bool held = wait_until(
+        [&] {
+          victim = refreshing_worker();
+          const auto e = entry(job);
+          owner = e ? e->lease_owner : std::string();
+          return !victim.empty() && victim == owner;
+        },
+        5s);
+    ASSERT_TRUE(held) << "the grant's row lock is held by '" << victim << "', the job's lease by '" << owner
+                      << "': the row lock should be the job's worker's";
   }
   ASSERT_EQ(workers_.count(victim), 1U) << "unknown worker '" << victim << "'";
   // Another process that needs the same grant meanwhile (as a host's webhook
