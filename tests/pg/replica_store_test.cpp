@@ -1031,17 +1031,31 @@ TEST_F(PgReplicaTest, AGuessThatEveryRowIsNewNeverChangesWhatIsWritten) {
 TEST_F(PgReplicaTest, StagingTableIsReusedEmptyAndFollowsTheColumns) {
   PgReplicaStore one(config(1));  // one session, so every batch meets the same staging table
   TableSpec spec = small_spec();
+  // Columns no other test's table has in this order: tests running at the
+  // same time stage tables of their own (staging tables are named by their
+  // column types), and the catalog query below must not count them.
+  spec.columns.push_back(Column("d", ColumnType::date));
+  spec.columns.push_back(Column("r", ColumnType::double_precision));
+  spec.columns.push_back(Column("u", ColumnType::uuid));
+  spec.columns.push_back(Column("f", ColumnType::boolean));
   one.create_table(spec);
   const auto rows = [](int first, int n, const std::string& at, const std::string& name) {
     std::vector<Row> out;
-    for (int i = first; i < first + n; ++i) out.push_back(small_row("s" + std::to_string(i), at, name));
+    for (int i = first; i < first + n; ++i) {
+      out.push_back(small_row("s" + std::to_string(i), at, name));
+      out.back().values.resize(6, nullptr);
+    }
     return out;
   };
   const auto stages = [&] {
     std::vector<std::string> out;
     for (const auto& r : admin_exec("SELECT c.oid::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
                                     "c.relnamespace WHERE n.nspname LIKE 'pg_temp%' AND c.relname LIKE "
-                                    "'webhookdb_stage%' ORDER BY c.oid")
+                                    "'webhookdb_stage%' AND (SELECT string_agg(format_type(a.atttypid, "
+                                    "a.atttypmod), ',' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = "
+                                    "c.oid AND a.attnum > 0 AND NOT a.attisdropped) LIKE $1 ORDER BY c.oid",
+                                    {std::string("integer,text,timestamp with time zone,text,date,double "
+                                                 "precision,uuid,boolean,%")})
                              .rows) {
       out.push_back(r[0].value_or(""));
     }
