@@ -142,9 +142,11 @@ struct WebhookHandler::Impl {
   struct KnownIntegration {
     ServiceIntegration integration;
     std::chrono::steady_clock::time_point until;
-    // A request of it went to an enriched replicator or was dispatched to
-    // another: handling it may wait (handles_without_waiting).
-    bool may_wait = false;
+    // Whether handling its requests may wait (an enriched replicator, or a
+    // dispatch to another): unknown until resolve() has made its replicator,
+    // and sticky once a request needed it. Only `no` lets a request be
+    // handled on an I/O thread (handles_without_waiting).
+    enum class Wait { unknown, no, may } wait = Wait::unknown;
   };
   std::mutex known_mutex;
   std::unordered_map<std::string, KnownIntegration> known;
@@ -430,7 +432,11 @@ std::optional<ServiceIntegration> WebhookHandler::Impl::find_integration(const s
   constexpr std::size_t kMaxKnown = 4096;
   if (known.size() >= kMaxKnown) std::erase_if(known, [&](const auto& entry) { return entry.second.until <= now; });
   if (known.size() >= kMaxKnown) known.clear();
-  known.insert_or_assign(opaque_id, KnownIntegration{*integration, now + ttl});
+  // A refresh keeps what resolve() learnt: resetting it would let a request
+  // of an enriched integration onto an I/O thread until resolve() ran again.
+  auto& entry = known[opaque_id];
+  entry.integration = *integration;
+  entry.until = now + ttl;
   return integration;
 }
 
@@ -459,9 +465,13 @@ std::variant<WebhookHandler::Impl::Resolved, WebhookResponse> WebhookHandler::Im
       dispatched = true;
     }
   }
-  if (dispatched || replicator->table_spec().enrichment) {
+  {
+    using Wait = KnownIntegration::Wait;
+    const bool may_wait = dispatched || replicator->table_spec().enrichment;
     std::lock_guard lock(known_mutex);
-    if (auto found = known.find(opaque_id); found != known.end()) found->second.may_wait = true;
+    if (auto found = known.find(opaque_id); found != known.end() && found->second.wait != Wait::may) {
+      found->second.wait = may_wait ? Wait::may : Wait::no;
+    }
   }
   WebhookPolicy* policy = webhook_policy_of(*replicator);
   return Resolved{std::move(replicator), policy};
@@ -643,7 +653,7 @@ bool WebhookHandler::handles_without_waiting(const std::string& opaque_id) const
   {
     std::lock_guard lock(impl.known_mutex);
     const auto found = impl.known.find(opaque_id);
-    if (found == impl.known.end() || found->second.may_wait ||
+    if (found == impl.known.end() || found->second.wait != Impl::KnownIntegration::Wait::no ||
         found->second.until <= std::chrono::steady_clock::now()) {
       return false;
     }
